@@ -1,0 +1,29 @@
+# Everything cnnhw needs installs into .venv from this project's own files.
+#   make example   install cnnhw, then run the main job on the example LeNet
+#   make test      install cnnhw[test], then run the whole test suite
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: example test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+example: install
+	$(BIN)/cnnhw inspect --model examples/lenet.onnx
+	$(BIN)/cnnhw predict --model examples/lenet.onnx --inputs examples/lenet.test.npz
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,25 @@
+"""One exception family for everything a user can get wrong.
+
+The CLI catches :class:`CnnhwError` and prints ``str(error)`` as one line, then exits
+non-zero. Messages follow one pattern: *what* is wrong, *where* (file, node, layer), and
+*what to do*. Anything that is not a ``CnnhwError`` is a bug in cnnhw and keeps its
+traceback.
+"""
+
+
+class CnnhwError(Exception):
+    """Base of every user-facing error; ``str()`` is the single line the CLI shows."""
+
+    exit_code = 2
+
+
+class ModelError(CnnhwError):
+    """The model file is missing, empty, corrupt, or inconsistent."""
+
+
+class UnsupportedModelError(ModelError):
+    """The model is valid, but uses an op or feature that cnnhw does not implement."""
+
+
+class DataError(CnnhwError):
+    """An input/calibration DATA file is missing, corrupt, or does not fit the model."""

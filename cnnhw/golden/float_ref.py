@@ -1,0 +1,133 @@
+"""The float reference: what the network computes, in NumPy float64.
+
+This is the meaning of a :class:`~cnnhw.ir.Graph`. It is checked against ONNX's own
+reference evaluator on the ONNX conformance cases; quantization is measured against it.
+Inputs are batches in the canonical layout ``(N, *graph.input_shape)``.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+import numpy as np
+
+from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
+from ..ir.ops import Op
+
+
+def run_float(graph: Graph, x: np.ndarray, *, every_layer: bool = False):
+    """Run ``graph`` on the batch ``x``.
+
+    Returns the output batch (float64), or with ``every_layer`` a list holding the output
+    of every layer in order (the last entry is the network output).
+    """
+    value = np.asarray(x, dtype=np.float64)
+    outputs = []
+    for layer in graph.layers:
+        value = apply(layer.op, value)
+        if every_layer:
+            outputs.append(value)
+    return outputs if every_layer else value
+
+
+def window_stack(x: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
+    """All windows of an already padded ``(N, C, H, W)`` batch: ``(N, C, kh*kw, out_h, out_w)``.
+
+    Entry ``[n, c, i*kw + j, r, s]`` is ``x[n, c, r*stride_h + i*dilation_h, s*stride_w + j*dilation_w]``.
+    """
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    views = [
+        x[:, :, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
+        for i in range(kh) for j in range(kw)
+    ]
+    return np.stack(views, axis=2)
+
+
+def _pad(x: np.ndarray, pads, value: float, extra=(0, 0)) -> np.ndarray:
+    top, left, bottom, right = pads
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom + extra[0]), (left, right + extra[1])),
+                  constant_values=value)
+
+
+@singledispatch
+def apply(op: Op, x: np.ndarray) -> np.ndarray:
+    """Apply one op to a batch."""
+    raise TypeError(f"no float reference for {type(op).__name__}")
+
+
+@apply.register
+def _(op: Conv2d, x):
+    _, out_h, out_w = op.output_shape(x.shape[1:])
+    windows = window_stack(_pad(x, op.pads, 0.0), op.kernel, op.stride, op.dilation, (out_h, out_w))
+    weight = op.weight.astype(np.float64)
+    per_group_in = weight.shape[1]
+    per_group_out = op.out_channels // op.groups
+    parts = []
+    for g in range(op.groups):
+        w = weight[g * per_group_out:(g + 1) * per_group_out].reshape(per_group_out, per_group_in, -1)
+        win = windows[:, g * per_group_in:(g + 1) * per_group_in]
+        parts.append(np.einsum("nckhw,ock->nohw", win, w, optimize=True))
+    return np.concatenate(parts, axis=1) + op.bias.astype(np.float64)[None, :, None, None]
+
+
+@apply.register
+def _(op: Pool2d, x):
+    _, out_h, out_w = op.output_shape(x.shape[1:])
+    # ceil_mode can make the last window reach past the padded input; those positions never count.
+    spans = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip((out_h, out_w), op.stride, op.kernel, op.dilation)]
+    padded_size = [size + op.pads[a] + op.pads[a + 2] for a, size in enumerate(x.shape[2:])]
+    extra = tuple(max(0, span - size) for span, size in zip(spans, padded_size))
+    geometry = (op.kernel, op.stride, op.dilation, (out_h, out_w))
+    if op.kind == "max":
+        windows = window_stack(_pad(x, op.pads, -np.inf, extra), *geometry)
+        return windows.max(axis=2)
+    inside = np.ones((1, 1) + x.shape[2:])
+    counted = _pad(inside, op.pads, 1.0 if op.count_include_pad else 0.0, extra)
+    counts = window_stack(counted, *geometry).sum(axis=2)
+    sums = window_stack(_pad(x, op.pads, 0.0, extra), *geometry).sum(axis=2)
+    return sums / counts
+
+
+@apply.register
+def _(op: GlobalPool, x):
+    reduce = np.max if op.kind == "max" else np.mean
+    return reduce(x, axis=(2, 3), keepdims=True)
+
+
+@apply.register
+def _(op: Dense, x):
+    return x @ op.weight.astype(np.float64).T + op.bias.astype(np.float64)
+
+
+@apply.register
+def _(op: Affine, x):
+    return x * op.scale.astype(np.float64) + op.shift.astype(np.float64)
+
+
+@apply.register
+def _(op: Relu, x):
+    return np.maximum(x, 0.0)
+
+
+@apply.register
+def _(op: Clip, x):
+    low = -np.inf if op.low is None else op.low
+    high = np.inf if op.high is None else op.high
+    return np.minimum(np.maximum(x, low), high)
+
+
+@apply.register
+def _(op: LeakyRelu, x):
+    return np.where(x >= 0, x, op.alpha * x)
+
+
+@apply.register
+def _(op: Reshape, x):
+    return x.reshape((x.shape[0],) + op.shape)
+
+
+@apply.register
+def _(op: Softmax, x):
+    axes = tuple(a + 1 for a in op.axes)
+    shifted = np.exp(x - x.max(axis=axes, keepdims=True))
+    return shifted / shifted.sum(axis=axes, keepdims=True)

@@ -1,0 +1,119 @@
+"""The graph: a chain of ops from one image input to one output.
+
+cnnhw builds streaming pipelines, one stage per layer, so the IR is a chain: each op
+takes the previous op's output. Constructing a :class:`Graph` infers and checks every
+shape, so a ``Graph`` that exists is consistent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import DataError, ModelError, UnsupportedModelError
+from .ops import Op, Shape, Softmax
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One op with the shapes it sees, as reports and later stages want it."""
+
+    op: Op
+    in_shape: Shape
+    out_shape: Shape
+
+    @property
+    def macs(self) -> int:
+        return self.op.macs(self.in_shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """A chain of ops applied to one image of ``input_shape``.
+
+    ``input_perm`` records a transpose the *model file* applies to its input before the
+    chain (an NHWC export's leading Transpose, or Gemm's ``transA`` on the input). It
+    permutes the whole file-layout tensor, batch axis included, into ``(N, *input_shape)``.
+    DATA files given to cnnhw are always in that canonical layout; :meth:`from_file_layout`
+    converts a tensor laid out as the model file expects.
+    """
+
+    name: str
+    input_shape: Shape
+    ops: tuple[Op, ...]
+    input_name: str = "input"
+    output_name: str = "output"
+    input_perm: tuple[int, ...] | None = None
+    source: str = ""
+    layers: tuple[Layer, ...] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "ops", tuple(self.ops))
+        shape = tuple(int(d) for d in self.input_shape)
+        if not shape or any(d < 1 for d in shape):
+            raise ModelError(f"model '{self.name}': input shape {shape} must have positive sizes")
+        object.__setattr__(self, "input_shape", shape)
+        names = [op.name for op in self.ops]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            raise ModelError(f"model '{self.name}': two layers are named '{duplicate}'; layer names must be unique")
+        for op in self.ops[:-1]:
+            if isinstance(op, Softmax):
+                raise UnsupportedModelError(
+                    f"Softmax '{op.name}' is not the last op; cnnhw supports Softmax only at the output"
+                )
+        layers = []
+        for op in self.ops:
+            out_shape = op.output_shape(shape)
+            layers.append(Layer(op, shape, out_shape))
+            shape = out_shape
+        object.__setattr__(self, "layers", tuple(layers))
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].out_shape if self.layers else self.input_shape
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of all conv and dense layers for one image."""
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def params(self) -> int:
+        return sum(op.params for op in self.ops)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def replace_ops(self, ops) -> "Graph":
+        """The same graph with another op chain (passes use this; shapes are re-checked)."""
+        return Graph(self.name, self.input_shape, tuple(ops), self.input_name, self.output_name,
+                     self.input_perm, self.source)
+
+    def check_batch(self, x: np.ndarray, what: str = "inputs") -> np.ndarray:
+        """Return ``x`` as a float batch ``(N, *input_shape)``, or raise DataError.
+
+        Accepts exactly ``(N, *input_shape)``, or ``(N, H, W)`` for a one-channel image
+        input. Nothing else is reshaped: a mismatch is an error, not a guess.
+        """
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu":
+            raise DataError(f"{what}: x has dtype {x.dtype}; expected numbers")
+        if x.ndim == len(self.input_shape) and len(self.input_shape) == 3 and self.input_shape[0] == 1:
+            x = x[:, None]
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            expected = f"(N, {', '.join(map(str, self.input_shape))})"
+            if len(self.input_shape) == 3 and self.input_shape[0] == 1:
+                expected += f" or (N, {self.input_shape[1]}, {self.input_shape[2]})"
+            raise DataError(f"{what}: x has shape {tuple(x.shape)}, but model '{self.name}' takes {expected}")
+        if x.shape[0] == 0:
+            raise DataError(f"{what}: x holds no images")
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            raise DataError(f"{what}: x contains NaN or Inf")
+        return x
+
+    def from_file_layout(self, x: np.ndarray) -> np.ndarray:
+        """Convert a batch laid out as the model file's input into the canonical layout."""
+        return np.transpose(x, self.input_perm) if self.input_perm is not None else x

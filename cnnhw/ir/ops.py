@@ -1,0 +1,389 @@
+"""The ops of cnnhw's graph IR.
+
+Every op works on ONE image: shapes here never include the batch dimension. A feature
+map is ``(C, H, W)``, a feature vector is ``(K,)``; element-wise ops accept any shape.
+Parameters are float32 NumPy arrays (read-only); ops are immutable values.
+
+Each op knows its own arithmetic cost (``macs``) and size (``params``) so that reports
+and, later, the planner only add up (DESIGN.md principle 5).
+
+Spatial conventions (the ONNX ones): ``pads`` are ``(top, left, bottom, right)``;
+``stride`` and ``dilation`` are ``(rows, cols)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ModelError, UnsupportedModelError
+
+Shape = tuple[int, ...]
+
+
+def _frozen(array, name: str) -> np.ndarray:
+    a = np.array(array, dtype=np.float32)  # always a private copy
+    if not np.all(np.isfinite(a)):
+        raise ModelError(f"{name} contains NaN or Inf values; export the model again from a trained checkpoint")
+    a.setflags(write=False)
+    return a
+
+
+def _pair(value, what: str) -> tuple[int, int]:
+    pair = tuple(int(v) for v in value)
+    if len(pair) != 2 or any(v < 1 for v in pair):
+        raise ModelError(f"{what} must be two positive ints, not {tuple(value)}")
+    return pair
+
+
+def _pads(value, what: str) -> tuple[int, int, int, int]:
+    pads = tuple(int(v) for v in value)
+    if len(pads) != 4 or any(v < 0 for v in pads):
+        raise ModelError(f"{what} must be four non-negative ints (top, left, bottom, right), not {tuple(value)}")
+    return pads
+
+
+def window_span(kernel: int, dilation: int) -> int:
+    """Rows (or columns) of input one dilated kernel covers."""
+    return (kernel - 1) * dilation + 1
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """Base class: a named step that maps one per-image tensor to another."""
+
+    name: str
+
+    #: Short label shown in reports (``Conv``, ``MaxPool``...).
+    label = "Op"
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        """The output shape for ``in_shape``; raises ModelError if the op cannot take it."""
+        raise NotImplementedError  # every concrete op overrides this
+
+    def macs(self, in_shape: Shape) -> int:
+        """Multiply-accumulates for one image (only conv and dense layers count)."""
+        return 0
+
+    @property
+    def params(self) -> int:
+        """Number of stored parameters (weights and biases)."""
+        return 0
+
+    def describe(self) -> str:
+        """Attributes worth showing in a one-line report."""
+        return ""
+
+    def _need_rank(self, in_shape: Shape, rank: int, what: str) -> None:
+        if len(in_shape) != rank:
+            raise UnsupportedModelError(
+                f"{self.label} '{self.name}' needs a {what} input, got shape {in_shape}"
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(Op):
+    """2-D convolution (cross-correlation, as in ONNX and PyTorch), with groups.
+
+    ``weight`` is ``(out_channels, in_channels // groups, kh, kw)``; ``bias`` is
+    ``(out_channels,)``. Depthwise convolution is ``groups == in_channels``.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    label = "Conv"
+
+    def __post_init__(self):
+        weight = _frozen(self.weight, f"weights of Conv '{self.name}'")
+        if weight.ndim != 4:
+            raise UnsupportedModelError(
+                f"Conv '{self.name}' has a {weight.ndim - 2}-D kernel; cnnhw supports 2-D convolution only"
+            )
+        bias = _frozen(self.bias, f"bias of Conv '{self.name}'")
+        if bias.shape != (weight.shape[0],):
+            raise ModelError(f"bias of Conv '{self.name}' has shape {bias.shape}, expected ({weight.shape[0]},)")
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "bias", bias)
+        object.__setattr__(self, "stride", _pair(self.stride, f"stride of Conv '{self.name}'"))
+        object.__setattr__(self, "dilation", _pair(self.dilation, f"dilation of Conv '{self.name}'"))
+        object.__setattr__(self, "pads", _pads(self.pads, f"pads of Conv '{self.name}'"))
+        if not isinstance(self.groups, int) or self.groups < 1:
+            raise ModelError(f"groups of Conv '{self.name}' must be a positive int, not {self.groups!r}")
+        if weight.shape[0] % self.groups:
+            raise ModelError(
+                f"Conv '{self.name}': {weight.shape[0]} output channels do not split into {self.groups} groups"
+            )
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.weight.shape[2], self.weight.shape[3]
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        self._need_rank(in_shape, 3, "(C, H, W)")
+        channels, height, width = in_shape
+        if channels != self.weight.shape[1] * self.groups:
+            raise ModelError(
+                f"Conv '{self.name}' expects {self.weight.shape[1] * self.groups} input channels "
+                f"({self.groups} groups of {self.weight.shape[1]}), got {channels}"
+            )
+        top, left, bottom, right = self.pads
+        out_h = (height + top + bottom - window_span(self.kernel[0], self.dilation[0])) // self.stride[0] + 1
+        out_w = (width + left + right - window_span(self.kernel[1], self.dilation[1])) // self.stride[1] + 1
+        if out_h < 1 or out_w < 1:
+            raise ModelError(f"Conv '{self.name}': kernel {self.kernel} does not fit input {in_shape} with pads {self.pads}")
+        return (self.out_channels, out_h, out_w)
+
+    def macs(self, in_shape: Shape) -> int:
+        _, out_h, out_w = self.output_shape(in_shape)
+        per_output = self.weight.shape[1] * self.kernel[0] * self.kernel[1]
+        return self.out_channels * out_h * out_w * per_output
+
+    @property
+    def params(self) -> int:
+        return self.weight.size + self.bias.size
+
+    def describe(self) -> str:
+        parts = [f"{self.kernel[0]}x{self.kernel[1]}"]
+        if self.stride != (1, 1):
+            parts.append(f"stride {self.stride[0]}x{self.stride[1]}")
+        if any(self.pads):
+            parts.append("pads " + ",".join(map(str, self.pads)))
+        if self.dilation != (1, 1):
+            parts.append(f"dilation {self.dilation[0]}x{self.dilation[1]}")
+        if self.groups != 1:
+            parts.append(f"groups {self.groups}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, eq=False)
+class Pool2d(Op):
+    """Max or average pooling over a 2-D window, with the ONNX semantics.
+
+    Windows start at ``output_index * stride - pad_begin``. Padding never wins a max.
+    For the average, padded positions count only with ``count_include_pad``; positions
+    beyond the padded input (possible with ``ceil_mode``) never count.
+    """
+
+    kind: str  # "max" or "avg"
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = False
+
+    def __post_init__(self):
+        if self.kind not in ("max", "avg"):
+            raise ValueError(f"Pool2d kind must be 'max' or 'avg', not {self.kind!r}")
+        what = f"{self.label} '{self.name}'"
+        object.__setattr__(self, "kernel", _pair(self.kernel, f"kernel of {what}"))
+        object.__setattr__(self, "stride", _pair(self.stride, f"stride of {what}"))
+        object.__setattr__(self, "dilation", _pair(self.dilation, f"dilation of {what}"))
+        object.__setattr__(self, "pads", _pads(self.pads, f"pads of {what}"))
+        object.__setattr__(self, "ceil_mode", bool(self.ceil_mode))
+        object.__setattr__(self, "count_include_pad", bool(self.count_include_pad))
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return "MaxPool" if self.kind == "max" else "AvgPool"
+
+    def _out_size(self, size: int, axis: int) -> int:
+        begin, end = self.pads[axis], self.pads[axis + 2]
+        span = window_span(self.kernel[axis], self.dilation[axis])
+        room = size + begin + end - span
+        if room < 0:
+            raise ModelError(f"{self.label} '{self.name}': window {self.kernel} does not fit input size {size}")
+        stride = self.stride[axis]
+        if not self.ceil_mode:
+            return room // stride + 1
+        out = -(-room // stride) + 1
+        # The last window must start inside the input or its begin padding (as PyTorch/ONNX).
+        if (out - 1) * stride >= size + begin:
+            out -= 1
+        return out
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        self._need_rank(in_shape, 3, "(C, H, W)")
+        return (in_shape[0], self._out_size(in_shape[1], 0), self._out_size(in_shape[2], 1))
+
+    def describe(self) -> str:
+        parts = [f"{self.kernel[0]}x{self.kernel[1]}"]
+        if self.stride != (1, 1):
+            parts.append(f"stride {self.stride[0]}x{self.stride[1]}")
+        if any(self.pads):
+            parts.append("pads " + ",".join(map(str, self.pads)))
+        if self.dilation != (1, 1):
+            parts.append(f"dilation {self.dilation[0]}x{self.dilation[1]}")
+        if self.ceil_mode:
+            parts.append("ceil")
+        if self.kind == "avg" and self.count_include_pad:
+            parts.append("count pads")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalPool(Op):
+    """Max or average over all H x W positions of each channel: ``(C, H, W) -> (C, 1, 1)``."""
+
+    kind: str  # "max" or "avg"
+
+    def __post_init__(self):
+        if self.kind not in ("max", "avg"):
+            raise ValueError(f"GlobalPool kind must be 'max' or 'avg', not {self.kind!r}")
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return "GlobalMaxPool" if self.kind == "max" else "GlobalAvgPool"
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        self._need_rank(in_shape, 3, "(C, H, W)")
+        return (in_shape[0], 1, 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Dense(Op):
+    """Fully connected layer ``y = weight @ x + bias``; ``weight`` is ``(out, in)``."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    label = "Dense"
+
+    def __post_init__(self):
+        weight = _frozen(self.weight, f"weights of Dense '{self.name}'")
+        if weight.ndim != 2:
+            raise ModelError(f"weights of Dense '{self.name}' must be 2-D (out, in), got shape {weight.shape}")
+        bias = _frozen(self.bias, f"bias of Dense '{self.name}'")
+        if bias.shape != (weight.shape[0],):
+            raise ModelError(f"bias of Dense '{self.name}' has shape {bias.shape}, expected ({weight.shape[0]},)")
+        object.__setattr__(self, "weight", weight)
+        object.__setattr__(self, "bias", bias)
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        if in_shape != (self.weight.shape[1],):
+            raise ModelError(
+                f"Dense '{self.name}' expects a vector of {self.weight.shape[1]} features, got shape {in_shape}"
+                + (" (add a Flatten before it)" if len(in_shape) > 1 else "")
+            )
+        return (self.weight.shape[0],)
+
+    def macs(self, in_shape: Shape) -> int:
+        return self.weight.size
+
+    @property
+    def params(self) -> int:
+        return self.weight.size + self.bias.size
+
+    def describe(self) -> str:
+        return f"{self.weight.shape[1]} -> {self.weight.shape[0]}"
+
+
+@dataclass(frozen=True, eq=False)
+class Affine(Op):
+    """Element-wise ``x * scale + shift`` with NumPy broadcasting against one image.
+
+    This is what a BatchNormalization or an Add/Mul of a constant becomes; the
+    ``fold_affine`` pass merges it into the conv or dense layer before it.
+    """
+
+    scale: np.ndarray
+    shift: np.ndarray
+    label = "Affine"
+
+    def __post_init__(self):
+        object.__setattr__(self, "scale", _frozen(self.scale, f"scale of '{self.name}'"))
+        object.__setattr__(self, "shift", _frozen(self.shift, f"shift of '{self.name}'"))
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        try:
+            out = np.broadcast_shapes(in_shape, self.scale.shape, self.shift.shape)
+        except ValueError:
+            out = None
+        if out != tuple(in_shape):
+            raise UnsupportedModelError(
+                f"'{self.name}': constants of shape {self.scale.shape}/{self.shift.shape} do not broadcast "
+                f"onto one image of shape {in_shape} (constants that vary over the batch are not supported)"
+            )
+        return tuple(in_shape)
+
+    @property
+    def params(self) -> int:
+        return self.scale.size + self.shift.size
+
+
+@dataclass(frozen=True, eq=False)
+class Relu(Op):
+    label = "Relu"
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Clip(Op):
+    """``min(max(x, low), high)``; ReLU6 is ``Clip(0, 6)``. ``None`` means unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    label = "Clip"
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def describe(self) -> str:
+        return f"[{self.low}, {self.high}]"
+
+
+@dataclass(frozen=True, eq=False)
+class LeakyRelu(Op):
+    alpha: float = 0.01
+    label = "LeakyRelu"
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def describe(self) -> str:
+        return f"alpha {self.alpha:g}"
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape(Op):
+    """Row-major (C order) reshape of one image; ``Flatten`` is ``Reshape(shape=(n,))``."""
+
+    shape: tuple[int, ...] = field(default=())
+    label = "Reshape"
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if not self.shape or any(d < 1 for d in self.shape):
+            raise ModelError(f"Reshape '{self.name}' needs a shape of positive sizes, not {self.shape}")
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        if math.prod(in_shape) != math.prod(self.shape):
+            raise ModelError(f"Reshape '{self.name}' cannot reshape {in_shape} into {self.shape}")
+        return self.shape
+
+    def describe(self) -> str:
+        return "flatten" if len(self.shape) == 1 else ""
+
+
+@dataclass(frozen=True, eq=False)
+class Softmax(Op):
+    """Softmax over ``axes`` of one image (the network's last op only)."""
+
+    axes: tuple[int, ...] = (0,)
+    label = "Softmax"
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        if any(not 0 <= a < len(in_shape) for a in self.axes):
+            raise ModelError(f"Softmax '{self.name}': axes {self.axes} out of range for shape {in_shape}")
+        return tuple(in_shape)

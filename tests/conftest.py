@@ -1,0 +1,37 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+EXAMPLES = ROOT / "examples"
+MNIST8 = DATA / "mnist8"
+
+
+class CliResult:
+    def __init__(self, completed: subprocess.CompletedProcess):
+        self.returncode = completed.returncode
+        self.stdout = completed.stdout
+        self.stderr = completed.stderr
+
+    @property
+    def error_line(self) -> str:
+        """The single error line; fails the test if stderr holds anything else (e.g. a traceback)."""
+        lines = [line for line in self.stderr.splitlines() if line.startswith("cnnhw: error:")]
+        assert len(lines) == 1, f"expected one error line, stderr was:\n{self.stderr}"
+        assert "Traceback" not in self.stderr, self.stderr
+        return lines[0]
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run the real ``cnnhw`` command (a fresh process, as a user would) inside tmp_path."""
+
+    def run(*args) -> CliResult:
+        completed = subprocess.run([sys.executable, "-m", "cnnhw", *map(str, args)], capture_output=True,
+                                   text=True, cwd=tmp_path, timeout=300)
+        return CliResult(completed)
+
+    return run
