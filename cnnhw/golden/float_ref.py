@@ -82,7 +82,7 @@ def _(op: Pool2d, x):
         windows = window_stack(_pad(x, op.pads, -np.inf, extra), *geometry)
         return windows.max(axis=2)
     inside = np.ones((1, 1) + x.shape[2:])
-    counted = _pad(inside, op.pads, 1.0 if op.count_include_pad else 0.0, extra)
+    counted = _pad(_pad(inside, op.pads, 1.0 if op.count_include_pad else 0.0), (0, 0, 0, 0), 0.0, extra)
     counts = window_stack(counted, *geometry).sum(axis=2)
     sums = window_stack(_pad(x, op.pads, 0.0, extra), *geometry).sum(axis=2)
     return sums / counts
