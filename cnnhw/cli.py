@@ -43,6 +43,78 @@ def _load(args):
     return graph
 
 
+def _add_quant_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("quantization")
+    group.add_argument("--calib", metavar="DATA", help="calibration images (default: MODEL.calib.npz beside the model, "
+                       "else data-free bounds)")
+    group.add_argument("--weight-bits", type=int, default=8, metavar="N", help="weight bits, 2..8 (default 8)")
+    group.add_argument("--act-bits", type=int, default=8, metavar="N", help="activation bits, 2..8 (default 8)")
+    group.add_argument("--per-tensor", action="store_true", help="one weight scale per layer, not per output channel")
+    group.add_argument("--pow2", action="store_true", help="power-of-two scales only (requantization is a shift)")
+    group.add_argument("--rounding", choices=("half_up", "half_even"), default="half_up",
+                       help="rounding of every division (default half_up)")
+    group.add_argument("--calib-method", choices=("minmax", "percentile"), default="minmax",
+                       help="how calibration turns observed values into ranges (default minmax)")
+    group.add_argument("--percentile", type=float, default=99.99, help="with --calib-method percentile (default 99.99)")
+    group.add_argument("--input-range", type=float, nargs=2, metavar=("LO", "HI"),
+                       help="input value range for data-free bounds (default 0 1)")
+
+
+def _quantize(args, graph):
+    """Quantize ``graph`` as the options say, finding calibration data as DESIGN.md specifies."""
+    from .datafiles import load_data
+    from .quant import QuantOptions, quantize_graph
+
+    options = QuantOptions(weight_bits=args.weight_bits, activation_bits=args.act_bits,
+                           per_channel=not args.per_tensor, power_of_two=args.pow2, rounding=args.rounding,
+                           calibration=args.calib_method, percentile=args.percentile).check()
+    calib_path = Path(args.calib) if args.calib else _model_path(args).with_suffix(".calib.npz")
+    started = time.perf_counter()
+    if args.calib or calib_path.is_file():
+        calib = load_data(calib_path, graph, "calibration data")
+        if args.input_range:
+            log.warning("--input-range is ignored: calibration data %s gives the ranges", calib_path)
+        qgraph = quantize_graph(graph, options, calib.x, calib_label=f"{calib_path.name}, {len(calib.x)} images")
+    else:
+        log.warning("no calibration data (%s not found, no --calib): quantizing from data-free bounds of input "
+                    "range %s; accuracy may suffer", calib_path.name, tuple(args.input_range or (0, 1)))
+        qgraph = quantize_graph(graph, options, input_range=tuple(args.input_range) if args.input_range else None)
+    log.info("quantized %s (%s) in %.2f s", graph.name, qgraph.calibration, time.perf_counter() - started)
+    return qgraph
+
+
+def cmd_quantize(args) -> None:
+    from .datafiles import load_data
+    from .outputs import write_json
+    from .quant.evaluate import accuracy, layer_errors
+    from .report import console, quant_facts, quant_table
+
+    graph = _load(args)
+    qgraph = _quantize(args, graph)
+    evaluation = load_data(args.eval, graph, "evaluation data") if args.eval else None
+    errors = None
+    measured_on = None
+    if evaluation is not None:
+        errors, measured_on = layer_errors(qgraph, evaluation.x), Path(args.eval).name
+    elif args.calib or _model_path(args).with_suffix(".calib.npz").is_file():
+        calib_path = Path(args.calib) if args.calib else _model_path(args).with_suffix(".calib.npz")
+        errors, measured_on = layer_errors(qgraph, load_data(calib_path, graph, "calibration data").x), calib_path.name
+    out = console()
+    out.print(quant_table(qgraph, errors, measured_on))
+    facts = {"model": str(_model_path(args)), **quant_facts(qgraph, errors)}
+    if evaluation is not None:
+        result = accuracy(qgraph, evaluation.x, evaluation.y)
+        facts.update(images=result.images, accuracy_float=result.float_accuracy, accuracy_int=result.int_accuracy,
+                     agreement=result.agreement)
+        if result.float_accuracy is not None:
+            out.print(f"accuracy on {result.images} images of {Path(args.eval).name}: float {result.float_accuracy:.2%}, "
+                      f"integer {result.int_accuracy:.2%}; top-1 agreement {result.agreement:.2%}")
+        else:
+            out.print(f"top-1 agreement of float and integer models on {result.images} images: {result.agreement:.2%}")
+    if args.json:
+        write_json(args.json, facts)
+
+
 def cmd_inspect(args) -> None:
     from .outputs import write_json
     from .report import console, graph_facts, graph_table
@@ -56,18 +128,26 @@ def cmd_inspect(args) -> None:
 def cmd_predict(args) -> None:
     from .datafiles import load_data
     from .golden import run_float
+    from .golden.int_ref import run_int
     from .outputs import write_json, write_npz
     from .report import console
 
     graph = _load(args)
     data = load_data(args.inputs, graph)
+    qgraph = _quantize(args, graph) if args.golden == "int" else None
     started = time.perf_counter()
-    outputs = run_float(graph, data.x)
+    if qgraph is None:
+        outputs = run_float(graph, data.x)
+        logits = outputs.reshape(len(outputs), -1).astype(np.float32)
+    else:
+        outputs = run_int(qgraph, data.x)
+        logits = outputs.reshape(len(outputs), -1).astype(np.int64)
     log.info("ran the %s model on %d images in %.2f s", args.golden, len(data.x), time.perf_counter() - started)
-    logits = outputs.reshape(len(outputs), -1).astype(np.float32)
     classes = logits.argmax(axis=1)
     facts = {"model": str(_model_path(args)), "golden": args.golden, "images": int(len(classes)),
              "classes": classes.tolist()}
+    if qgraph is not None:
+        facts["output_scale"] = qgraph.output_scale
     out = console()
     if data.y is not None:
         accuracy = float(np.mean(classes == data.y))
@@ -86,22 +166,33 @@ def cmd_predict(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnhw", description="Turn a trained CNN into verified FPGA hardware.")
     parser.add_argument("--version", action="version", version=f"cnnhw {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print results only, no progress lines")
     parser.add_argument("-q", "--quiet", action="store_true", help="print results only, no progress lines")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=argparse.ArgumentParser)
 
-    inspect = commands.add_parser("inspect", help="layers, shapes, parameters and MACs of a model")
+    inspect = commands.add_parser("inspect", parents=[common], help="layers, shapes, parameters and MACs of a model")
     _add_model(inspect)
     inspect.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     inspect.set_defaults(run=cmd_inspect)
 
-    predict = commands.add_parser("predict", help="run the model in software on a DATA file")
+    predict = commands.add_parser("predict", parents=[common], help="run the model in software on a DATA file")
     _add_model(predict)
     predict.add_argument("--inputs", "-i", required=True, metavar="DATA", help=".npz with x (N, C, H, W) and optional y")
-    predict.add_argument("--golden", choices=("float",), default="float",
-                         help="which software model to run (float: the float reference)")
+    predict.add_argument("--golden", choices=("float", "int"), default="float",
+                         help="float: the float reference; int: the bit-exact integer model the hardware computes")
     predict.add_argument("-o", "--output", metavar="OUT.npz", help="write logits (N, classes) and classes (N,)")
     predict.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
+    _add_quant_options(predict)
     predict.set_defaults(run=cmd_predict)
+
+    quantize = commands.add_parser("quantize", parents=[common], help="quantize to fixed point; per-layer formats and errors")
+    _add_model(quantize)
+    quantize.add_argument("--eval", metavar="DATA", help="measure float and integer accuracy on DATA")
+    quantize.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
+    _add_quant_options(quantize)
+    quantize.set_defaults(run=cmd_quantize)
     return parser
 
 

@@ -52,3 +52,69 @@ def graph_table(graph: Graph) -> Table:
 def console() -> Console:
     """The stdout console (no colours when not a terminal, so logs and tests stay plain)."""
     return Console(highlight=False, width=120)
+
+
+def _requant_text(layer) -> str:
+    requant = getattr(layer, "requant", None)
+    if requant is None:
+        divider = getattr(layer, "divider", None)
+        return f"avg: x M[n] >> {divider.shift}" if divider is not None else ""
+    low, high = min(requant.multipliers), max(requant.multipliers)
+    multipliers = f"{low}" if low == high else f"{low}..{high}"
+    return f"x {multipliers} >> {requant.shift}"
+
+
+def quant_facts(qgraph, errors=None) -> dict:
+    """What ``cnnhw quantize --json`` writes (accuracy keys are added by the command)."""
+    errors = {e.name: e for e in errors or ()}
+    options = qgraph.options
+    layers = []
+    for layer in qgraph.layers:
+        entry = {
+            "name": layer.name, "op": layer.label, "input_format": str(layer.in_format),
+            "output_format": str(layer.out_format), "input_scale": layer.in_scale, "output_scale": layer.out_scale,
+        }
+        if hasattr(layer, "requant"):
+            entry.update(weight_format=str(layer.weight_format), activation=layer.activation,
+                         accumulator_bits=layer.acc_format.bits, multipliers=list(layer.requant.multipliers),
+                         shift=layer.requant.shift, clamp=[layer.requant.lo, layer.requant.hi])
+        if layer.name in errors:
+            entry.update(sqnr_db=errors[layer.name].sqnr_db, max_error_lsb=errors[layer.name].max_error_lsb)
+        layers.append(entry)
+    return {
+        "calibration": qgraph.calibration,
+        "options": {"weight_bits": options.weight_bits, "activation_bits": options.activation_bits,
+                    "output_bits": options.output_bits, "multiplier_bits": options.multiplier_bits,
+                    "per_channel": options.per_channel, "power_of_two": options.power_of_two,
+                    "rounding": options.rounding},
+        "input": {"format": str(qgraph.input.format), "scale": qgraph.input.scale},
+        "dropped_softmax": qgraph.dropped_softmax,
+        "layers": layers,
+    }
+
+
+def quant_table(qgraph, errors=None, measured_on: str | None = None) -> Table:
+    errors = {e.name: e for e in errors or ()}
+    title = (f"{qgraph.graph.name} quantized: input {qgraph.input.format} (scale {qgraph.input.scale:.4g}), "
+             f"ranges from {qgraph.calibration}")
+    table = Table(title=title, caption=(f"SQNR and max error of each layer's output vs float on {measured_on}"
+                                        if measured_on else "no data to measure errors on (give --calib or --eval)"))
+    for column, justify in (("layer", "left"), ("op", "left"), ("in", "left"), ("weights", "left"), ("acc", "left"),
+                            ("requantize", "left"), ("act", "left"), ("out", "left"), ("SQNR dB", "right"),
+                            ("max err LSB", "right")):
+        table.add_column(column, justify=justify)
+    for layer in qgraph.layers:
+        linear = hasattr(layer, "requant")
+        error = errors.get(layer.name)
+        table.add_row(
+            layer.name, layer.label, str(layer.in_format),
+            (f"{layer.weight_format}{' /ch' if qgraph.options.per_channel else ''}" if linear else ""),
+            (f"s{layer.acc_format.bits}" if linear else (f"s{layer.sum_format.bits}" if getattr(layer, "sum_format", None) else "")),
+            _requant_text(layer), layer.activation if linear and layer.activation != "none" else "",
+            str(layer.out_format),
+            "" if error is None else f"{error.sqnr_db:.1f}",
+            "" if error is None else f"{error.max_error_lsb:.2f}",
+        )
+    if qgraph.dropped_softmax:
+        table.add_row("(softmax)", "dropped", "", "", "", "", "", "", "", "")
+    return table

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
 from ..ir.ops import Op
+from .windows import pad, pool_windows, window_counts, window_stack
 
 
 def run_float(graph: Graph, x: np.ndarray, *, every_layer: bool = False):
@@ -30,25 +31,6 @@ def run_float(graph: Graph, x: np.ndarray, *, every_layer: bool = False):
     return outputs if every_layer else value
 
 
-def window_stack(x: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
-    """All windows of an already padded ``(N, C, H, W)`` batch: ``(N, C, kh*kw, out_h, out_w)``.
-
-    Entry ``[n, c, i*kw + j, r, s]`` is ``x[n, c, r*stride_h + i*dilation_h, s*stride_w + j*dilation_w]``.
-    """
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    views = [
-        x[:, :, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
-        for i in range(kh) for j in range(kw)
-    ]
-    return np.stack(views, axis=2)
-
-
-def _pad(x: np.ndarray, pads, value: float, extra=(0, 0)) -> np.ndarray:
-    top, left, bottom, right = pads
-    return np.pad(x, ((0, 0), (0, 0), (top, bottom + extra[0]), (left, right + extra[1])),
-                  constant_values=value)
-
-
 @singledispatch
 def apply(op: Op, x: np.ndarray) -> np.ndarray:
     """Apply one op to a batch."""
@@ -58,7 +40,7 @@ def apply(op: Op, x: np.ndarray) -> np.ndarray:
 @apply.register
 def _(op: Conv2d, x):
     _, out_h, out_w = op.output_shape(x.shape[1:])
-    windows = window_stack(_pad(x, op.pads, 0.0), op.kernel, op.stride, op.dilation, (out_h, out_w))
+    windows = window_stack(pad(x, op.pads, 0.0), op.kernel, op.stride, op.dilation, (out_h, out_w))
     weight = op.weight.astype(np.float64)
     per_group_in = weight.shape[1]
     per_group_out = op.out_channels // op.groups
@@ -72,20 +54,10 @@ def _(op: Conv2d, x):
 
 @apply.register
 def _(op: Pool2d, x):
-    _, out_h, out_w = op.output_shape(x.shape[1:])
-    # ceil_mode can make the last window reach past the padded input; those positions never count.
-    spans = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip((out_h, out_w), op.stride, op.kernel, op.dilation)]
-    padded_size = [size + op.pads[a] + op.pads[a + 2] for a, size in enumerate(x.shape[2:])]
-    extra = tuple(max(0, span - size) for span, size in zip(spans, padded_size))
-    geometry = (op.kernel, op.stride, op.dilation, (out_h, out_w))
+    out_hw = op.output_shape(x.shape[1:])[1:]
     if op.kind == "max":
-        windows = window_stack(_pad(x, op.pads, -np.inf, extra), *geometry)
-        return windows.max(axis=2)
-    inside = np.ones((1, 1) + x.shape[2:])
-    counted = _pad(_pad(inside, op.pads, 1.0 if op.count_include_pad else 0.0), (0, 0, 0, 0), 0.0, extra)
-    counts = window_stack(counted, *geometry).sum(axis=2)
-    sums = window_stack(_pad(x, op.pads, 0.0, extra), *geometry).sum(axis=2)
-    return sums / counts
+        return pool_windows(x, op, out_hw, -np.inf).max(axis=2)
+    return pool_windows(x, op, out_hw, 0.0).sum(axis=2) / window_counts(op, x.shape[2:], out_hw)
 
 
 @apply.register

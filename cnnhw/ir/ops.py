@@ -190,6 +190,11 @@ class Pool2d(Op):
         object.__setattr__(self, "stride", _pair(self.stride, f"stride of {what}"))
         object.__setattr__(self, "dilation", _pair(self.dilation, f"dilation of {what}"))
         object.__setattr__(self, "pads", _pads(self.pads, f"pads of {what}"))
+        for axis in (0, 1):
+            span = window_span(self.kernel[axis], self.dilation[axis])
+            if max(self.pads[axis], self.pads[axis + 2]) >= span:
+                raise ModelError(f"{what}: pads {self.pads} must be smaller than the window ({span}); "
+                                 f"a window of padding only has no value")
         object.__setattr__(self, "ceil_mode", bool(self.ceil_mode))
         object.__setattr__(self, "count_include_pad", bool(self.count_include_pad))
 

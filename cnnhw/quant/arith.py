@@ -1,0 +1,211 @@
+"""The fixed-point arithmetic of cnnhw: its ONE definition.
+
+Everything that computes on quantized integers (the golden model in ``cnnhw.golden`` and
+the hardware generator in ``cnnhw.gateware``) takes its rules from this module:
+
+* **Formats.** A value is an integer in an :class:`IntFormat` (width, signedness) standing
+  for ``integer * scale``. Zero points are always 0 (symmetric quantization), so padding,
+  max-pooling and ReLU are exact on the integers.
+* **Rounding.** :func:`round_shift` divides by ``2**shift`` and rounds, half up (towards
+  +inf on ties) by default or half to even. It is written once, with operators that mean
+  the same on NumPy integer arrays and on Amaranth values, so the gateware calls this very
+  function on its signals.
+* **Saturation.** :func:`saturate` clamps into a format's range (or a narrower ``[lo, hi]``).
+* **Requantization.** ``y = saturate(round_shift(acc * M, shift), lo, hi)``, with an unsigned
+  integer multiplier ``M`` per output channel and one ``shift`` per layer
+  (:class:`Requantizer`). In power-of-two mode ``M`` is a power of two.
+
+Changing a rule here changes the golden model and the hardware together; every test then
+checks the new rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import CnnhwError
+
+ROUNDING_MODES = ("half_up", "half_even")
+
+
+@dataclass(frozen=True)
+class IntFormat:
+    """A ``bits``-wide two's-complement (``signed``) or unsigned integer."""
+
+    bits: int
+    signed: bool
+
+    def __post_init__(self):
+        if not isinstance(self.bits, int) or not 1 <= self.bits <= 64:
+            raise ValueError(f"bits must be an int from 1 to 64, not {self.bits!r}")
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    def __str__(self) -> str:
+        return f"{'s' if self.signed else 'u'}{self.bits}"
+
+    @staticmethod
+    def holding(lo: int, hi: int) -> "IntFormat":
+        """The narrowest format that holds every integer in ``[lo, hi]``."""
+        if lo >= 0:
+            return IntFormat(max(1, int(hi).bit_length()), False)
+        return IntFormat(max(int(hi).bit_length(), int(-lo - 1).bit_length()) + 1, True)
+
+
+def check_rounding(rounding: str) -> str:
+    if rounding not in ROUNDING_MODES:
+        raise CnnhwError(f"rounding must be one of {', '.join(ROUNDING_MODES)}, not {rounding!r}")
+    return rounding
+
+
+def round_shift(value, shift: int, rounding: str = "half_up"):
+    """``value / 2**shift`` rounded to an integer, for integer NumPy arrays or Amaranth values.
+
+    * ``half_up``: ``floor(value / 2**shift + 1/2)``, computed as ``(value + 2**(shift-1)) >> shift``.
+    * ``half_even``: ties go to the even neighbour: ``q = value >> shift``, then add 1 when the
+      remainder exceeds one half, or equals one half and ``q`` is odd.
+
+    ``>>`` is an arithmetic (flooring) shift on both NumPy signed integers and Amaranth signed
+    values. ``shift == 0`` returns ``value`` unchanged.
+    """
+    if shift == 0:
+        return value
+    half = 1 << (shift - 1)
+    if rounding == "half_up":
+        return (value + half) >> shift
+    if rounding == "half_even":
+        quotient = value >> shift
+        remainder = value & ((1 << shift) - 1)
+        round_up = (remainder > half) | ((remainder == half) & ((quotient & 1) == 1))
+        return quotient + round_up
+    raise ValueError(f"unknown rounding {rounding!r}")
+
+
+def round_real(value, rounding: str = "half_up") -> np.ndarray:
+    """Round real numbers to integers with the same rule (quantizing inputs, weights, biases)."""
+    value = np.asarray(value, dtype=np.float64)
+    rounded = np.floor(value + 0.5) if rounding == "half_up" else np.rint(value)
+    return rounded.astype(np.int64)
+
+
+def _numpy_select(condition, if_true, if_false):
+    return np.where(condition, if_true, if_false)
+
+
+def saturate(value, lo: int, hi: int, select: Callable = _numpy_select):
+    """Clamp into ``[lo, hi]``. ``select(cond, a, b)`` is ``np.where`` or Amaranth's ``Mux``."""
+    return select(value < lo, lo, select(value > hi, hi, value))
+
+
+@dataclass(frozen=True)
+class Requantizer:
+    """``acc (scale s_acc[c]) -> y (scale s_out)``: ``saturate(round_shift(acc * M[c], shift), lo, hi)``.
+
+    ``multipliers[c]`` is for output channel ``c``; ``negative_multipliers`` (LeakyReLU) is used
+    instead where ``acc < 0``. ``lo``/``hi`` are the output format's range, narrowed by a fused
+    ReLU/ReLU6/Clip. The product ``acc * M`` needs ``acc_bits + multiplier_bits`` bits.
+    """
+
+    multipliers: tuple[int, ...]
+    shift: int
+    lo: int
+    hi: int
+    rounding: str = "half_up"
+    negative_multipliers: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        check_rounding(self.rounding)
+        if self.shift < 0:
+            raise ValueError(f"shift must be >= 0, not {self.shift}")
+        if any(m < 0 for m in self.multipliers + (self.negative_multipliers or ())):
+            raise ValueError("multipliers must be non-negative")
+
+    @property
+    def multiplier_bits(self) -> int:
+        return max(1, max(int(m).bit_length() for m in self.multipliers + (self.negative_multipliers or ())))
+
+    def scalar(self, acc, channel: int, select: Callable = _numpy_select):
+        """Requantize ``acc`` of one output ``channel`` (NumPy or Amaranth operands)."""
+        product = acc * self.multipliers[channel]
+        if self.negative_multipliers is not None:
+            product = select(acc < 0, acc * self.negative_multipliers[channel], product)
+        return saturate(round_shift(product, self.shift, self.rounding), self.lo, self.hi, select)
+
+    def __call__(self, acc: np.ndarray, channel_axis: int = 1) -> np.ndarray:
+        """Requantize an int64 array whose ``channel_axis`` indexes output channels."""
+        shape = [1] * acc.ndim
+        shape[channel_axis] = -1
+        multipliers = np.asarray(self.multipliers, dtype=np.int64).reshape(shape)
+        product = acc * multipliers
+        if self.negative_multipliers is not None:
+            negative = np.asarray(self.negative_multipliers, dtype=np.int64).reshape(shape)
+            product = np.where(acc < 0, acc * negative, product)
+        return saturate(round_shift(product, self.shift, self.rounding), self.lo, self.hi)
+
+    @staticmethod
+    def for_ratios(ratios, multiplier_bits: int, lo: int, hi: int, rounding: str, power_of_two: bool,
+                   negative_ratios=None, what: str = "layer") -> "Requantizer":
+        """Fit multipliers and one shift to the real ratios ``s_acc[c] / s_out``.
+
+        The shift is the largest that keeps every multiplier below ``2**multiplier_bits``, so
+        the largest multiplier uses all its bits. In ``power_of_two`` mode every ratio is
+        already a power of two and becomes ``M = 2**k`` exactly.
+        """
+        all_ratios = [float(r) for r in list(ratios) + list(negative_ratios if negative_ratios is not None else [])]
+        largest = max(all_ratios)
+        if not all(math.isfinite(r) and r >= 0 for r in all_ratios) or largest <= 0:
+            raise CnnhwError(f"{what}: rescaling ratios {all_ratios[:4]}... cannot be represented")
+        if power_of_two:
+            exponents = [round(math.log2(r)) if r > 0 else None for r in all_ratios]
+            shift = max(0, -min(e for e in exponents if e is not None))
+
+            def fit(r):
+                return 0 if r == 0 else 1 << (round(math.log2(r)) + shift)
+        else:
+            shift = multiplier_bits - 1 - math.floor(math.log2(largest))
+            if round(largest * 2.0 ** shift) >= 1 << multiplier_bits:
+                shift -= 1
+
+            def fit(r):
+                return int(round_real(r * 2.0 ** shift))
+        if shift < 0:
+            raise CnnhwError(
+                f"{what}: the output scale is {largest:.3g}x finer than the accumulator's; {multiplier_bits}-bit "
+                f"multipliers cannot represent that (use more multiplier bits or recalibrate)"
+            )
+        if shift > 62:
+            raise CnnhwError(f"{what}: rescaling ratio {largest:.3g} is too small to represent (a dead layer?)")
+        negatives = None if negative_ratios is None else tuple(fit(r) for r in negative_ratios)
+        return Requantizer(tuple(fit(r) for r in ratios), shift, lo, hi, rounding, negatives)
+
+
+@dataclass(frozen=True)
+class AverageDivider:
+    """Integer averaging: ``round_shift(window_sum * round(2**shift / count), shift)``.
+
+    One multiplier per possible element count (windows at borders may hold fewer elements),
+    indexed by ``count``. Exact integer rule shared by golden model and hardware.
+    """
+
+    shift: int
+    multipliers: tuple[int, ...]  # multipliers[count] for count in 0..max_count (index 0 unused)
+    rounding: str = "half_up"
+
+    @staticmethod
+    def for_counts(max_count: int, rounding: str, shift: int = 16) -> "AverageDivider":
+        return AverageDivider(shift, (0,) + tuple(int(round_real(2.0 ** shift / c)) for c in range(1, max_count + 1)),
+                              rounding)
+
+    def __call__(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        multipliers = np.asarray(self.multipliers, dtype=np.int64)[counts]
+        return round_shift(sums * multipliers, self.shift, self.rounding)

@@ -1,0 +1,52 @@
+"""How much quantization costs: per-layer error against the float reference, and accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..golden import run_float
+from ..golden.int_ref import run_int
+from .qgraph import QGraph
+
+
+@dataclass(frozen=True)
+class LayerError:
+    name: str
+    sqnr_db: float  # 10 log10(signal power / error power) of the dequantized output
+    max_error_lsb: float  # largest |float - dequantized int| in output steps
+
+
+def layer_errors(qgraph: QGraph, x: np.ndarray) -> list[LayerError]:
+    """Compare every integer layer's dequantized output with the float output it stands for."""
+    floats = dict(zip((layer.op.name for layer in qgraph.graph.layers), run_float(qgraph.graph, x, every_layer=True)))
+    ints = run_int(qgraph, x, every_layer=True)[1:]
+    errors = []
+    for layer, value in zip(qgraph.layers, ints):
+        reference = floats[layer.source]
+        error = reference - value * layer.out_scale
+        power = float(np.sum(reference ** 2))
+        noise = float(np.sum(error ** 2))
+        sqnr = float("inf") if noise == 0 else (10 * np.log10(power / noise) if power > 0 else float("-inf"))
+        errors.append(LayerError(layer.name, sqnr, float(np.max(np.abs(error))) / layer.out_scale))
+    return errors
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    images: int
+    float_accuracy: float | None  # None without labels
+    int_accuracy: float | None
+    agreement: float  # fraction of images where float and integer models pick the same class
+
+
+def accuracy(qgraph: QGraph, x: np.ndarray, y: np.ndarray | None) -> Accuracy:
+    float_classes = run_float(qgraph.graph, x).reshape(len(x), -1).argmax(axis=1)
+    int_classes = run_int(qgraph, x).reshape(len(x), -1).argmax(axis=1)
+    return Accuracy(
+        len(x),
+        None if y is None else float(np.mean(float_classes == y)),
+        None if y is None else float(np.mean(int_classes == y)),
+        float(np.mean(float_classes == int_classes)),
+    )

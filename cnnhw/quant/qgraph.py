@@ -1,0 +1,206 @@
+"""The quantized graph: integer layers with every constant the hardware needs.
+
+A :class:`QGraph` is a plain value. The integer golden model (``cnnhw.golden.int_ref``)
+and the hardware generator are both functions of it; neither computes a constant of
+its own. Scales (floats) are carried for reports and for dequantizing outputs only;
+no integer computation reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import Graph
+from ..ir.ops import Shape
+from .arith import AverageDivider, IntFormat, Requantizer, round_real, saturate
+
+
+@dataclass(frozen=True, eq=False)
+class QLayer:
+    """Base: one integer layer. ``source`` names the float op whose output this layer's output
+    approximates (``out_scale * output``), for layer-by-layer comparisons."""
+
+    name: str
+    source: str
+    in_shape: Shape
+    out_shape: Shape
+    in_format: IntFormat
+    out_format: IntFormat
+    in_scale: float
+    out_scale: float
+
+    label = "QLayer"
+
+    @property
+    def params(self) -> int:
+        return 0
+
+    def describe(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True, eq=False)
+class QConv(QLayer):
+    """Integer convolution: ``acc = sum(w * x) + bias`` in ``acc_format``, then ``requant``.
+
+    Padding inserts zeros (the zero point is 0). ``weight`` is int64 ``(out, in/groups, kh, kw)``
+    in ``weight_format``; ``bias`` int64 ``(out,)`` in accumulator units.
+    """
+
+    weight: np.ndarray = field(repr=False, default=None)
+    bias: np.ndarray = field(repr=False, default=None)
+    weight_format: IntFormat = None
+    weight_scales: tuple[float, ...] = ()
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    acc_format: IntFormat = None
+    requant: Requantizer = None
+    activation: str = "none"
+    label = "Conv"
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.weight.shape[2], self.weight.shape[3]
+
+    @property
+    def params(self) -> int:
+        return self.weight.size + self.bias.size
+
+
+@dataclass(frozen=True, eq=False)
+class QDense(QLayer):
+    """Integer dense layer: ``acc = weight @ x + bias`` in ``acc_format``, then ``requant``."""
+
+    weight: np.ndarray = field(repr=False, default=None)
+    bias: np.ndarray = field(repr=False, default=None)
+    weight_format: IntFormat = None
+    weight_scales: tuple[float, ...] = ()
+    acc_format: IntFormat = None
+    requant: Requantizer = None
+    activation: str = "none"
+    label = "Dense"
+
+    @property
+    def params(self) -> int:
+        return self.weight.size + self.bias.size
+
+
+@dataclass(frozen=True, eq=False)
+class QPool(QLayer):
+    """Max or average pooling on integers; the scale is unchanged.
+
+    Max: padding never wins. Average: ``divider(window sum, element count)``, where the
+    count includes padding only with ``count_include_pad`` (never positions past it).
+    """
+
+    kind: str = "max"
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = False
+    sum_format: IntFormat | None = None
+    divider: AverageDivider | None = None
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return "MaxPool" if self.kind == "max" else "AvgPool"
+
+
+@dataclass(frozen=True, eq=False)
+class QGlobalPool(QLayer):
+    kind: str = "max"
+    sum_format: IntFormat | None = None
+    divider: AverageDivider | None = None
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return "GlobalMaxPool" if self.kind == "max" else "GlobalAvgPool"
+
+
+@dataclass(frozen=True, eq=False)
+class QReshape(QLayer):
+    """Row-major reshape of one image; the integers are unchanged."""
+
+    label = "Reshape"
+
+
+@dataclass(frozen=True, eq=False)
+class QClamp(QLayer):
+    """A ReLU/Clip that could not be fused: ``saturate(x, lo, hi)``; the scale is unchanged."""
+
+    lo: int = 0
+    hi: int = 0
+    label = "Clamp"
+
+
+@dataclass(frozen=True)
+class InputQuantizer:
+    """The only float step: ``x_q = saturate(round(x / scale), format)`` with the graph's rounding."""
+
+    scale: float
+    format: IntFormat
+    rounding: str
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return saturate(round_real(np.asarray(x, dtype=np.float64) / self.scale, self.rounding),
+                        self.format.lo, self.format.hi)
+
+
+@dataclass(frozen=True, eq=False)
+class QGraph:
+    """A quantized network: input quantizer, integer layers, and what produced them."""
+
+    graph: Graph  # the float graph it was quantized from (after the standard passes)
+    input: InputQuantizer
+    layers: tuple[QLayer, ...]
+    options: "QuantOptions"
+    calibration: str  # where the ranges came from ("calibration data x.npz (256 images)", ...)
+    dropped_softmax: bool = False
+
+    @property
+    def output_scale(self) -> float:
+        return self.layers[-1].out_scale if self.layers else self.input.scale
+
+    @property
+    def output_format(self) -> IntFormat:
+        return self.layers[-1].out_format if self.layers else self.input.format
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """How to quantize. Every field is validated where the options are built (``check``)."""
+
+    weight_bits: int = 8
+    activation_bits: int = 8
+    output_bits: int = 16  # the last conv/dense layer's logits
+    multiplier_bits: int = 16
+    per_channel: bool = True
+    power_of_two: bool = False
+    rounding: str = "half_up"
+    calibration: str = "minmax"  # or "percentile"
+    percentile: float = 99.99
+
+    def check(self) -> "QuantOptions":
+        from ..errors import CnnhwError
+        from .arith import check_rounding
+
+        for name in ("weight_bits", "activation_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 2 <= value <= 8:
+                raise CnnhwError(f"{name.replace('_', ' ')} must be an int from 2 to 8, not {value!r}")
+        if not isinstance(self.output_bits, int) or not self.activation_bits <= self.output_bits <= 32:
+            raise CnnhwError(f"output bits must be an int from {self.activation_bits} to 32, not {self.output_bits!r}")
+        if not isinstance(self.multiplier_bits, int) or not 2 <= self.multiplier_bits <= 24:
+            raise CnnhwError(f"multiplier bits must be an int from 2 to 24, not {self.multiplier_bits!r}")
+        check_rounding(self.rounding)
+        if self.calibration not in ("minmax", "percentile"):
+            raise CnnhwError(f"calibration must be minmax or percentile, not {self.calibration!r}")
+        if not 50 < self.percentile <= 100:
+            raise CnnhwError(f"percentile must be in (50, 100], not {self.percentile!r}")
+        return self

@@ -1,0 +1,230 @@
+"""Quantize a Graph into a QGraph: formats, integer weights, accumulator widths, requantizers.
+
+Order of work:
+
+1. :func:`lower_for_integers` rewrites the float graph into the shape the integer pipeline
+   wants (drop the final Softmax, move activations next to the conv/dense they fuse into,
+   turn a stand-alone per-channel Affine into a depthwise 1x1 convolution).
+2. Ranges come from calibration data or data-free bounds (``calibrate.py``).
+3. :func:`quantize` walks the layers: each conv/dense with its activation becomes one
+   integer layer whose output format and scale come from its output range.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import CnnhwError, UnsupportedModelError
+from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
+from .arith import AverageDivider, IntFormat, Requantizer, round_real
+from .calibrate import INPUT
+from .qgraph import (InputQuantizer, QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QPool, QReshape,
+                     QuantOptions)
+
+#: Accumulators wider than this are refused (the hardware keeps them in DSP/fabric registers).
+MAX_ACCUMULATOR_BITS = 48
+
+_ACTIVATIONS = (Relu, Clip, LeakyRelu)
+
+
+def lower_for_integers(graph: Graph) -> tuple[Graph, bool]:
+    """Rewrite ``graph`` for integer inference; returns (graph, whether a final Softmax was dropped).
+
+    Softmax is monotonic, so the class (argmax) does not change without it. ReLU, Clip and
+    LeakyReLU (alpha >= 0) are monotonic, so they commute with max-pooling and reshapes and
+    can move back to fuse into the conv/dense before them.
+    """
+    ops = list(graph.ops)
+    dropped = bool(ops) and isinstance(ops[-1], Softmax)
+    if dropped:
+        ops.pop()
+    shapes = [layer.in_shape for layer in graph.layers]
+    lowered = []
+    for op, in_shape in zip(ops, shapes):
+        if isinstance(op, Affine):
+            lowered.append(_affine_as_layer(op, in_shape))
+        else:
+            lowered.append(op)
+    moved = True
+    while moved:
+        moved = False
+        for i in range(1, len(lowered)):
+            op, before = lowered[i], lowered[i - 1]
+            commutes = isinstance(before, Reshape) or (isinstance(before, (Pool2d, GlobalPool)) and before.kind == "max")
+            if isinstance(op, _ACTIVATIONS) and commutes and not (isinstance(op, LeakyRelu) and op.alpha < 0):
+                lowered[i - 1], lowered[i] = op, before
+                moved = True
+    return graph.replace_ops(lowered), dropped
+
+
+def _affine_as_layer(op: Affine, in_shape):
+    """A per-channel Affine as a depthwise 1x1 conv (maps) or a diagonal dense layer (vectors)."""
+    channels = in_shape[0]
+    per_channel = []
+    for constant in (op.scale, op.shift):
+        padded = constant.reshape((1,) * (len(in_shape) - constant.ndim) + constant.shape)
+        if any(d != 1 for d in padded.shape[1:]):
+            raise UnsupportedModelError(
+                f"'{op.name}' scales or shifts each position differently; cnnhw quantizes per-channel "
+                f"scale/shift only (fold it into a conv/dense layer before export)"
+            )
+        per_channel.append(np.broadcast_to(padded.reshape(-1), (channels,)).astype(np.float64))
+    scale, shift = per_channel
+    if len(in_shape) == 3:
+        return Conv2d(op.name, scale.reshape(channels, 1, 1, 1), shift, groups=channels)
+    if len(in_shape) == 1:
+        return Dense(op.name, np.diag(scale), shift)
+    raise UnsupportedModelError(f"'{op.name}': cannot quantize a scale/shift on a tensor of shape {in_shape}")
+
+
+def activation_format(bits: int, lo: float) -> IntFormat:
+    """Unsigned when the data cannot be negative (images, ReLU outputs), else signed."""
+    return IntFormat(bits, signed=lo < 0)
+
+
+def scale_for(lo: float, hi: float, fmt: IntFormat, power_of_two: bool) -> float:
+    """The real value of one integer step so that ``[lo, hi]`` fills ``fmt`` (zero point 0)."""
+    extent = max(abs(lo), abs(hi))
+    if extent == 0:
+        return 1.0  # a tensor that is always 0: any scale represents it
+    scale = extent / fmt.hi
+    return 2.0 ** math.ceil(math.log2(scale)) if power_of_two else scale
+
+
+def quantize_weights(weight: np.ndarray, options: QuantOptions) -> tuple[np.ndarray, np.ndarray, IntFormat]:
+    """Symmetric weights in ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, one scale per output channel
+    (or one for the tensor). Returns (integer weights, scales per output channel, format)."""
+    fmt = IntFormat(options.weight_bits, True)
+    limit = fmt.hi
+    flat = np.abs(weight.astype(np.float64).reshape(weight.shape[0], -1))
+    extent = flat.max(axis=1) if options.per_channel else np.full(weight.shape[0], flat.max())
+    scales = np.where(extent > 0, extent / limit, 1.0)
+    if options.power_of_two:
+        scales = 2.0 ** np.ceil(np.log2(scales))
+    per_channel = scales.reshape((-1,) + (1,) * (weight.ndim - 1))
+    q = np.clip(round_real(weight / per_channel, options.rounding), -limit, limit)
+    return q, scales, fmt
+
+
+def accumulator_format(weight_q: np.ndarray, bias_q: np.ndarray, in_format: IntFormat, what: str) -> IntFormat:
+    """The narrowest signed format holding ``sum(w * x) + b`` for every input in ``in_format``.
+
+    Per output channel the extremes are reached by x = hi where w > 0 and x = lo where w < 0
+    (and the reverse); zero padding only removes terms, so it stays inside these bounds.
+    """
+    flat = weight_q.reshape(weight_q.shape[0], -1)
+    positive = np.where(flat > 0, flat, 0).sum(axis=1)
+    negative = np.where(flat < 0, flat, 0).sum(axis=1)
+    top = positive * in_format.hi + negative * in_format.lo + bias_q
+    bottom = positive * in_format.lo + negative * in_format.hi + bias_q
+    fmt = IntFormat.holding(min(int(bottom.min()), 0), max(int(top.max()), 0))
+    fmt = IntFormat(fmt.bits + (0 if fmt.signed else 1), True)
+    if fmt.bits > MAX_ACCUMULATOR_BITS:
+        raise CnnhwError(
+            f"{what}: its accumulator needs {fmt.bits} bits (more than {MAX_ACCUMULATOR_BITS}); "
+            f"the ranges cannot be represented: use fewer bits or recalibrate"
+        )
+    return fmt
+
+
+def quantize(graph: Graph, ranges: dict, options: QuantOptions, calibration: str) -> QGraph:
+    """Quantize ``graph`` (already lowered) with the real ``ranges`` of its tensors."""
+    options.check()
+    in_lo, in_hi = ranges[INPUT]
+    in_format = activation_format(options.activation_bits, in_lo)
+    in_scale = scale_for(in_lo, in_hi, in_format, options.power_of_two)
+    quantizer = InputQuantizer(in_scale, in_format, options.rounding)
+
+    linear = [i for i, layer in enumerate(graph.layers) if isinstance(layer.op, (Conv2d, Dense))]
+    last_linear = linear[-1] if linear else -1
+    layers: list[QLayer] = []
+    fmt, scale = in_format, in_scale
+    index = 0
+    while index < len(graph.layers):
+        layer = graph.layers[index]
+        op = layer.op
+        following = graph.layers[index + 1].op if index + 1 < len(graph.layers) else None
+        if isinstance(op, (Conv2d, Dense)):
+            activation = following if isinstance(following, _ACTIVATIONS) else None
+            out_layer = graph.layers[index + 1] if activation else layer
+            bits = options.output_bits if index == last_linear else options.activation_bits
+            q = _quantize_linear(op, activation, layer, out_layer, fmt, scale, ranges, bits, options)
+            index += 2 if activation else 1
+        elif isinstance(op, Pool2d):
+            q = _quantize_pool(op, layer, fmt, scale, options)
+            index += 1
+        elif isinstance(op, GlobalPool):
+            count = layer.in_shape[1] * layer.in_shape[2]
+            sum_format = IntFormat.holding(fmt.lo * count, fmt.hi * count) if op.kind == "avg" else None
+            divider = AverageDivider.for_counts(count, options.rounding) if op.kind == "avg" else None
+            q = QGlobalPool(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, op.kind,
+                            sum_format, divider)
+            index += 1
+        elif isinstance(op, Reshape):
+            q = QReshape(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale)
+            index += 1
+        elif isinstance(op, (Relu, Clip)):
+            lo, hi = _clamp_bounds(op, fmt, scale, options.rounding)
+            q = QClamp(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, lo, hi)
+            index += 1
+        elif isinstance(op, LeakyRelu):
+            raise UnsupportedModelError(
+                f"LeakyRelu '{op.name}' does not follow a conv or dense layer; cnnhw computes LeakyReLU inside "
+                f"the layer before it"
+            )
+        else:
+            raise UnsupportedModelError(f"{op.label} '{op.name}' cannot be quantized")
+        layers.append(q)
+        fmt, scale = q.out_format, q.out_scale
+    return QGraph(graph, quantizer, tuple(layers), options, calibration)
+
+
+def _clamp_bounds(activation, fmt: IntFormat, scale: float, rounding: str) -> tuple[int, int]:
+    """The integer ``[lo, hi]`` of a ReLU/Clip at ``scale``, inside ``fmt``."""
+    lo, hi = fmt.lo, fmt.hi
+    if isinstance(activation, Relu):
+        lo = max(lo, 0)
+    elif isinstance(activation, Clip):
+        if activation.low is not None:
+            lo = max(lo, int(round_real(activation.low / scale, rounding)))
+        if activation.high is not None:
+            hi = min(hi, int(round_real(activation.high / scale, rounding)))
+    return lo, max(lo, hi)
+
+
+def _quantize_linear(op, activation, layer, out_layer, in_format, in_scale, ranges, bits, options) -> QLayer:
+    lo, hi = ranges[out_layer.op.name]
+    if isinstance(activation, Relu) or (isinstance(activation, Clip) and activation.low is not None
+                                        and activation.low >= 0):
+        lo = 0.0
+    out_format = activation_format(bits, lo)
+    out_scale = scale_for(lo, hi, out_format, options.power_of_two)
+    weight_q, weight_scales, weight_format = quantize_weights(op.weight, options)
+    bias_q = round_real(op.bias.astype(np.float64) / (in_scale * weight_scales), options.rounding)
+    what = f"{op.label} '{op.name}'"
+    acc_format = accumulator_format(weight_q, bias_q, in_format, what)
+    clamp_lo, clamp_hi = _clamp_bounds(activation, out_format, out_scale, options.rounding)
+    ratios = in_scale * weight_scales / out_scale
+    negative = ratios * activation.alpha if isinstance(activation, LeakyRelu) else None
+    requant = Requantizer.for_ratios(ratios, options.multiplier_bits, clamp_lo, clamp_hi, options.rounding,
+                                     options.power_of_two, negative, what)
+    common = dict(name=op.name, source=out_layer.op.name, in_shape=layer.in_shape, out_shape=out_layer.out_shape,
+                  in_format=in_format, out_format=out_format, in_scale=in_scale, out_scale=out_scale,
+                  weight=weight_q, bias=bias_q, weight_format=weight_format,
+                  weight_scales=tuple(float(s) for s in weight_scales), acc_format=acc_format, requant=requant,
+                  activation=type(activation).__name__ if activation else "none")
+    if isinstance(op, Conv2d):
+        return QConv(**common, stride=op.stride, pads=op.pads, dilation=op.dilation, groups=op.groups)
+    return QDense(**common)
+
+
+def _quantize_pool(op: Pool2d, layer, fmt: IntFormat, scale: float, options: QuantOptions) -> QPool:
+    sum_format = divider = None
+    if op.kind == "avg":
+        count = op.kernel[0] * op.kernel[1]
+        sum_format = IntFormat.holding(min(fmt.lo * count, 0), fmt.hi * count)
+        divider = AverageDivider.for_counts(count, options.rounding)
+    return QPool(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, op.kind, op.kernel,
+                 op.stride, op.pads, op.dilation, op.ceil_mode, op.count_include_pad, sum_format, divider)
