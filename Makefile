@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 
 example: install
 	$(BIN)/cnnhw inspect --model examples/lenet.onnx
-	$(BIN)/cnnhw predict --model examples/lenet.onnx --inputs examples/lenet.test.npz
+	$(BIN)/cnnhw quantize --model examples/lenet.onnx --eval examples/lenet.test.npz
 
 test: install
 	$(BIN)/python -m pytest
