@@ -1,0 +1,247 @@
+"""Line buffer and sliding window: feature-map pixels in, convolution/pooling windows out.
+
+Stream order everywhere in cnnhw's datapath is row-major pixels with channels innermost
+(HWC). The window unit keeps the last ``rows`` input rows in block RAM (a ring of rows)
+and, for every output pixel, emits its window as a sequence of *words* of ``simd``
+channels, in the order::
+
+    for group in groups:             # 1 for a plain conv; channels for depthwise and pooling
+        for ky in kernel rows:
+            for kx in kernel columns:
+                for word in channels of the group / simd:
+                    emit x[y, x, group * channels_per_group + word * simd : ... + simd]
+
+with ``y = out_row * stride_h - pad_top + ky * dilation_h`` (columns alike). Positions
+outside the input emit zeros, flagged ``inside = 0``; positions past the padded input
+(possible with ceil-mode pooling) are also flagged ``beyond = 1``.
+
+Throughput: one word per cycle out, one element per cycle in; input rows are written while
+earlier rows are read (the ring holds ``span_h + stride_h`` rows). Handshake: both streams
+obey ``amaranth.lib.stream`` rules (payload held while ``valid`` and not ``ready``). Latency:
+two cycles from the last needed input element to the first word of a window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """Everything the window unit needs to know about its input and its windows."""
+
+    height: int
+    width: int
+    channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    out_hw: tuple[int, int] = (1, 1)
+    groups: int = 1
+    simd: int = 1
+
+    def __post_init__(self):
+        if self.channels % self.groups:
+            raise ValueError(f"{self.channels} channels do not split into {self.groups} groups")
+        if (self.channels // self.groups) % self.simd:
+            raise ValueError(f"simd {self.simd} must divide the {self.channels // self.groups} channels per group")
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation))
+
+    @property
+    def rows(self) -> int:
+        """Rows in the ring: a window's rows plus room to write the next stride's rows meanwhile."""
+        return self.span[0] + self.stride[0]
+
+    @property
+    def words_per_pixel(self) -> int:
+        return self.channels // self.simd
+
+    @property
+    def words_per_window(self) -> int:
+        return self.kernel[0] * self.kernel[1] * self.words_per_pixel
+
+    @property
+    def cycles_per_image(self) -> int:
+        """Words emitted per image (the unit emits at most one per cycle)."""
+        return self.out_hw[0] * self.out_hw[1] * self.words_per_window
+
+
+def window_payload(element: Shape, simd: int) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(element, simd), "inside": 1, "beyond": 1})
+
+
+class SlidingWindow(wiring.Component):
+    """Line buffer + window generator (see the module docstring for the order and contract).
+
+    Ports: ``i``, a stream of elements (HWC order, one image after another); ``o``, a stream
+    of :func:`window_payload` words.
+    """
+
+    def __init__(self, geometry: WindowGeometry, element: Shape):
+        self.geometry = geometry
+        self.element = Shape.cast(element)
+        super().__init__({
+            "i": In(stream.Signature(self.element)),
+            "o": Out(stream.Signature(window_payload(self.element, geometry.simd))),
+        })
+
+    def elaborate(self, platform):
+        g = self.geometry
+        m = Module()
+        height, width = g.height, g.width
+        (kh, kw), (sh, sw), (dh, dw) = g.kernel, g.stride, g.dilation
+        top_pad, left_pad, bottom_pad, right_pad = g.pads
+        out_h, out_w = g.out_hw
+        span_h = g.span[0]
+        ring = g.rows
+        words = g.words_per_pixel  # words per input pixel
+        group_words = words // g.groups
+        row_words = width * words
+        word_shape = data.ArrayLayout(self.element, g.simd)
+
+        memory = Memory(shape=Shape.cast(word_shape), depth=ring * row_words, init=[])
+        m.submodules.memory = memory
+        write = memory.write_port()
+        read = memory.read_port()
+
+        # Rows the writer is ahead of the reader's current image start (may be negative while the
+        # writer finishes rows of an image the reader has already left).
+        ahead = Signal(range(-height - 1, height + ring + 2))
+        # The reader: first input row its current output row needs, and that row's ring slot.
+        first_row = Signal(range(height + 1))
+        first_slot = Signal(range(ring))
+        image_slot = Signal(range(ring))  # ring slot of row 0 of the reader's image
+        row_done = Signal()
+        image_done = Signal()
+
+        # ---------------------------------------------------------------- writer
+        lane = Signal(range(max(g.simd, 2)))
+        packed = Signal(word_shape)
+        w_word = Signal(range(max(words, 2)))
+        w_col = Signal(range(max(width, 2)))
+        w_slot = Signal(range(ring))
+        can_write = ahead - first_row < ring
+        m.d.comb += self.i.ready.eq(can_write)
+        word_in = Signal(word_shape)
+        m.d.comb += [word_in.eq(packed), word_in[g.simd - 1].eq(self.i.payload)]  # the last lane arrives now
+        m.d.comb += [
+            write.addr.eq(w_slot * row_words + w_col * words + w_word),
+            write.data.eq(word_in),
+        ]
+        wrote_row = Signal()
+        with m.If(self.i.valid & self.i.ready):
+            if g.simd > 1:
+                m.d.sync += packed[lane].eq(self.i.payload)
+            with m.If(lane == g.simd - 1):
+                m.d.comb += write.en.eq(1)
+                m.d.sync += lane.eq(0)
+                with m.If(w_word == words - 1):
+                    m.d.sync += w_word.eq(0)
+                    with m.If(w_col == width - 1):
+                        m.d.sync += w_col.eq(0)
+                        m.d.sync += w_slot.eq(Mux(w_slot == ring - 1, 0, w_slot + 1))
+                        m.d.comb += wrote_row.eq(1)
+                    with m.Else():
+                        m.d.sync += w_col.eq(w_col + 1)
+                with m.Else():
+                    m.d.sync += w_word.eq(w_word + 1)
+            with m.Else():
+                m.d.sync += lane.eq(lane + 1)
+        m.d.sync += ahead.eq(ahead + wrote_row - Mux(image_done, height, 0))
+
+        # ---------------------------------------------------------------- reader
+        out_row = Signal(range(max(out_h, 2)))
+        out_col = Signal(range(max(out_w, 2)))
+        group = Signal(range(max(g.groups, 2)))
+        ky = Signal(range(max(kh, 2)))
+        kx = Signal(range(max(kw, 2)))
+        r_word = Signal(range(max(group_words, 2)))
+        top = Signal(signed(16), init=-top_pad)   # out_row * sh - top_pad
+        left = Signal(signed(16), init=-left_pad)  # out_col * sw - left_pad
+        y = Signal(signed(16), init=-top_pad)      # top + ky * dh
+        x = Signal(signed(16), init=-left_pad)     # left + kx * dw
+
+        last_needed = Mux(top + span_h - 1 > height - 1, height - 1, top + span_h - 1)
+        rows_ready = ahead >= last_needed + 1
+        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+        beyond = (y >= height + bottom_pad) | (x < -left_pad) | (x >= width + right_pad) | (y < -top_pad)
+        row_offset = (y - first_row).as_unsigned()[:Shape.cast(range(ring)).width + 1]
+        slot_sum = first_slot + row_offset
+        slot = Mux(slot_sum >= ring, slot_sum - ring, slot_sum)
+
+        fifo = SyncFIFO(width=Shape.cast(window_payload(self.element, g.simd)).width, depth=4)
+        m.submodules.fifo = fifo
+        in_flight = Signal()
+        flight_inside = Signal()
+        flight_beyond = Signal()
+        issue = Signal()
+        m.d.comb += issue.eq(rows_ready & (fifo.level + in_flight <= 2))
+        m.d.comb += [
+            read.addr.eq(slot * row_words + x.as_unsigned() * words + group * group_words + r_word),
+            read.en.eq(issue),
+        ]
+        m.d.sync += [in_flight.eq(issue), flight_inside.eq(inside), flight_beyond.eq(beyond)]
+        emitted = Signal(window_payload(self.element, g.simd))
+        m.d.comb += [
+            emitted.data.eq(Mux(flight_inside, read.data, 0)),
+            emitted.inside.eq(flight_inside),
+            emitted.beyond.eq(flight_beyond),
+            fifo.w_data.eq(emitted),
+            fifo.w_en.eq(in_flight),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+        ]
+
+        # Advance the loop nest (group, ky, kx, word) inside (out_row, out_col) on every issue.
+        def next_kernel_row():
+            m.d.sync += [ky.eq(ky + 1), y.eq(y + dh), kx.eq(0), x.eq(left)]
+
+        with m.If(issue):
+            with m.If(r_word != group_words - 1):
+                m.d.sync += r_word.eq(r_word + 1)
+            with m.Else():
+                m.d.sync += r_word.eq(0)
+                with m.If(kx != kw - 1):
+                    m.d.sync += [kx.eq(kx + 1), x.eq(x + dw)]
+                with m.Elif(ky != kh - 1):
+                    next_kernel_row()
+                with m.Else():
+                    m.d.sync += [ky.eq(0), kx.eq(0), y.eq(top), x.eq(left)]
+                    with m.If(group != g.groups - 1):
+                        m.d.sync += group.eq(group + 1)
+                    with m.Else():
+                        m.d.sync += group.eq(0)
+                        with m.If(out_col != out_w - 1):
+                            m.d.sync += [out_col.eq(out_col + 1), left.eq(left + sw), x.eq(left + sw)]
+                        with m.Else():
+                            m.d.sync += [out_col.eq(0), left.eq(-left_pad), x.eq(-left_pad)]
+                            m.d.comb += row_done.eq(1)
+                            with m.If(out_row != out_h - 1):
+                                m.d.sync += [out_row.eq(out_row + 1), top.eq(top + sh), y.eq(top + sh)]
+                            with m.Else():
+                                m.d.sync += [out_row.eq(0), top.eq(-top_pad), y.eq(-top_pad)]
+                                m.d.comb += image_done.eq(1)
+
+        # Keep the first needed row and its ring slot in step with the output row.
+        next_top = top + sh
+        next_first = Mux(next_top > 0, next_top, 0)
+        step = (next_first - first_row).as_unsigned()[:Shape.cast(range(ring)).width + 1]
+        stepped = first_slot + step
+        next_image_slot = image_slot + (height % ring)
+        wrapped_image_slot = Mux(next_image_slot >= ring, next_image_slot - ring, next_image_slot)
+        with m.If(image_done):
+            m.d.sync += [first_row.eq(0), first_slot.eq(wrapped_image_slot), image_slot.eq(wrapped_image_slot)]
+        with m.Elif(row_done):
+            m.d.sync += [first_row.eq(next_first), first_slot.eq(Mux(stepped >= ring, stepped - ring, stepped))]
+        return m
