@@ -72,7 +72,8 @@ def _(layer: QDense, x):
 def _(layer: QPool, x):
     out_hw = layer.out_shape[1:]
     if layer.kind == "max":
-        return pool_windows(x, layer, out_hw, np.iinfo(np.int64).min).max(axis=2)
+        # Padding never wins: it holds the format's minimum, which no window falls below.
+        return pool_windows(x, layer, out_hw, layer.in_format.lo).max(axis=2)
     sums = pool_windows(x, layer, out_hw, 0).sum(axis=2)
     return layer.divider(sums, window_counts(layer, x.shape[2:], out_hw))
 

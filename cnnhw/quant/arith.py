@@ -134,12 +134,19 @@ class Requantizer:
     def multiplier_bits(self) -> int:
         return max(1, max(int(m).bit_length() for m in self.multipliers + (self.negative_multipliers or ())))
 
+    def finish(self, product, select: Callable = _numpy_select):
+        """The step after the multiply: ``saturate(round_shift(product, shift), lo, hi)``.
+
+        The hardware computes ``product = acc * M[c]`` however it likes (a DSP, or a few
+        bits per cycle), then calls this on its product signal with ``select=Mux``."""
+        return saturate(round_shift(product, self.shift, self.rounding), self.lo, self.hi, select)
+
     def scalar(self, acc, channel: int, select: Callable = _numpy_select):
         """Requantize ``acc`` of one output ``channel`` (NumPy or Amaranth operands)."""
         product = acc * self.multipliers[channel]
         if self.negative_multipliers is not None:
             product = select(acc < 0, acc * self.negative_multipliers[channel], product)
-        return saturate(round_shift(product, self.shift, self.rounding), self.lo, self.hi, select)
+        return self.finish(product, select)
 
     def __call__(self, acc: np.ndarray, channel_axis: int = 1) -> np.ndarray:
         """Requantize an int64 array whose ``channel_axis`` indexes output channels."""
@@ -150,7 +157,7 @@ class Requantizer:
         if self.negative_multipliers is not None:
             negative = np.asarray(self.negative_multipliers, dtype=np.int64).reshape(shape)
             product = np.where(acc < 0, acc * negative, product)
-        return saturate(round_shift(product, self.shift, self.rounding), self.lo, self.hi)
+        return self.finish(product)
 
     @staticmethod
     def for_ratios(ratios, multiplier_bits: int, lo: int, hi: int, rounding: str, power_of_two: bool,
@@ -206,6 +213,10 @@ class AverageDivider:
         return AverageDivider(shift, (0,) + tuple(int(round_real(2.0 ** shift / c)) for c in range(1, max_count + 1)),
                               rounding)
 
+    def finish(self, product, select: Callable = _numpy_select):
+        """After ``product = sum * multipliers[count]``: ``round_shift(product, shift)``."""
+        return round_shift(product, self.shift, self.rounding)
+
     def __call__(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         multipliers = np.asarray(self.multipliers, dtype=np.int64)[counts]
-        return round_shift(sums * multipliers, self.shift, self.rounding)
+        return self.finish(sums * multipliers)

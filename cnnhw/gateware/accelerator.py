@@ -1,0 +1,93 @@
+"""The accelerator: one stage per quantized layer, chained by streams, plus the class.
+
+Ports:
+
+* ``i``: quantized input elements (the input quantizer's integers), one image after another,
+  each image in HWC order (row by row, channels innermost);
+* ``o``: the output elements of each image, in :attr:`Accelerator.output_order`;
+* ``cls``: one class index per image (argmax of the output, first index on ties);
+* ``probe<k>_data`` / ``probe<k>_fire``: the output stream of stage ``k`` (``fire`` = a
+  transfer happens this cycle), so a testbench can check every layer, not only the last.
+
+Every stream has backpressure; any stage may stall without loss or duplication.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..errors import UnsupportedModelError
+from ..plan import HardwarePlan, check_plan
+from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QPool, QReshape
+from .small import Argmax
+from .stages import ClampStage, ConvStage, DenseStage, PoolStage, element_shape
+
+
+def stream_order(shape) -> np.ndarray:
+    """Position ``j`` of the stream holds element ``order[j]`` of the C-order (golden) tensor."""
+    if len(shape) == 3:
+        channels, height, width = shape
+        return np.arange(channels * height * width).reshape(channels, height, width).transpose(1, 2, 0).ravel()
+    return np.arange(int(np.prod(shape)))
+
+
+class Accelerator(wiring.Component):
+    def __init__(self, qgraph: QGraph, plan: HardwarePlan):
+        check_plan(plan, qgraph)
+        self.qgraph, self.plan = qgraph, plan
+        self.stages: list[tuple[str, wiring.Component]] = []
+        order = stream_order(qgraph.graph.input_shape)
+        for layer in qgraph.layers:
+            folding = plan.for_layer(layer.name)
+            if isinstance(layer, QConv):
+                stage = ConvStage(layer, folding.pe, folding.simd, folding.digit_bits)
+            elif isinstance(layer, QDense):
+                stage = DenseStage(layer, order, folding.pe, folding.simd, folding.digit_bits)
+            elif isinstance(layer, (QPool, QGlobalPool)):
+                stage = PoolStage(layer, folding.digit_bits)
+            elif isinstance(layer, QClamp):
+                stage = ClampStage(layer)
+            elif isinstance(layer, QReshape):
+                if len(layer.out_shape) != 1:
+                    raise UnsupportedModelError(
+                        f"Reshape '{layer.name}' to {layer.out_shape}: the hardware streams feature maps in HWC order "
+                        f"and supports reshapes into vectors (flatten) only"
+                    )
+                continue  # a flatten moves no data: the next dense layer reads its weights in stream order
+            else:
+                raise UnsupportedModelError(f"{layer.label} '{layer.name}' has no hardware stage")
+            order = stream_order(layer.out_shape)
+            self.stages.append((layer.name, stage))
+        if not self.stages:
+            raise UnsupportedModelError(f"model '{qgraph.graph.name}' has no layer to build hardware for")
+        self.output_order = order
+        self.classes = int(np.prod(qgraph.layers[-1].out_shape))
+        first, last = self.stages[0][1], self.stages[-1][1]
+        members = {
+            "i": In(stream.Signature(first.i.payload.shape())),
+            "o": Out(stream.Signature(last.o.payload.shape())),
+            "cls": Out(stream.Signature(range(max(self.classes, 2)))),
+        }
+        for index, (_, stage) in enumerate(self.stages):
+            members[f"probe{index}_data"] = Out(stage.o.payload.shape())
+            members[f"probe{index}_fire"] = Out(1)
+        self.argmax = Argmax(last.o.payload.shape(), self.classes)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        previous = wiring.flipped(self.i)
+        for index, (name, stage) in enumerate(self.stages):
+            m.submodules[f"stage{index}"] = stage
+            wiring.connect(m, previous, stage.i)
+            m.d.comb += [getattr(self, f"probe{index}_data").eq(stage.o.payload),
+                         getattr(self, f"probe{index}_fire").eq(stage.o.valid & stage.o.ready)]
+            previous = stage.o
+        m.submodules.argmax = self.argmax
+        wiring.connect(m, previous, self.argmax.i)
+        wiring.connect(m, self.argmax.o, wiring.flipped(self.o))
+        wiring.connect(m, self.argmax.cls, wiring.flipped(self.cls))
+        return m

@@ -1,0 +1,171 @@
+"""Matrix-vector unit: PE output channels in parallel, SIMD products per output per cycle.
+
+For each incoming window (``groups`` segments of ``words_per_group`` SIMD-wide words, the
+order :mod:`cnnhw.gateware.window` emits), and for each group, the unit computes
+``out_per_group`` dot products ``bias[c] + sum_k w[c, k] * x[k]`` in ``out_per_group / pe``
+folds of ``pe`` channels. The first fold takes the window from the stream (and keeps it in
+a replay buffer); later folds replay it. Each fold ends with one output word: the ``pe``
+accumulators, for channels ``fold * pe + lane`` in order.
+
+Weights live in a ROM of ``groups * folds * words_per_group`` words of ``pe * simd`` lanes
+(block RAM or LUTs, as yosys decides), initialized from the quantized model.
+
+Throughput: one input word (``simd`` products per lane) per cycle when not stalled, so
+``groups * folds * words_per_group`` cycles per window. Latency: 3 cycles from the last word
+of a fold to its output. Handshake: the whole pipeline advances only when the output
+register is free or being read (a global stall), so nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth import Array, Const, Module, Mux, Shape, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+
+@dataclass(frozen=True, eq=False)
+class MatrixShape:
+    """Weights as ``(groups, out_per_group, words_per_group * simd)`` in window order, with folding."""
+
+    weights: np.ndarray  # int64 (groups, out_per_group, k)
+    bias: np.ndarray  # int64 (groups * out_per_group,)
+    pe: int
+    simd: int
+
+    def __post_init__(self):
+        groups, outputs, k = self.weights.shape
+        if outputs % self.pe:
+            raise ValueError(f"pe {self.pe} must divide the {outputs} outputs per group")
+        if k % self.simd:
+            raise ValueError(f"simd {self.simd} must divide the {k} inputs per output")
+
+    @property
+    def groups(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def folds(self) -> int:
+        return self.weights.shape[1] // self.pe
+
+    @property
+    def words(self) -> int:
+        return self.weights.shape[2] // self.simd
+
+    @property
+    def cycles_per_window(self) -> int:
+        return self.groups * self.folds * self.words
+
+
+def pack_lanes(values, bits: int) -> int:
+    """Little-endian packing of signed lanes into one integer (lane 0 in the low bits)."""
+    word = 0
+    for lane, value in enumerate(values):
+        word |= (int(value) & ((1 << bits) - 1)) << (lane * bits)
+    return word
+
+
+class MatrixVectorUnit(wiring.Component):
+    """See the module docstring. ``i``: words of ``simd`` elements; ``o``: ``pe`` accumulators."""
+
+    def __init__(self, matrix: MatrixShape, element: Shape, weight_bits: int, acc_bits: int):
+        self.matrix = matrix
+        self.element = Shape.cast(element)
+        self.weight_bits = weight_bits
+        self.acc_shape = signed(acc_bits)
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(self.element, matrix.simd))),
+            "o": Out(stream.Signature(data.ArrayLayout(self.acc_shape, matrix.pe))),
+        })
+
+    def rom_words(self) -> list[int]:
+        mx = self.matrix
+        words = []
+        for g in range(mx.groups):
+            for f in range(mx.folds):
+                for k in range(mx.words):
+                    lanes = [mx.weights[g, f * mx.pe + p, k * mx.simd + s] for p in range(mx.pe) for s in range(mx.simd)]
+                    words.append(pack_lanes(lanes, self.weight_bits))
+        return words
+
+    def elaborate(self, platform):
+        mx = self.matrix
+        pe, simd, folds, words, groups = mx.pe, mx.simd, mx.folds, mx.words, mx.groups
+        m = Module()
+        lane_bits = self.weight_bits
+        rom = Memory(shape=pe * simd * lane_bits, depth=max(2, groups * folds * words), init=self.rom_words())
+        m.submodules.rom = rom
+        rom_read = rom.read_port()
+
+        word_shape = data.ArrayLayout(self.element, simd)
+        replay = None
+        if folds > 1:
+            replay = Memory(shape=Shape.cast(word_shape), depth=max(2, words), init=[])
+            m.submodules.replay = replay
+            replay_write = replay.write_port()
+            replay_read = replay.read_port()
+
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+
+        # Stage 0: the loop nest (group, fold, word) and the reads it issues.
+        group = Signal(range(max(groups, 2)))
+        fold = Signal(range(max(folds, 2)))
+        word = Signal(range(max(words, 2)))
+        address = Signal(range(max(groups * folds * words, 2)))
+        bank = Signal(range(max(groups * folds, 2)))  # which (group, fold): selects the biases
+        from_stream = fold == 0
+        fire = Signal()
+        m.d.comb += [
+            fire.eq(advance & (~from_stream | self.i.valid)),
+            self.i.ready.eq(advance & from_stream),
+            rom_read.addr.eq(address),
+            rom_read.en.eq(advance),
+        ]
+        if replay is not None:
+            m.d.comb += [replay_read.addr.eq(word), replay_read.en.eq(advance),
+                         replay_write.addr.eq(word), replay_write.data.eq(self.i.payload),
+                         replay_write.en.eq(self.i.valid & self.i.ready)]
+        with m.If(fire):
+            m.d.sync += address.eq(Mux(address == groups * folds * words - 1, 0, address + 1))
+            with m.If(word != words - 1):
+                m.d.sync += word.eq(word + 1)
+            with m.Else():
+                m.d.sync += [word.eq(0), bank.eq(Mux(bank == groups * folds - 1, 0, bank + 1))]
+                with m.If(fold != folds - 1):
+                    m.d.sync += fold.eq(fold + 1)
+                with m.Else():
+                    m.d.sync += [fold.eq(0), group.eq(Mux(group == groups - 1, 0, group + 1))]
+
+        # Stage 1: operands (the streamed word, or its replay) meet their weights.
+        valid1, first1, last1, stream1 = Signal(), Signal(), Signal(), Signal()
+        bank1 = Signal.like(bank)
+        held = Signal(word_shape)
+        with m.If(advance):
+            m.d.sync += [valid1.eq(fire), first1.eq(word == 0), last1.eq(word == words - 1),
+                         stream1.eq(from_stream), bank1.eq(bank), held.eq(self.i.payload)]
+        operand = Signal(word_shape)
+        m.d.comb += operand.eq(held if replay is None else Mux(stream1, held, replay_read.data))
+        weights = [rom_read.data[(p * simd + s) * lane_bits:(p * simd + s + 1) * lane_bits].as_signed()
+                   for p in range(pe) for s in range(simd)]
+        biases = Array(Array(Const(int(mx.bias[b * pe + p]), self.acc_shape) for p in range(pe))
+                       for b in range(groups * folds))
+
+        # Stage 2: accumulate (acc starts at the bias); the last word of a fold fills the output.
+        accumulators = [Signal(self.acc_shape, name=f"acc{p}", reset_less=True) for p in range(pe)]
+        with m.If(advance):
+            with m.If(valid1 & last1):
+                m.d.sync += self.o.valid.eq(1)
+            with m.Else():
+                m.d.sync += self.o.valid.eq(0)
+            for p in range(pe):
+                products = sum(weights[p * simd + s] * operand[s] for s in range(simd))
+                total = Mux(first1, biases[bank1][p], accumulators[p]) + products
+                with m.If(valid1):
+                    m.d.sync += accumulators[p].eq(total)
+                    with m.If(last1):
+                        m.d.sync += self.o.payload[p].eq(total)
+        return m

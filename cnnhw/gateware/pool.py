@@ -1,0 +1,86 @@
+"""Pool reducer: max or average over each window of a SlidingWindow (one channel per window).
+
+Input: window words of one element (``simd = 1``, ``groups = channels``), so each run of
+``window`` words is one channel of one output pixel. Max ignores positions outside the input
+(padding never wins). Average sums (outside positions hold 0) and counts input positions,
+plus padding when ``count_include_pad``, never positions past the padding; then a Rescaler
+divides as ``AverageDivider`` says.
+
+Throughput: one input word per cycle; the average adds a Rescaler per output.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Shape, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..quant.arith import AverageDivider
+from .rescale import Rescaler, rescale_input
+from .window import window_payload
+
+
+class PoolReducer(wiring.Component):
+    def __init__(self, kind: str, window: int, element: Shape, count_include_pad: bool = False,
+                 divider: AverageDivider | None = None, sum_bits: int = 32, digit_bits: int = 4):
+        if kind not in ("max", "avg"):
+            raise ValueError(f"kind must be 'max' or 'avg', not {kind!r}")
+        self.kind = kind
+        self.window = window
+        self.element = Shape.cast(element)
+        self.count_include_pad = count_include_pad
+        self.divider = divider
+        self.sum_shape = signed(sum_bits)
+        self.rescaler = None
+        if kind == "avg":
+            self.rescaler = Rescaler(self.sum_shape, self.element, divider.multipliers, divider, None, digit_bits)
+        super().__init__({
+            "i": In(stream.Signature(window_payload(self.element, 1))),
+            "o": Out(stream.Signature(self.element)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        position = Signal(range(max(self.window, 2)))
+        first = position == 0
+        last = position == self.window - 1
+        word = self.i.payload
+        element = word.data[0]
+        if self.kind == "max":
+            out = self.o
+        else:
+            m.submodules.rescaler = rescaler = self.rescaler
+            wiring.connect(m, wiring.flipped(self.o), rescaler.o)
+            out = rescaler.i
+
+        held = Signal(self.element if self.kind == "max" else rescale_input(self.sum_shape, len(self.divider.multipliers)))
+        m.d.comb += out.payload.eq(held)
+        valid = Signal()
+        m.d.comb += out.valid.eq(valid)
+        take = ~valid | out.ready
+        m.d.comb += self.i.ready.eq(take)
+        with m.If(out.ready):
+            m.d.sync += valid.eq(0)
+
+        if self.kind == "max":
+            best = Signal(self.element, init=self.element_min())
+            candidate = Mux(word.inside, element, self.element_min())
+            new_best = Mux(first | (candidate > best), candidate, best)
+            with m.If(self.i.valid & take):
+                m.d.sync += [best.eq(new_best), position.eq(Mux(last, 0, position + 1))]
+                with m.If(last):
+                    m.d.sync += [held.eq(new_best), valid.eq(1)]
+        else:
+            total = Signal(self.sum_shape)
+            count = Signal(range(self.window + 1))
+            counted = word.inside | (~word.beyond if self.count_include_pad else 0)
+            new_total = Mux(first, 0, total) + element
+            new_count = Mux(first, 0, count) + counted
+            with m.If(self.i.valid & take):
+                m.d.sync += [total.eq(new_total), count.eq(new_count), position.eq(Mux(last, 0, position + 1))]
+                with m.If(last):
+                    m.d.sync += [held.value.eq(new_total), held.index.eq(new_count), valid.eq(1)]
+        return m
+
+    def element_min(self) -> int:
+        return -(1 << (self.element.width - 1)) if self.element.signed else 0

@@ -1,0 +1,84 @@
+"""Rescaler: ``y = finish(value * M[index])``, the multiply-and-round step of requantization
+and of average pooling, with the rounding/saturation taken from ``cnnhw.quant.arith``.
+
+The product is built ``digit_bits`` multiplier bits per cycle (most significant first):
+``digit_bits >= multiplier bits`` is one full multiply (a DSP with yosys ``-dsp``); fewer
+bits trade cycles for logic. Throughput: one value per ``steps + 2`` cycles, where
+``steps = ceil(multiplier_bits / digit_bits)``. Latency: the same. Handshake: ``i`` is taken
+when idle; ``o`` holds its payload until ``ready``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from amaranth import Array, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+
+def rescale_input(value: Shape, entries: int) -> data.StructLayout:
+    return data.StructLayout({"value": value, "index": range(max(entries, 2))})
+
+
+class Rescaler(wiring.Component):
+    """``o = rule.finish(i.value * multipliers[i.index])`` (``negative_multipliers`` when ``value < 0``).
+
+    ``rule`` is a :class:`cnnhw.quant.arith.Requantizer` or ``AverageDivider``: this unit only
+    forms the exact product; the rule decides rounding and saturation.
+    """
+
+    def __init__(self, value: Shape, out: Shape, multipliers, rule, negative_multipliers=None, digit_bits: int = 4):
+        self.value_shape = Shape.cast(value)
+        self.out_shape = Shape.cast(out)
+        self.multipliers = tuple(int(m) for m in multipliers)
+        self.negative_multipliers = None if negative_multipliers is None else tuple(int(m) for m in negative_multipliers)
+        self.rule = rule
+        all_multipliers = self.multipliers + (self.negative_multipliers or ())
+        self.multiplier_bits = max(1, max(m.bit_length() for m in all_multipliers))
+        self.digit_bits = max(1, min(digit_bits, self.multiplier_bits))
+        self.steps = math.ceil(self.multiplier_bits / self.digit_bits)
+        super().__init__({
+            "i": In(stream.Signature(rescale_input(self.value_shape, len(self.multipliers)))),
+            "o": Out(stream.Signature(self.out_shape)),
+        })
+
+    @property
+    def cycles_per_value(self) -> int:
+        return self.steps + 2
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self.multiplier_bits
+        digit = self.digit_bits
+        padded = self.steps * digit  # the multiplier, padded at the top to whole digits
+        product_bits = self.value_shape.width + width + 2
+        value = Signal(signed(self.value_shape.width + 1))
+        multiplier = Signal(unsigned(padded))
+        product = Signal(signed(product_bits))
+        steps_left = Signal(range(self.steps + 1))
+
+        table = Array(Const(v, unsigned(width)) for v in self.multipliers)
+        chosen = table[self.i.payload.index]
+        if self.negative_multipliers is not None:
+            negative = Array(Const(v, unsigned(width)) for v in self.negative_multipliers)
+            chosen = Mux(self.i.payload.value < 0, negative[self.i.payload.index], chosen)
+
+        top_digit = multiplier[padded - digit:]
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    m.d.sync += [value.eq(self.i.payload.value), multiplier.eq(chosen), product.eq(0),
+                                 steps_left.eq(self.steps)]
+                    m.next = "MULTIPLY"
+            with m.State("MULTIPLY"):
+                m.d.sync += [product.eq((product << digit) + value * top_digit),
+                             multiplier.eq(multiplier << digit), steps_left.eq(steps_left - 1)]
+                with m.If(steps_left == 1):
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(self.rule.finish(product, Mux))]
+                with m.If(self.o.ready):
+                    m.next = "IDLE"
+        return m

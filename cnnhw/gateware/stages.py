@@ -1,0 +1,129 @@
+"""One pipeline stage per quantized layer, each a Component from element stream to element stream.
+
+* :class:`ConvStage`: SlidingWindow -> MatrixVectorUnit -> RequantUnit
+* :class:`DenseStage`: (Packer) -> MatrixVectorUnit -> RequantUnit
+* :class:`PoolStage`: SlidingWindow -> PoolReducer (max, or average with its Rescaler)
+* :class:`ClampStage`: a stand-alone ReLU/Clip
+
+Streams carry one element per transfer, feature maps in HWC order (channels innermost).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Module, Shape, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..quant.arith import IntFormat
+from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QPool
+from .mvu import MatrixShape, MatrixVectorUnit
+from .pool import PoolReducer
+from .requant import RequantUnit
+from .small import Clamp, Packer
+from .window import SlidingWindow, WindowGeometry
+
+
+def element_shape(fmt: IntFormat) -> Shape:
+    return signed(fmt.bits) if fmt.signed else unsigned(fmt.bits)
+
+
+def _link(m, source, sink, payload) -> None:
+    m.d.comb += [sink.valid.eq(source.valid), sink.payload.eq(payload), source.ready.eq(sink.ready)]
+
+
+class _Stage(wiring.Component):
+    def __init__(self, layer):
+        self.layer = layer
+        super().__init__({"i": In(stream.Signature(element_shape(layer.in_format))),
+                          "o": Out(stream.Signature(element_shape(layer.out_format)))})
+
+
+class ConvStage(_Stage):
+    def __init__(self, layer: QConv, pe: int = 1, simd: int = 1, digit_bits: int = 4):
+        super().__init__(layer)
+        in_c, in_h, in_w = layer.in_shape
+        out_c, out_h, out_w = layer.out_shape
+        groups = layer.groups
+        self.geometry = WindowGeometry(in_h, in_w, in_c, layer.kernel, layer.stride, layer.dilation, layer.pads,
+                                       (out_h, out_w), groups, simd)
+        per_group = out_c // groups
+        # (out, in/groups, kh, kw) -> (groups, out/groups, kh * kw * in/groups) in window order (ky, kx, ci).
+        weights = layer.weight.transpose(0, 2, 3, 1).reshape(groups, per_group, -1)
+        self.window = SlidingWindow(self.geometry, element_shape(layer.in_format))
+        self.mvu = MatrixVectorUnit(MatrixShape(weights, layer.bias, pe, simd), element_shape(layer.in_format),
+                                    layer.weight_format.bits, layer.acc_format.bits)
+        self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
+                                   digit_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.window, m.submodules.mvu, m.submodules.requant = self.window, self.mvu, self.requant
+        wiring.connect(m, wiring.flipped(self.i), self.window.i)
+        _link(m, self.window.o, self.mvu.i, self.window.o.payload.data)
+        wiring.connect(m, self.mvu.o, self.requant.i)
+        wiring.connect(m, self.requant.o, wiring.flipped(self.o))
+        return m
+
+
+class DenseStage(_Stage):
+    """``order[j]`` is the golden (C-order) index of the ``j``-th element of the input stream."""
+
+    def __init__(self, layer: QDense, order: np.ndarray, pe: int = 1, simd: int = 1, digit_bits: int = 4):
+        super().__init__(layer)
+        weights = layer.weight[:, order][None]  # columns in stream order
+        element = element_shape(layer.in_format)
+        self.packer = Packer(element, simd)
+        self.mvu = MatrixVectorUnit(MatrixShape(weights, layer.bias, pe, simd), element, layer.weight_format.bits,
+                                    layer.acc_format.bits)
+        self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
+                                   digit_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.packer, m.submodules.mvu, m.submodules.requant = self.packer, self.mvu, self.requant
+        wiring.connect(m, wiring.flipped(self.i), self.packer.i)
+        wiring.connect(m, self.packer.o, self.mvu.i)
+        wiring.connect(m, self.mvu.o, self.requant.i)
+        wiring.connect(m, self.requant.o, wiring.flipped(self.o))
+        return m
+
+
+class PoolStage(_Stage):
+    def __init__(self, layer: QPool | QGlobalPool, digit_bits: int = 4):
+        super().__init__(layer)
+        channels, in_h, in_w = layer.in_shape
+        _, out_h, out_w = layer.out_shape
+        if isinstance(layer, QGlobalPool):
+            kernel, stride, dilation, pads, count_pads = (in_h, in_w), (1, 1), (1, 1), (0, 0, 0, 0), False
+        else:
+            kernel, stride, dilation, pads, count_pads = (layer.kernel, layer.stride, layer.dilation, layer.pads,
+                                                          layer.count_include_pad)
+        self.geometry = WindowGeometry(in_h, in_w, channels, kernel, stride, dilation, pads, (out_h, out_w),
+                                       groups=channels, simd=1)
+        element = element_shape(layer.in_format)
+        self.window = SlidingWindow(self.geometry, element)
+        sum_bits = layer.sum_format.bits + 1 if layer.sum_format is not None else 32
+        self.reducer = PoolReducer(layer.kind, kernel[0] * kernel[1], element, count_pads, layer.divider, sum_bits,
+                                   digit_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.window, m.submodules.reducer = self.window, self.reducer
+        wiring.connect(m, wiring.flipped(self.i), self.window.i)
+        wiring.connect(m, self.window.o, self.reducer.i)
+        wiring.connect(m, self.reducer.o, wiring.flipped(self.o))
+        return m
+
+
+class ClampStage(_Stage):
+    def __init__(self, layer: QClamp):
+        super().__init__(layer)
+        self.clamp = Clamp(element_shape(layer.in_format), layer.lo, layer.hi)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.clamp = self.clamp
+        wiring.connect(m, wiring.flipped(self.i), self.clamp.i)
+        wiring.connect(m, self.clamp.o, wiring.flipped(self.o))
+        return m

@@ -1,0 +1,138 @@
+"""HardwarePlan: per layer, PE (output channels in parallel), SIMD (products per output per
+cycle) and the rescaler's multiplier digit width. The generator is a function of
+(QGraph, HardwarePlan); this module also predicts the cycles a plan takes.
+
+The cycle model (per image, steady state, images back to back): every stage works in
+parallel with the others, so an image takes as long as the slowest stage. A stage's time is
+the largest of what its parts need:
+
+* window unit: one word per cycle: ``out_pixels * kh * kw * channels / simd``;
+* matrix-vector unit: one word per cycle: ``out_pixels * (out_channels / pe) * (kh * kw * channels_per_group / simd)``;
+* rescaler (requantizer, average): ``outputs * (ceil(multiplier_bits / digit_bits) + 2)``;
+* input of a window unit or packer: one element per cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+
+from ..errors import CnnhwError
+from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    name: str
+    pe: int = 1
+    simd: int = 1
+    digit_bits: int = 4
+
+
+@dataclass(frozen=True)
+class HardwarePlan:
+    layers: tuple[LayerPlan, ...]
+
+    def for_layer(self, name: str) -> LayerPlan:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        return LayerPlan(name)
+
+    def to_json(self) -> dict:
+        return {"layers": [asdict(layer) for layer in self.layers]}
+
+    @staticmethod
+    def from_json(facts: dict) -> "HardwarePlan":
+        try:
+            return HardwarePlan(tuple(LayerPlan(**layer) for layer in facts["layers"]))
+        except (KeyError, TypeError) as error:
+            raise CnnhwError(f"plan: not a cnnhw plan ({error}); expected {{'layers': [{{'name', 'pe', 'simd'}}]}}") from None
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+
+def _folding_limits(layer) -> tuple[int, int] | None:
+    """(outputs per group that PE must divide, inputs per group word that SIMD must divide)."""
+    if isinstance(layer, QConv):
+        return layer.weight.shape[0] // layer.groups, layer.weight.shape[1]
+    if isinstance(layer, QDense):
+        return layer.weight.shape[0], layer.weight.shape[1]
+    return None
+
+
+def default_plan(qgraph: QGraph) -> HardwarePlan:
+    """The simplest valid plan: one multiplier per layer (the planner issue makes this smart)."""
+    return HardwarePlan(tuple(LayerPlan(layer.name) for layer in qgraph.layers if _folding_limits(layer)))
+
+
+def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
+    names = {layer.name for layer in qgraph.layers}
+    for layer_plan in plan.layers:
+        if layer_plan.name not in names:
+            raise CnnhwError(f"plan: no layer named '{layer_plan.name}' (layers: {', '.join(sorted(names))})")
+    for layer in qgraph.layers:
+        limits = _folding_limits(layer)
+        folding = plan.for_layer(layer.name)
+        if limits is None:
+            if (folding.pe, folding.simd) != (1, 1):
+                raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no PE/SIMD folding")
+            continue
+        outputs, inputs = limits
+        for what, value, limit in (("pe", folding.pe, outputs), ("simd", folding.simd, inputs)):
+            if not isinstance(value, int) or value < 1 or limit % value:
+                divisors = [d for d in range(1, limit + 1) if limit % d == 0]
+                raise CnnhwError(f"plan: {what} {value} of layer '{layer.name}' must divide {limit} "
+                                 f"(choose from {divisors})")
+        if not isinstance(folding.digit_bits, int) or folding.digit_bits < 1:
+            raise CnnhwError(f"plan: digit_bits of layer '{layer.name}' must be a positive int")
+    return plan
+
+
+def _rescale_cycles(multiplier_bits: int, digit_bits: int) -> int:
+    digit = max(1, min(digit_bits, multiplier_bits))
+    return math.ceil(multiplier_bits / digit) + 2
+
+
+def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
+    """Predicted cycles per image of every layer's stage (see the module docstring)."""
+    cycles = {}
+    for layer in qgraph.layers:
+        folding = plan.for_layer(layer.name)
+        if isinstance(layer, QConv):
+            out_c, out_h, out_w = layer.out_shape
+            in_c, in_h, in_w = layer.in_shape
+            pixels = out_h * out_w
+            kh, kw = layer.kernel
+            window = pixels * kh * kw * in_c // folding.simd
+            mvu = pixels * (out_c // folding.pe) * (kh * kw * layer.weight.shape[1] // folding.simd)
+            rescale = pixels * out_c * _rescale_cycles(layer.requant.multiplier_bits, folding.digit_bits)
+            cycles[layer.name] = max(in_c * in_h * in_w, window, mvu, rescale)
+        elif isinstance(layer, QDense):
+            out, k = layer.weight.shape
+            mvu = (out // folding.pe) * (k // folding.simd)
+            rescale = out * _rescale_cycles(layer.requant.multiplier_bits, folding.digit_bits)
+            cycles[layer.name] = max(k, mvu, rescale)
+        elif isinstance(layer, (QPool, QGlobalPool)):
+            c, out_h, out_w = layer.out_shape
+            _, in_h, in_w = layer.in_shape
+            kh, kw = layer.kernel if isinstance(layer, QPool) else (in_h, in_w)
+            window = out_h * out_w * c * kh * kw
+            rescale = 0
+            if layer.divider is not None:
+                rescale = out_h * out_w * c * _rescale_cycles(max(m.bit_length() for m in layer.divider.multipliers),
+                                                              folding.digit_bits)
+            cycles[layer.name] = max(c * in_h * in_w, window, rescale)
+        else:
+            cycles[layer.name] = 0  # reshapes and clamps pass the stream through
+    return cycles
+
+
+def with_folding(plan: HardwarePlan, name: str, **changes) -> HardwarePlan:
+    """A copy of ``plan`` with one layer's folding changed."""
+    layers = [replace(layer, **changes) if layer.name == name else layer for layer in plan.layers]
+    if all(layer.name != name for layer in plan.layers):
+        layers.append(replace(LayerPlan(name), **changes))
+    return HardwarePlan(tuple(layers))
