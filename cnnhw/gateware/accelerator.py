@@ -22,16 +22,9 @@ from amaranth.lib.wiring import In, Out
 from ..errors import UnsupportedModelError
 from ..plan import HardwarePlan, check_plan
 from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QPool, QReshape
+from ..verify import stream_order
 from .small import Argmax
 from .stages import ClampStage, ConvStage, DenseStage, PoolStage, element_shape
-
-
-def stream_order(shape) -> np.ndarray:
-    """Position ``j`` of the stream holds element ``order[j]`` of the C-order (golden) tensor."""
-    if len(shape) == 3:
-        channels, height, width = shape
-        return np.arange(channels * height * width).reshape(channels, height, width).transpose(1, 2, 0).ravel()
-    return np.arange(int(np.prod(shape)))
 
 
 class Accelerator(wiring.Component):

@@ -1,0 +1,171 @@
+"""Random small networks (as ONNX) with random foldings, for whole-accelerator tests.
+
+``random_network(seed)`` is deterministic. Across seeds the networks cover kernels 1/3/5,
+strides 1/2, explicit symmetric/asymmetric padding and auto_pad SAME_UPPER/SAME_LOWER/VALID,
+dilation 2, depthwise and grouped convolution, max/average/global pooling, dense layers,
+1..16 channels, several foldings per layer, and 8- and 4-bit inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from cnnhw.plan import HardwarePlan, LayerPlan
+from models import make_model
+
+
+@dataclass
+class NetworkSpec:
+    seed: int
+    model: onnx.ModelProto
+    input_shape: tuple[int, int, int]
+    bits: int
+    signed_input: bool
+    features: set = field(default_factory=set)
+
+    def calibration(self, count: int = 16) -> np.ndarray:
+        rng = np.random.default_rng(self.seed + 1)
+        low = -1.0 if self.signed_input else 0.0
+        return rng.uniform(low, 1.0, size=(count, *self.input_shape))
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def random_network(seed: int) -> NetworkSpec:
+    rng = np.random.default_rng(seed)
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    channels = int(pick([1, 2, 3, 4]))
+    size = int(rng.integers(7, 11))
+    height, width = size, int(rng.integers(7, 11))
+    nodes, arrays, features = [], {}, set()
+    tensor = "x"
+    shape = [channels, height, width]
+
+    def add(op, inputs, **attrs):
+        nonlocal tensor
+        name = f"{op.lower()}{len(nodes)}"
+        out = f"t{len(nodes)}"
+        nodes.append(helper.make_node(op, [tensor] + inputs, [out], name=name, **attrs))
+        tensor = out
+        return name
+
+    for block in range(int(rng.integers(1, 3))):
+        c, h, w = shape
+        kernel = int(pick([k for k in (1, 3, 5) if k <= min(h, w)]))
+        stride = int(pick([1, 2]))
+        dilation = int(pick([1, 1, 2])) if kernel > 1 and (kernel - 1) * 2 + 1 <= min(h, w) else 1
+        span = (kernel - 1) * dilation + 1
+        kind = pick(["plain", "plain", "depthwise", "grouped"])
+        if kind == "depthwise" and c > 1:
+            groups, out_c = c, c * int(pick([1, 2]))
+            features.add("depthwise")
+        elif kind == "grouped" and c % 2 == 0 and c > 2:
+            groups, out_c = 2, 2 * int(rng.integers(1, 5))
+            features.add("grouped")
+        else:
+            groups, out_c = 1, int(rng.integers(1, 17 if block else 9))
+            if seed % 10 == 7 and block == 0:
+                out_c = 16  # the widest layer the issue asks for, in every tenth network
+        padding = pick(["none", "symmetric", "asymmetric", "SAME_UPPER", "SAME_LOWER", "VALID"])
+        attrs = dict(kernel_shape=[kernel, kernel], strides=[stride, stride], dilations=[dilation, dilation],
+                     group=groups)
+        if padding in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+            attrs["auto_pad"] = padding
+        elif padding == "symmetric":
+            p = int(rng.integers(0, span))
+            attrs["pads"] = [p, p, p, p]
+        elif padding == "asymmetric":
+            attrs["pads"] = [int(v) for v in rng.integers(0, span, size=4)]
+        features |= {f"kernel{kernel}", f"stride{stride}", f"dilation{dilation}", f"pad:{padding}"}
+        arrays[f"w{len(nodes)}"] = rng.normal(size=(out_c, c // groups, kernel, kernel)).astype(np.float32)
+        arrays[f"b{len(nodes)}"] = rng.normal(size=out_c).astype(np.float32) * 0.3
+        add("Conv", [f"w{len(nodes)}", f"b{len(nodes)}"], **attrs)
+        activation = pick(["Relu", "Relu", "Clip", "LeakyRelu", "none"])
+        if activation == "Relu":
+            add("Relu", [])
+        elif activation == "Clip":
+            arrays[f"lo{len(nodes)}"], arrays[f"hi{len(nodes)}"] = np.float32(0), np.float32(2)
+            add("Clip", [f"lo{len(nodes)}", f"hi{len(nodes)}"])
+        elif activation == "LeakyRelu":
+            add("LeakyRelu", [], alpha=0.125)
+        features.add(f"act:{activation}")
+        # Output size after this conv.
+        if padding in ("SAME_UPPER", "SAME_LOWER"):
+            h, w = -(-h // stride), -(-w // stride)
+        else:
+            pads = attrs.get("pads", [0, 0, 0, 0])
+            h = (h + pads[0] + pads[2] - span) // stride + 1
+            w = (w + pads[1] + pads[3] - span) // stride + 1
+        shape = [out_c, h, w]
+        features.add(f"channels{out_c}")
+        if min(h, w) >= 2 and rng.random() < 0.6:
+            pool = pick(["MaxPool", "AveragePool"])
+            pool_kernel = int(pick([2, 3])) if min(h, w) >= 3 else 2
+            pool_stride = int(pick([1, 2]))
+            pool_pad = int(pick([0, 1])) if pool_kernel == 3 else 0
+            ceil = int(pick([0, 1]))
+            pool_attrs = dict(kernel_shape=[pool_kernel] * 2, strides=[pool_stride] * 2, pads=[pool_pad] * 4,
+                              ceil_mode=ceil)
+            if pool == "AveragePool":
+                pool_attrs["count_include_pad"] = int(pick([0, 1]))
+            add(pool, [], **pool_attrs)
+            features.add(pool)
+            room = [s + 2 * pool_pad - pool_kernel for s in (h, w)]
+            if ceil:
+                sizes = []
+                for s, r in zip((h, w), room):
+                    out = -(-r // pool_stride) + 1
+                    if (out - 1) * pool_stride >= s + pool_pad:
+                        out -= 1
+                    sizes.append(out)
+                h, w = sizes
+            else:
+                h, w = room[0] // pool_stride + 1, room[1] // pool_stride + 1
+            shape = [out_c, h, w]
+        if min(shape[1:]) < 3:
+            break
+    ending = pick(["GlobalAveragePool", "GlobalMaxPool", "flatten", "flatten"])
+    if ending != "flatten":
+        add(ending, [])
+        features.add(ending)
+        shape = [shape[0], 1, 1]
+    add("Flatten", [])
+    features_in = int(np.prod(shape))
+    for index in range(int(rng.integers(1, 3))):
+        outputs = int(rng.integers(2, 11))
+        arrays[f"w{len(nodes)}"] = rng.normal(size=(outputs, features_in)).astype(np.float32)
+        arrays[f"b{len(nodes)}"] = rng.normal(size=outputs).astype(np.float32)
+        add("Gemm", [f"w{len(nodes)}", f"b{len(nodes)}"], transB=1)
+        features.add("dense")
+        features_in = outputs
+    nodes[-1].output[0] = "y"
+    bits = int(pick([8, 8, 4]))
+    signed_input = bool(rng.random() < 0.3)
+    features |= {f"input_bits{bits}", "signed_input" if signed_input else "unsigned_input"}
+    model = make_model(nodes, arrays, ["N", channels, height, width], ["N", features_in], opset=13)
+    return NetworkSpec(seed, model, (channels, height, width), bits, signed_input, features)
+
+
+def random_plan(qgraph, seed: int) -> HardwarePlan:
+    """A random valid folding for every conv/dense layer (and a random rescaler digit width)."""
+    from cnnhw.quant.qgraph import QConv, QDense
+
+    rng = np.random.default_rng(seed + 7)
+    layers = []
+    for layer in qgraph.layers:
+        if isinstance(layer, QConv):
+            outputs, inputs = layer.weight.shape[0] // layer.groups, layer.weight.shape[1]
+        elif isinstance(layer, QDense):
+            outputs, inputs = layer.weight.shape
+        else:
+            continue
+        pe = int(rng.choice(_divisors(outputs)[:4]))
+        simd = int(rng.choice(_divisors(inputs)[:4]))
+        layers.append(LayerPlan(layer.name, pe, simd, int(rng.choice([1, 4, 16]))))
+    return HardwarePlan(tuple(layers))
