@@ -63,9 +63,24 @@ def _folding_limits(layer) -> tuple[int, int] | None:
     return None
 
 
-def default_plan(qgraph: QGraph) -> HardwarePlan:
-    """The simplest valid plan: one multiplier per layer (the planner issue makes this smart)."""
-    return HardwarePlan(tuple(LayerPlan(layer.name) for layer in qgraph.layers if _folding_limits(layer)))
+def default_plan(qgraph: QGraph, products_per_layer: int = 8) -> HardwarePlan:
+    """A simple valid plan: each conv/dense layer gets the largest ``pe * simd`` up to
+    ``products_per_layer`` (SIMD first, as it needs no extra accumulators), and one-cycle
+    rescaler multiplies. It knows no board budget: the resource-aware planner replaces it."""
+    layers = []
+    for layer in qgraph.layers:
+        limits = _folding_limits(layer)
+        if limits is None:
+            continue
+        outputs, inputs = limits
+        best = max(((pe, simd) for pe in _divisors(outputs) for simd in _divisors(inputs)
+                    if pe * simd <= products_per_layer), key=lambda f: (f[0] * f[1], f[1]))
+        layers.append(LayerPlan(layer.name, best[0], best[1], digit_bits=32))
+    return HardwarePlan(tuple(layers))
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:

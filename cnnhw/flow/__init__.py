@@ -1,0 +1,1 @@
+"""The outside world: Verilog export, simulation and (later) synthesis and flashing."""
