@@ -115,6 +115,78 @@ def cmd_quantize(args) -> None:
         write_json(args.json, facts)
 
 
+def _plan(args, qgraph):
+    import json
+
+    from .plan import HardwarePlan, check_plan, default_plan
+
+    if not args.plan:
+        return default_plan(qgraph)
+    path = Path(args.plan)
+    if not path.is_file():
+        raise CnnhwError(f"plan file {path} not found")
+    try:
+        facts = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CnnhwError(f"plan file {path} is not valid JSON ({error})") from None
+    return check_plan(HardwarePlan.from_json(facts), qgraph)
+
+
+def _stage(label: str):
+    """Log a stage's start, and its duration when the block ends."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def timed():
+        log.info("%s ...", label)
+        started = time.perf_counter()
+        yield
+        log.info("%s: done in %.1f s", label, time.perf_counter() - started)
+    return timed()
+
+
+def cmd_sim(args) -> None:
+    from .datafiles import load_data
+    from .flow.verilog import export_verilog, identifier
+    from .outputs import write_json
+    from .plan import predict_cycles
+    from .report import console, sim_table
+    from .sim.runner import simulate_rtl
+    from .verify import expected_streams
+
+    graph = _load(args)
+    data = load_data(args.inputs, graph)
+    qgraph = _quantize(args, graph)
+    plan = _plan(args, qgraph)
+    predicted = max(predict_cycles(qgraph, plan).values())
+    folder = Path(args.output) if args.output else Path("rtl_out") / identifier(graph.name)
+    with _stage(f"generating Verilog into {folder}"):
+        export = export_verilog(qgraph, plan, folder)
+    expected = expected_streams(qgraph, data.x)
+    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
+    with _stage(f"building and simulating {len(data.x)} images with {args.simulator}"):
+        result = simulate_rtl(export.verilog, export.top, expected, signed, folder / "sim_build", args.simulator,
+                              images=len(data.x), timing_images=args.timing_images, gap=args.gap, stall=args.stall,
+                              seed=args.seed)
+    console().print(sim_table(graph.name, result, predicted))
+    for mismatch in result.mismatches:
+        print(f"cnnhw: mismatch: {mismatch}", file=sys.stderr)
+    if args.json:
+        write_json(args.json, {
+            "model": str(_model_path(args)), "images": result.images, "simulator": result.simulator,
+            "bit_exact": result.bit_exact,
+            "mismatches": [{"layer": m.layer, "index": m.index, "expected": m.expected, "got": m.got}
+                           for m in result.mismatches],
+            "class_mismatches": result.class_mismatches,
+            "cycles_per_inference": result.cycles_per_inference, "predicted_cycles_per_inference": predicted,
+            "latency_cycles": result.latency_cycles, "cycles": result.cycles,
+            "cycles_per_second": result.cycles_per_second, "build_seconds": result.build_seconds,
+            "run_seconds": result.run_seconds, "verilog": str(export.verilog), "plan": plan.to_json(),
+        })
+    if not result.bit_exact:
+        raise SystemExit(1)
+
+
 def cmd_inspect(args) -> None:
     from .outputs import write_json
     from .report import console, graph_facts, graph_table
@@ -193,6 +265,22 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     _add_quant_options(quantize)
     quantize.set_defaults(run=cmd_quantize)
+
+    sim = commands.add_parser("sim", parents=[common], help="simulate the generated Verilog against the golden "
+                              "model, bit for bit; cycles per inference")
+    _add_model(sim)
+    sim.add_argument("--inputs", "-i", required=True, metavar="DATA", help="images to simulate (.npz with x)")
+    sim.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    sim.add_argument("--plan", metavar="FILE", help="a JSON hardware plan (default: cnnhw's default folding)")
+    sim.add_argument("-o", "--output", metavar="DIR", help="where the Verilog goes (default rtl_out/<model>)")
+    sim.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
+    sim.add_argument("--gap", type=float, default=0.2, help="probability of an idle input cycle (default 0.2)")
+    sim.add_argument("--stall", type=float, default=0.2, help="probability of refusing an output (default 0.2)")
+    sim.add_argument("--timing-images", type=int, default=3,
+                     help="images sent back to back, without gaps, to measure cycles (default 3)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the random gaps and stalls")
+    _add_quant_options(sim)
+    sim.set_defaults(run=cmd_sim)
     return parser
 
 

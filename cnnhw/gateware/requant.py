@@ -3,7 +3,8 @@ output elements, one per cycle burst, in channel order, via a :class:`Rescaler`.
 
 Channel ``c`` of an output pixel is lane ``c % pe`` of the ``c // pe``-th word; the
 multiplier is ``requant.multipliers[c]`` (all rules from ``cnnhw.quant.arith``).
-Throughput: one element per ``Rescaler.cycles_per_value`` cycles.
+Throughput: one element per ``Rescaler.cycles_per_value`` cycles; a word is taken as soon as
+the previous one has been handed over (one word of buffering).
 """
 
 from __future__ import annotations
@@ -32,18 +33,26 @@ class RequantUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.rescaler = rescaler = self.rescaler
+        # The accumulator word is copied in as soon as the previous one is fully handed over, so the
+        # MatrixVectorUnit never waits for the serialisation (it would stall pe * rescale cycles per fold).
+        held = Signal(data.ArrayLayout(self.acc_shape, self.pe))
+        full = Signal()
         lane = Signal(range(max(self.pe, 2)))
         channel = Signal(range(max(self.channels, 2)))
+        handed = rescaler.i.valid & rescaler.i.ready
+        last_lane = lane == self.pe - 1
         m.d.comb += [
-            rescaler.i.valid.eq(self.i.valid),
-            rescaler.i.payload.value.eq(self.i.payload[lane]),
+            rescaler.i.valid.eq(full),
+            rescaler.i.payload.value.eq(held[lane]),
             rescaler.i.payload.index.eq(channel),
-            self.i.ready.eq(rescaler.i.ready & (lane == self.pe - 1)),
+            self.i.ready.eq(~full | (handed & last_lane)),
         ]
-        with m.If(rescaler.i.valid & rescaler.i.ready):
-            if self.pe > 1:
-                m.d.sync += lane.eq(Mux(lane == self.pe - 1, 0, lane + 1))
-            m.d.sync += channel.eq(Mux(channel == self.channels - 1, 0, channel + 1))
+        with m.If(handed):
+            m.d.sync += [lane.eq(Mux(last_lane, 0, lane + 1)),
+                         channel.eq(Mux(channel == self.channels - 1, 0, channel + 1))]
+            with m.If(last_lane):
+                m.d.sync += full.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [held.eq(self.i.payload), full.eq(1)]
         wiring.connect(m, wiring.flipped(self.o), rescaler.o)
         return m
-

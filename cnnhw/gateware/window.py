@@ -16,7 +16,7 @@ outside the input emit zeros, flagged ``inside = 0``; positions past the padded 
 (possible with ceil-mode pooling) are also flagged ``beyond = 1``.
 
 Throughput: one word per cycle out, one element per cycle in; input rows are written while
-earlier rows are read (the ring holds ``span_h + stride_h`` rows). Handshake: both streams
+earlier rows are read (the ring holds ``2 * span_h + stride_h`` rows, see ``rows``). Handshake: both streams
 obey ``amaranth.lib.stream`` rules (payload held while ``valid`` and not ``ready``). Latency:
 two cycles from the last needed input element to the first word of a window.
 """
@@ -59,8 +59,11 @@ class WindowGeometry:
 
     @property
     def rows(self) -> int:
-        """Rows in the ring: a window's rows plus room to write the next stride's rows meanwhile."""
-        return self.span[0] + self.stride[0]
+        """Rows in the ring: the rows of the window being read, plus room for the upstream stage
+        to write a whole window of the next rows meanwhile. With fewer (``span + stride`` is the
+        least that works), the stage waits for its input at every image boundary, where the next
+        image's first window must be filled while the last one is still being read."""
+        return 2 * self.span[0] + self.stride[0]
 
     @property
     def words_per_pixel(self) -> int:
