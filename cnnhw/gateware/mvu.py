@@ -3,8 +3,10 @@
 For each incoming window (``groups`` segments of ``words_per_group`` SIMD-wide words, the
 order :mod:`cnnhw.gateware.window` emits), and for each group, the unit computes
 ``out_per_group`` dot products ``bias[c] + sum_k w[c, k] * x[k]`` in ``out_per_group / pe``
-folds of ``pe`` channels. The first fold takes the window from the stream (and keeps it in
-a replay buffer); later folds replay it. Each fold ends with one output word: the ``pe``
+folds of ``pe`` channels. With one fold the words go straight from the stream into the
+multipliers; with several, each window is kept in an input buffer of two halves (ping-pong):
+the stream fills one half while the folds read the other, so the next window arrives while
+this one is still being computed. Each fold ends with one output word: the ``pe``
 accumulators, for channels ``fold * pe + lane`` in order.
 
 Weights live in a ROM of ``groups * folds * words_per_group`` words of ``pe * simd`` lanes
@@ -101,13 +103,6 @@ class MatrixVectorUnit(wiring.Component):
         rom_read = rom.read_port()
 
         word_shape = data.ArrayLayout(self.element, simd)
-        replay = None
-        if folds > 1:
-            replay = Memory(shape=Shape.cast(word_shape), depth=max(2, words), init=[])
-            m.submodules.replay = replay
-            replay_write = replay.write_port()
-            replay_read = replay.read_port()
-
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
 
@@ -117,18 +112,45 @@ class MatrixVectorUnit(wiring.Component):
         word = Signal(range(max(words, 2)))
         address = Signal(range(max(groups * folds * words, 2)))
         bank = Signal(range(max(groups * folds, 2)))  # which (group, fold): selects the biases
-        from_stream = fold == 0
+        available = Signal()  # the operand word for (fold, word) can be read now
         fire = Signal()
-        m.d.comb += [
-            fire.eq(advance & (~from_stream | self.i.valid)),
-            self.i.ready.eq(advance & from_stream),
-            rom_read.addr.eq(address),
-            rom_read.en.eq(advance),
-        ]
-        if replay is not None:
-            m.d.comb += [replay_read.addr.eq(word), replay_read.en.eq(advance),
-                         replay_write.addr.eq(word), replay_write.data.eq(self.i.payload),
-                         replay_write.en.eq(self.i.valid & self.i.ready)]
+        m.d.comb += [fire.eq(advance & available), rom_read.addr.eq(address), rom_read.en.eq(advance)]
+
+        if folds == 1:
+            # Every word is used once: straight from the stream into stage 1.
+            m.d.comb += [available.eq(self.i.valid), self.i.ready.eq(advance)]
+        else:
+            # Every window is replayed `folds` times: an input buffer of two halves (ping-pong). The
+            # stream fills one half while the folds read the other, and fold 0 may read a word as
+            # soon as it has been written, so input and computation overlap fully.
+            buffer = Memory(shape=Shape.cast(word_shape), depth=2 * words, init=[])
+            m.submodules.buffer = buffer
+            buffer_write, buffer_read = buffer.write_port(), buffer.read_port()
+            write_half, read_half = Signal(), Signal()
+            written = Signal(range(words + 1))  # words written into write_half so far
+            full = Signal(2)  # halves holding a whole window not yet used up
+            wrote = self.i.valid & self.i.ready
+            m.d.comb += [
+                self.i.ready.eq(~full.bit_select(write_half, 1)),
+                buffer_write.addr.eq(write_half * words + written),
+                buffer_write.data.eq(self.i.payload),
+                buffer_write.en.eq(wrote),
+                available.eq(full.bit_select(read_half, 1) | ((write_half == read_half) & (written > word))),
+                buffer_read.addr.eq(read_half * words + word),
+                buffer_read.en.eq(advance),
+            ]
+            finished_window = fire & (word == words - 1) & (fold == folds - 1)
+            with m.If(wrote):
+                with m.If(written == words - 1):
+                    m.d.sync += [written.eq(0), write_half.eq(~write_half)]
+                with m.Else():
+                    m.d.sync += written.eq(written + 1)
+            set_full = Mux(wrote & (written == words - 1), Mux(write_half, 0b10, 0b01), 0)
+            clear_full = Mux(finished_window, Mux(read_half, 0b10, 0b01), 0)
+            m.d.sync += full.eq((full | set_full) & ~clear_full)
+            with m.If(finished_window):
+                m.d.sync += read_half.eq(~read_half)
+
         with m.If(fire):
             m.d.sync += address.eq(Mux(address == groups * folds * words - 1, 0, address + 1))
             with m.If(word != words - 1):
@@ -140,15 +162,15 @@ class MatrixVectorUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += [fold.eq(0), group.eq(Mux(group == groups - 1, 0, group + 1))]
 
-        # Stage 1: operands (the streamed word, or its replay) meet their weights.
-        valid1, first1, last1, stream1 = Signal(), Signal(), Signal(), Signal()
+        # Stage 1: operands (the streamed word, or the buffered one) meet their weights.
+        valid1, first1, last1 = Signal(), Signal(), Signal()
         bank1 = Signal.like(bank)
         held = Signal(word_shape)
         with m.If(advance):
-            m.d.sync += [valid1.eq(fire), first1.eq(word == 0), last1.eq(word == words - 1),
-                         stream1.eq(from_stream), bank1.eq(bank), held.eq(self.i.payload)]
+            m.d.sync += [valid1.eq(fire), first1.eq(word == 0), last1.eq(word == words - 1), bank1.eq(bank),
+                         held.eq(self.i.payload)]
         operand = Signal(word_shape)
-        m.d.comb += operand.eq(held if replay is None else Mux(stream1, held, replay_read.data))
+        m.d.comb += operand.eq(held if folds == 1 else buffer_read.data)
         weights = [rom_read.data[(p * simd + s) * lane_bits:(p * simd + s + 1) * lane_bits].as_signed()
                    for p in range(pe) for s in range(simd)]
         biases = Array(Array(Const(int(mx.bias[b * pe + p]), self.acc_shape) for p in range(pe))

@@ -25,6 +25,8 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 def _value(handle, signed: bool) -> int:
     value = handle.value
+    if not hasattr(value, "to_unsigned"):  # a one-bit signal reads as a single Logic
+        return int(value)
     return value.to_signed() if signed else value.to_unsigned()
 
 
@@ -78,7 +80,7 @@ async def accelerator_matches_golden(dut):
         if accept and dut.o__valid.value:
             outputs.append(_value(dut.o__payload, output_signed))
         if accept and dut.cls__valid.value:
-            classes.append(int(dut.cls__payload.value.to_unsigned()))
+            classes.append(_value(dut.cls__payload, False))
             class_cycles.append(cycle)
         for k, (fire, payload) in enumerate(probes):
             if fire.value:

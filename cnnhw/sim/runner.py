@@ -96,7 +96,7 @@ def simulate_rtl(verilog: Path, top: str, expected: ExpectedStreams, stage_signe
     build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else []
     log = build_dir / "build.log"
     try:
-        runner.build(verilog_sources=[Path(verilog).resolve()], hdl_toplevel=top, build_dir=build_dir,
+        runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=top, build_dir=build_dir,
                      build_args=build_args, timescale=("1ns", "1ps"), log_file=log)
     except (SystemExit, Exception) as error:  # the runner exits or raises on compiler errors
         raise CnnhwError(f"{simulator} could not build {verilog.name} ({error}); see {log}") from None

@@ -1,0 +1,127 @@
+"""The exported Verilog of whole networks in cocotb + Verilator: every layer's stream equals the
+golden model's (==), with random input gaps and output stalls, and the measured cycles per
+inference agree with the plan's prediction.
+
+The cycle rule: an image takes as long as the slowest stage (``cnnhw.plan.predict_cycles``).
+Measured steady state (images back to back) must be within 5 % of it; on every network here
+it is exact (0 %).
+"""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from cnnhw.flow.verilog import export_verilog
+from cnnhw.frontend import load_model
+from cnnhw.plan import default_plan, predict_cycles
+from cnnhw.quant import QuantOptions, quantize_graph
+from cnnhw.sim.runner import simulate_rtl
+from cnnhw.verify import expected_streams
+from conftest import EXAMPLES, MNIST8
+from netgen import random_network, random_plan
+
+CYCLE_TOLERANCE = 0.05
+
+
+def check_cycles(measured: float, predicted: int) -> None:
+    assert abs(measured - predicted) <= CYCLE_TOLERANCE * predicted, (measured, predicted)
+
+
+def test_lenet_20_test_images_bit_exact(cli, tmp_path):
+    data = np.load(EXAMPLES / "lenet.test.npz")
+    np.savez(tmp_path / "images.npz", x=data["x"][:20], y=data["y"][:20])
+    result = cli("sim", "--model", EXAMPLES / "lenet.onnx", "--inputs", "images.npz", "--json", "sim.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    facts = json.loads((tmp_path / "sim.json").read_text())
+    assert facts["bit_exact"] and facts["images"] == 20 and facts["mismatches"] == []
+    assert facts["simulator"] == "verilator"
+    check_cycles(facts["cycles_per_inference"], facts["predicted_cycles_per_inference"])
+    assert sorted(p.name for p in (tmp_path / "rtl_out" / "lenet").iterdir()) == [
+        "cnnhw_lenet.v", "manifest.json", "sim_build"]
+    manifest = json.loads((tmp_path / "rtl_out" / "lenet" / "manifest.json").read_text())
+    assert manifest["streams"]["i"]["format"] == {"bits": 8, "signed": False}
+    assert [stage["op"] for stage in manifest["stages"]] == ["Conv", "MaxPool", "Conv", "MaxPool", "Dense", "Dense",
+                                                             "Dense"]
+
+
+def test_mnist8_ten_digits_bit_exact(cli, tmp_path):
+    result = cli("sim", "--model", MNIST8 / "mnist-8.onnx", "--inputs", MNIST8 / "mnist_digits_10.npz",
+                 "--input-range", "0", "255", "--json", "sim.json", "-o", "rtl")
+    assert result.returncode == 0, result.stdout + result.stderr
+    facts = json.loads((tmp_path / "sim.json").read_text())
+    assert facts["bit_exact"] and facts["images"] == 10
+    check_cycles(facts["cycles_per_inference"], facts["predicted_cycles_per_inference"])
+    assert (tmp_path / "rtl" / "cnnhw_mnist_8.v").is_file()
+
+
+@pytest.mark.parametrize("seed", [1, 13, 20, 27, 32, 37])
+def test_random_network_rtl_bit_exact(seed, tmp_path):
+    spec = random_network(seed)
+    onnx.save(spec.model, tmp_path / "net.onnx")
+    qgraph = quantize_graph(load_model(tmp_path / "net.onnx"),
+                            QuantOptions(weight_bits=spec.bits, activation_bits=spec.bits), spec.calibration())
+    plan = random_plan(qgraph, seed)
+    export = export_verilog(qgraph, plan, tmp_path / "rtl")
+    expected = expected_streams(qgraph, spec.calibration(5))
+    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
+    result = simulate_rtl(export.verilog, export.top, expected, signed, tmp_path / "build", images=5,
+                          timing_images=4, seed=seed)
+    assert result.mismatches == [], "; ".join(map(str, result.mismatches))
+    assert result.class_mismatches == 0
+    check_cycles(result.cycles_per_inference, max(predict_cycles(qgraph, plan).values()))
+
+
+def test_verilog_is_byte_identical_for_identical_inputs(tmp_path):
+    graph = load_model(MNIST8 / "mnist-8.onnx")
+    qgraph = quantize_graph(graph, QuantOptions(), input_range=(0, 255))
+    first = export_verilog(qgraph, default_plan(qgraph), tmp_path / "a")
+    again = quantize_graph(load_model(MNIST8 / "mnist-8.onnx"), QuantOptions(), input_range=(0, 255))
+    second = export_verilog(again, default_plan(again), tmp_path / "b")
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    assert digest(first.verilog) == digest(second.verilog)
+    assert digest(first.manifest) == digest(second.manifest)
+    assert str(tmp_path) not in first.verilog.read_text()  # no paths of the machine that made it
+
+
+def test_export_replaces_the_folder_whole(tmp_path):
+    graph = load_model(MNIST8 / "mnist-8.onnx")
+    qgraph = quantize_graph(graph, QuantOptions(), input_range=(0, 255))
+    (tmp_path / "rtl").mkdir()
+    (tmp_path / "rtl" / "stale.v").write_text("// from an older run")
+    export_verilog(qgraph, default_plan(qgraph), tmp_path / "rtl")
+    assert sorted(p.name for p in (tmp_path / "rtl").iterdir()) == ["cnnhw_mnist_8.v", "manifest.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["rtl"]  # no staging folders left behind
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog (iverilog) is not installed")
+def test_icarus_when_installed(tmp_path):
+    spec = random_network(13)
+    onnx.save(spec.model, tmp_path / "net.onnx")
+    qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
+    export = export_verilog(qgraph, default_plan(qgraph), tmp_path / "rtl")
+    expected = expected_streams(qgraph, spec.calibration(2))
+    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
+    result = simulate_rtl(export.verilog, export.top, expected, signed, tmp_path / "build", "icarus", images=2)
+    assert result.bit_exact
+
+
+def test_missing_icarus_is_a_clear_error(cli, tmp_path, monkeypatch):
+    if shutil.which("iverilog") is not None:
+        pytest.skip("Icarus is installed here; the missing-tool message cannot be shown")
+    result = cli("sim", "--model", MNIST8 / "mnist-8.onnx", "--inputs", MNIST8 / "mnist_digits_10.npz",
+                 "--input-range", "0", "255", "--simulator", "icarus")
+    assert result.returncode == 2
+    assert "Icarus Verilog (iverilog) is not installed" in result.error_line
+
+
+def test_impossible_plan_is_a_clear_error(cli, tmp_path):
+    plan = {"layers": [{"name": "Convolution28", "pe": 3, "simd": 1, "digit_bits": 4}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    result = cli("sim", "--model", MNIST8 / "mnist-8.onnx", "--inputs", MNIST8 / "mnist_digits_10.npz",
+                 "--input-range", "0", "255", "--plan", "plan.json")
+    assert result.returncode == 2
+    assert "plan: pe 3 of layer 'Convolution28' must divide 8 (choose from [1, 2, 4, 8])" in result.error_line
