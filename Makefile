@@ -23,7 +23,7 @@ example: install
 	$(BIN)/cnnhw quantize --model examples/lenet.onnx --eval examples/lenet.test.npz
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -140,7 +140,13 @@ def _stage(label: str):
     def timed():
         log.info("%s ...", label)
         started = time.perf_counter()
-        yield
+        if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
+            from rich.console import Console
+
+            with Console(stderr=True).status(f"{label} (elapsed time on the right)", spinner="dots"):
+                yield
+        else:
+            yield
         log.info("%s: done in %.1f s", label, time.perf_counter() - started)
     return timed()
 

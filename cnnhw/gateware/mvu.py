@@ -165,7 +165,7 @@ class MatrixVectorUnit(wiring.Component):
         # Stage 1: operands (the streamed word, or the buffered one) meet their weights.
         valid1, first1, last1 = Signal(), Signal(), Signal()
         bank1 = Signal.like(bank)
-        held = Signal(word_shape)
+        held = Signal(word_shape, reset_less=True)  # a DSP input register: no reset, so yosys can absorb it
         with m.If(advance):
             m.d.sync += [valid1.eq(fire), first1.eq(word == 0), last1.eq(word == words - 1), bank1.eq(bank),
                          held.eq(self.i.payload)]

@@ -93,7 +93,9 @@ def simulate_rtl(verilog: Path, top: str, expected: ExpectedStreams, stage_signe
 
     runner = get_runner(simulator)
     started = time.perf_counter()
-    build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else []
+    # Icarus: Verilog-2005 semantics (after the runner's -g2012), where yosys' "reg x = 0" time-zero
+    # trick starts every always @* block; under -g2012 they wait for an input change and outputs stay X.
+    build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else ["-g2005"]
     log = build_dir / "build.log"
     try:
         runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=top, build_dir=build_dir,

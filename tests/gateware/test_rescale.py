@@ -1,0 +1,56 @@
+"""Rescaler (requantization and average division) against cnnhw.quant.arith, every digit width."""
+
+import random
+
+import numpy as np
+from amaranth import signed, unsigned
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnhw.gateware.rescale import Rescaler
+from cnnhw.quant.arith import AverageDivider, Requantizer
+from tests.gateware.streams import get_n, put_all, run
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 2**16 - 1), min_size=1, max_size=4), st.integers(0, 24),
+       st.sampled_from(["half_up", "half_even"]), st.sampled_from([1, 3, 4, 8, 16, 32]), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_rescaler_matches_the_requantizer(multipliers, shift, rounding, digit_bits, leaky, seed):
+    rng = np.random.default_rng(seed)
+    negatives = tuple(int(m) // 8 for m in multipliers) if leaky else None
+    requant = Requantizer(tuple(multipliers), shift, -100, 27000, rounding, negatives)
+    dut = Rescaler(signed(20), signed(16), requant.multipliers, requant, negatives, digit_bits)
+    values = rng.integers(-(2**19), 2**19, size=24)
+    indices = rng.integers(0, len(multipliers), size=24)
+    values[:2] = [-(2**19), 2**19 - 1]  # the extremes of the input format
+    expected = [int(requant.scalar(np.int64(v), int(c))) for v, c in zip(values, indices)]
+    got = []
+    chooser = random.Random(seed)
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, [{"value": int(v), "index": int(c)} for v, c in zip(values, indices)], chooser, 0.3)
+
+    async def consumer(ctx):
+        await get_n(ctx, dut.o, len(expected), chooser, 0.3, got, 10_000)
+
+    run(dut, producer, consumer)
+    assert [int(v) for v in got] == expected
+
+
+def test_rescaler_divides_averages_as_the_golden_model():
+    divider = AverageDivider.for_counts(9, "half_up")
+    dut = Rescaler(signed(14), unsigned(8), divider.multipliers, divider, None, 4)
+    cases = [(s, c) for c in range(1, 10) for s in (0, 1, c // 2, c * 255 - 1, c * 128 + c // 2)]
+    expected = [int(divider(np.array([s]), np.array([c]))[0]) for s, c in cases]
+    got = []
+    chooser = random.Random(3)
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, [{"value": s, "index": c} for s, c in cases], chooser, 0.2)
+
+    async def consumer(ctx):
+        await get_n(ctx, dut.o, len(expected), chooser, 0.2, got, 20_000)
+
+    run(dut, producer, consumer)
+    assert [int(v) for v in got] == expected
