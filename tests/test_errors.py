@@ -6,7 +6,7 @@ import os
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from conftest import EXAMPLES, MNIST8
 from models import make_model

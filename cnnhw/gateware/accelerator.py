@@ -24,7 +24,7 @@ from ..plan import HardwarePlan, check_plan
 from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QPool, QReshape
 from ..verify import stream_order
 from .small import Argmax
-from .stages import ClampStage, ConvStage, DenseStage, PoolStage, element_shape
+from .stages import ClampStage, ConvStage, DenseStage, PoolStage
 
 
 class Accelerator(wiring.Component):
@@ -73,7 +73,7 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         previous = wiring.flipped(self.i)
-        for index, (name, stage) in enumerate(self.stages):
+        for index, (_, stage) in enumerate(self.stages):
             m.submodules[f"stage{index}"] = stage
             wiring.connect(m, previous, stage.i)
             m.d.comb += [getattr(self, f"probe{index}_data").eq(stage.o.payload),

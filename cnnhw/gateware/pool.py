@@ -12,7 +12,7 @@ Throughput: one input word per cycle; the average adds a Rescaler per output.
 from __future__ import annotations
 
 from amaranth import Module, Mux, Shape, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..quant.arith import AverageDivider

@@ -56,8 +56,8 @@ def interval_bounds(graph: Graph, lo: float, hi: float) -> dict[str, tuple[float
         elif isinstance(op, Relu):
             low, high = max(low, 0.0), max(high, 0.0)
         elif isinstance(op, Clip):
-            clip = (lambda v: min(max(v, -np.inf if op.low is None else op.low), np.inf if op.high is None else op.high))
-            low, high = clip(low), clip(high)
+            bounds = (-np.inf if op.low is None else op.low, np.inf if op.high is None else op.high)
+            low, high = (float(np.clip(v, *bounds)) for v in (low, high))
         elif isinstance(op, LeakyRelu):
             low = low if low >= 0 else op.alpha * low
         elif isinstance(op, (Pool2d, GlobalPool)):
