@@ -32,6 +32,16 @@ def _link(m, source, sink, payload) -> None:
     m.d.comb += [sink.valid.eq(source.valid), sink.payload.eq(payload), source.ready.eq(sink.ready)]
 
 
+def _chain(m, stage, parts) -> None:
+    """Add ``parts`` as submodules and connect stage.i -> parts[0] -> ... -> parts[-1] -> stage.o."""
+    previous = wiring.flipped(stage.i)
+    for index, part in enumerate(parts):
+        m.submodules[f"part{index}_{type(part).__name__.lower()}"] = part
+        wiring.connect(m, previous, part.i)
+        previous = part.o
+    wiring.connect(m, previous, wiring.flipped(stage.o))
+
+
 class _Stage(wiring.Component):
     def __init__(self, layer):
         self.layer = layer
@@ -81,11 +91,7 @@ class DenseStage(_Stage):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.packer, m.submodules.mvu, m.submodules.requant = self.packer, self.mvu, self.requant
-        wiring.connect(m, wiring.flipped(self.i), self.packer.i)
-        wiring.connect(m, self.packer.o, self.mvu.i)
-        wiring.connect(m, self.mvu.o, self.requant.i)
-        wiring.connect(m, self.requant.o, wiring.flipped(self.o))
+        _chain(m, self, [self.packer, self.mvu, self.requant])
         return m
 
 
@@ -109,10 +115,7 @@ class PoolStage(_Stage):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.window, m.submodules.reducer = self.window, self.reducer
-        wiring.connect(m, wiring.flipped(self.i), self.window.i)
-        wiring.connect(m, self.window.o, self.reducer.i)
-        wiring.connect(m, self.reducer.o, wiring.flipped(self.o))
+        _chain(m, self, [self.window, self.reducer])
         return m
 
 
@@ -123,7 +126,5 @@ class ClampStage(_Stage):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.clamp = self.clamp
-        wiring.connect(m, wiring.flipped(self.i), self.clamp.i)
-        wiring.connect(m, self.clamp.o, wiring.flipped(self.o))
+        _chain(m, self, [self.clamp])
         return m

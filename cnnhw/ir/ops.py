@@ -45,6 +45,18 @@ def _pads(value, what: str) -> tuple[int, int, int, int]:
     return pads
 
 
+def describe_window(kernel, stride, pads, dilation) -> list[str]:
+    """Report words for a 2-D window: ``5x5 stride 2x2 pads 1,1,1,1 dilation 2x2`` (defaults omitted)."""
+    parts = [f"{kernel[0]}x{kernel[1]}"]
+    if tuple(stride) != (1, 1):
+        parts.append(f"stride {stride[0]}x{stride[1]}")
+    if any(pads):
+        parts.append("pads " + ",".join(map(str, pads)))
+    if tuple(dilation) != (1, 1):
+        parts.append(f"dilation {dilation[0]}x{dilation[1]}")
+    return parts
+
+
 def window_span(kernel: int, dilation: int) -> int:
     """Rows (or columns) of input one dilated kernel covers."""
     return (kernel - 1) * dilation + 1
@@ -153,13 +165,7 @@ class Conv2d(Op):
         return self.weight.size + self.bias.size
 
     def describe(self) -> str:
-        parts = [f"{self.kernel[0]}x{self.kernel[1]}"]
-        if self.stride != (1, 1):
-            parts.append(f"stride {self.stride[0]}x{self.stride[1]}")
-        if any(self.pads):
-            parts.append("pads " + ",".join(map(str, self.pads)))
-        if self.dilation != (1, 1):
-            parts.append(f"dilation {self.dilation[0]}x{self.dilation[1]}")
+        parts = describe_window(self.kernel, self.stride, self.pads, self.dilation)
         if self.groups != 1:
             parts.append(f"groups {self.groups}")
         return " ".join(parts)
@@ -222,13 +228,7 @@ class Pool2d(Op):
         return (in_shape[0], self._out_size(in_shape[1], 0), self._out_size(in_shape[2], 1))
 
     def describe(self) -> str:
-        parts = [f"{self.kernel[0]}x{self.kernel[1]}"]
-        if self.stride != (1, 1):
-            parts.append(f"stride {self.stride[0]}x{self.stride[1]}")
-        if any(self.pads):
-            parts.append("pads " + ",".join(map(str, self.pads)))
-        if self.dilation != (1, 1):
-            parts.append(f"dilation {self.dilation[0]}x{self.dilation[1]}")
+        parts = describe_window(self.kernel, self.stride, self.pads, self.dilation)
         if self.ceil_mode:
             parts.append("ceil")
         if self.kind == "avg" and self.count_include_pad:
@@ -326,35 +326,34 @@ class Affine(Op):
 
 
 @dataclass(frozen=True, eq=False)
-class Relu(Op):
-    label = "Relu"
+class Activation(Op):
+    """Base of element-wise activations: any shape, unchanged."""
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return tuple(in_shape)
 
 
 @dataclass(frozen=True, eq=False)
-class Clip(Op):
+class Relu(Activation):
+    label = "Relu"
+
+
+@dataclass(frozen=True, eq=False)
+class Clip(Activation):
     """``min(max(x, low), high)``; ReLU6 is ``Clip(0, 6)``. ``None`` means unbounded."""
 
     low: float | None = None
     high: float | None = None
     label = "Clip"
 
-    def output_shape(self, in_shape: Shape) -> Shape:
-        return tuple(in_shape)
-
     def describe(self) -> str:
         return f"[{self.low}, {self.high}]"
 
 
 @dataclass(frozen=True, eq=False)
-class LeakyRelu(Op):
+class LeakyRelu(Activation):
     alpha: float = 0.01
     label = "LeakyRelu"
-
-    def output_shape(self, in_shape: Shape) -> Shape:
-        return tuple(in_shape)
 
     def describe(self) -> str:
         return f"alpha {self.alpha:g}"

@@ -26,7 +26,7 @@ from .qgraph import (InputQuantizer, QClamp, QConv, QDense, QGlobalPool, QGraph,
 #: Accumulators wider than this are refused (the hardware keeps them in DSP/fabric registers).
 MAX_ACCUMULATOR_BITS = 48
 
-_ACTIVATIONS = (Relu, Clip, LeakyRelu)
+_ACTIVATIONS = (Relu, Clip, LeakyRelu)  # the element-wise activations a conv/dense layer absorbs
 
 
 def lower_for_integers(graph: Graph) -> tuple[Graph, bool]:
