@@ -193,6 +193,20 @@ def cmd_sim(args) -> None:
         raise SystemExit(1)
 
 
+def cmd_boards(args) -> None:
+    from .boards import board_names, load_board
+    from .outputs import write_json
+    from .report import boards_table, console
+
+    boards = [load_board(name) for name in board_names()]
+    console().print(boards_table(boards))
+    if args.json:
+        write_json(args.json, {"boards": [
+            {"name": b.name, "description": b.description, "device": b.device, "package": b.package,
+             "budget": b.budget, "input_mhz": b.input_mhz, "clocks_mhz": b.clocks_mhz, "uart_baud": b.uart_baud}
+            for b in boards]})
+
+
 def cmd_inspect(args) -> None:
     from .outputs import write_json
     from .report import console, graph_facts, graph_table
@@ -271,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     _add_quant_options(quantize)
     quantize.set_defaults(run=cmd_quantize)
+
+    boards = commands.add_parser("boards", parents=[common], help="the boards cnnhw knows, with their budgets")
+    boards.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
+    boards.set_defaults(run=cmd_boards)
 
     sim = commands.add_parser("sim", parents=[common], help="simulate the generated Verilog against the golden "
                               "model, bit for bit; cycles per inference")

@@ -134,3 +134,16 @@ def sim_table(name: str, result, predicted: int) -> Table:
     table.add_row("simulation speed, cycles/s", f"{result.cycles_per_second:,.0f}")
     table.add_row("build / run time, s", f"{result.build_seconds:.1f} / {result.run_seconds:.1f}")
     return table
+
+
+def boards_table(boards) -> Table:
+    table = Table(title="boards")
+    for column, justify in (("board", "left"), ("device", "left"), ("logic cells", "right"), ("DSP", "right"),
+                            ("EBR (4 Kbit)", "right"), ("SPRAM (256 Kbit)", "right"), ("clock in", "right"),
+                            ("fabric clocks (PLL)", "left"), ("UART", "right")):
+        table.add_column(column, justify=justify)
+    for b in boards:
+        table.add_row(b.name, f"{b.device}-{b.package}", f"{b.budget['logic_cells']:,}", str(b.budget["dsp"]),
+                      str(b.budget["ebr"]), str(b.budget["spram"]), f"{b.input_mhz:g} MHz",
+                      ", ".join(f"{f:g}" for f in b.clocks_mhz) + " MHz", f"{b.uart_baud / 1e6:g} Mbaud")
+    return table

@@ -1,0 +1,82 @@
+"""Board profiles: everything cnnhw knows about a board, as data (``cnnhw/boards/<name>.json``).
+
+A new board of a supported family needs a profile, not code. Profiles ship inside the package
+(not a top-level ``boards/`` folder) so an installed cnnhw finds them; ``--board PATH.json``
+takes a profile from anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CnnhwError
+
+HERE = Path(__file__).resolve().parent
+BUDGET_KEYS = ("logic_cells", "dsp", "ebr", "spram", "io")
+
+
+@dataclass(frozen=True)
+class PllSetting:
+    mhz: float
+    divr: int
+    divf: int
+    divq: int
+    filter_range: int
+
+    def output_mhz(self, input_mhz: float) -> float:
+        """iCE40 PLL: f_out = f_in * (DIVF + 1) / ((DIVR + 1) * 2**DIVQ)."""
+        return input_mhz * (self.divf + 1) / ((self.divr + 1) * 2 ** self.divq)
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    platform: str  # "module:Class" of the amaranth-boards platform
+    family: str
+    device: str
+    package: str
+    budget: dict[str, int]
+    input_mhz: float
+    pll: tuple[PllSetting, ...]
+    uart_baud: int
+    flash: dict[str, int]
+    source: Path
+
+    @property
+    def clocks_mhz(self) -> list[float]:
+        return sorted(p.mhz for p in self.pll)
+
+
+def board_names() -> list[str]:
+    return sorted(path.stem for path in HERE.glob("*.json"))
+
+
+def load_board(name_or_path: str) -> Board:
+    """A profile by name (``icebreaker``) or by path to a JSON file."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = HERE / f"{name_or_path}.json"
+        if not path.is_file():
+            raise CnnhwError(f"unknown board '{name_or_path}'; known boards: {', '.join(board_names())} "
+                             f"(or give a profile file, --board my_board.json)")
+    elif not path.is_file():
+        raise CnnhwError(f"board profile {path} not found")
+    try:
+        facts = json.loads(path.read_text())
+        budget = {key: int(facts["budget"][key]) for key in BUDGET_KEYS}
+        clock = facts["clock"]
+        pll = tuple(PllSetting(**setting) for setting in clock["pll"])
+        board = Board(facts["name"], facts["description"], facts["platform"], facts["family"], facts["device"],
+                      facts["package"], budget, float(clock["input_mhz"]), pll, int(facts["uart"]["baud"]),
+                      {key: int(value) for key, value in facts["flash"].items()}, path)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise CnnhwError(f"board profile {path} is malformed ({type(error).__name__}: {error}); "
+                         f"compare it with {HERE / 'icebreaker.json'}") from None
+    for setting in board.pll:
+        actual = setting.output_mhz(board.input_mhz)
+        if abs(actual - setting.mhz) > 1e-6:
+            raise CnnhwError(f"board profile {path}: PLL setting for {setting.mhz} MHz gives {actual:g} MHz")
+    return board
