@@ -1,0 +1,137 @@
+"""The framed serial protocol between a host and a cnnhw board (the one definition).
+
+Every frame, in both directions::
+
+    0xA5 0x5A | type (1 byte) | length (2 bytes, little endian) | payload (length bytes) | crc (1 byte)
+
+``crc`` is CRC-8 (polynomial 0x07, initial value 0, no reflection: CRC-8/SMBUS) over type, length
+and payload. The board resynchronises by looking for the two sync bytes, so after a bad frame
+(wrong checksum, wrong length, unknown type, or a gap longer than the timeout in the middle of a
+frame) it answers ERROR and the link keeps working.
+
+Host to board:
+    CLASSIFY (0x01): payload = the quantized image, one byte per element in stream order (HWC),
+                     two's complement for signed input formats; length = elements per image.
+    STATUS   (0x02): empty payload.
+Board to host:
+    RESULT (0x81): payload = class (1 byte), then every logit as a little-endian two's-complement
+                   integer of ``logit_bytes`` bytes, in output stream order.
+    STATUS (0x82): payload = one status byte (see ``Status``).
+    ERROR  (0xE0): payload = one error byte (see ``Error``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+SYNC = bytes([0xA5, 0x5A])
+
+
+class FrameType(IntEnum):
+    CLASSIFY = 0x01
+    STATUS_REQUEST = 0x02
+    RESULT = 0x81
+    STATUS = 0x82
+    ERROR = 0xE0
+
+
+class Status(IntEnum):
+    READY = 0
+    LOADING_WEIGHTS = 1
+    BAD_WEIGHTS = 2
+
+
+class Error(IntEnum):
+    BAD_CHECKSUM = 1
+    BAD_LENGTH = 2
+    UNKNOWN_TYPE = 3
+    TIMEOUT = 4
+
+
+def crc8(data: bytes, crc: int = 0) -> int:
+    """CRC-8/SMBUS: polynomial x^8 + x^2 + x + 1 (0x07), MSB first, initial value 0."""
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def encode(frame_type: int, payload: bytes = b"") -> bytes:
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"payload of {len(payload)} bytes does not fit a frame (at most 65535)")
+    body = bytes([int(frame_type)]) + len(payload).to_bytes(2, "little") + bytes(payload)
+    return SYNC + body + bytes([crc8(body)])
+
+
+def image_payload(elements, signed: bool, bits: int) -> bytes:
+    """The quantized image as frame bytes (one byte per element)."""
+    if bits > 8:
+        raise ValueError("input elements wider than 8 bits do not fit one byte each")
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    out = bytearray()
+    for value in elements:
+        value = int(value)
+        if not lo <= value <= hi:
+            raise ValueError(f"element {value} is outside the input format [{lo}, {hi}]")
+        out.append(value & 0xFF)
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: int
+    payload: bytes
+
+
+class FrameDecoder:
+    """Feed bytes as they arrive; complete, checked frames come out. Garbage and bad checksums are
+    skipped (counted in ``rejected``), exactly as the board resynchronises."""
+
+    def __init__(self, max_length: int = 4096):
+        self.buffer = bytearray()
+        self.rejected = 0
+        self.max_length = max_length  # a longer length field is corruption: do not wait for it
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self.buffer.extend(data)
+        frames = []
+        while True:
+            start = self.buffer.find(SYNC)
+            if start < 0:
+                del self.buffer[:max(0, len(self.buffer) - 1)]  # keep a possible first sync byte
+                return frames
+            del self.buffer[:start]
+            if len(self.buffer) < 5:
+                return frames
+            length = int.from_bytes(self.buffer[3:5], "little")
+            if length > self.max_length:
+                self.rejected += 1
+                del self.buffer[:2]
+                continue
+            end = 5 + length + 1
+            if len(self.buffer) < end:
+                return frames
+            body = bytes(self.buffer[2:5 + length])
+            if crc8(body) == self.buffer[5 + length]:
+                frames.append(Frame(body[0], body[3:]))
+                del self.buffer[:end]
+            else:
+                self.rejected += 1
+                del self.buffer[:2]  # not a frame after all: look for the next sync
+
+
+@dataclass(frozen=True)
+class Result:
+    cls: int
+    logits: list[int]
+
+
+def decode_result(frame: Frame, logit_bytes: int) -> Result:
+    if frame.type != FrameType.RESULT:
+        raise ValueError(f"expected a RESULT frame, got type 0x{frame.type:02X}")
+    count = (len(frame.payload) - 1) // logit_bytes
+    logits = [int.from_bytes(frame.payload[1 + i * logit_bytes:1 + (i + 1) * logit_bytes], "little", signed=True)
+              for i in range(count)]
+    return Result(frame.payload[0], logits)

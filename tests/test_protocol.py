@@ -1,0 +1,42 @@
+"""The serial protocol's host side: framing, CRC, resynchronisation."""
+
+import random
+
+from cnnhw.runtime.protocol import (SYNC, Frame, FrameDecoder, FrameType, crc8, decode_result, encode,
+                                    image_payload)
+
+
+def test_crc8_check_value():
+    assert crc8(b"123456789") == 0xF4  # the catalogued check value of CRC-8/SMBUS
+
+
+def test_round_trip_and_resync_after_garbage_and_corruption():
+    rng = random.Random(0)
+    frames = [encode(FrameType.CLASSIFY, bytes(rng.randrange(256) for _ in range(n))) for n in (0, 1, 784)]
+    corrupted = bytearray(frames[2])
+    corrupted[100] ^= 0x10
+    stream = b"\x00\xa5junk" + frames[0] + bytes(corrupted) + SYNC + frames[1] + frames[2]
+    decoder = FrameDecoder()
+    got = []
+    for start in range(0, len(stream), 7):  # bytes arrive in small pieces
+        got += decoder.feed(stream[start:start + 7])
+    assert [len(f.payload) for f in got] == [0, 1, 784]
+    assert got[2].payload == frames[2][5:-1]
+    assert decoder.rejected >= 1
+
+
+def test_result_decoding_and_image_bytes():
+    payload = bytes([7]) + (-2).to_bytes(2, "little", signed=True) + (300).to_bytes(2, "little", signed=True)
+    result = decode_result(Frame(FrameType.RESULT, payload), 2)
+    assert result.cls == 7 and result.logits == [-2, 300]
+    assert image_payload([-128, -1, 0, 127], signed=True, bits=8) == bytes([0x80, 0xFF, 0x00, 0x7F])
+    assert image_payload([0, 15], signed=False, bits=4) == bytes([0, 15])
+
+
+def test_a_corrupted_length_does_not_stall_the_decoder():
+    good = encode(FrameType.RESULT, bytes(21))
+    bad = bytearray(good)
+    bad[4] = 0xFF  # length 65301: impossible for a result
+    decoder = FrameDecoder(max_length=64)
+    frames = decoder.feed(bytes(bad) + good)
+    assert [len(f.payload) for f in frames] == [21] and decoder.rejected == 1
