@@ -26,7 +26,7 @@ def test_round_trip_and_resync_after_garbage_and_corruption():
 
 
 def test_result_decoding_and_image_bytes():
-    payload = bytes([7]) + (-2).to_bytes(2, "little", signed=True) + (300).to_bytes(2, "little", signed=True)
+    payload = (-2).to_bytes(2, "little", signed=True) + (300).to_bytes(2, "little", signed=True) + bytes([7])
     result = decode_result(Frame(FrameType.RESULT, payload), 2)
     assert result.cls == 7 and result.logits == [-2, 300]
     assert image_payload([-128, -1, 0, 127], signed=True, bits=8) == bytes([0x80, 0xFF, 0x00, 0x7F])

@@ -14,8 +14,9 @@ Host to board:
                      two's complement for signed input formats; length = elements per image.
     STATUS   (0x02): empty payload.
 Board to host:
-    RESULT (0x81): payload = class (1 byte), then every logit as a little-endian two's-complement
-                   integer of ``logit_bytes`` bytes, in output stream order.
+    RESULT (0x81): payload = every logit as a little-endian two's-complement integer of
+                   ``logit_bytes`` bytes, in output stream order, then the class (1 byte). (The class
+                   comes last because the board knows it only after the last logit.)
     STATUS (0x82): payload = one status byte (see ``Status``).
     ERROR  (0xE0): payload = one error byte (see ``Error``).
 """
@@ -47,14 +48,23 @@ class Error(IntEnum):
     BAD_LENGTH = 2
     UNKNOWN_TYPE = 3
     TIMEOUT = 4
+    BUSY = 5  # a CLASSIFY arrived while the previous image was still being fed
+
+
+def crc8_update(crc, byte, select=lambda condition, a, b: a if condition else b):
+    """One byte of CRC-8/SMBUS (polynomial 0x07, MSB first), on ints or, with ``select=Mux``, on
+    Amaranth values: the board's checksum logic is this function."""
+    crc = crc ^ byte
+    for _ in range(8):
+        shifted = (crc << 1) & 0xFF
+        crc = select(crc & 0x80, shifted ^ 0x07, shifted)
+    return crc
 
 
 def crc8(data: bytes, crc: int = 0) -> int:
-    """CRC-8/SMBUS: polynomial x^8 + x^2 + x + 1 (0x07), MSB first, initial value 0."""
+    """CRC-8/SMBUS of ``data`` (initial value 0)."""
     for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        crc = crc8_update(crc, byte)
     return crc
 
 
@@ -132,6 +142,6 @@ def decode_result(frame: Frame, logit_bytes: int) -> Result:
     if frame.type != FrameType.RESULT:
         raise ValueError(f"expected a RESULT frame, got type 0x{frame.type:02X}")
     count = (len(frame.payload) - 1) // logit_bytes
-    logits = [int.from_bytes(frame.payload[1 + i * logit_bytes:1 + (i + 1) * logit_bytes], "little", signed=True)
+    logits = [int.from_bytes(frame.payload[i * logit_bytes:(i + 1) * logit_bytes], "little", signed=True)
               for i in range(count)]
-    return Result(frame.payload[0], logits)
+    return Result(frame.payload[-1], logits)

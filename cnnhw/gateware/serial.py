@@ -1,0 +1,241 @@
+"""The board's side of the framed serial protocol (``cnnhw.runtime.protocol`` defines it).
+
+:class:`SerialFrontEnd` sits between the UART and the :class:`Accelerator`:
+
+* it parses frames from ``rx_byte`` (sync bytes, type, length, payload, CRC-8), keeping a
+  CLASSIFY payload in an image buffer; only a frame whose checksum and length are right is
+  fed to the accelerator (``image``), so a damaged frame never reaches the datapath;
+* it answers on ``tx_byte``: RESULT (the logits as they leave the accelerator, then the class),
+  STATUS, or ERROR (bad checksum, bad length, unknown type, timeout in mid-frame, busy);
+  after an error it looks for the next sync bytes, so the link keeps working.
+
+One request at a time: a CLASSIFY frame that arrives while the previous image is still being
+fed is answered BUSY. ``busy`` is high from the first fed element to the end of the RESULT.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..runtime.protocol import SYNC, Error, FrameType, Status, crc8_update
+
+
+class SerialFrontEnd(wiring.Component):
+    def __init__(self, image_elements: int, element: Shape, logit: Shape, classes: int, timeout_cycles: int):
+        self.image_elements = image_elements
+        self.element = Shape.cast(element)
+        self.logit = Shape.cast(logit)
+        self.logit_bytes = (self.logit.width + 7) // 8
+        self.classes = classes
+        self.timeout_cycles = timeout_cycles
+        super().__init__({
+            "rx_byte": In(stream.Signature(unsigned(8))),
+            "tx_byte": Out(stream.Signature(unsigned(8))),
+            "image": Out(stream.Signature(self.element)),
+            "logits": In(stream.Signature(self.logit)),
+            "cls": In(stream.Signature(range(max(classes, 2)))),
+            "busy": Out(1),
+            "last_class": Out(range(max(classes, 2))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.image_elements
+        buffer = Memory(shape=8, depth=max(n, 2), init=[])
+        m.submodules.buffer = buffer
+        write, read = buffer.write_port(), buffer.read_port()
+
+        # ------------------------------------------------------------ receiving frames
+        byte = self.rx_byte.payload
+        got = self.rx_byte.valid
+        m.d.comb += self.rx_byte.ready.eq(1)  # a UART cannot wait
+        frame_type = Signal(8)
+        length = Signal(16)
+        count = Signal(16)
+        crc = Signal(8)
+        idle_cycles = Signal(range(self.timeout_cycles + 1))
+        feeding = Signal()
+        dropping = Signal()  # this frame's payload is not stored (busy, or not a CLASSIFY)
+
+        # One pending reply for the transmitter: 0 none, else (frame type, code).
+        reply = Signal()
+        reply_type = Signal(8)
+        reply_code = Signal(8)
+
+        answering = Signal()  # a new reply is being set this cycle (it wins over clearing the old one)
+
+        def answer(kind, code):
+            m.d.sync += [reply.eq(1), reply_type.eq(kind), reply_code.eq(code)]
+            m.d.comb += answering.eq(1)
+
+        def watch_timeout():
+            """Inside a frame: a gap of `timeout_cycles` without a byte drops the frame."""
+            with m.If(got):
+                m.d.sync += idle_cycles.eq(0)
+            with m.Elif(idle_cycles == self.timeout_cycles):
+                answer(FrameType.ERROR, Error.TIMEOUT)
+                m.next = "SYNC0"
+            with m.Else():
+                m.d.sync += idle_cycles.eq(idle_cycles + 1)
+
+        crc_next = crc8_update(crc, byte, Mux)
+        m.d.comb += [write.addr.eq(count), write.data.eq(byte)]
+        with m.FSM(name="receive"):
+            with m.State("SYNC0"):
+                m.d.sync += idle_cycles.eq(0)
+                with m.If(got & (byte == SYNC[0])):
+                    m.next = "SYNC1"
+            with m.State("SYNC1"):
+                with m.If(got):
+                    with m.If(byte == SYNC[1]):
+                        m.next = "TYPE"
+                    with m.Elif(byte != SYNC[0]):
+                        m.next = "SYNC0"
+            with m.State("TYPE"):
+                watch_timeout()
+                with m.If(got):
+                    m.d.sync += [frame_type.eq(byte), crc.eq(crc8_update(0, byte, Mux))]
+                    m.next = "LENGTH0"
+            with m.State("LENGTH0"):
+                watch_timeout()
+                with m.If(got):
+                    m.d.sync += [length[:8].eq(byte), crc.eq(crc_next)]
+                    m.next = "LENGTH1"
+            with m.State("LENGTH1"):
+                watch_timeout()
+                with m.If(got):
+                    full_length = (byte << 8) | length[:8]
+                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0),
+                                 dropping.eq((frame_type != FrameType.CLASSIFY) | feeding)]
+                    with m.If(full_length > n):
+                        answer(FrameType.ERROR, Error.BAD_LENGTH)  # cannot be ours: resynchronise now
+                        m.next = "SYNC0"
+                    with m.Elif(full_length == 0):
+                        m.next = "CHECK"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                watch_timeout()
+                with m.If(got):
+                    m.d.comb += write.en.eq(~dropping)
+                    m.d.sync += [crc.eq(crc_next), count.eq(count + 1)]
+                    with m.If(count + 1 == length):
+                        m.next = "CHECK"
+            with m.State("CHECK"):
+                watch_timeout()
+                with m.If(got):
+                    with m.If(byte != crc):
+                        answer(FrameType.ERROR, Error.BAD_CHECKSUM)
+                    with m.Elif(frame_type == FrameType.STATUS_REQUEST):
+                        answer(FrameType.STATUS, Status.READY)
+                    with m.Elif(frame_type != FrameType.CLASSIFY):
+                        answer(FrameType.ERROR, Error.UNKNOWN_TYPE)
+                    with m.Elif(length != n):
+                        answer(FrameType.ERROR, Error.BAD_LENGTH)
+                    with m.Elif(dropping):
+                        answer(FrameType.ERROR, Error.BUSY)
+                    with m.Else():
+                        m.d.sync += feeding.eq(1)
+                    m.next = "SYNC0"
+
+        # ------------------------------------------------------------ feeding the accelerator
+        fed = Signal(range(n + 1))
+        loaded = Signal()  # read.data holds element `fed`
+        m.d.comb += [read.addr.eq(fed), read.en.eq(~loaded | (self.image.valid & self.image.ready)),
+                     self.image.payload.eq(read.data), self.image.valid.eq(feeding & loaded)]
+        with m.If(feeding):
+            with m.If(~loaded):
+                m.d.sync += loaded.eq(1)
+            with m.If(self.image.valid & self.image.ready):
+                with m.If(fed == n - 1):
+                    m.d.sync += [feeding.eq(0), fed.eq(0), loaded.eq(0)]
+                with m.Else():
+                    m.d.sync += fed.eq(fed + 1)
+                    m.d.comb += read.addr.eq(fed + 1)
+
+        # ------------------------------------------------------------ answering
+        out = self.tx_byte
+        tx_crc = Signal(8)
+        logit = Signal(self.logit.width)
+        part = Signal(range(max(self.logit_bytes, 2)))
+        sent_logits = Signal(range(self.classes + 1))
+        in_result = Signal()
+        m.d.comb += self.busy.eq(feeding | in_result)
+        result_length = self.classes * self.logit_bytes + 1
+
+        def emit(value, next_state, checksum=True, first=False):
+            m.d.comb += [out.valid.eq(1), out.payload.eq(value)]
+            with m.If(out.ready):
+                if checksum:
+                    m.d.sync += tx_crc.eq(crc8_update(0 if first else tx_crc, value, Mux))
+                m.next = next_state
+
+        with m.FSM(name="answer"):
+            with m.State("IDLE"):
+                with m.If(reply):
+                    m.next = "REPLY_SYNC0"
+                with m.Elif(self.logits.valid):
+                    m.d.sync += [in_result.eq(1), sent_logits.eq(0)]
+                    m.next = "RESULT_SYNC0"
+            # A one-byte reply: sync, type, length 1, code, crc.
+            with m.State("REPLY_SYNC0"):
+                emit(SYNC[0], "REPLY_SYNC1", checksum=False)
+            with m.State("REPLY_SYNC1"):
+                emit(SYNC[1], "REPLY_TYPE", checksum=False)
+            with m.State("REPLY_TYPE"):
+                emit(reply_type, "REPLY_LENGTH0", first=True)
+            with m.State("REPLY_LENGTH0"):
+                emit(1, "REPLY_LENGTH1")
+            with m.State("REPLY_LENGTH1"):
+                emit(0, "REPLY_CODE")
+            with m.State("REPLY_CODE"):
+                emit(reply_code, "REPLY_CRC")
+            with m.State("REPLY_CRC"):
+                emit(tx_crc, "IDLE", checksum=False)
+                with m.If(out.ready & ~answering):  # a reply set meanwhile is the next one to send
+                    m.d.sync += reply.eq(0)
+            # RESULT: sync, type, length, every logit (little endian), class, crc.
+            with m.State("RESULT_SYNC0"):
+                emit(SYNC[0], "RESULT_SYNC1", checksum=False)
+            with m.State("RESULT_SYNC1"):
+                emit(SYNC[1], "RESULT_TYPE", checksum=False)
+            with m.State("RESULT_TYPE"):
+                emit(FrameType.RESULT, "RESULT_LENGTH0", first=True)
+            with m.State("RESULT_LENGTH0"):
+                emit(result_length & 0xFF, "RESULT_LENGTH1")
+            with m.State("RESULT_LENGTH1"):
+                emit(result_length >> 8, "RESULT_TAKE")
+            with m.State("RESULT_TAKE"):
+                with m.If(sent_logits == self.classes):
+                    m.next = "RESULT_CLASS"
+                with m.Else():
+                    m.d.comb += self.logits.ready.eq(1)
+                    with m.If(self.logits.valid):
+                        m.d.sync += [logit.eq(self.logits.payload), part.eq(0)]
+                        m.next = "RESULT_LOGIT"
+            with m.State("RESULT_LOGIT"):
+                value = logit.as_signed() if self.logit.signed else logit
+                byte_value = (value >> (part * 8))[:8]
+                m.d.comb += [out.valid.eq(1), out.payload.eq(byte_value)]
+                with m.If(out.ready):
+                    m.d.sync += tx_crc.eq(crc8_update(tx_crc, byte_value, Mux))
+                    with m.If(part == self.logit_bytes - 1):
+                        m.d.sync += sent_logits.eq(sent_logits + 1)
+                        m.next = "RESULT_TAKE"
+                    with m.Else():
+                        m.d.sync += part.eq(part + 1)
+            with m.State("RESULT_CLASS"):
+                m.d.comb += self.cls.ready.eq(out.ready)
+                m.d.comb += [out.valid.eq(self.cls.valid), out.payload.eq(self.cls.payload)]
+                with m.If(self.cls.valid & out.ready):
+                    m.d.sync += [tx_crc.eq(crc8_update(tx_crc, self.cls.payload, Mux)),
+                                 self.last_class.eq(self.cls.payload)]
+                    m.next = "RESULT_CRC"
+            with m.State("RESULT_CRC"):
+                emit(tx_crc, "IDLE", checksum=False)
+                with m.If(out.ready):
+                    m.d.sync += in_result.eq(0)
+        return m
