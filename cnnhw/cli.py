@@ -60,8 +60,10 @@ def _add_quant_options(parser: argparse.ArgumentParser) -> None:
                        help="input value range for data-free bounds (default 0 1)")
 
 
-def _quantize(args, graph):
-    """Quantize ``graph`` as the options say, finding calibration data as DESIGN.md specifies."""
+def _quantize(args, graph, return_calibration: bool = False):
+    """Quantize ``graph`` as the options say, finding calibration data as DESIGN.md specifies
+    (``--calib``, else ``MODEL.calib.npz`` beside the model, else data-free bounds with a warning).
+    With ``return_calibration``, also return the calibration Dataset (or None)."""
     from .datafiles import load_data
     from .quant import QuantOptions, quantize_graph
 
@@ -70,6 +72,7 @@ def _quantize(args, graph):
                            calibration=args.calib_method, percentile=args.percentile).check()
     calib_path = Path(args.calib) if args.calib else _model_path(args).with_suffix(".calib.npz")
     started = time.perf_counter()
+    calib = None
     if args.calib or calib_path.is_file():
         calib = load_data(calib_path, graph, "calibration data")
         if args.input_range:
@@ -80,7 +83,7 @@ def _quantize(args, graph):
                     "range %s; accuracy may suffer", calib_path.name, tuple(args.input_range or (0, 1)))
         qgraph = quantize_graph(graph, options, input_range=tuple(args.input_range) if args.input_range else None)
     log.info("quantized %s (%s) in %.2f s", graph.name, qgraph.calibration, time.perf_counter() - started)
-    return qgraph
+    return (qgraph, calib) if return_calibration else qgraph
 
 
 def cmd_quantize(args) -> None:
@@ -90,15 +93,14 @@ def cmd_quantize(args) -> None:
     from .report import console, quant_facts, quant_table
 
     graph = _load(args)
-    qgraph = _quantize(args, graph)
+    qgraph, calib = _quantize(args, graph, return_calibration=True)
     evaluation = load_data(args.eval, graph, "evaluation data") if args.eval else None
     errors = None
     measured_on = None
     if evaluation is not None:
         errors, measured_on = layer_errors(qgraph, evaluation.x), Path(args.eval).name
-    elif args.calib or _model_path(args).with_suffix(".calib.npz").is_file():
-        calib_path = Path(args.calib) if args.calib else _model_path(args).with_suffix(".calib.npz")
-        errors, measured_on = layer_errors(qgraph, load_data(calib_path, graph, "calibration data").x), calib_path.name
+    elif calib is not None:
+        errors, measured_on = layer_errors(qgraph, calib.x), "the calibration images"
     out = console()
     out.print(quant_table(qgraph, errors, measured_on))
     facts = {"model": str(_model_path(args)), **quant_facts(qgraph, errors)}
@@ -143,7 +145,7 @@ def _stage(label: str):
         if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
             from rich.console import Console
 
-            with Console(stderr=True).status(f"{label} (elapsed time on the right)", spinner="dots"):
+            with Console(stderr=True).status(label, spinner="dots"):
                 yield
         else:
             yield
