@@ -14,6 +14,7 @@ Spatial conventions (the ONNX ones): ``pads`` are ``(top, left, bottom, right)``
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +64,7 @@ def window_span(kernel: int, dilation: int) -> int:
 
 
 @dataclass(frozen=True, eq=False)
-class Op:
+class Op(ABC):
     """Base class: a named step that maps one per-image tensor to another."""
 
     name: str
@@ -71,9 +72,9 @@ class Op:
     #: Short label shown in reports (``Conv``, ``MaxPool``...).
     label = "Op"
 
+    @abstractmethod
     def output_shape(self, in_shape: Shape) -> Shape:
         """The output shape for ``in_shape``; raises ModelError if the op cannot take it."""
-        raise NotImplementedError  # every concrete op overrides this
 
     def macs(self, in_shape: Shape) -> int:
         """Multiply-accumulates for one image (only conv and dense layers count)."""
