@@ -152,20 +152,25 @@ def random_network(seed: int) -> NetworkSpec:
     return NetworkSpec(seed, model, (channels, height, width), bits, signed_input, features)
 
 
-def random_plan(qgraph, seed: int) -> HardwarePlan:
-    """A random valid folding for every conv/dense layer (and a random rescaler digit width)."""
-    from cnnhw.quant.qgraph import QConv, QDense
+def random_plan(qgraph, seed: int, minimal_rings: bool = False) -> HardwarePlan:
+    """A random valid folding for every conv/dense layer (and a random rescaler digit width); with
+    ``minimal_rings``, conv and pooling line buffers are randomly the smallest that work."""
+    from cnnhw.quant.qgraph import QConv, QDense, QGlobalPool, QPool
 
     rng = np.random.default_rng(seed + 7)
     layers = []
     for layer in qgraph.layers:
+        overlap = not (minimal_rings and rng.random() < 0.5)
         if isinstance(layer, QConv):
             outputs, inputs = layer.weight.shape[0] // layer.groups, layer.weight.shape[1]
         elif isinstance(layer, QDense):
             outputs, inputs = layer.weight.shape
+        elif isinstance(layer, (QPool, QGlobalPool)):
+            layers.append(LayerPlan(layer.name, overlap=overlap))
+            continue
         else:
             continue
         pe = int(rng.choice(_divisors(outputs)[:4]))
         simd = int(rng.choice(_divisors(inputs)[:4]))
-        layers.append(LayerPlan(layer.name, pe, simd, int(rng.choice([1, 4, 16]))))
+        layers.append(LayerPlan(layer.name, pe, simd, int(rng.choice([1, 4, 16])), overlap))
     return HardwarePlan(tuple(layers))

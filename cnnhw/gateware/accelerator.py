@@ -36,11 +36,11 @@ class Accelerator(wiring.Component):
         for layer in qgraph.layers:
             folding = plan.for_layer(layer.name)
             if isinstance(layer, QConv):
-                stage = ConvStage(layer, folding.pe, folding.simd, folding.digit_bits)
+                stage = ConvStage(layer, folding.pe, folding.simd, folding.digit_bits, folding.overlap)
             elif isinstance(layer, QDense):
                 stage = DenseStage(layer, order, folding.pe, folding.simd, folding.digit_bits)
             elif isinstance(layer, (QPool, QGlobalPool)):
-                stage = PoolStage(layer, folding.digit_bits)
+                stage = PoolStage(layer, folding.digit_bits, folding.overlap)
             elif isinstance(layer, QClamp):
                 stage = ClampStage(layer)
             elif isinstance(layer, QReshape):

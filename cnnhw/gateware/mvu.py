@@ -23,10 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth import Array, Const, Module, Mux, Shape, Signal, signed
+from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from .tables import lookup
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,8 +175,8 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += operand.eq(held if folds == 1 else buffer_read.data)
         weights = [rom_read.data[(p * simd + s) * lane_bits:(p * simd + s + 1) * lane_bits].as_signed()
                    for p in range(pe) for s in range(simd)]
-        biases = Array(Array(Const(int(mx.bias[b * pe + p]), self.acc_shape) for p in range(pe))
-                       for b in range(groups * folds))
+        biases = [lookup([mx.bias[b * pe + p] for b in range(groups * folds)], bank1, self.acc_shape)
+                  for p in range(pe)]
 
         # Stage 2: accumulate (acc starts at the bias); the last word of a fold fills the output.
         accumulators = [Signal(self.acc_shape, name=f"acc{p}", reset_less=True) for p in range(pe)]
@@ -185,7 +187,7 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += self.o.valid.eq(0)
             for p in range(pe):
                 products = sum(weights[p * simd + s] * operand[s] for s in range(simd))
-                total = Mux(first1, biases[bank1][p], accumulators[p]) + products
+                total = Mux(first1, biases[p], accumulators[p]) + products
                 with m.If(valid1):
                     m.d.sync += accumulators[p].eq(total)
                     with m.If(last1):

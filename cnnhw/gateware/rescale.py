@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 
-from amaranth import Array, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .tables import lookup
 
 
 def rescale_input(value: Shape, entries: int) -> data.StructLayout:
@@ -58,13 +60,18 @@ class Rescaler(wiring.Component):
         product = Signal(signed(product_bits))
         steps_left = Signal(range(self.steps + 1))
 
-        table = Array(Const(v, unsigned(width)) for v in self.multipliers)
-        chosen = table[self.i.payload.index]
+        chosen = lookup(self.multipliers, self.i.payload.index, unsigned(width))
         if self.negative_multipliers is not None:
-            negative = Array(Const(v, unsigned(width)) for v in self.negative_multipliers)
-            chosen = Mux(self.i.payload.value < 0, negative[self.i.payload.index], chosen)
+            negative = lookup(self.negative_multipliers, self.i.payload.index, unsigned(width))
+            chosen = Mux(self.i.payload.value < 0, negative, chosen)
 
         top_digit = multiplier[padded - digit:]
+        if self.steps == 1:
+            partial = value * top_digit  # one full multiply: what a DSP is for
+        else:
+            # A few bits per cycle: shifted adds, written out so that yosys keeps them in logic
+            # instead of spending a DSP on a narrow product.
+            partial = sum(Mux(top_digit[bit], value << bit, 0) for bit in range(digit))
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
@@ -73,7 +80,7 @@ class Rescaler(wiring.Component):
                                  steps_left.eq(self.steps)]
                     m.next = "MULTIPLY"
             with m.State("MULTIPLY"):
-                m.d.sync += [product.eq((product << digit) + value * top_digit),
+                m.d.sync += [product.eq((product << digit) + partial),
                              multiplier.eq(multiplier << digit), steps_left.eq(steps_left - 1)]
                 with m.If(steps_left == 1):
                     m.next = "DONE"

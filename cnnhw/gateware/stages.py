@@ -50,13 +50,13 @@ class _Stage(wiring.Component):
 
 
 class ConvStage(_Stage):
-    def __init__(self, layer: QConv, pe: int = 1, simd: int = 1, digit_bits: int = 4):
+    def __init__(self, layer: QConv, pe: int = 1, simd: int = 1, digit_bits: int = 4, overlap: bool = True):
         super().__init__(layer)
         in_c, in_h, in_w = layer.in_shape
         out_c, out_h, out_w = layer.out_shape
         groups = layer.groups
         self.geometry = WindowGeometry(in_h, in_w, in_c, layer.kernel, layer.stride, layer.dilation, layer.pads,
-                                       (out_h, out_w), groups, simd)
+                                       (out_h, out_w), groups, simd, overlap)
         per_group = out_c // groups
         # (out, in/groups, kh, kw) -> (groups, out/groups, kh * kw * in/groups) in window order (ky, kx, ci).
         weights = layer.weight.transpose(0, 2, 3, 1).reshape(groups, per_group, -1)
@@ -96,7 +96,7 @@ class DenseStage(_Stage):
 
 
 class PoolStage(_Stage):
-    def __init__(self, layer: QPool | QGlobalPool, digit_bits: int = 4):
+    def __init__(self, layer: QPool | QGlobalPool, digit_bits: int = 4, overlap: bool = True):
         super().__init__(layer)
         channels, in_h, in_w = layer.in_shape
         _, out_h, out_w = layer.out_shape
@@ -106,7 +106,7 @@ class PoolStage(_Stage):
             kernel, stride, dilation, pads, count_pads = (layer.kernel, layer.stride, layer.dilation, layer.pads,
                                                           layer.count_include_pad)
         self.geometry = WindowGeometry(in_h, in_w, channels, kernel, stride, dilation, pads, (out_h, out_w),
-                                       groups=channels, simd=1)
+                                       groups=channels, simd=1, overlap=overlap)
         element = element_shape(layer.in_format)
         self.window = SlidingWindow(self.geometry, element)
         sum_bits = layer.sum_format.bits + 1 if layer.sum_format is not None else 32

@@ -16,7 +16,8 @@ outside the input emit zeros, flagged ``inside = 0``; positions past the padded 
 (possible with ceil-mode pooling) are also flagged ``beyond = 1``.
 
 Throughput: one word per cycle out, one element per cycle in; input rows are written while
-earlier rows are read (the ring holds ``2 * span_h + stride_h`` rows, see ``rows``). Handshake: both streams
+earlier rows are read (the ring holds ``2 * span_h + stride_h`` rows, or ``span_h + stride_h``
+without ``overlap``: see ``rows``). Handshake: both streams
 obey ``amaranth.lib.stream`` rules (payload held while ``valid`` and not ``ready``). Latency:
 two cycles from the last needed input element to the first word of a window.
 """
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 
 from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from .fifo import RegisterFIFO
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class WindowGeometry:
     out_hw: tuple[int, int] = (1, 1)
     groups: int = 1
     simd: int = 1
+    overlap: bool = True  # room for the next image's first window while this one finishes
 
     def __post_init__(self):
         if self.channels % self.groups:
@@ -59,11 +62,12 @@ class WindowGeometry:
 
     @property
     def rows(self) -> int:
-        """Rows in the ring: the rows of the window being read, plus room for the upstream stage
-        to write a whole window of the next rows meanwhile. With fewer (``span + stride`` is the
-        least that works), the stage waits for its input at every image boundary, where the next
-        image's first window must be filled while the last one is still being read."""
-        return 2 * self.span[0] + self.stride[0]
+        """Rows in the ring. ``span + stride`` is the least that works: the window being read plus
+        the rows of the next output row. With ``overlap`` there is room for a whole further window,
+        so the upstream stage can fill the next image's first window while this image's last one is
+        still being read; without it the stage waits at every image boundary (fewer block RAMs,
+        more cycles)."""
+        return (2 if self.overlap else 1) * self.span[0] + self.stride[0]
 
     @property
     def words_per_pixel(self) -> int:
@@ -182,7 +186,7 @@ class SlidingWindow(wiring.Component):
         slot_sum = first_slot + row_offset
         slot = Mux(slot_sum >= ring, slot_sum - ring, slot_sum)
 
-        fifo = SyncFIFO(width=Shape.cast(window_payload(self.element, g.simd)).width, depth=4)
+        fifo = RegisterFIFO(Shape.cast(window_payload(self.element, g.simd)).width, depth=4)
         m.submodules.fifo = fifo
         in_flight = Signal()
         flight_inside = Signal()

@@ -24,10 +24,15 @@ from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
 
 @dataclass(frozen=True)
 class LayerPlan:
+    """One layer's folding. ``overlap`` (conv and pooling layers): line buffers with room for the
+    next image's first window, so stages overlap across images (the cycle model assumes it);
+    without, fewer block RAMs and a wait at every image boundary."""
+
     name: str
     pe: int = 1
     simd: int = 1
     digit_bits: int = 4
+    overlap: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
     for layer in qgraph.layers:
         limits = _folding_limits(layer)
         folding = plan.for_layer(layer.name)
+        if not isinstance(folding.overlap, bool):
+            raise CnnhwError(f"plan: overlap of layer '{layer.name}' must be true or false")
         if limits is None:
             if (folding.pe, folding.simd) != (1, 1):
                 raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no PE/SIMD folding")

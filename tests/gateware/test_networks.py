@@ -20,7 +20,7 @@ def build(seed, tmp_path):
     graph = load_model(tmp_path / f"net{seed}.onnx")
     options = QuantOptions(weight_bits=spec.bits, activation_bits=spec.bits)
     qgraph = quantize_graph(graph, options, spec.calibration())
-    return spec, qgraph, random_plan(qgraph, seed)
+    return spec, qgraph, random_plan(qgraph, seed, minimal_rings=True)
 
 
 def test_the_random_networks_cover_what_they_must(tmp_path):

@@ -1,0 +1,24 @@
+"""Small constant tables as logic.
+
+``Array`` of constants indexed by a signal becomes a ``switch`` that yosys turns into a ROM and
+then places in a block RAM — a whole 4 Kbit EBR for sixteen biases. :func:`lookup` builds a tree
+of multiplexers over the index bits instead, which stays in LUTs.
+"""
+
+from __future__ import annotations
+
+from amaranth import Const, Mux, Shape, Value
+
+
+def lookup(values, index: Value, shape) -> Value:
+    """``values[index]`` (an index past the end gives one of the values: callers never ask for it)."""
+    shape = Shape.cast(shape)
+    level = [Const(int(v), shape) for v in values]
+    if not level:
+        raise ValueError("lookup needs at least one value")
+    bit = 0
+    while len(level) > 1:
+        level = [Mux(index[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
