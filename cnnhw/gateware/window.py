@@ -173,10 +173,14 @@ class SlidingWindow(wiring.Component):
         ky = Signal(range(max(kh, 2)))
         kx = Signal(range(max(kw, 2)))
         r_word = Signal(range(max(group_words, 2)))
-        top = Signal(signed(16), init=-top_pad)   # out_row * sh - top_pad
-        left = Signal(signed(16), init=-left_pad)  # out_col * sw - left_pad
-        y = Signal(signed(16), init=-top_pad)      # top + ky * dh
-        x = Signal(signed(16), init=-left_pad)     # left + kx * dw
+        # Coordinates run from -pad to about size + pad + span: size them to that, not to 16 bits
+        # (each is compared against the borders every cycle; narrow ones save logic cells).
+        extent = max(height, width) + max(g.pads) + max(g.span) + max(g.stride)
+        coordinate = signed(extent.bit_length() + 1)
+        top = Signal(coordinate, init=-top_pad)   # out_row * sh - top_pad
+        left = Signal(coordinate, init=-left_pad)  # out_col * sw - left_pad
+        y = Signal(coordinate, init=-top_pad)      # top + ky * dh
+        x = Signal(coordinate, init=-left_pad)     # left + kx * dw
 
         last_needed = Mux(top + span_h - 1 > height - 1, height - 1, top + span_h - 1)
         rows_ready = ahead >= last_needed + 1
