@@ -81,7 +81,15 @@ class SerialFrontEnd(wiring.Component):
             with m.Else():
                 m.d.sync += idle_cycles.eq(idle_cycles + 1)
 
-        crc_next = crc8_update(crc, byte, Mux)
+        def crc_of(previous, value):
+            """crc8_update in logic, each bit step in its own signal."""
+            def keep(expression):
+                step = Signal(8)
+                m.d.comb += step.eq(expression)
+                return step
+            return crc8_update(previous, value, Mux, keep)
+
+        crc_next = crc_of(crc, byte)
         m.d.comb += [write.addr.eq(count), write.data.eq(byte)]
         with m.FSM(name="receive"):
             with m.State("SYNC0"):
@@ -97,7 +105,7 @@ class SerialFrontEnd(wiring.Component):
             with m.State("TYPE"):
                 watch_timeout()
                 with m.If(got):
-                    m.d.sync += [frame_type.eq(byte), crc.eq(crc8_update(0, byte, Mux))]
+                    m.d.sync += [frame_type.eq(byte), crc.eq(crc_of(0, byte))]
                     m.next = "LENGTH0"
             with m.State("LENGTH0"):
                 watch_timeout()
@@ -170,7 +178,7 @@ class SerialFrontEnd(wiring.Component):
             m.d.comb += [out.valid.eq(1), out.payload.eq(value)]
             with m.If(out.ready):
                 if checksum:
-                    m.d.sync += tx_crc.eq(crc8_update(0 if first else tx_crc, value, Mux))
+                    m.d.sync += tx_crc.eq(crc_of(0 if first else tx_crc, value))
                 m.next = next_state
 
         with m.FSM(name="answer"):
@@ -221,7 +229,7 @@ class SerialFrontEnd(wiring.Component):
                 byte_value = (value >> (part * 8))[:8]
                 m.d.comb += [out.valid.eq(1), out.payload.eq(byte_value)]
                 with m.If(out.ready):
-                    m.d.sync += tx_crc.eq(crc8_update(tx_crc, byte_value, Mux))
+                    m.d.sync += tx_crc.eq(crc_of(tx_crc, byte_value))
                     with m.If(part == self.logit_bytes - 1):
                         m.d.sync += sent_logits.eq(sent_logits + 1)
                         m.next = "RESULT_TAKE"
@@ -231,7 +239,7 @@ class SerialFrontEnd(wiring.Component):
                 m.d.comb += self.cls.ready.eq(out.ready)
                 m.d.comb += [out.valid.eq(self.cls.valid), out.payload.eq(self.cls.payload)]
                 with m.If(self.cls.valid & out.ready):
-                    m.d.sync += [tx_crc.eq(crc8_update(tx_crc, self.cls.payload, Mux)),
+                    m.d.sync += [tx_crc.eq(crc_of(tx_crc, self.cls.payload)),
                                  self.last_class.eq(self.cls.payload)]
                     m.next = "RESULT_CRC"
             with m.State("RESULT_CRC"):

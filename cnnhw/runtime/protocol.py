@@ -51,13 +51,15 @@ class Error(IntEnum):
     BUSY = 5  # a CLASSIFY arrived while the previous image was still being fed
 
 
-def crc8_update(crc, byte, select=lambda condition, a, b: a if condition else b):
+def crc8_update(crc, byte, select=lambda condition, a, b: a if condition else b, keep=lambda value: value):
     """One byte of CRC-8/SMBUS (polynomial 0x07, MSB first), on ints or, with ``select=Mux``, on
-    Amaranth values: the board's checksum logic is this function."""
-    crc = crc ^ byte
+    Amaranth values: the board's checksum logic is this function. ``keep`` lets hardware hold each
+    bit step in a signal (each step reads the previous one three times: as an expression tree the
+    eight steps would grow 3**8-fold)."""
+    crc = keep(crc ^ byte)
     for _ in range(8):
         shifted = (crc << 1) & 0xFF
-        crc = select(crc & 0x80, shifted ^ 0x07, shifted)
+        crc = keep(select(crc & 0x80, shifted ^ 0x07, shifted))
     return crc
 
 

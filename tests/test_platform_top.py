@@ -1,0 +1,32 @@
+"""The iCEBreaker top elaborates with the platform's pins and the profile's PLL settings
+(no toolchain run here: this checks what cnnhw hands to yosys)."""
+
+import onnx
+
+from cnnhw.boards import load_board
+from cnnhw.flow.platform_top import PlatformTop
+from cnnhw.frontend import load_model
+from cnnhw.gateware.board import BoardTop
+from cnnhw.plan import default_plan
+from cnnhw.quant import QuantOptions, quantize_graph
+from netgen import random_network
+
+
+def test_icebreaker_top_uses_the_pll_and_the_uart_pins(tmp_path):
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+    spec = random_network(11)
+    onnx.save(spec.model, tmp_path / "net.onnx")
+    qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
+    board = load_board("icebreaker")
+    pll = board.pll[0]
+    top = BoardTop(qgraph, default_plan(qgraph), pll.mhz * 1e6, board.uart_baud)
+    plan = ICEBreakerPlatform().prepare(PlatformTop(top, pll), name="cnnhw_top")
+    rtlil = plan.files["cnnhw_top.il"]
+    rtlil = rtlil if isinstance(rtlil, str) else rtlil.decode()
+    assert "SB_PLL40_PAD" in rtlil
+    for name, value in (("DIVR", pll.divr), ("DIVF", pll.divf), ("DIVQ", pll.divq)):
+        assert f"parameter \\{name} {value}" in rtlil or f"parameter \\{name} {value:d}" in rtlil, name
+    pcf = plan.files["cnnhw_top.pcf"]
+    pins = {line.split()[1]: line.split()[2] for line in pcf.splitlines() if line.startswith("set_io")}
+    assert set(pins.values()) >= {"35", "6", "9", "11", "37"}  # clock, UART rx/tx, two LEDs
