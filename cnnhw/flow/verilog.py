@@ -9,6 +9,7 @@ assembled beside its destination and renamed into place.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -51,9 +52,9 @@ def manifest(qgraph: QGraph, plan: HardwarePlan, accelerator: Accelerator, top: 
         "clock": "clk (rising edge), synchronous reset rst (active high)",
         "streams": {
             "i": {"format": _fmt(first.in_format), "scale": qgraph.input.scale, "order": "HWC",
-                  "shape": list(qgraph.graph.input_shape), "elements_per_image": _count(qgraph.graph.input_shape)},
+                  "shape": list(qgraph.graph.input_shape), "elements_per_image": math.prod(qgraph.graph.input_shape)},
             "o": {"format": _fmt(last.out_format), "scale": last.out_scale, "elements_per_image":
-                  _count(last.out_shape), "order": [int(v) for v in accelerator.output_order]},
+                  math.prod(last.out_shape), "order": [int(v) for v in accelerator.output_order]},
             "cls": {"classes": accelerator.classes},
         },
         "handshake": "amaranth.lib.stream: a transfer happens on a rising edge where valid and ready are both 1",
@@ -66,13 +67,6 @@ def manifest(qgraph: QGraph, plan: HardwarePlan, accelerator: Accelerator, top: 
         "predicted_cycles_per_inference": max(cycles.values()),
         "quantization": {"calibration": qgraph.calibration, "rounding": qgraph.options.rounding},
     }
-
-
-def _count(shape) -> int:
-    total = 1
-    for d in shape:
-        total *= d
-    return total
 
 
 def export_verilog(qgraph: QGraph, plan: HardwarePlan, folder: Path) -> Export:

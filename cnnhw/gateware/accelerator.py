@@ -42,7 +42,8 @@ class Accelerator(wiring.Component):
             elif isinstance(layer, (QPool, QGlobalPool)):
                 stage = PoolStage(layer, folding.digit_bits, folding.overlap)
             elif isinstance(layer, QClamp):
-                stage = ClampStage(layer)
+                self.stages.append((layer.name, ClampStage(layer)))
+                continue  # element-wise: the stream order stays as it is
             elif isinstance(layer, QReshape):
                 if len(layer.out_shape) != 1:
                     raise UnsupportedModelError(

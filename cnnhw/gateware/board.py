@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import math
+
 from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -31,9 +33,7 @@ class BoardTop(wiring.Component):
         self.accelerator = Accelerator(qgraph, plan)
         divisor = uart_divisor(clock_hz, baud)
         first = qgraph.layers[0]
-        self.image_elements = 1
-        for d in qgraph.graph.input_shape:
-            self.image_elements *= d
+        self.image_elements = math.prod(qgraph.graph.input_shape)
         if first.in_format.bits > 8:
             raise CnnhwError("the serial protocol sends one byte per input element: use at most 8 input bits")
         self.front = SerialFrontEnd(self.image_elements, self.accelerator.i.payload.shape(),
