@@ -16,6 +16,7 @@ import numpy as np
 
 from . import __version__
 from .errors import CnnhwError
+from .progress import stage
 
 log = logging.getLogger("cnnhw")
 
@@ -134,25 +135,6 @@ def _plan(args, qgraph):
     return check_plan(HardwarePlan.from_json(facts), qgraph)
 
 
-def _stage(label: str):
-    """Log a stage's start, and its duration when the block ends."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def timed():
-        log.info("%s ...", label)
-        started = time.perf_counter()
-        if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
-            from rich.console import Console
-
-            with Console(stderr=True).status(label, spinner="dots"):
-                yield
-        else:
-            yield
-        log.info("%s: done in %.1f s", label, time.perf_counter() - started)
-    return timed()
-
-
 def cmd_sim(args) -> None:
     from .datafiles import load_data
     from .flow.verilog import export_verilog, identifier
@@ -165,14 +147,16 @@ def cmd_sim(args) -> None:
     graph = _load(args)
     data = load_data(args.inputs, graph)
     qgraph = _quantize(args, graph)
+    if args.board:
+        return _sim_board(args, graph, data, qgraph)
     plan = _plan(args, qgraph)
     predicted = max(predict_cycles(qgraph, plan).values())
     folder = Path(args.output) if args.output else Path("rtl_out") / identifier(graph.name)
-    with _stage(f"generating Verilog into {folder}"):
+    with stage(f"generating Verilog into {folder}"):
         export = export_verilog(qgraph, plan, folder)
     expected = expected_streams(qgraph, data.x)
     signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
-    with _stage(f"building and simulating {len(data.x)} images with {args.simulator}"):
+    with stage(f"building and simulating {len(data.x)} images with {args.simulator}"):
         result = simulate_rtl(export.verilog, export.top, expected, signed, folder / "sim_build", args.simulator,
                               images=len(data.x), timing_images=args.timing_images, gap=args.gap, stall=args.stall,
                               seed=args.seed)
@@ -193,6 +177,56 @@ def cmd_sim(args) -> None:
         })
     if not result.bit_exact:
         raise SystemExit(1)
+
+
+def _sim_board(args, graph, data, qgraph) -> None:
+    from .boards import load_board
+    from .flow.verilog import identifier
+    from .outputs import write_json
+    from .plan.budget import fit_board
+    from .report import board_sim_table, console
+    from .sim.board import simulate_board
+
+    board = load_board(args.board)
+    plan = _plan(args, qgraph) if args.plan else fit_board(qgraph, board)
+    folder = Path(args.output) if args.output else Path("rtl_out") / f"{identifier(graph.name)}-{board.name}"
+    with stage(f"simulating the {board.name} board top with {args.simulator} ({len(data.x)} images over the UART)"):
+        result = simulate_board(qgraph, plan, board, data.x, folder / "sim_build", args.clock, args.simulator)
+    console().print(board_sim_table(graph.name, board.name, result))
+    for failure in result.failures:
+        print(f"cnnhw: mismatch: {failure}", file=sys.stderr)
+    if args.json:
+        write_json(args.json, {
+            "model": str(_model_path(args)), "board": board.name, "images": result.images,
+            "simulator": result.simulator, "bit_exact": result.passed, "classified": result.classified,
+            "clock_mhz": result.clock_mhz, "uart_divisor": result.divisor,
+            "checks": [{"step": label, "passed": ok} for label, ok in result.checks], "mismatches": result.failures,
+            "build_seconds": result.build_seconds, "run_seconds": result.run_seconds, "plan": plan.to_json()})
+    if not result.passed:
+        raise SystemExit(1)
+
+
+def cmd_build(args) -> None:
+    from .boards import load_board
+    from .flow.build import build
+    from .flow.verilog import identifier
+    from .outputs import write_json
+    from .plan import predict_cycles
+    from .plan.budget import fit_board
+    from .report import build_table, console
+
+    board = load_board(args.board)
+    graph = _load(args)
+    qgraph = _quantize(args, graph)
+    plan = _plan(args, qgraph) if args.plan else fit_board(qgraph, board)
+    log.info("plan: %d products per cycle, %s cycles per inference predicted",
+             sum(layer.pe * layer.simd for layer in plan.layers), f"{max(predict_cycles(qgraph, plan).values()):,}")
+    folder = Path(args.output) if args.output else Path("build") / f"{identifier(graph.name)}-{board.name}"
+    result = build(qgraph, plan, board, folder, clock_mhz=args.clock, toolchain=args.tools, seed=args.seed)
+    console().print(build_table(result.facts))
+    console().print(f"bitstream: {result.facts['bitstream']}  (flash it with: cnnhw flash {folder})")
+    if args.json:
+        write_json(args.json, {"model_file": str(_model_path(args)), **result.facts})
 
 
 def cmd_boards(args) -> None:
@@ -297,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(sim)
     sim.add_argument("--inputs", "-i", required=True, metavar="DATA", help="images to simulate (.npz with x)")
     sim.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    sim.add_argument("--board", "-b", metavar="NAME", help="simulate the whole board top: frames in on the UART pin, "
+                     "replies out, bad frames and a reset (default: the accelerator alone)")
+    sim.add_argument("--clock", type=float, metavar="MHZ", help="with --board: the fabric clock (sets the UART "
+                     "divisor; default the profile's first try)")
     sim.add_argument("--plan", metavar="FILE", help="a JSON hardware plan (default: cnnhw's default folding)")
     sim.add_argument("-o", "--output", metavar="DIR", help="where the Verilog goes (default rtl_out/<model>)")
     sim.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
@@ -307,6 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1, help="seed of the random gaps and stalls")
     _add_quant_options(sim)
     sim.set_defaults(run=cmd_sim)
+
+    build = commands.add_parser("build", parents=[common], help="quantize, plan, generate, synthesize, place and "
+                                "route: a bitstream for the board, with a resource and timing report")
+    _add_model(build)
+    build.add_argument("--board", "-b", required=True, metavar="NAME", help="a board name (cnnhw boards) or profile .json")
+    build.add_argument("-o", "--output", metavar="DIR", help="the build folder (default build/<model>-<board>)")
+    build.add_argument("--plan", metavar="FILE", help="a JSON hardware plan (default: fitted to the board's DSPs and block RAMs)")
+    build.add_argument("--clock", type=float, metavar="MHZ", help="build at this PLL frequency or fail (default: the "
+                       "fastest of the board's PLL settings that meets timing)")
+    build.add_argument("--tools", choices=("yowasp", "system"), default="yowasp",
+                       help="yowasp: the yosys/nextpnr/icepack cnnhw installs (default); system: the ones on PATH")
+    build.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    build.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
+    _add_quant_options(build)
+    build.set_defaults(run=cmd_build)
     return parser
 
 
@@ -317,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except CnnhwError as error:
+        if error.details is not None:
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False, width=120).print(error.details)
         print(f"cnnhw: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

@@ -8,9 +8,15 @@ traceback.
 
 
 class CnnhwError(Exception):
-    """Base of every user-facing error; ``str()`` is the single line the CLI shows."""
+    """Base of every user-facing error; ``str()`` is the single line the CLI shows. ``details``
+    (optional, a rich renderable such as a budget table) is printed on stderr before that line."""
 
     exit_code = 2
+    details = None
+
+    def __init__(self, message: str, details=None):
+        super().__init__(message)
+        self.details = details
 
 
 class ModelError(CnnhwError):
@@ -23,3 +29,11 @@ class UnsupportedModelError(ModelError):
 
 class DataError(CnnhwError):
     """An input/calibration DATA file is missing, corrupt, or does not fit the model."""
+
+
+class BuildError(CnnhwError):
+    """A synthesis, place-and-route or packing tool failed, is missing, or the design misses timing."""
+
+
+class DoesNotFitError(BuildError):
+    """The design needs more of some resource than the board has (``details`` holds the table)."""

@@ -147,3 +147,46 @@ def boards_table(boards) -> Table:
                       str(b.budget["ebr"]), str(b.budget["spram"]), f"{b.input_mhz:g} MHz",
                       ", ".join(f"{f:g}" for f in b.clocks_mhz) + " MHz", f"{b.uart_baud / 1e6:g} Mbaud")
     return table
+
+
+def build_table(facts: dict) -> Table:
+    """The summary of ``cnnhw build`` (the same facts as build.json)."""
+    from .flow.build import RESOURCE_NAMES
+
+    table = Table(title=f"{facts['model']} on {facts['board']} ({facts['device']})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("of", justify="right")
+    table.add_column("use", justify="right")
+    for key, usage in facts["resources"].items():
+        used, total = usage["used"], usage["total"]
+        table.add_row(RESOURCE_NAMES.get(key, key), f"{used:,}", f"{total:,}", f"{used / total:.0%}" if total else "")
+    table.add_section()
+    table.add_row("clock (PLL), MHz", f"{facts['clock_mhz']:g}", "", "")
+    table.add_row("Fmax (nextpnr), MHz", f"{facts['fmax_mhz']:.1f}", "", "")
+    table.add_row("timing met", "yes" if facts["timing_met"] else "NO", "", "")
+    table.add_section()
+    cycles, bound = facts["cycles_per_inference"], facts["bound_cycles"]
+    table.add_row("cycles per inference (plan)", f"{cycles:,}", "", "")
+    table.add_row("bound: MACs / DSPs, cycles", f"{bound:,}", "", f"{cycles / bound:.2f}x")
+    table.add_row("products per cycle (multipliers)", str(facts["multipliers"]), "", "")
+    table.add_row("compute per inference, us", f"{facts['microseconds_per_inference']:,.1f}", "", "")
+    table.add_row(f"sending one image at {facts['link_baud'] / 1e6:g} Mbaud, us",
+                  f"{facts['link_microseconds_per_image']:,.1f}", "", "")
+    per_image = max(facts["microseconds_per_inference"], facts["link_microseconds_per_image"])
+    table.add_row("images per second (slower of the two)", f"{1e6 / per_image:,.0f}", "", "")
+    table.add_row("build time, s", f"{facts['build_seconds']:.0f}", "", "")
+    return table
+
+
+def board_sim_table(name: str, board: str, result) -> Table:
+    table = Table(title=f"{name}: {board} board top over the UART ({result.simulator}, {result.clock_mhz:g} MHz, "
+                        f"{result.divisor} cycles per bit)")
+    table.add_column("step")
+    table.add_column("result", justify="right")
+    for label, ok in result.checks:
+        table.add_row(label, "ok" if ok else "FAILED")
+    table.add_section()
+    table.add_row("images classified exactly as the golden model", f"{result.classified} of {result.images}")
+    table.add_row("build / run time, s", f"{result.build_seconds:.1f} / {result.run_seconds:.1f}")
+    return table

@@ -12,7 +12,8 @@ from cnnhw.errors import CnnhwError
 def test_icebreaker_profile():
     board = load_board("icebreaker")
     assert board.budget == {"logic_cells": 5280, "dsp": 8, "ebr": 30, "spram": 4, "io": 39}
-    assert board.clocks_mhz == [24.0, 36.0, 48.0]
+    assert board.clocks_mhz == [12.0 + 3 * k for k in range(13)]  # 3 Mbaud needs a multiple of 3 MHz
+    assert board.pll_for(24.0).divf == 63
     assert board.flash["weights_offset"] >= board.flash["bitstream_bytes"]
     module, name = board.platform.split(":")
     platform = getattr(importlib.import_module(module), name)
@@ -48,5 +49,13 @@ def test_inconsistent_pll_setting(tmp_path):
     facts = json.loads(load_board("icebreaker").source.read_text())
     facts["clock"]["pll"][0]["divq"] = 3
     (tmp_path / "mine.json").write_text(json.dumps(facts))
-    with pytest.raises(CnnhwError, match="PLL setting for 24.0 MHz gives 96 MHz"):
+    with pytest.raises(CnnhwError, match="PLL setting for 12.0 MHz gives 96 MHz"):
+        load_board(str(tmp_path / "mine.json"))
+
+
+def test_pll_setting_outside_the_vco_range(tmp_path):
+    facts = json.loads(load_board("icebreaker").source.read_text())
+    facts["clock"]["pll"][0].update(mhz=6.0, divf=31)  # 12 * 32 / 64 = 6 MHz, but the VCO would run at 384 MHz
+    (tmp_path / "mine.json").write_text(json.dumps(facts))
+    with pytest.raises(CnnhwError, match="6.0 MHz is outside the iCE40 PLL's range .phase detector 12 MHz, VCO 384 MHz"):
         load_board(str(tmp_path / "mine.json"))

@@ -44,10 +44,19 @@ class Board:
     uart_baud: int
     flash: dict[str, int]
     source: Path
+    ebr_aspects: tuple[tuple[int, int], ...]  # (depth, width) configurations of one block RAM
+    first_try_mhz: float  # where the timing search starts (DESIGN: build picks the fastest that meets timing)
 
     @property
     def clocks_mhz(self) -> list[float]:
         return sorted(p.mhz for p in self.pll)
+
+    def pll_for(self, mhz: float) -> PllSetting:
+        for setting in self.pll:
+            if abs(setting.mhz - mhz) < 1e-6:
+                return setting
+        raise CnnhwError(f"board {self.name} has no PLL setting for {mhz:g} MHz; choose from "
+                         f"{', '.join(f'{f:g}' for f in self.clocks_mhz)} MHz (or add one to {self.source.name})")
 
 
 def board_names() -> list[str]:
@@ -71,7 +80,9 @@ def load_board(name_or_path: str) -> Board:
         pll = tuple(PllSetting(**setting) for setting in clock["pll"])
         board = Board(facts["name"], facts["description"], facts["platform"], facts["family"], facts["device"],
                       facts["package"], budget, float(clock["input_mhz"]), pll, int(facts["uart"]["baud"]),
-                      {key: int(value) for key, value in facts["flash"].items()}, path)
+                      {key: int(value) for key, value in facts["flash"].items()}, path,
+                      tuple((int(d), int(w)) for d, w in facts["memories"]["ebr"]["aspects"]),
+                      float(clock.get("first_try_mhz", max(p.mhz for p in pll))))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise CnnhwError(f"board profile {path} is malformed ({type(error).__name__}: {error}); "
                          f"compare it with {HERE / 'icebreaker.json'}") from None
@@ -79,4 +90,11 @@ def load_board(name_or_path: str) -> Board:
         actual = setting.output_mhz(board.input_mhz)
         if abs(actual - setting.mhz) > 1e-6:
             raise CnnhwError(f"board profile {path}: PLL setting for {setting.mhz} MHz gives {actual:g} MHz")
+        # iCE40 PLL limits (Lattice TN1251): phase detector 10..133 MHz, VCO 533..1066 MHz.
+        pfd = board.input_mhz / (setting.divr + 1)
+        vco = pfd * (setting.divf + 1)
+        if not (10 <= pfd <= 133 and 533 <= vco <= 1066 and 1 <= setting.divq <= 6):
+            raise CnnhwError(f"board profile {path}: PLL setting for {setting.mhz} MHz is outside the iCE40 PLL's "
+                             f"range (phase detector {pfd:g} MHz, VCO {vco:g} MHz, DIVQ {setting.divq})")
+    board.pll_for(board.first_try_mhz)
     return board

@@ -23,6 +23,7 @@ from ..errors import UnsupportedModelError
 from ..plan import HardwarePlan, check_plan
 from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QPool, QReshape
 from ..verify import stream_order
+from .memories import MemoryShape
 from .small import Argmax
 from .stages import ClampStage, ConvStage, DenseStage, PoolStage
 
@@ -70,6 +71,10 @@ class Accelerator(wiring.Component):
             members[f"probe{index}_fire"] = Out(1)
         self.argmax = Argmax(last.o.payload.shape(), self.classes)
         super().__init__(members)
+
+    def memories(self) -> list[tuple[str, MemoryShape]]:
+        """Every memory of every stage, with the stage's layer name."""
+        return [(name, shape) for name, stage in self.stages for shape in stage.memories()]
 
     def elaborate(self, platform):
         m = Module()

@@ -15,6 +15,7 @@ from ..errors import CnnhwError
 from ..plan import HardwarePlan
 from ..quant.qgraph import QGraph
 from .accelerator import Accelerator
+from .memories import MemoryShape
 from .serial import SerialFrontEnd
 from .uart import UARTReceiver, UARTTransmitter
 
@@ -43,6 +44,9 @@ class BoardTop(wiring.Component):
         self.transmitter = UARTTransmitter(divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),
                           "last_class": Out(self.front.last_class.shape())})
+
+    def memories(self) -> list[tuple[str, MemoryShape]]:
+        return [("serial", shape) for shape in self.front.memories()] + self.accelerator.memories()
 
     def elaborate(self, platform):
         m = Module()

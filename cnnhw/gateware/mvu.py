@@ -28,6 +28,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .memories import MemoryShape
 from .tables import lookup
 
 
@@ -95,12 +96,21 @@ class MatrixVectorUnit(wiring.Component):
                     words.append(pack_lanes(lanes, self.weight_bits))
         return words
 
+    def memories(self) -> list[MemoryShape]:
+        """The weight ROM, and with several folds the ping-pong window buffer."""
+        mx = self.matrix
+        shapes = [MemoryShape("weights", mx.pe * mx.simd * self.weight_bits, max(2, mx.groups * mx.folds * mx.words))]
+        if mx.folds > 1:
+            shapes.append(MemoryShape("window buffer", self.element.width * mx.simd, 2 * mx.words))
+        return shapes
+
     def elaborate(self, platform):
         mx = self.matrix
         pe, simd, folds, words, groups = mx.pe, mx.simd, mx.folds, mx.words, mx.groups
         m = Module()
         lane_bits = self.weight_bits
-        rom = Memory(shape=pe * simd * lane_bits, depth=max(2, groups * folds * words), init=self.rom_words())
+        rom_shape = self.memories()[0]
+        rom = Memory(shape=rom_shape.width, depth=rom_shape.depth, init=self.rom_words())
         m.submodules.rom = rom
         rom_read = rom.read_port()
 
@@ -125,7 +135,7 @@ class MatrixVectorUnit(wiring.Component):
             # Every window is replayed `folds` times: an input buffer of two halves (ping-pong). The
             # stream fills one half while the folds read the other, and fold 0 may read a word as
             # soon as it has been written, so input and computation overlap fully.
-            buffer = Memory(shape=Shape.cast(word_shape), depth=2 * words, init=[])
+            buffer = Memory(shape=Shape.cast(word_shape), depth=self.memories()[1].depth, init=[])
             m.submodules.buffer = buffer
             buffer_write, buffer_read = buffer.write_port(), buffer.read_port()
             write_half, read_half = Signal(), Signal()

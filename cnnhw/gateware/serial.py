@@ -21,6 +21,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..runtime.protocol import SYNC, Error, FrameType, Status, crc8_update
+from .memories import MemoryShape
 
 
 class SerialFrontEnd(wiring.Component):
@@ -41,10 +42,13 @@ class SerialFrontEnd(wiring.Component):
             "last_class": Out(range(max(classes, 2))),
         })
 
+    def memories(self) -> list[MemoryShape]:
+        return [MemoryShape("image buffer", 8, max(self.image_elements, 2))]
+
     def elaborate(self, platform):
         m = Module()
         n = self.image_elements
-        buffer = Memory(shape=8, depth=max(n, 2), init=[])
+        buffer = Memory(shape=8, depth=self.memories()[0].depth, init=[])
         m.submodules.buffer = buffer
         write, read = buffer.write_port(), buffer.read_port()
 

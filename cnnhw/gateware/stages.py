@@ -21,6 +21,7 @@ from .mvu import MatrixShape, MatrixVectorUnit
 from .pool import PoolReducer
 from .requant import RequantUnit
 from .small import Clamp, Packer
+from .memories import MemoryShape
 from .window import SlidingWindow, WindowGeometry
 
 
@@ -66,6 +67,9 @@ class ConvStage(_Stage):
         self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
                                    digit_bits)
 
+    def memories(self) -> list[MemoryShape]:
+        return self.window.memories() + self.mvu.memories()
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.window, m.submodules.mvu, m.submodules.requant = self.window, self.mvu, self.requant
@@ -88,6 +92,9 @@ class DenseStage(_Stage):
                                     layer.acc_format.bits)
         self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
                                    digit_bits)
+
+    def memories(self) -> list[MemoryShape]:
+        return self.mvu.memories()
 
     def elaborate(self, platform):
         m = Module()
@@ -113,6 +120,9 @@ class PoolStage(_Stage):
         self.reducer = PoolReducer(layer.kind, kernel[0] * kernel[1], element, count_pads, layer.divider, sum_bits,
                                    digit_bits)
 
+    def memories(self) -> list[MemoryShape]:
+        return self.window.memories()
+
     def elaborate(self, platform):
         m = Module()
         _chain(m, self, [self.window, self.reducer])
@@ -123,6 +133,9 @@ class ClampStage(_Stage):
     def __init__(self, layer: QClamp):
         super().__init__(layer)
         self.clamp = Clamp(element_shape(layer.in_format), layer.lo, layer.hi)
+
+    def memories(self) -> list[MemoryShape]:
+        return []
 
     def elaborate(self, platform):
         m = Module()

