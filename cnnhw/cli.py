@@ -229,6 +229,54 @@ def cmd_build(args) -> None:
         write_json(args.json, {"model_file": str(_model_path(args)), **result.facts})
 
 
+def cmd_flash(args) -> None:
+    from .runtime.flash import flash, flash_command, open_build
+
+    build = open_build(args.folder)
+    if args.dry_run:
+        print(" ".join(flash_command(build, args.programmer, require_installed=False)))
+        return
+    with stage(f"writing {build.bitstream.name} to the {build.board.name}'s flash"):
+        flash(build, args.programmer)
+
+
+def cmd_run(args) -> None:
+    import statistics
+
+    from .datafiles import InputSpec, load_data
+    from .report import console
+    from .runtime.flash import open_build
+    from .runtime.host import BoardLink, LinkFacts
+
+    build = open_build(args.build)
+    facts = LinkFacts.from_build(build.facts)
+    data = load_data(args.data, InputSpec(build.facts["model"], facts.input_shape))
+    try:
+        import serial
+
+        port = serial.serial_for_url(args.port, baudrate=args.baud or facts.baud, timeout=0.05)
+    except (ImportError, ValueError, OSError) as error:  # serial.SerialException is an OSError
+        raise CnnhwError(f"cannot open serial port {args.port} ({error}); the iCEBreaker's UART is the second "
+                         f"FTDI channel, usually /dev/ttyUSB1") from None
+    link = BoardLink(port, facts)
+    out = console()
+    classes, latencies = [], []
+    for index, image in enumerate(data.x):
+        started = time.perf_counter()
+        result = link.classify(image)
+        latencies.append((time.perf_counter() - started) * 1e3)
+        classes.append(result.cls)
+        label = f"  label {data.y[index]}" if data.y is not None else ""
+        if not args.quiet:
+            out.print(f"image {index}: class {result.cls}{label}  ({latencies[-1]:.1f} ms)")
+    port.close()
+    summary = f"{len(classes)} images, median latency {statistics.median(latencies):.1f} ms per image"
+    if data.y is not None:
+        correct = int(np.sum(np.array(classes) == data.y))
+        summary += f"; accuracy {correct / len(classes):.2%} ({correct} correct)"
+    out.print(summary)
+
+
 def cmd_boards(args) -> None:
     from .boards import board_names, load_board
     from .outputs import write_json
@@ -360,6 +408,19 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     _add_quant_options(build)
     build.set_defaults(run=cmd_build)
+
+    flash = commands.add_parser("flash", parents=[common], help="write a build's bitstream to the board's flash")
+    flash.add_argument("folder", metavar="DIR", help="a folder written by cnnhw build")
+    flash.add_argument("--programmer", metavar="TOOL", help="iceprog or openFPGALoader (default: whichever is installed)")
+    flash.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    flash.set_defaults(run=cmd_flash)
+
+    run = commands.add_parser("run", parents=[common], help="classify DATA on the board over the serial link")
+    run.add_argument("data", metavar="DATA", help="images (.npz with x and optional labels y)")
+    run.add_argument("--port", "-p", required=True, help="the board's serial port (iCEBreaker: usually /dev/ttyUSB1)")
+    run.add_argument("--build", required=True, metavar="DIR", help="the cnnhw build folder the board was flashed from")
+    run.add_argument("--baud", type=int, help="override the build's baud rate")
+    run.set_defaults(run=cmd_run)
     return parser
 
 

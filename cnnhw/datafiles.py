@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import DataError
 from .ir import Graph
+from .ir.graph import check_batch
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,18 @@ class Dataset:
     y: np.ndarray | None  # (N,) int64 labels, or None
 
 
-def load_data(path, graph: Graph, what: str = "inputs") -> Dataset:
+@dataclass(frozen=True)
+class InputSpec:
+    """A model's input as far as DATA files are concerned, when only a build folder is at hand."""
+
+    name: str
+    input_shape: tuple[int, ...]
+
+    def check_batch(self, x: np.ndarray, what: str = "inputs") -> np.ndarray:
+        return check_batch(x, self.input_shape, self.name, what)
+
+
+def load_data(path, graph: Graph | InputSpec, what: str = "inputs") -> Dataset:
     """Read a DATA file and check it against ``graph``'s input shape (never reshaping silently)."""
     path = Path(path)
     where = f"{what} {path}"

@@ -45,6 +45,7 @@ class Board:
     flash: dict[str, int]
     source: Path
     ebr_aspects: tuple[tuple[int, int], ...]  # (depth, width) configurations of one block RAM
+    programmers: dict[str, list[str]]  # tool -> command line writing {bitstream} to the board's flash
     first_try_mhz: float  # where the timing search starts (DESIGN: build picks the fastest that meets timing)
 
     @property
@@ -82,6 +83,7 @@ def load_board(name_or_path: str) -> Board:
                       facts["package"], budget, float(clock["input_mhz"]), pll, int(facts["uart"]["baud"]),
                       {key: int(value) for key, value in facts["flash"].items()}, path,
                       tuple((int(d), int(w)) for d, w in facts["memories"]["ebr"]["aspects"]),
+                      {tool: [str(part) for part in command] for tool, command in facts["programmers"].items()},
                       float(clock.get("first_try_mhz", max(p.mhz for p in pll))))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise CnnhwError(f"board profile {path} is malformed ({type(error).__name__}: {error}); "

@@ -257,6 +257,16 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         raise
 
 
+def host_facts(qgraph: QGraph, board: Board) -> dict:
+    """What ``cnnhw run`` needs to talk to the board without the model: the input quantizer, the
+    RESULT layout and the link speed."""
+    last = qgraph.layers[-1]
+    return {"input_shape": list(qgraph.graph.input_shape), "input_scale": qgraph.input.scale,
+            "input_bits": qgraph.input.format.bits, "input_signed": qgraph.input.format.signed,
+            "rounding": qgraph.input.rounding, "classes": math.prod(last.out_shape),
+            "logit_bytes": (last.out_format.bits + 7) // 8, "output_scale": last.out_scale, "baud": board.uart_baud}
+
+
 def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attempt, attempts: list[Attempt],
                 seconds: float) -> dict:
     """What ``cnnhw build --json`` writes (DESIGN.md names the keys others rely on)."""
@@ -281,6 +291,7 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
         "link_baud": board.uart_baud,
         "link_bytes_per_image": link_bytes,
         "link_microseconds_per_image": round(link_us, 1),
+        "host": host_facts(qgraph, board),
         "attempts": [a.facts() for a in attempts],
         "build_seconds": round(seconds, 1),
         "plan": plan.to_json(),

@@ -93,27 +93,33 @@ class Graph:
                      self.input_perm, self.source)
 
     def check_batch(self, x: np.ndarray, what: str = "inputs") -> np.ndarray:
-        """Return ``x`` as a float batch ``(N, *input_shape)``, or raise DataError.
-
-        Accepts exactly ``(N, *input_shape)``, or ``(N, H, W)`` for a one-channel image
-        input. Nothing else is reshaped: a mismatch is an error, not a guess.
-        """
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiu":
-            raise DataError(f"{what}: x has dtype {x.dtype}; expected numbers")
-        if x.ndim == len(self.input_shape) and len(self.input_shape) == 3 and self.input_shape[0] == 1:
-            x = x[:, None]
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            expected = f"(N, {', '.join(map(str, self.input_shape))})"
-            if len(self.input_shape) == 3 and self.input_shape[0] == 1:
-                expected += f" or (N, {self.input_shape[1]}, {self.input_shape[2]})"
-            raise DataError(f"{what}: x has shape {tuple(x.shape)}, but model '{self.name}' takes {expected}")
-        if x.shape[0] == 0:
-            raise DataError(f"{what}: x holds no images")
-        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-            raise DataError(f"{what}: x contains NaN or Inf")
-        return x
+        return check_batch(x, self.input_shape, self.name, what)
 
     def from_file_layout(self, x: np.ndarray) -> np.ndarray:
         """Convert a batch laid out as the model file's input into the canonical layout."""
         return np.transpose(x, self.input_perm) if self.input_perm is not None else x
+
+
+def check_batch(x: np.ndarray, input_shape: tuple[int, ...], model: str, what: str = "inputs") -> np.ndarray:
+    """Return ``x`` as a float batch ``(N, *input_shape)``, or raise DataError.
+
+    Accepts exactly ``(N, *input_shape)``, or ``(N, H, W)`` for a one-channel image
+    input. Nothing else is reshaped: a mismatch is an error, not a guess.
+    """
+    input_shape = tuple(input_shape)
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"{what}: x has dtype {x.dtype}; expected numbers")
+    if x.ndim == len(input_shape) and len(input_shape) == 3 and input_shape[0] == 1:
+        x = x[:, None]
+    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != input_shape:
+        expected = f"(N, {', '.join(map(str, input_shape))})"
+        if len(input_shape) == 3 and input_shape[0] == 1:
+            expected += f" or (N, {input_shape[1]}, {input_shape[2]})"
+        raise DataError(f"{what}: x has shape {tuple(x.shape)}, but model '{model}' takes {expected}")
+    if x.shape[0] == 0:
+        raise DataError(f"{what}: x holds no images")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise DataError(f"{what}: x contains NaN or Inf")
+    return x
+

@@ -1,0 +1,85 @@
+"""The host side of the serial link (``cnnhw run``): quantize images exactly as the golden model
+does, send them as CLASSIFY frames, read RESULT frames (:mod:`cnnhw.runtime.protocol`).
+
+The link is any object with pyserial's ``write(bytes)`` and ``read(n)`` (``read`` returns what
+arrived within the port's timeout, possibly nothing), so tests can put a software board behind it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CnnhwError
+from ..quant.arith import IntFormat
+from ..quant.qgraph import InputQuantizer
+from ..verify import stream_order
+from .protocol import Error, FrameDecoder, FrameType, Result, Status, decode_result, encode, image_payload
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """What ``cnnhw build`` records for the host (build.json ``host``)."""
+
+    input_shape: tuple[int, ...]
+    quantizer: InputQuantizer
+    classes: int
+    logit_bytes: int
+    output_scale: float
+    baud: int
+
+    @staticmethod
+    def from_build(facts: dict) -> "LinkFacts":
+        try:
+            host = facts["host"]
+            quantizer = InputQuantizer(float(host["input_scale"]), IntFormat(int(host["input_bits"]),
+                                       bool(host["input_signed"])), host["rounding"])
+            return LinkFacts(tuple(host["input_shape"]), quantizer, int(host["classes"]), int(host["logit_bytes"]),
+                             float(host["output_scale"]), int(host["baud"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise CnnhwError(f"build.json has no usable 'host' facts ({type(error).__name__}: {error}); it was "
+                             f"written by an older cnnhw: rebuild with cnnhw build") from None
+
+    def payload(self, image: np.ndarray) -> bytes:
+        """One image (in the model's input units, shape ``input_shape``) as CLASSIFY payload bytes."""
+        values = self.quantizer(image).ravel()[stream_order(self.input_shape)]
+        return image_payload(values, self.quantizer.format.signed, self.quantizer.format.bits)
+
+
+class BoardLink:
+    def __init__(self, port, facts: LinkFacts, reply_timeout_s: float = 2.0):
+        self.port, self.facts, self.reply_timeout_s = port, facts, reply_timeout_s
+        self.decoder = FrameDecoder(max_length=1 << 16)
+
+    def _reply(self):
+        deadline = time.monotonic() + self.reply_timeout_s
+        while time.monotonic() < deadline:
+            frames = self.decoder.feed(self.port.read(256))
+            if frames:
+                return frames[0]
+        raise CnnhwError(f"the board did not answer within {self.reply_timeout_s:g} s; is it flashed with this "
+                         f"build, and is the port right?")
+
+    def status(self) -> Status:
+        self.port.write(encode(FrameType.STATUS_REQUEST))
+        frame = self._reply()
+        if frame.type != FrameType.STATUS or len(frame.payload) != 1:
+            raise CnnhwError(f"the board answered a STATUS request with frame type 0x{frame.type:02X}")
+        return Status(frame.payload[0])
+
+    def classify(self, image: np.ndarray) -> Result:
+        self.port.write(encode(FrameType.CLASSIFY, self.facts.payload(image)))
+        frame = self._reply()
+        if frame.type == FrameType.ERROR:
+            code = frame.payload[0] if frame.payload else 0
+            name = Error(code).name if code in Error._value2member_map_ else f"code {code}"
+            raise CnnhwError(f"the board refused the image ({name}); is it flashed with this build?")
+        if frame.type == FrameType.STATUS:
+            raise CnnhwError(f"the board is not ready ({Status(frame.payload[0]).name}); wait, or reflash")
+        result = decode_result(frame, self.facts.logit_bytes)
+        if len(result.logits) != self.facts.classes:
+            raise CnnhwError(f"the board sent {len(result.logits)} logits, this build has {self.facts.classes}: "
+                             f"it runs another bitstream; flash this build")
+        return result

@@ -1,0 +1,78 @@
+"""The whole board top in cocotb + Verilator (`cnnhw sim --board`): bytes into the UART pin,
+replies out of the TX pin decoded by the protocol code `cnnhw run` uses, compared with the golden
+model; bad frames, a cut-off frame and a reset mid-image recover. Plus: the reply checker finds a
+wrong logit (so the simulation test can fail)."""
+
+import json
+
+import numpy as np
+import onnx
+
+from cnnhw.boards import load_board
+from cnnhw.frontend import load_model
+from cnnhw.plan.budget import fit_board
+from cnnhw.quant import QuantOptions, quantize_graph
+from cnnhw.runtime.protocol import FrameType, Status, encode
+from cnnhw.sim.board import check_replies, scenario
+from cnnhw.verify import expected_streams
+from conftest import MNIST8
+from netgen import random_network
+
+
+def test_mnist8_board_top_classifies_over_the_uart(cli, tmp_path):
+    digits = np.load(MNIST8 / "mnist_digits_10.npz")
+    np.savez(tmp_path / "five.npz", x=digits["x"][:5], y=digits["y"][:5])
+    result = cli("sim", "--model", MNIST8 / "mnist-8.onnx", "--input-range", "0", "255", "--board", "icebreaker",
+                 "--inputs", "five.npz", "--json", "board.json")
+    assert result.returncode == 0, result.stderr
+    facts = json.loads((tmp_path / "board.json").read_text())
+    assert facts["bit_exact"] and facts["classified"] == 5 and facts["mismatches"] == []
+    steps = {check["step"]: check["passed"] for check in facts["checks"]}
+    for step in ("status request", "bad checksum", "half a frame, then silence", "wrong length",
+                 "half a frame, then reset", "image 2 after a reset"):
+        assert steps[step], step
+    assert all(steps.values())
+
+
+def _golden_replies(steps, logits, classes, logit_bytes):
+    """What a correct board sends for each step (built from the golden model with the protocol)."""
+    replies = []
+    for step in steps:
+        reply = b""
+        for kind, want in step.expect:
+            if kind == FrameType.RESULT:
+                payload = b"".join(v.to_bytes(logit_bytes, "little", signed=True) for v in logits[want])
+                reply += encode(kind, payload + bytes([classes[want]]))
+            else:
+                reply += encode(kind, want)
+        replies.append(reply)
+    return replies
+
+
+def test_the_reply_checker_finds_the_first_wrong_logit(tmp_path):
+    spec = random_network(3)
+    onnx.save(spec.model, tmp_path / "net.onnx")
+    qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
+    plan = fit_board(qgraph, load_board("icebreaker"))
+    x = spec.calibration(3)
+    expected = expected_streams(qgraph, x)
+    classes = len(expected.outputs) // 3
+    logits = [expected.outputs[k * classes:(k + 1) * classes] for k in range(3)]
+    logit_bytes = 2
+    steps = scenario(qgraph, plan, expected.inputs, 3, logit_bytes, 5000, 8)
+    assert steps[0].expect == [(FrameType.STATUS, bytes([Status.READY]))]
+    replies = _golden_replies(steps, logits, expected.classes, logit_bytes)
+    classified, failures, _ = check_replies(steps, replies, logits, expected.classes, logit_bytes)
+    assert (classified, failures) == (3, [])  # image 0, image 1 after the bad checksum, image 2 after the reset
+
+    wrong = [list(row) for row in logits]
+    wrong[2][1] += 1  # the board computed one logit of image 2 off by one
+    replies = _golden_replies(steps, wrong, expected.classes, logit_bytes)
+    classified, failures, checks = check_replies(steps, replies, logits, expected.classes, logit_bytes)
+    assert failures == [f"image 2 after a reset: layer 'logits of image 2', element 1: expected {logits[2][1]}, "
+                        f"got {logits[2][1] + 1}"]
+    assert classified == 2 and [label for label, ok in checks if not ok] == ["image 2 after a reset"]
+
+    silent = [r if "silence" not in step.label else b"" for step, r in zip(steps, replies)]
+    _, failures, _ = check_replies(steps, silent, logits, expected.classes, logit_bytes)
+    assert any(f.startswith("half a frame, then silence: expected 1 reply frame(s), got 0") for f in failures)

