@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,3 +32,14 @@ def write_json(path, facts: dict) -> None:
 
 def write_npz(path, **arrays: np.ndarray) -> None:
     write_atomically(path, lambda stream: np.savez(stream, **arrays))
+
+
+def replace_folder(staging: Path, folder: Path) -> None:
+    """Move the finished ``staging`` folder to ``folder`` (a sibling), replacing any old one whole."""
+    if folder.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+        os.replace(folder, retired / folder.name)
+        os.replace(staging, folder)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, folder)

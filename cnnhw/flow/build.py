@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..boards import Board
 from ..errors import BuildError, DoesNotFitError
-from ..outputs import write_json
+from ..outputs import replace_folder, write_json
 from ..plan import HardwarePlan, predict_cycles
 from ..progress import stage
 from ..quant.qgraph import QConv, QDense, QGraph
@@ -199,16 +199,6 @@ def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
     return max(untried)
 
 
-def _replace_folder(staging: Path, folder: Path) -> None:
-    if folder.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-        os.replace(folder, retired / folder.name)
-        os.replace(staging, folder)
-        shutil.rmtree(retired)
-    else:
-        os.replace(staging, folder)
-
-
 def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_mhz: float | None = None,
           toolchain: str = "yowasp", seed: int = 1) -> BuildResult:
     """Build ``folder`` (see the module docstring). Raises BuildError (timing, tools) or
@@ -245,7 +235,7 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         shutil.copy2(chosen.bitstream, staging / chosen.bitstream.name)
         facts["bitstream"] = str(folder / chosen.bitstream.name)
         write_json(staging / "build.json", facts)
-        _replace_folder(staging, folder)
+        replace_folder(staging, folder)
         return BuildResult(folder, facts, attempts)
     except BuildError:
         failed = folder.parent / f"{folder.name}.failed"

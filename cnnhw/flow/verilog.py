@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..gateware.accelerator import Accelerator
+from ..outputs import replace_folder
 from ..plan import HardwarePlan, predict_cycles
 from ..quant.qgraph import QGraph
 
@@ -83,13 +83,7 @@ def export_verilog(qgraph: QGraph, plan: HardwarePlan, folder: Path) -> Export:
     try:
         (staging / f"{top}.v").write_text(text)
         (staging / "manifest.json").write_text(json.dumps(facts, indent=2) + "\n")
-        if folder.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, retired / folder.name)
-            os.replace(staging, folder)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, folder)
+        replace_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
