@@ -261,15 +261,17 @@ def cmd_run(args) -> None:
     link = BoardLink(port, facts)
     out = console()
     classes, latencies = [], []
-    for index, image in enumerate(data.x):
-        started = time.perf_counter()
-        result = link.classify(image)
-        latencies.append((time.perf_counter() - started) * 1e3)
-        classes.append(result.cls)
-        label = f"  label {data.y[index]}" if data.y is not None else ""
-        if not args.quiet:
-            out.print(f"image {index}: class {result.cls}{label}  ({latencies[-1]:.1f} ms)")
-    port.close()
+    try:
+        for index, image in enumerate(data.x):
+            started = time.perf_counter()
+            result = link.classify(image)
+            latencies.append((time.perf_counter() - started) * 1e3)
+            classes.append(result.cls)
+            label = f"  label {data.y[index]}" if data.y is not None else ""
+            if not args.quiet:
+                out.print(f"image {index}: class {result.cls}{label}  ({latencies[-1]:.1f} ms)")
+    finally:
+        port.close()
     summary = f"{len(classes)} images, median latency {statistics.median(latencies):.1f} ms per image"
     if data.y is not None:
         correct = int(np.sum(np.array(classes) == data.y))

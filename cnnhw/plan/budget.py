@@ -43,17 +43,14 @@ def fit_board(qgraph: QGraph, board: Board) -> HardwarePlan:
 
     plan = fit_multipliers(qgraph, board.budget["dsp"])
     windowed = [layer.name for layer in qgraph.layers if isinstance(layer, (QConv, QPool, QGlobalPool))]
-    while sum(block_rams(qgraph, plan, board).values()) > board.budget["ebr"]:
-        savings = {}
-        for name in windowed:
-            if plan.for_layer(name).overlap:
-                lean = with_folding(plan, name, overlap=False)
-                savings[name] = (sum(block_rams(qgraph, plan, board).values())
-                                 - sum(block_rams(qgraph, lean, board).values()))
-        if not savings or max(savings.values()) <= 0:
+    ebr = sum(block_rams(qgraph, plan, board).values())
+    while ebr > board.budget["ebr"]:
+        leaner = {name: sum(block_rams(qgraph, with_folding(plan, name, overlap=False), board).values())
+                  for name in windowed if plan.for_layer(name).overlap}
+        if not leaner or min(leaner.values()) >= ebr:
             break
-        plan = with_folding(plan, max(savings, key=savings.get), overlap=False)
-    needs = {"dsp": sum(layer.pe * layer.simd for layer in plan.layers),
-             "ebr": sum(block_rams(qgraph, plan, board).values())}
+        name = min(leaner, key=leaner.get)
+        plan, ebr = with_folding(plan, name, overlap=False), leaner[name]
+    needs = {"dsp": sum(layer.pe * layer.simd for layer in plan.layers), "ebr": ebr}
     check_fits(needs, board, "estimated from the smallest plan cnnhw found")
     return plan
