@@ -118,13 +118,14 @@ def cmd_quantize(args) -> None:
         write_json(args.json, facts)
 
 
-def _plan(args, qgraph):
+def _plan_file(args):
+    """The plan of ``--plan FILE`` (None without the option)."""
     import json
 
-    from .plan import HardwarePlan, check_plan, default_plan
+    from .plan import HardwarePlan
 
     if not args.plan:
-        return default_plan(qgraph)
+        return None
     path = Path(args.plan)
     if not path.is_file():
         raise CnnhwError(f"plan file {path} not found")
@@ -132,7 +133,28 @@ def _plan(args, qgraph):
         facts = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise CnnhwError(f"plan file {path} is not valid JSON ({error})") from None
-    return check_plan(HardwarePlan.from_json(facts), qgraph)
+    return HardwarePlan.from_json(facts)
+
+
+def _plan(args, qgraph):
+    """The accelerator's plan without a board: ``--plan FILE`` as given, else the default folding."""
+    from .plan import check_plan, default_plan
+
+    given = _plan_file(args)
+    return default_plan(qgraph) if given is None else check_plan(given, qgraph)
+
+
+def _board_plan(args, qgraph, board):
+    """A plan for ``board``: the planner's, keeping every layer ``--plan FILE`` lists as given."""
+    from .plan import predict_cycles
+    from .plan.budget import plan_for_board
+
+    started = time.perf_counter()
+    plan = plan_for_board(qgraph, board, fixed=_plan_file(args))
+    log.info("plan: %d products per cycle, %s cycles per inference predicted (planned in %.2f s)",
+             sum(layer.pe * layer.simd for layer in plan.layers), f"{max(predict_cycles(qgraph, plan).values()):,}",
+             time.perf_counter() - started)
+    return plan
 
 
 def cmd_sim(args) -> None:
@@ -183,12 +205,11 @@ def _sim_board(args, graph, data, qgraph) -> None:
     from .boards import load_board
     from .flow.verilog import identifier
     from .outputs import write_json
-    from .plan.budget import fit_board
     from .report import board_sim_table, console
     from .sim.board import simulate_board
 
     board = load_board(args.board)
-    plan = _plan(args, qgraph) if args.plan else fit_board(qgraph, board)
+    plan = _board_plan(args, qgraph, board)
     folder = Path(args.output) if args.output else Path("rtl_out") / f"{identifier(graph.name)}-{board.name}"
     with stage(f"simulating the {board.name} board top with {args.simulator} ({len(data.x)} images over the UART)"):
         result = simulate_board(qgraph, plan, board, data.x, folder / "sim_build", args.clock, args.simulator)
@@ -211,16 +232,12 @@ def cmd_build(args) -> None:
     from .flow.build import build
     from .flow.verilog import identifier
     from .outputs import write_json
-    from .plan import predict_cycles
-    from .plan.budget import fit_board
     from .report import build_table, console
 
     board = load_board(args.board)
     graph = _load(args)
     qgraph = _quantize(args, graph)
-    plan = _plan(args, qgraph) if args.plan else fit_board(qgraph, board)
-    log.info("plan: %d products per cycle, %s cycles per inference predicted",
-             sum(layer.pe * layer.simd for layer in plan.layers), f"{max(predict_cycles(qgraph, plan).values()):,}")
+    plan = _board_plan(args, qgraph, board)
     folder = Path(args.output) if args.output else Path("build") / f"{identifier(graph.name)}-{board.name}"
     result = build(qgraph, plan, board, folder, clock_mhz=args.clock, toolchain=args.tools, seed=args.seed)
     console().print(build_table(result.facts))
@@ -401,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(build)
     build.add_argument("--board", "-b", required=True, metavar="NAME", help="a board name (cnnhw boards) or profile .json")
     build.add_argument("-o", "--output", metavar="DIR", help="the build folder (default build/<model>-<board>)")
-    build.add_argument("--plan", metavar="FILE", help="a JSON hardware plan (default: fitted to the board's DSPs and block RAMs)")
+    build.add_argument("--plan", metavar="FILE", help="a JSON plan; the layers it lists keep their folding, the planner fits the rest to the board")
     build.add_argument("--clock", type=float, metavar="MHZ", help="build at this PLL frequency or fail (default: the "
                        "fastest of the board's PLL settings that meets timing)")
     build.add_argument("--tools", choices=("yowasp", "system"), default="yowasp",

@@ -158,24 +158,31 @@ def build_table(facts: dict) -> Table:
     table.add_column("value", justify="right")
     table.add_column("of", justify="right")
     table.add_column("use", justify="right")
+    table.add_column("planned", justify="right")
+    predicted = facts.get("predicted", {})
+    predicted = {"dsp": predicted.get("dsp"), "ebr": predicted.get("ebr"),
+                 "logic_cells": f">= {predicted['logic_cells_lower_bound']:,}" if "logic_cells_lower_bound" in predicted
+                 else None}
     for key, usage in facts["resources"].items():
         used, total = usage["used"], usage["total"]
-        table.add_row(RESOURCE_NAMES.get(key, key), f"{used:,}", f"{total:,}", f"{used / total:.0%}" if total else "")
+        planned = predicted.get(key)
+        table.add_row(RESOURCE_NAMES.get(key, key), f"{used:,}", f"{total:,}", f"{used / total:.0%}" if total else "",
+                      "" if planned is None else str(planned))
     table.add_section()
-    table.add_row("clock (PLL), MHz", f"{facts['clock_mhz']:g}", "", "")
-    table.add_row("Fmax (nextpnr), MHz", f"{facts['fmax_mhz']:.1f}", "", "")
-    table.add_row("timing met", "yes" if facts["timing_met"] else "NO", "", "")
+    table.add_row("clock (PLL), MHz", f"{facts['clock_mhz']:g}")
+    table.add_row("Fmax (nextpnr), MHz", f"{facts['fmax_mhz']:.1f}")
+    table.add_row("timing met", "yes" if facts["timing_met"] else "NO")
     table.add_section()
     cycles, bound = facts["cycles_per_inference"], facts["bound_cycles"]
-    table.add_row("cycles per inference (plan)", f"{cycles:,}", "", "")
+    table.add_row("cycles per inference (plan)", f"{cycles:,}")
     table.add_row("bound: MACs / DSPs, cycles", f"{bound:,}", "", f"{cycles / bound:.2f}x")
-    table.add_row("products per cycle (multipliers)", str(facts["multipliers"]), "", "")
-    table.add_row("compute per inference, us", f"{facts['microseconds_per_inference']:,.1f}", "", "")
+    table.add_row("products per cycle (multipliers)", str(facts["multipliers"]))
+    table.add_row("compute per inference, us", f"{facts['microseconds_per_inference']:,.1f}")
     table.add_row(f"sending one image at {facts['link_baud'] / 1e6:g} Mbaud, us",
-                  f"{facts['link_microseconds_per_image']:,.1f}", "", "")
+                  f"{facts['link_microseconds_per_image']:,.1f}")
     per_image = max(facts["microseconds_per_inference"], facts["link_microseconds_per_image"])
-    table.add_row("images per second (slower of the two)", f"{1e6 / per_image:,.0f}", "", "")
-    table.add_row("build time, s", f"{facts['build_seconds']:.0f}", "", "")
+    table.add_row("images per second (slower of the two)", f"{1e6 / per_image:,.0f}")
+    table.add_row("build time, s", f"{facts['build_seconds']:.0f}")
     return table
 
 

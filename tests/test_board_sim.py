@@ -10,7 +10,7 @@ import onnx
 
 from cnnhw.boards import load_board
 from cnnhw.frontend import load_model
-from cnnhw.plan.budget import fit_board
+from cnnhw.plan.budget import plan_for_board
 from cnnhw.quant import QuantOptions, quantize_graph
 from cnnhw.runtime.protocol import FrameType, Status, encode
 from cnnhw.sim.board import check_replies, scenario
@@ -53,7 +53,7 @@ def test_the_reply_checker_finds_the_first_wrong_logit(tmp_path):
     spec = random_network(3)
     onnx.save(spec.model, tmp_path / "net.onnx")
     qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
-    plan = fit_board(qgraph, load_board("icebreaker"))
+    plan = plan_for_board(qgraph, load_board("icebreaker"))
     x = spec.calibration(3)
     expected = expected_streams(qgraph, x)
     classes = len(expected.outputs) // 3

@@ -46,6 +46,10 @@ def test_full_build_of_a_small_cnn_for_the_icebreaker(cli, tmp_path, small_model
     for key, usage in facts["resources"].items():
         assert 0 <= usage["used"] <= usage["total"], key
     assert facts["resources"]["logic_cells"]["total"] == 5280 and facts["resources"]["dsp"]["used"] >= 1
+    # The plan's resource predictions are exact for DSPs and block RAMs; yosys bounds the logic cells.
+    assert facts["predicted"]["dsp"] == facts["resources"]["dsp"]["used"]
+    assert facts["predicted"]["ebr"] == facts["resources"]["ebr"]["used"]
+    assert facts["predicted"]["logic_cells_lower_bound"] <= facts["resources"]["logic_cells"]["used"]
     assert facts["multipliers"] == sum(layer["pe"] * layer["simd"] for layer in facts["plan"]["layers"])
     # A packed UP5K bitstream has a fixed size (the flash layout in the profile relies on it).
     bitstream = tmp_path / "out" / os.path.basename(facts["bitstream"])

@@ -37,6 +37,7 @@ from ..boards import Board
 from ..errors import BuildError, DoesNotFitError
 from ..outputs import replace_folder, write_json
 from ..plan import HardwarePlan, predict_cycles
+from ..plan.costs import needs, plan_costs
 from ..progress import stage
 from ..quant.qgraph import QConv, QDense, QGraph
 from ..runtime.protocol import FrameType, encode
@@ -56,6 +57,7 @@ class Attempt:
     fmax_mhz: float = 0.0
     timing_met: bool = False
     resources: dict[str, tuple[int, int]] = field(default_factory=dict)
+    synthesis: dict[str, int] = field(default_factory=dict)  # yosys' counts (logic cells: a lower bound)
     seconds: dict[str, float] = field(default_factory=dict)
     bitstream: Path | None = None
 
@@ -164,7 +166,7 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
                                          f"tee -q -o synth_stat.json stat -json\nwrite_json {top}.json\n")
     with timed("synthesis", f"{mhz:g} MHz: synthesis (yosys)"):
         run_tool("yosys", [tools.yosys, "-q", "-l", "yosys.log", "synth.ys"], folder, folder / "yosys.console.log")
-    needs = synthesis_needs(synthesis_cells(folder / "synth_stat.json"))
+    needs = attempt.synthesis = synthesis_needs(synthesis_cells(folder / "synth_stat.json"))
     check_fits(needs, board, "after synthesis; logic cells are a lower bound")
     with timed("place_and_route", f"{mhz:g} MHz: place and route (nextpnr)"):
         try:
@@ -265,11 +267,14 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
     link_bytes = frame_bytes(qgraph)
     link_us = link_bytes * 10 / board.uart_baud * 1e6  # 8N1: ten bit times per byte
     resources = {key: {"used": used, "total": total} for key, (used, total) in chosen.resources.items()}
+    planned = needs(plan_costs(qgraph, plan, board))
     return {
         "model": qgraph.graph.name,
         "board": board.name,
         "device": f"{board.device}-{board.package}",
         "resources": resources,
+        # What the plan predicted (DSP, EBR) and yosys counted before placement, beside `resources`.
+        "predicted": {**planned, "logic_cells_lower_bound": chosen.synthesis.get("logic_cells", 0)},
         "clock_mhz": chosen.clock_mhz,
         "fmax_mhz": round(chosen.fmax_mhz, 2),
         "timing_met": chosen.timing_met,

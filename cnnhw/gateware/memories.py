@@ -12,6 +12,7 @@ class MemoryShape:
     role: str  # what it holds, for reports: "line buffer", "weights", ...
     width: int  # bits per word
     depth: int  # words
+    rom: bool = False  # read-only, contents from the bitstream (weights)
 
 
 def questioned_only(component) -> None:

@@ -99,7 +99,8 @@ class MatrixVectorUnit(wiring.Component):
     def memories(self) -> list[MemoryShape]:
         """The weight ROM, and with several folds the ping-pong window buffer."""
         mx = self.matrix
-        shapes = [MemoryShape("weights", mx.pe * mx.simd * self.weight_bits, max(2, mx.groups * mx.folds * mx.words))]
+        shapes = [MemoryShape("weights", mx.pe * mx.simd * self.weight_bits, max(2, mx.groups * mx.folds * mx.words),
+                              rom=True)]
         if mx.folds > 1:
             shapes.append(MemoryShape("window buffer", self.element.width * mx.simd, 2 * mx.words))
         return shapes

@@ -1,56 +1,99 @@
-"""Fitting a plan to a board's budget before anything is built.
+"""The planner: a plan for a board, as fast as the board's budget allows.
 
-Block RAMs are counted from the memories the generator will create (each block declares them,
-see ``gateware/memories.py``) with the board's real EBR aspect ratios: a memory of ``width`` x
-``depth`` takes ``ceil(depth / d) * ceil(width / w)`` blocks in the best aspect ``d x w``. On the
-iCE40UP5K this count matched yosys exactly on mnist-8 (32 = 32). Multipliers: one DSP per
-product (``pe * simd`` per conv/dense layer, see :func:`fit_multipliers`).
+Throughput is set by the slowest stage (``predict_cycles``), so the planner works on the
+bottleneck: it starts from the smallest plan (one product per cycle per conv/dense layer, line
+buffers with overlap) and repeatedly gives the bottleneck layer its next folding with more
+products per cycle, choosing among the foldings of that size the one with the fewest block RAMs
+(PE and SIMD cost different memories: SIMD widens line buffers and window buffers, PE widens the
+weight ROM). A step is taken only if the whole plan still fits: DSPs (``costs.products``) and
+block RAMs (``costs.block_rams``, after giving up line-buffer overlap where that saves the most,
+see ``LayerPlan.overlap``). It stops when the bottleneck is a stage without folding (pooling),
+is fixed by the user, or cannot grow within the budget. A stage is never given more than it
+needs to stop being the bottleneck, so no multipliers are wasted on stages that would wait anyway.
+
+Deterministic (no randomness, ties broken by order), and monotonic in the budget: a larger budget
+follows the same steps and may take more, so it never gives a slower plan.
 """
 
 from __future__ import annotations
 
-import math
-
 from ..boards import Board
-from ..quant.qgraph import QConv, QGlobalPool, QGraph, QPool
-from .plan import HardwarePlan, fit_multipliers, with_folding
+from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
+from .costs import block_rams, needs, plan_costs
+from .plan import HardwarePlan, LayerPlan, _divisors, _folding_limits, check_plan, predict_cycles, with_folding
 
 
-def ebr_blocks(width: int, depth: int, aspects) -> int:
-    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in aspects)
-
-
-def block_rams(qgraph: QGraph, plan: HardwarePlan, board: Board) -> dict[str, int]:
-    """EBRs per owner (layer name, or "serial" for the image buffer of the board top)."""
-    from ..gateware.board import BoardTop
-    from ..gateware.memories import questioned_only
-
-    top = BoardTop(qgraph, plan, board.first_try_mhz * 1e6, board.uart_baud)
-    memories = top.memories()
-    questioned_only(top)
-    counts: dict[str, int] = {}
-    for owner, shape in memories:
-        counts[owner] = counts.get(owner, 0) + ebr_blocks(shape.width, shape.depth, board.ebr_aspects)
-    return counts
-
-
-def fit_board(qgraph: QGraph, board: Board) -> HardwarePlan:
-    """The default plan for ``board``: spend its DSPs (:func:`fit_multipliers`), then, while the
-    block RAMs do not fit, give up the overlap of line buffers (biggest saving first: the stage then
-    waits for its next image's first rows, see ``LayerPlan.overlap``). A plan that still does not
-    fit is a DoesNotFitError with the budget table."""
-    from ..flow.build import check_fits
-
-    plan = fit_multipliers(qgraph, board.budget["dsp"])
-    windowed = [layer.name for layer in qgraph.layers if isinstance(layer, (QConv, QPool, QGlobalPool))]
+def _with_room(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str]) -> HardwarePlan | None:
+    """``plan`` with line-buffer overlap given up where needed to fit the block RAMs (biggest
+    saving first, never on a layer the user fixed), or None if it cannot fit the board."""
+    if needs(plan_costs(qgraph, plan, board))["dsp"] > board.budget["dsp"]:
+        return None
+    windowed = [layer.name for layer in qgraph.layers
+                if isinstance(layer, (QConv, QPool, QGlobalPool)) and layer.name not in fixed]
     ebr = sum(block_rams(qgraph, plan, board).values())
     while ebr > board.budget["ebr"]:
         leaner = {name: sum(block_rams(qgraph, with_folding(plan, name, overlap=False), board).values())
                   for name in windowed if plan.for_layer(name).overlap}
         if not leaner or min(leaner.values()) >= ebr:
-            break
+            return None
         name = min(leaner, key=leaner.get)
         plan, ebr = with_folding(plan, name, overlap=False), leaner[name]
-    needs = {"dsp": sum(layer.pe * layer.simd for layer in plan.layers), "ebr": ebr}
-    check_fits(needs, board, "estimated from the smallest plan cnnhw found")
     return plan
+
+
+def _foldings(limits: tuple[int, int]) -> dict[int, list[tuple[int, int]]]:
+    """Every (pe, simd) of a layer, by products per cycle (SIMD-heavy first)."""
+    outputs, inputs = limits
+    by_products: dict[int, list[tuple[int, int]]] = {}
+    for pe in _divisors(outputs):
+        for simd in _divisors(inputs):
+            by_products.setdefault(pe * simd, []).append((pe, simd))
+    return {p: sorted(options, key=lambda f: -f[1]) for p, options in sorted(by_products.items())}
+
+
+def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = None,
+                   digit_bits: int = 4) -> HardwarePlan:
+    """The fastest plan the planner finds for ``board`` (see the module docstring). Layers in
+    ``fixed`` keep the folding the user gave; an impossible one is a clear error."""
+    fixed = check_plan(fixed, qgraph) if fixed is not None else HardwarePlan(())
+    fixed_names = {layer.name for layer in fixed.layers}
+    foldable = {layer.name: _folding_limits(layer) for layer in qgraph.layers if isinstance(layer, (QConv, QDense))}
+    start = [fixed.for_layer(name) if name in fixed_names else LayerPlan(name, 1, 1, digit_bits) for name in foldable]
+    start += [layer for layer in fixed.layers if layer.name not in foldable]
+    plan = _with_room(qgraph, HardwarePlan(tuple(start)), board, fixed_names)
+    if plan is None:
+        lean = HardwarePlan(tuple(start))
+        for layer in qgraph.layers:
+            if isinstance(layer, (QConv, QPool, QGlobalPool)) and layer.name not in fixed_names:
+                lean = with_folding(lean, layer.name, overlap=False)
+        _refuse(qgraph, lean, board, "the smallest plan" if not fixed.layers else "the smallest plan with "
+                "your fixed layers")
+    while True:
+        cycles = predict_cycles(qgraph, plan)
+        bottleneck = max(cycles, key=cycles.get)
+        if bottleneck not in foldable or bottleneck in fixed_names:
+            return plan
+        current = plan.for_layer(bottleneck)
+        step = None
+        for count, options in _foldings(foldable[bottleneck]).items():
+            if count <= current.pe * current.simd:
+                continue
+            fitting = []
+            for pe, simd in options:
+                candidate = _with_room(qgraph, with_folding(plan, bottleneck, pe=pe, simd=simd), board, fixed_names)
+                if candidate is not None and predict_cycles(qgraph, candidate)[bottleneck] < cycles[bottleneck]:
+                    fitting.append((sum(block_rams(qgraph, candidate, board).values()), -simd, candidate))
+            if fitting:
+                step = min(fitting, key=lambda entry: entry[:2])[2]
+                break
+        if step is None:
+            return plan
+        plan = step
+
+
+def _refuse(qgraph: QGraph, plan: HardwarePlan, board: Board, what: str) -> None:
+    from ..flow.build import check_fits
+
+    check_fits(needs(plan_costs(qgraph, plan, board)), board, f"{what}, estimated")
+    raise AssertionError("unreachable: a plan that fits was refused")  # pragma: no cover
+

@@ -87,47 +87,6 @@ def default_plan(qgraph: QGraph, products_per_layer: int = 8) -> HardwarePlan:
     return HardwarePlan(tuple(layers))
 
 
-def fit_multipliers(qgraph: QGraph, multipliers: int, digit_bits: int = 4) -> HardwarePlan:
-    """Spend ``multipliers`` weight-by-activation products (one DSP each on the iCE40) where they
-    shorten the slowest stage: every conv/dense layer starts with one product per cycle; while the
-    budget allows, the bottleneck layer moves to its next folding with more products (SIMD first).
-    Stops when the bottleneck cannot be folded further (a pooling stage, an exhausted layer, or the
-    budget). Rescalers work ``digit_bits`` per cycle with shift-adds, so they need no DSP.
-    Deterministic. The resource-aware planner (logic cells, block RAM) builds on this."""
-    foldable = {layer.name: _folding_limits(layer) for layer in qgraph.layers if _folding_limits(layer)}
-    if multipliers < len(foldable):
-        raise CnnhwError(f"the plan needs at least one multiplier for each of the {len(foldable)} conv/dense "
-                         f"layers, but the budget has {multipliers}")
-    plan = HardwarePlan(tuple(LayerPlan(name, 1, 1, digit_bits) for name in foldable))
-
-    def options(name):  # foldings of a layer by products per cycle, SIMD preferred
-        outputs, inputs = foldable[name]
-        best = {}
-        for pe in _divisors(outputs):
-            for simd in _divisors(inputs):
-                best.setdefault(pe * simd, (pe, simd))
-                if simd > best[pe * simd][1]:
-                    best[pe * simd] = (pe, simd)
-        return sorted(best.items())
-
-    while True:
-        cycles = predict_cycles(qgraph, plan)
-        bottleneck = max(cycles, key=cycles.get)
-        if bottleneck not in foldable:
-            return plan
-        spent = sum(layer.pe * layer.simd for layer in plan.layers)
-        current = plan.for_layer(bottleneck)
-        for products, (pe, simd) in options(bottleneck):
-            if products <= current.pe * current.simd or spent - current.pe * current.simd + products > multipliers:
-                continue
-            candidate = with_folding(plan, bottleneck, pe=pe, simd=simd)
-            if predict_cycles(qgraph, candidate)[bottleneck] < cycles[bottleneck]:
-                plan = candidate
-                break
-        else:
-            return plan
-
-
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 

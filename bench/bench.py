@@ -1,0 +1,136 @@
+"""The benchmark: for each bench model, what the iCEBreaker build and the RTL simulation measure.
+
+Run:  .venv/bin/python bench/bench.py            (about 10 minutes on 2 cores)
+Writes bench/results.json and prints a Markdown table (quoted in README) with the command.
+
+Per model: MACs; the bound (MACs / the board's 8 DSPs: cycles if every DSP multiplied every cycle);
+the planner's plan and its predicted cycles per inference; simulated cycles per inference
+(Verilator, images back to back) and the prediction's error; bit-exactness of every layer; the
+build (clock, Fmax, logic cells, DSP, EBR, SPRAM, build time); microseconds per inference
+(simulated cycles / clock); simulation speed; float and integer accuracy on the model's labelled
+images. A model the board cannot hold is still planned (with unlimited block RAM) and simulated;
+its build columns say why it was not built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tiny CNN is the tests' small CNN
+
+from cnnhw.boards import load_board  # noqa: E402
+from cnnhw.errors import DoesNotFitError  # noqa: E402
+from cnnhw.flow.build import build  # noqa: E402
+from cnnhw.flow.verilog import export_verilog  # noqa: E402
+from cnnhw.frontend import load_model  # noqa: E402
+from cnnhw.plan import predict_cycles  # noqa: E402
+from cnnhw.plan.budget import plan_for_board  # noqa: E402
+from cnnhw.quant import QuantOptions, quantize_graph  # noqa: E402
+from cnnhw.quant.evaluate import accuracy  # noqa: E402
+from cnnhw.sim.runner import simulate_rtl  # noqa: E402
+from cnnhw.verify import expected_streams  # noqa: E402
+
+COMMAND = ".venv/bin/python bench/bench.py"
+SIM_IMAGES = 5
+
+
+def models(work: Path):
+    """(name, graph, qgraph, labelled images (x, y) or None, images to simulate)."""
+    from models import small_cnn
+    import onnx
+
+    lenet = load_model(ROOT / "examples" / "lenet.onnx")
+    test = np.load(ROOT / "examples" / "lenet.test.npz")
+    yield ("LeNet-5 (examples/lenet.onnx)", lenet,
+           quantize_graph(lenet, QuantOptions(), np.load(ROOT / "examples" / "lenet.calib.npz")["x"]),
+           (test["x"], test["y"]), test["x"][:SIM_IMAGES])
+    mnist = load_model(ROOT / "tests" / "data" / "mnist8" / "mnist-8.onnx")
+    digits = np.load(ROOT / "tests" / "data" / "mnist8" / "mnist_digits_10.npz")
+    yield ("mnist-8 (ONNX model zoo)", mnist, quantize_graph(mnist, QuantOptions(), input_range=(0, 255)),
+           (digits["x"], digits["y"]), digits["x"][:SIM_IMAGES])
+    model, _ = small_cnn(np.random.default_rng(5))
+    onnx.save(model, work / "tiny.onnx")
+    tiny = load_model(work / "tiny.onnx")
+    rng = np.random.default_rng(1)
+    yield ("tiny CNN (tests/models.py small_cnn, random weights)", tiny,
+           quantize_graph(tiny, QuantOptions(), rng.normal(size=(64, 2, 12, 10))), None,
+           rng.normal(size=(SIM_IMAGES, 2, 12, 10)))
+
+
+def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
+    row = {"model": name, "macs": graph.macs, "bound_cycles": math.ceil(graph.macs / board.budget["dsp"])}
+    try:
+        plan = plan_for_board(qgraph, board)
+        fits = True
+    except DoesNotFitError as error:
+        row["build"] = f"not built: {error}"
+        plan = plan_for_board(qgraph, replace(board, budget={**board.budget, "ebr": 10**6}))
+        fits = False
+    row["plan"] = plan.to_json()
+    row["predicted_cycles"] = max(predict_cycles(qgraph, plan).values())
+    folder = work / f"rtl_{len(name)}"
+    export = export_verilog(qgraph, plan, folder)
+    expected = expected_streams(qgraph, images)
+    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
+    sim = simulate_rtl(export.verilog, export.top, expected, signed, folder / "sim_build", images=len(images),
+                       timing_images=3)
+    row.update(bit_exact=sim.bit_exact, sim_cycles=sim.cycles_per_inference,
+               prediction_error=abs(sim.cycles_per_inference - row["predicted_cycles"]) / sim.cycles_per_inference,
+               sim_cycles_per_second=sim.cycles_per_second)
+    row["bound_ratio"] = sim.cycles_per_inference / row["bound_cycles"]
+    if labelled is not None:
+        result = accuracy(qgraph, *labelled)
+        row.update(accuracy_float=result.float_accuracy, accuracy_int=result.int_accuracy, images=result.images)
+    if fits:
+        started = time.perf_counter()
+        facts = build(qgraph, plan, board, work / f"build_{len(name)}").facts
+        row.update(clock_mhz=facts["clock_mhz"], fmax_mhz=facts["fmax_mhz"], timing_met=facts["timing_met"],
+                   resources={k: v["used"] for k, v in facts["resources"].items()},
+                   predicted_resources=facts["predicted"], build_seconds=time.perf_counter() - started,
+                   microseconds_per_inference=sim.cycles_per_inference / facts["clock_mhz"])
+    return row
+
+
+def table(rows) -> str:
+    lines = [f"Measured with `{COMMAND}` on the 2-core machine (iCEBreaker, iCE40UP5K):", "",
+             "| model | MACs | bound (MACs/8 DSP) | simulated cycles | x bound | predicted (error) | bit-exact | "
+             "clock / Fmax MHz | LC | DSP | EBR | SPRAM | us/inference | build s | sim cycles/s | float / int acc. |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        built = "clock_mhz" in r
+        res = r.get("resources", {})
+        accuracy_text = (f"{r['accuracy_float']:.2%} / {r['accuracy_int']:.2%} ({r['images']})"
+                         if "accuracy_int" in r else "n/a (no labels)")
+        lines.append(
+            f"| {r['model']} | {r['macs']:,} | {r['bound_cycles']:,} | {r['sim_cycles']:,.0f} | {r['bound_ratio']:.2f} "
+            f"| {r['predicted_cycles']:,} ({r['prediction_error']:.1%}) | {'yes' if r['bit_exact'] else 'NO'} | "
+            + (f"{r['clock_mhz']:g} / {r['fmax_mhz']:.1f} | {res['logic_cells']:,} | {res['dsp']} | {res['ebr']} | "
+               f"{res['spram']} | {r['microseconds_per_inference']:,.0f} | {r['build_seconds']:.0f} | "
+               if built else "not built: does not fit block RAM (needs SPRAM) | | | | | | | ")
+            + f"{r['sim_cycles_per_second']:,.0f} | {accuracy_text} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    board = load_board("icebreaker")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cnnhw-bench-") as scratch:
+        for name, graph, qgraph, labelled, images in models(Path(scratch)):
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            rows.append(measure(name, graph, qgraph, labelled, images, board, Path(scratch)))
+    (ROOT / "bench" / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(table(rows))
+    return 0 if all(r["bit_exact"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

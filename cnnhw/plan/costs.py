@@ -1,0 +1,93 @@
+"""What a plan costs, layer by layer, before anything is built.
+
+* cycles per image: :func:`cnnhw.plan.predict_cycles` (the slowest stage sets the pace);
+* products per cycle, and where yosys puts them: ``synth_ice40 -dsp`` maps a multiply to a DSP
+  when its product is at least 11 bits wide (``mul2dsp``'s ``DSP_Y_MINWIDTH``), so 8x8-bit
+  products take one SB_MAC16 each and 4x4-bit ones become logic (``lut_products``);
+* block RAMs: counted from the memories the generator will create (each block declares them, see
+  ``gateware/memories.py``) with the board's EBR aspect ratios: a ``width x depth`` memory takes
+  ``ceil(depth / d) * ceil(width / w)`` blocks in the best aspect ``d x w``, unless yosys finds
+  logic cheaper: its ``memory_libmap`` prices a block RAM at 64 and logic at 1 per bit of RAM or
+  1/16 per bit of ROM (so small weight ROMs become LUTs). Equal to yosys' count on every design
+  measured so far (mnist-8, the tests' small CNN);
+* weight bandwidth: bits per cycle the layer's weight memory delivers (``pe * simd * weight bits``).
+
+Logic cells are not estimated here: yosys' netlist gives a lower bound before placement (checked
+by the build), nextpnr the real count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..boards import Board
+from ..quant.qgraph import QConv, QDense, QGraph
+from .plan import HardwarePlan, predict_cycles
+
+#: yosys ``synth_ice40 -dsp``: products narrower than this stay in logic.
+DSP_MIN_PRODUCT_BITS = 11
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    op: str
+    cycles: int
+    dsp: int
+    lut_products: int
+    ebr: int
+    weight_bits_per_cycle: int
+
+
+#: yosys memory_libmap's prices (share/ice40/brams.txt "cost 64"; -logic-cost-rom/-ram defaults).
+EBR_COST, LOGIC_COST_ROM_BIT, LOGIC_COST_RAM_BIT = 64, 1 / 16, 1.0
+
+
+def ebr_blocks(width: int, depth: int, aspects, rom: bool = False) -> int:
+    """Block RAMs yosys spends on a memory (0 when it builds it from logic instead)."""
+    blocks = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in aspects)
+    logic = width * depth * (LOGIC_COST_ROM_BIT if rom else LOGIC_COST_RAM_BIT)
+    return blocks if blocks * EBR_COST <= logic else 0
+
+
+def block_rams(qgraph: QGraph, plan: HardwarePlan, board: Board) -> dict[str, int]:
+    """EBRs per owner (layer name, or "serial" for the board top's image buffer)."""
+    from ..gateware.board import BoardTop
+    from ..gateware.memories import questioned_only
+
+    top = BoardTop(qgraph, plan, board.first_try_mhz * 1e6, board.uart_baud)
+    memories = top.memories()
+    questioned_only(top)
+    counts: dict[str, int] = {}
+    for owner, shape in memories:
+        counts[owner] = counts.get(owner, 0) + ebr_blocks(shape.width, shape.depth, board.ebr_aspects, shape.rom)
+    return counts
+
+
+def products(layer, plan: HardwarePlan) -> tuple[int, int]:
+    """(DSP products, logic products) per cycle of a conv/dense layer; (0, 0) for the others."""
+    if not isinstance(layer, (QConv, QDense)):
+        return 0, 0
+    folding = plan.for_layer(layer.name)
+    count = folding.pe * folding.simd
+    wide = layer.in_format.bits + layer.weight_format.bits >= DSP_MIN_PRODUCT_BITS
+    return (count, 0) if wide else (0, count)
+
+
+def plan_costs(qgraph: QGraph, plan: HardwarePlan, board: Board) -> list[LayerCost]:
+    cycles = predict_cycles(qgraph, plan)
+    ebr = block_rams(qgraph, plan, board)
+    costs = []
+    for layer in qgraph.layers:
+        dsp, lut = products(layer, plan)
+        weight_bits = layer.weight_format.bits if isinstance(layer, (QConv, QDense)) else 0
+        costs.append(LayerCost(layer.name, layer.label, cycles[layer.name], dsp, lut, ebr.get(layer.name, 0),
+                               (dsp + lut) * weight_bits))
+    costs.append(LayerCost("serial", "image buffer", 0, 0, 0, ebr.get("serial", 0), 0))
+    return costs
+
+
+def needs(costs: list[LayerCost]) -> dict[str, int]:
+    """Board resources the plan needs, in budget keys (those this module predicts)."""
+    return {"dsp": sum(c.dsp for c in costs), "ebr": sum(c.ebr for c in costs)}
