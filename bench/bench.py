@@ -68,6 +68,7 @@ def models(work: Path):
 
 def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
     row = {"model": name, "macs": graph.macs, "bound_cycles": math.ceil(graph.macs / board.budget["dsp"])}
+    images = graph.check_batch(images, name)
     try:
         plan = plan_for_board(qgraph, board)
         fits = True

@@ -219,7 +219,7 @@ def _sim_board(args, graph, data, qgraph) -> None:
     if args.json:
         write_json(args.json, {
             "model": str(_model_path(args)), "board": board.name, "images": result.images,
-            "simulator": result.simulator, "bit_exact": result.passed, "classified": result.classified,
+            "simulator": result.simulator, "bit_exact": result.passed, "classified": result.classified, "results": result.results,
             "clock_mhz": result.clock_mhz, "uart_divisor": result.divisor,
             "checks": [{"step": label, "passed": ok} for label, ok in result.checks], "mismatches": result.failures,
             "build_seconds": result.build_seconds, "run_seconds": result.run_seconds, "plan": plan.to_json()})

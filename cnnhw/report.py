@@ -194,6 +194,6 @@ def board_sim_table(name: str, board: str, result) -> Table:
     for label, ok in result.checks:
         table.add_row(label, "ok" if ok else "FAILED")
     table.add_section()
-    table.add_row("images classified exactly as the golden model", f"{result.classified} of {result.images}")
+    table.add_row("results equal to the golden model (logits and class)", f"{result.classified} of {result.results}")
     table.add_row("build / run time, s", f"{result.build_seconds:.1f} / {result.run_seconds:.1f}")
     return table

@@ -153,11 +153,13 @@ def random_network(seed: int) -> NetworkSpec:
 
 
 def random_plan(qgraph, seed: int, minimal_rings: bool = False) -> HardwarePlan:
-    """A random valid folding for every conv/dense layer (and a random rescaler digit width); with
+    """A random valid folding for every conv/dense layer (random rescaler digit width, products
+    packed two per DSP or not); with
     ``minimal_rings``, conv and pooling line buffers are randomly the smallest that work."""
     from cnnhw.quant.qgraph import QConv, QDense, QGlobalPool, QPool
 
     rng = np.random.default_rng(seed + 7)
+    packing = np.random.default_rng(seed + 11)
     layers = []
     for layer in qgraph.layers:
         overlap = not (minimal_rings and rng.random() < 0.5)
@@ -172,5 +174,7 @@ def random_plan(qgraph, seed: int, minimal_rings: bool = False) -> HardwarePlan:
             continue
         pe = int(rng.choice(_divisors(outputs)[:4]))
         simd = int(rng.choice(_divisors(inputs)[:4]))
-        layers.append(LayerPlan(layer.name, pe, simd, int(rng.choice([1, 4, 16])), overlap))
+        # Packed products (two per DSP) where the operands allow, drawn apart so the other draws stay put.
+        packed = bool(layer.in_format.bits <= 8 and layer.weight_format.bits <= 8 and packing.random() < 0.5)
+        layers.append(LayerPlan(layer.name, pe, simd, int(rng.choice([1, 4, 16])), overlap, packed))
     return HardwarePlan(tuple(layers))

@@ -26,7 +26,7 @@ def test_mnist8_board_top_classifies_over_the_uart(cli, tmp_path):
                  "--inputs", "five.npz", "--json", "board.json")
     assert result.returncode == 0, result.stderr
     facts = json.loads((tmp_path / "board.json").read_text())
-    assert facts["bit_exact"] and facts["classified"] == 5 and facts["mismatches"] == []
+    assert facts["bit_exact"] and facts["classified"] == facts["results"] == 5 and facts["mismatches"] == []
     steps = {check["step"]: check["passed"] for check in facts["checks"]}
     for step in ("status request", "bad checksum", "half a frame, then silence", "wrong length",
                  "half a frame, then reset", "image 2 after a reset"):

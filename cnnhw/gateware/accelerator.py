@@ -37,9 +37,9 @@ class Accelerator(wiring.Component):
         for layer in qgraph.layers:
             folding = plan.for_layer(layer.name)
             if isinstance(layer, QConv):
-                stage = ConvStage(layer, folding.pe, folding.simd, folding.digit_bits, folding.overlap)
+                stage = ConvStage(layer, folding.pe, folding.simd, folding.digit_bits, folding.overlap, folding.packed)
             elif isinstance(layer, QDense):
-                stage = DenseStage(layer, order, folding.pe, folding.simd, folding.digit_bits)
+                stage = DenseStage(layer, order, folding.pe, folding.simd, folding.digit_bits, folding.packed)
             elif isinstance(layer, (QPool, QGlobalPool)):
                 stage = PoolStage(layer, folding.digit_bits, folding.overlap)
             elif isinstance(layer, QClamp):

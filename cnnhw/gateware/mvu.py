@@ -28,6 +28,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .dsp import PackedMultiplier
 from .memories import MemoryShape
 from .tables import lookup
 
@@ -76,8 +77,12 @@ def pack_lanes(values, bits: int) -> int:
 class MatrixVectorUnit(wiring.Component):
     """See the module docstring. ``i``: words of ``simd`` elements; ``o``: ``pe`` accumulators."""
 
-    def __init__(self, matrix: MatrixShape, element: Shape, weight_bits: int, acc_bits: int):
+    def __init__(self, matrix: MatrixShape, element: Shape, weight_bits: int, acc_bits: int, packed: bool = False):
+        """``packed``: pairs of products share one DSP (:class:`PackedMultiplier`, 8-bit operands)."""
         self.matrix = matrix
+        self.packed = packed
+        if packed and (weight_bits > 8 or Shape.cast(element).width > 8):
+            raise ValueError("packed products need weights and activations of at most 8 bits")
         self.element = Shape.cast(element)
         self.weight_bits = weight_bits
         self.acc_shape = signed(acc_bits)
@@ -191,16 +196,33 @@ class MatrixVectorUnit(wiring.Component):
 
         # Stage 2: accumulate (acc starts at the bias); the last word of a fold fills the output.
         accumulators = [Signal(self.acc_shape, name=f"acc{p}", reset_less=True) for p in range(pe)]
+        products = self._products(m, [(weights[p * simd + s], operand[s]) for p in range(pe) for s in range(simd)])
         with m.If(advance):
             with m.If(valid1 & last1):
                 m.d.sync += self.o.valid.eq(1)
             with m.Else():
                 m.d.sync += self.o.valid.eq(0)
             for p in range(pe):
-                products = sum(weights[p * simd + s] * operand[s] for s in range(simd))
-                total = Mux(first1, biases[p], accumulators[p]) + products
+                total = Mux(first1, biases[p], accumulators[p]) + sum(products[p * simd:(p + 1) * simd])
                 with m.If(valid1):
                     m.d.sync += accumulators[p].eq(total)
                     with m.If(last1):
                         m.d.sync += self.o.payload[p].eq(total)
         return m
+
+    def _products(self, m: Module, factors: list) -> list:
+        """``w * x`` for every (w, x); with ``packed``, two per PackedMultiplier (an odd one alone)."""
+        if not self.packed:
+            return [w * x for w, x in factors]
+        products = []
+        for index in range(0, len(factors) - 1, 2):
+            pair = PackedMultiplier(self.element.signed)
+            m.submodules[f"pair{index // 2}"] = pair
+            for i in range(2):
+                w, x = factors[index + i]
+                m.d.comb += [pair.a[i].eq(w), pair.b[i].eq(x)]
+                products.append(pair.p[i])
+        if len(factors) % 2:
+            w, x = factors[-1]
+            products.append(w * x)
+        return products

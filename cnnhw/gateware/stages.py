@@ -51,7 +51,8 @@ class _Stage(wiring.Component):
 
 
 class ConvStage(_Stage):
-    def __init__(self, layer: QConv, pe: int = 1, simd: int = 1, digit_bits: int = 4, overlap: bool = True):
+    def __init__(self, layer: QConv, pe: int = 1, simd: int = 1, digit_bits: int = 4, overlap: bool = True,
+                 packed: bool = False):
         super().__init__(layer)
         in_c, in_h, in_w = layer.in_shape
         out_c, out_h, out_w = layer.out_shape
@@ -63,7 +64,7 @@ class ConvStage(_Stage):
         weights = layer.weight.transpose(0, 2, 3, 1).reshape(groups, per_group, -1)
         self.window = SlidingWindow(self.geometry, element_shape(layer.in_format))
         self.mvu = MatrixVectorUnit(MatrixShape(weights, layer.bias, pe, simd), element_shape(layer.in_format),
-                                    layer.weight_format.bits, layer.acc_format.bits)
+                                    layer.weight_format.bits, layer.acc_format.bits, packed)
         self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
                                    digit_bits)
 
@@ -83,13 +84,14 @@ class ConvStage(_Stage):
 class DenseStage(_Stage):
     """``order[j]`` is the golden (C-order) index of the ``j``-th element of the input stream."""
 
-    def __init__(self, layer: QDense, order: np.ndarray, pe: int = 1, simd: int = 1, digit_bits: int = 4):
+    def __init__(self, layer: QDense, order: np.ndarray, pe: int = 1, simd: int = 1, digit_bits: int = 4,
+                 packed: bool = False):
         super().__init__(layer)
         weights = layer.weight[:, order][None]  # columns in stream order
         element = element_shape(layer.in_format)
         self.packer = Packer(element, simd)
         self.mvu = MatrixVectorUnit(MatrixShape(weights, layer.bias, pe, simd), element, layer.weight_format.bits,
-                                    layer.acc_format.bits)
+                                    layer.acc_format.bits, packed)
         self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
                                    digit_bits)
 

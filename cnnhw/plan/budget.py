@@ -5,7 +5,8 @@ bottleneck: it starts from the smallest plan (one product per cycle per conv/den
 buffers with overlap) and repeatedly gives the bottleneck layer its next folding with more
 products per cycle, choosing among the foldings of that size the one with the fewest block RAMs
 (PE and SIMD cost different memories: SIMD widens line buffers and window buffers, PE widens the
-weight ROM). A step is taken only if the whole plan still fits: DSPs (``costs.products``) and
+weight ROM), with one product per DSP if that fits, else two (``LayerPlan.packed``: SB_MAC16 in
+8x8 mode). A step is taken only if the whole plan still fits: DSPs (``costs.products``) and
 block RAMs (``costs.block_rams``, after giving up line-buffer overlap where that saves the most,
 see ``LayerPlan.overlap``). It stops when the bottleneck is a stage without folding (pooling),
 is fixed by the user, or cannot grow within the budget. A stage is never given more than it
@@ -58,6 +59,8 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
     fixed = check_plan(fixed, qgraph) if fixed is not None else HardwarePlan(())
     fixed_names = {layer.name for layer in fixed.layers}
     foldable = {layer.name: _folding_limits(layer) for layer in qgraph.layers if isinstance(layer, (QConv, QDense))}
+    packable = {layer.name: layer.in_format.bits <= 8 and layer.weight_format.bits <= 8
+                for layer in qgraph.layers if layer.name in foldable}
     start = [fixed.for_layer(name) if name in fixed_names else LayerPlan(name, 1, 1, digit_bits) for name in foldable]
     start += [layer for layer in fixed.layers if layer.name not in foldable]
     plan = _with_room(qgraph, HardwarePlan(tuple(start)), board, fixed_names)
@@ -80,11 +83,13 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
                 continue
             fitting = []
             for pe, simd in options:
-                candidate = _with_room(qgraph, with_folding(plan, bottleneck, pe=pe, simd=simd), board, fixed_names)
-                if candidate is not None and predict_cycles(qgraph, candidate)[bottleneck] < cycles[bottleneck]:
-                    fitting.append((sum(block_rams(qgraph, candidate, board).values()), -simd, candidate))
+                for packed in (True,) if current.packed else (False, True) if packable[bottleneck] else (False,):
+                    candidate = _with_room(qgraph, with_folding(plan, bottleneck, pe=pe, simd=simd, packed=packed),
+                                           board, fixed_names)
+                    if candidate is not None and predict_cycles(qgraph, candidate)[bottleneck] < cycles[bottleneck]:
+                        fitting.append((sum(block_rams(qgraph, candidate, board).values()), packed, -simd, candidate))
             if fitting:
-                step = min(fitting, key=lambda entry: entry[:2])[2]
+                step = min(fitting, key=lambda entry: entry[:3])[3]
                 break
         if step is None:
             return plan

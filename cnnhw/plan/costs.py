@@ -66,11 +66,13 @@ def block_rams(qgraph: QGraph, plan: HardwarePlan, board: Board) -> dict[str, in
 
 
 def products(layer, plan: HardwarePlan) -> tuple[int, int]:
-    """(DSP products, logic products) per cycle of a conv/dense layer; (0, 0) for the others."""
+    """(DSPs, logic products) per cycle of a conv/dense layer; (0, 0) for the others."""
     if not isinstance(layer, (QConv, QDense)):
         return 0, 0
     folding = plan.for_layer(layer.name)
     count = folding.pe * folding.simd
+    if folding.packed:  # two per SB_MAC16, whatever their width
+        return math.ceil(count / 2), 0
     wide = layer.in_format.bits + layer.weight_format.bits >= DSP_MIN_PRODUCT_BITS
     return (count, 0) if wide else (0, count)
 
@@ -81,9 +83,10 @@ def plan_costs(qgraph: QGraph, plan: HardwarePlan, board: Board) -> list[LayerCo
     costs = []
     for layer in qgraph.layers:
         dsp, lut = products(layer, plan)
-        weight_bits = layer.weight_format.bits if isinstance(layer, (QConv, QDense)) else 0
+        folding = plan.for_layer(layer.name)
+        bandwidth = folding.pe * folding.simd * layer.weight_format.bits if isinstance(layer, (QConv, QDense)) else 0
         costs.append(LayerCost(layer.name, layer.label, cycles[layer.name], dsp, lut, ebr.get(layer.name, 0),
-                               (dsp + lut) * weight_bits))
+                               bandwidth))
     costs.append(LayerCost("serial", "image buffer", 0, 0, 0, ebr.get("serial", 0), 0))
     return costs
 

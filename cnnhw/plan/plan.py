@@ -29,13 +29,15 @@ from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
 class LayerPlan:
     """One layer's folding. ``overlap`` (conv and pooling layers): line buffers with room for the
     next image's first window, so stages overlap across images (the cycle model assumes it);
-    without, fewer block RAMs and a wait at every image boundary."""
+    without, fewer block RAMs and a wait at every image boundary. ``packed`` (conv and dense
+    layers with operands of at most 8 bits): two products per DSP (SB_MAC16 in 8x8 mode)."""
 
     name: str
     pe: int = 1
     simd: int = 1
     digit_bits: int = 4
     overlap: bool = True
+    packed: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,12 @@ def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
     for layer in qgraph.layers:
         limits = _folding_limits(layer)
         folding = plan.for_layer(layer.name)
-        if not isinstance(folding.overlap, bool):
-            raise CnnhwError(f"plan: overlap of layer '{layer.name}' must be true or false")
+        for flag in ("overlap", "packed"):
+            if not isinstance(getattr(folding, flag), bool):
+                raise CnnhwError(f"plan: {flag} of layer '{layer.name}' must be true or false")
+        if folding.packed and (limits is None or layer.in_format.bits > 8 or layer.weight_format.bits > 8):
+            raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) cannot pack two products per DSP "
+                             f"(only conv/dense layers with operands of at most 8 bits)")
         if limits is None:
             if (folding.pe, folding.simd) != (1, 1):
                 raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no PE/SIMD folding")

@@ -1,8 +1,8 @@
 """Board-level simulation (``cnnhw sim --board``): the whole board top, driven through its pins.
 
-The exported Verilog is the board top without the platform wrapper (PLL and IO buffers are
-vendor primitives a simulator does not model): UART receiver and transmitter, the framed protocol,
-the accelerator. The scenario is what a host does to a board, including the mistakes:
+The exported Verilog is the board top without the platform wrapper (PLL and IO buffers):
+UART receiver and transmitter, the framed protocol, the accelerator, with the DSP primitives the
+bitstream uses (packed products), simulated with yosys' models (:mod:`cnnhw.sim.primitives`). The scenario is what a host does to a board, including the mistakes:
 
 1. STATUS request -> STATUS READY;
 2. each image as a CLASSIFY frame -> RESULT with every logit and the class == the golden model;
@@ -29,6 +29,7 @@ from ..plan import HardwarePlan, predict_cycles
 from ..quant.qgraph import QGraph
 from ..runtime.protocol import Error, FrameDecoder, FrameType, Status, decode_result, encode, image_payload
 from ..verify import expected_streams, first_mismatch
+from .primitives import PrimitivesPlatform, primitive_models
 from .runner import run_cocotb
 
 #: A short mid-frame timeout (in bytes on the wire) keeps the timeout step quick to simulate.
@@ -53,6 +54,7 @@ class BoardSimResult:
     divisor: int
     images: int
     classified: int  # RESULT frames equal to the golden model
+    results: int  # RESULT frames the scenario asks for (an image may be sent twice)
     failures: list[str] = field(default_factory=list)  # first difference of each failing step
     checks: list[tuple[str, bool]] = field(default_factory=list)
     build_seconds: float = 0.0
@@ -157,17 +159,21 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
     build_dir.mkdir(parents=True, exist_ok=True)
     name = "cnnhw_board"
     source = build_dir / f"{name}.v"
-    source.write_text(verilog.convert(top, name=name, emit_src=False))
+    # With the primitives the bitstream uses (SB_MAC16 for packed products), simulated by yosys' models.
+    source.write_text(verilog.convert(top, name=name, emit_src=False, platform=PrimitivesPlatform()))
+    models = [primitive_models(build_dir)]
     data_path, results_path = build_dir / "board_steps.json", build_dir / "board_results.json"
     data_path.write_text(json.dumps({"divisor": divisor, "steps": [
         {"send": s.send.hex(), "reply_bytes": s.reply_bytes, "max_cycles": s.max_cycles,
          "quiet_cycles": s.quiet_cycles, "reset": s.reset} for s in steps]}))
     results_path.unlink(missing_ok=True)
     build_seconds, run_seconds = run_cocotb(source, name, "cnnhw.sim.cocotb_board", build_dir, simulator,
-                                            {"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path)})
+                                            {"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path)},
+                                            models)
     if not results_path.is_file():
         raise CnnhwError(f"the board simulation wrote no results; see {build_dir / 'sim.log'}")
     replies = [bytes.fromhex(r) for r in json.loads(results_path.read_text())["replies"]]
     classified, failures, checks = check_replies(steps, replies, logits, expected.classes, top.front.logit_bytes)
-    return BoardSimResult(simulator, clock_mhz, divisor, len(x), classified, failures, checks, build_seconds,
-                          run_seconds)
+    results = sum(kind == FrameType.RESULT for step in steps for kind, _ in step.expect)
+    return BoardSimResult(simulator, clock_mhz, divisor, len(x), classified, results, failures, checks,
+                          build_seconds, run_seconds)

@@ -113,9 +113,10 @@ def simulate_rtl(verilog: Path, top: str, expected: ExpectedStreams, stage_signe
 
 
 def run_cocotb(verilog: Path, top: str, test_module: str, build_dir: Path, simulator: str,
-               env: dict[str, str]) -> tuple[float, float]:
-    """Compile ``verilog`` and run the cocotb ``test_module`` on it (``env`` tells the testbench where
-    its inputs and results are). Returns (build seconds, run seconds)."""
+               env: dict[str, str], models: list[Path] = ()) -> tuple[float, float]:
+    """Compile ``verilog`` (with the primitive ``models`` it instantiates) and run the cocotb
+    ``test_module`` on it (``env`` tells the testbench where its inputs and results are).
+    Returns (build seconds, run seconds)."""
     _prepare_environment(simulator)
     from cocotb_tools.runner import get_runner
 
@@ -127,7 +128,8 @@ def run_cocotb(verilog: Path, top: str, test_module: str, build_dir: Path, simul
     build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else ["-g2005"]
     log = build_dir / "build.log"
     try:
-        runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=top, build_dir=build_dir,
+        runner.build(sources=[Path(verilog).resolve(), *(Path(p).resolve() for p in models)], hdl_toplevel=top,
+                     build_dir=build_dir,
                      build_args=build_args, timescale=("1ns", "1ps"), log_file=log)
     except (SystemExit, Exception) as error:  # the runner exits or raises on compiler errors
         raise CnnhwError(f"{simulator} could not build {verilog.name} ({error}); see {log}") from None
