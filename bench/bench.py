@@ -89,7 +89,7 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
                sim_cycles_per_second=sim.cycles_per_second)
     row["bound_ratio"] = sim.cycles_per_inference / row["bound_cycles"]
     if labelled is not None:
-        result = accuracy(qgraph, *labelled)
+        result = accuracy(qgraph, graph.check_batch(labelled[0], name), labelled[1])
         row.update(accuracy_float=result.float_accuracy, accuracy_int=result.int_accuracy, images=result.images)
     if fits:
         started = time.perf_counter()
