@@ -189,8 +189,14 @@ class SlidingWindow(wiring.Component):
         y = Signal(coordinate, init=-top_pad)      # top + ky * dh
         x = Signal(coordinate, init=-left_pad)     # left + kx * dw
 
-        last_needed = Mux(top + span_h - 1 > height - 1, height - 1, top + span_h - 1)
-        rows_ready = ahead >= last_needed + 1
+        # Rows the current output row needs written: min(top + span_h, height). Kept in a register
+        # updated with `top`, so `rows_ready` (which gates every issue and the whole loop nest) is
+        # one comparison, not an add, a clamp and a comparison in a row (the critical path).
+        def rows_needed(first):
+            return Mux(first + span_h > height, height, first + span_h)
+
+        needed = Signal(coordinate, init=min(-top_pad + span_h, height))
+        rows_ready = ahead >= needed
         inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
         beyond = (y >= height + bottom_pad) | (x < -left_pad) | (x >= width + right_pad) | (y < -top_pad)
         row_offset = (y - first_row).as_unsigned()[:Shape.cast(range(ring)).width + 1]
@@ -246,9 +252,11 @@ class SlidingWindow(wiring.Component):
                             m.d.sync += [out_col.eq(0), left.eq(-left_pad), x.eq(-left_pad)]
                             m.d.comb += row_done.eq(1)
                             with m.If(out_row != out_h - 1):
-                                m.d.sync += [out_row.eq(out_row + 1), top.eq(top + sh), y.eq(top + sh)]
+                                m.d.sync += [out_row.eq(out_row + 1), top.eq(top + sh), y.eq(top + sh),
+                                             needed.eq(rows_needed(top + sh))]
                             with m.Else():
-                                m.d.sync += [out_row.eq(0), top.eq(-top_pad), y.eq(-top_pad)]
+                                m.d.sync += [out_row.eq(0), top.eq(-top_pad), y.eq(-top_pad),
+                                             needed.eq(needed.init)]
                                 m.d.comb += image_done.eq(1)
 
         # Keep the first needed row and its ring slot in step with the output row.
