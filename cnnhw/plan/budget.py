@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from ..boards import Board
 from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
-from .costs import block_rams, needs, plan_costs
-from .plan import HardwarePlan, LayerPlan, _divisors, _folding_limits, check_plan, predict_cycles, with_folding
+from .costs import block_rams, needs, plan_costs, products
+from .plan import HardwarePlan, LayerPlan, check_plan, divisors, folding_limits, predict_cycles, with_folding
 
 
 def _with_room(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str]) -> HardwarePlan | None:
     """``plan`` with line-buffer overlap given up where needed to fit the block RAMs (biggest
     saving first, never on a layer the user fixed), or None if it cannot fit the board."""
-    if needs(plan_costs(qgraph, plan, board))["dsp"] > board.budget["dsp"]:
+    if sum(products(layer, plan)[0] for layer in qgraph.layers) > board.budget["dsp"]:
         return None
     windowed = [layer.name for layer in qgraph.layers
                 if isinstance(layer, (QConv, QPool, QGlobalPool)) and layer.name not in fixed]
@@ -46,8 +46,8 @@ def _foldings(limits: tuple[int, int]) -> dict[int, list[tuple[int, int]]]:
     """Every (pe, simd) of a layer, by products per cycle (SIMD-heavy first)."""
     outputs, inputs = limits
     by_products: dict[int, list[tuple[int, int]]] = {}
-    for pe in _divisors(outputs):
-        for simd in _divisors(inputs):
+    for pe in divisors(outputs):
+        for simd in divisors(inputs):
             by_products.setdefault(pe * simd, []).append((pe, simd))
     return {p: sorted(options, key=lambda f: -f[1]) for p, options in sorted(by_products.items())}
 
@@ -58,7 +58,7 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
     ``fixed`` keep the folding the user gave; an impossible one is a clear error."""
     fixed = check_plan(fixed, qgraph) if fixed is not None else HardwarePlan(())
     fixed_names = {layer.name for layer in fixed.layers}
-    foldable = {layer.name: _folding_limits(layer) for layer in qgraph.layers if isinstance(layer, (QConv, QDense))}
+    foldable = {layer.name: folding_limits(layer) for layer in qgraph.layers if isinstance(layer, (QConv, QDense))}
     packable = {layer.name: layer.in_format.bits <= 8 and layer.weight_format.bits <= 8
                 for layer in qgraph.layers if layer.name in foldable}
     start = [fixed.for_layer(name) if name in fixed_names else LayerPlan(name, 1, 1, digit_bits) for name in foldable]

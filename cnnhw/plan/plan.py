@@ -64,7 +64,7 @@ class HardwarePlan:
         return json.dumps(self.to_json(), indent=2)
 
 
-def _folding_limits(layer) -> tuple[int, int] | None:
+def folding_limits(layer) -> tuple[int, int] | None:
     """(outputs per group that PE must divide, inputs per group word that SIMD must divide)."""
     if isinstance(layer, QConv):
         return layer.weight.shape[0] // layer.groups, layer.weight.shape[1]
@@ -79,17 +79,17 @@ def default_plan(qgraph: QGraph, products_per_layer: int = 8) -> HardwarePlan:
     rescaler multiplies. It knows no board budget: the resource-aware planner replaces it."""
     layers = []
     for layer in qgraph.layers:
-        limits = _folding_limits(layer)
+        limits = folding_limits(layer)
         if limits is None:
             continue
         outputs, inputs = limits
-        best = max(((pe, simd) for pe in _divisors(outputs) for simd in _divisors(inputs)
+        best = max(((pe, simd) for pe in divisors(outputs) for simd in divisors(inputs)
                     if pe * simd <= products_per_layer), key=lambda f: (f[0] * f[1], f[1]))
         layers.append(LayerPlan(layer.name, best[0], best[1], digit_bits=32))
     return HardwarePlan(tuple(layers))
 
 
-def _divisors(n: int) -> list[int]:
+def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
@@ -99,7 +99,7 @@ def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
         if layer_plan.name not in names:
             raise CnnhwError(f"plan: no layer named '{layer_plan.name}' (layers: {', '.join(sorted(names))})")
     for layer in qgraph.layers:
-        limits = _folding_limits(layer)
+        limits = folding_limits(layer)
         folding = plan.for_layer(layer.name)
         for flag in ("overlap", "packed"):
             if not isinstance(getattr(folding, flag), bool):
