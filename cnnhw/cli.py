@@ -148,12 +148,12 @@ def _board_plan(args, qgraph, board):
     """A plan for ``board``: the planner's, keeping every layer ``--plan FILE`` lists as given."""
     from .plan import predict_cycles
     from .plan.budget import plan_for_board
+    from .plan.costs import multipliers
 
     started = time.perf_counter()
     plan = plan_for_board(qgraph, board, fixed=_plan_file(args))
     log.info("plan: %d products per cycle, %s cycles per inference predicted (planned in %.2f s)",
-             sum(layer.pe * layer.simd for layer in plan.layers), f"{max(predict_cycles(qgraph, plan).values()):,}",
-             time.perf_counter() - started)
+             multipliers(qgraph, plan), f"{max(predict_cycles(qgraph, plan).values()):,}", time.perf_counter() - started)
     return plan
 
 

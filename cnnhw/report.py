@@ -151,7 +151,7 @@ def boards_table(boards) -> Table:
 
 def build_table(facts: dict) -> Table:
     """The summary of ``cnnhw build`` (the same facts as build.json)."""
-    from .flow.build import RESOURCE_NAMES
+    from .plan.budget import RESOURCE_NAMES
 
     table = Table(title=f"{facts['model']} on {facts['board']} ({facts['device']})")
     table.add_column("measure")

@@ -11,7 +11,8 @@ import pytest
 
 from cnnhw.boards import load_board
 from cnnhw.errors import BuildError
-from cnnhw.flow.build import Attempt, check_fits, next_clock
+from cnnhw.flow.build import Attempt, next_clock
+from cnnhw.plan.budget import check_fits
 from cnnhw.flow.tools import PlaceRouteReport, find_toolchain, synthesis_needs
 from conftest import EXAMPLES
 from models import small_cnn

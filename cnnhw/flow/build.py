@@ -37,18 +37,16 @@ from ..boards import Board
 from ..errors import BuildError, DoesNotFitError
 from ..outputs import replace_folder, write_json
 from ..plan import HardwarePlan, predict_cycles
-from ..plan.costs import needs, plan_costs
+from ..plan.budget import budget_table, check_fits
+from ..plan.costs import multipliers, needs, plan_costs
 from ..progress import stage
-from ..quant.qgraph import QConv, QDense, QGraph
+from ..quant.qgraph import QGraph
 from ..runtime.protocol import FrameType, encode
 from .tools import PlaceRouteReport, Toolchain, find_toolchain, run_tool, synthesis_cells, synthesis_needs
 from .verilog import export_verilog, identifier
 
 log = logging.getLogger("cnnhw")
 MAX_ATTEMPTS = 4
-RESOURCE_NAMES = {"logic_cells": "logic cells", "dsp": "DSP (SB_MAC16)", "ebr": "block RAM (EBR, 4 Kbit)",
-                  "spram": "SPRAM (256 Kbit)", "io": "IO pins", "pll": "PLL"}
-
 
 @dataclass
 class Attempt:
@@ -73,12 +71,6 @@ class BuildResult:
     attempts: list[Attempt]
 
 
-def multipliers(qgraph: QGraph, plan: HardwarePlan) -> int:
-    """Weight-by-activation products per cycle of the whole pipeline."""
-    return sum(plan.for_layer(layer.name).pe * plan.for_layer(layer.name).simd
-               for layer in qgraph.layers if isinstance(layer, (QConv, QDense)))
-
-
 def frame_bytes(qgraph: QGraph) -> int:
     """Bytes on the wire for one CLASSIFY frame (one byte per input element plus framing)."""
     return len(encode(FrameType.CLASSIFY, bytes(math.prod(qgraph.graph.input_shape))))
@@ -91,37 +83,6 @@ def board_platform(board: Board):
 
 def _top_name(qgraph: QGraph) -> str:
     return f"cnnhw_{identifier(qgraph.graph.name)}_top"
-
-
-def _budget_table(needs: dict[str, int], board: Board, note: str):
-    from rich.table import Table
-
-    table = Table(title=f"{board.name} budget ({note})")
-    for column, justify in (("resource", "left"), ("needed", "right"), ("available", "right"), ("over by", "right")):
-        table.add_column(column, justify=justify)
-    for key, needed in needs.items():
-        available = board.budget.get(key)
-        if available is None:
-            continue
-        over = needed - available
-        table.add_row(RESOURCE_NAMES[key], f"{needed:,}", f"{available:,}", f"{over:,}" if over > 0 else "")
-    return table
-
-
-def _advice(over: list[str]) -> str:
-    tips = {"dsp": "fewer products per cycle (--plan with smaller pe/simd)",
-            "logic_cells": "fewer bits (--weight-bits/--act-bits) or a smaller plan",
-            "ebr": "fewer channels or weight bits (weights and line buffers live in block RAM)",
-            "spram": "fewer weights", "io": "a board profile with more pins"}
-    return "; ".join(tips[key] for key in over if key in tips) + "; or a larger board"
-
-
-def check_fits(needs: dict[str, int], board: Board, note: str) -> None:
-    over = [key for key, needed in needs.items() if key in board.budget and needed > board.budget[key]]
-    if over:
-        listed = ", ".join(f"{RESOURCE_NAMES[k]} {needs[k]:,} > {board.budget[k]:,}" for k in over)
-        raise DoesNotFitError(f"the design does not fit the {board.name} ({listed}); try {_advice(over)}",
-                              details=_budget_table(needs, board, note))
 
 
 def _board_files(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, top: str) -> dict[str, str | bytes]:
@@ -177,7 +138,7 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
         except BuildError as error:
             if "Unable to place" in str(error) or "no BELs remaining" in str(error) or "too many" in str(error):
                 raise DoesNotFitError(f"the design does not fit the {board.name}: {error}",
-                                      details=_budget_table(needs, board, "after synthesis")) from None
+                                      details=budget_table(needs, board, "after synthesis")) from None
             raise
     report = PlaceRouteReport.read(folder / "nextpnr_report.json")
     attempt.resources, attempt.fmax_mhz = report.resources, report.fmax_mhz

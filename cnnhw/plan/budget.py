@@ -19,14 +19,54 @@ follows the same steps and may take more, so it never gives a slower plan.
 from __future__ import annotations
 
 from ..boards import Board
+from ..errors import DoesNotFitError
 from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
 from .costs import block_rams, needs, plan_costs, products
 from .plan import HardwarePlan, LayerPlan, check_plan, divisors, folding_limits, predict_cycles, with_folding
 
 
-def _with_room(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str]) -> HardwarePlan | None:
+RESOURCE_NAMES = {"logic_cells": "logic cells", "dsp": "DSP (SB_MAC16)", "ebr": "block RAM (EBR, 4 Kbit)",
+                  "spram": "SPRAM (256 Kbit)", "io": "IO pins", "pll": "PLL"}
+
+
+def budget_table(needs: dict[str, int], board: Board, note: str):
+    """Each resource needed vs the board's, for a "does not fit" error."""
+    from rich.table import Table
+
+    table = Table(title=f"{board.name} budget ({note})")
+    for column, justify in (("resource", "left"), ("needed", "right"), ("available", "right"), ("over by", "right")):
+        table.add_column(column, justify=justify)
+    for key, needed in needs.items():
+        available = board.budget.get(key)
+        if available is None:
+            continue
+        over = needed - available
+        table.add_row(RESOURCE_NAMES[key], f"{needed:,}", f"{available:,}", f"{over:,}" if over > 0 else "")
+    return table
+
+
+def _advice(over: list[str]) -> str:
+    tips = {"dsp": "fewer products per cycle (--plan with smaller pe/simd)",
+            "logic_cells": "fewer bits (--weight-bits/--act-bits) or a smaller plan",
+            "ebr": "fewer channels or weight bits (weights and line buffers live in block RAM)",
+            "spram": "fewer weights", "io": "a board profile with more pins"}
+    return "; ".join(tips[key] for key in over if key in tips) + "; or a larger board"
+
+
+def check_fits(needs: dict[str, int], board: Board, note: str) -> None:
+    """DoesNotFitError (one line naming what is over and what to try, the table as details) unless
+    every resource in ``needs`` is within the board's budget."""
+    over = [key for key, needed in needs.items() if key in board.budget and needed > board.budget[key]]
+    if over:
+        listed = ", ".join(f"{RESOURCE_NAMES[k]} {needs[k]:,} > {board.budget[k]:,}" for k in over)
+        raise DoesNotFitError(f"the design does not fit the {board.name} ({listed}); try {_advice(over)}",
+                              details=budget_table(needs, board, note))
+
+
+def _with_room(qgraph: QGraph, plan: HardwarePlan, board: Board,
+               fixed: set[str]) -> tuple[HardwarePlan, int] | None:
     """``plan`` with line-buffer overlap given up where needed to fit the block RAMs (biggest
-    saving first, never on a layer the user fixed), or None if it cannot fit the board."""
+    saving first, never on a layer the user fixed) and the EBRs it takes, or None if it cannot fit."""
     if sum(products(layer, plan)[0] for layer in qgraph.layers) > board.budget["dsp"]:
         return None
     windowed = [layer.name for layer in qgraph.layers
@@ -39,7 +79,7 @@ def _with_room(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str]
             return None
         name = min(leaner, key=leaner.get)
         plan, ebr = with_folding(plan, name, overlap=False), leaner[name]
-    return plan
+    return plan, ebr
 
 
 def _foldings(limits: tuple[int, int]) -> dict[int, list[tuple[int, int]]]:
@@ -63,14 +103,15 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
                 for layer in qgraph.layers if layer.name in foldable}
     start = [fixed.for_layer(name) if name in fixed_names else LayerPlan(name, 1, 1, digit_bits) for name in foldable]
     start += [layer for layer in fixed.layers if layer.name not in foldable]
-    plan = _with_room(qgraph, HardwarePlan(tuple(start)), board, fixed_names)
-    if plan is None:
+    fitted = _with_room(qgraph, HardwarePlan(tuple(start)), board, fixed_names)
+    if fitted is None:
         lean = HardwarePlan(tuple(start))
         for layer in qgraph.layers:
             if isinstance(layer, (QConv, QPool, QGlobalPool)) and layer.name not in fixed_names:
                 lean = with_folding(lean, layer.name, overlap=False)
         _refuse(qgraph, lean, board, "the smallest plan" if not fixed.layers else "the smallest plan with "
                 "your fixed layers")
+    plan = fitted[0]
     while True:
         cycles = predict_cycles(qgraph, plan)
         bottleneck = max(cycles, key=cycles.get)
@@ -84,10 +125,10 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
             fitting = []
             for pe, simd in options:
                 for packed in (True,) if current.packed else (False, True) if packable[bottleneck] else (False,):
-                    candidate = _with_room(qgraph, with_folding(plan, bottleneck, pe=pe, simd=simd, packed=packed),
-                                           board, fixed_names)
-                    if candidate is not None and predict_cycles(qgraph, candidate)[bottleneck] < cycles[bottleneck]:
-                        fitting.append((sum(block_rams(qgraph, candidate, board).values()), packed, -simd, candidate))
+                    fitted = _with_room(qgraph, with_folding(plan, bottleneck, pe=pe, simd=simd, packed=packed),
+                                        board, fixed_names)
+                    if fitted is not None and predict_cycles(qgraph, fitted[0])[bottleneck] < cycles[bottleneck]:
+                        fitting.append((fitted[1], packed, -simd, fitted[0]))
             if fitting:
                 step = min(fitting, key=lambda entry: entry[:3])[3]
                 break
@@ -97,8 +138,6 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
 
 
 def _refuse(qgraph: QGraph, plan: HardwarePlan, board: Board, what: str) -> None:
-    from ..flow.build import check_fits
-
     check_fits(needs(plan_costs(qgraph, plan, board)), board, f"{what}, estimated")
     raise AssertionError("unreachable: a plan that fits was refused")  # pragma: no cover
 

@@ -65,6 +65,12 @@ def block_rams(qgraph: QGraph, plan: HardwarePlan, board: Board) -> dict[str, in
     return counts
 
 
+def multipliers(qgraph: QGraph, plan: HardwarePlan) -> int:
+    """Weight-by-activation products per cycle of the whole pipeline."""
+    return sum(plan.for_layer(layer.name).pe * plan.for_layer(layer.name).simd
+               for layer in qgraph.layers if isinstance(layer, (QConv, QDense)))
+
+
 def products(layer, plan: HardwarePlan) -> tuple[int, int]:
     """(DSPs, logic products) per cycle of a conv/dense layer; (0, 0) for the others."""
     if not isinstance(layer, (QConv, QDense)):
