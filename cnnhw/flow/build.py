@@ -90,7 +90,8 @@ def _board_files(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, t
     from .platform_top import PlatformTop
 
     pll = board.pll_for(mhz)
-    design = PlatformTop(BoardTop(qgraph, plan, pll.mhz * 1e6, board.uart_baud), pll)
+    design = PlatformTop(BoardTop(qgraph, plan, pll.mhz * 1e6, board.uart_baud,
+                                 weights_offset=board.flash["weights_offset"]), pll)
     return board_platform(board).prepare(design, name=top).files
 
 

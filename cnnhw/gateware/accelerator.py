@@ -7,7 +7,9 @@ Ports:
 * ``o``: the output elements of each image, in :attr:`Accelerator.output_order`;
 * ``cls``: one class index per image (argmax of the output, first index on ties);
 * ``probe<k>_data`` / ``probe<k>_fire``: the output stream of stage ``k`` (``fire`` = a
-  transfer happens this cycle), so a testbench can check every layer, not only the last.
+  transfer happens this cycle), so a testbench can check every layer, not only the last;
+* ``load`` (only when some weights are in SPRAM): the loader's bus to every SPRAM block
+  (:mod:`cnnhw.gateware.spram`); the accelerator must not be fed before the load is done.
 
 Every stream has backpressure; any stage may stall without loss or duplication.
 """
@@ -25,6 +27,7 @@ from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QPool, QR
 from ..verify import stream_order
 from .memories import MemoryShape
 from .small import Argmax
+from .spram import LoadSignature, SpramWeights, drive_load
 from .stages import ClampStage, ConvStage, DenseStage, PoolStage
 
 
@@ -34,12 +37,15 @@ class Accelerator(wiring.Component):
         self.qgraph, self.plan = qgraph, plan
         self.stages: list[tuple[str, wiring.Component]] = []
         order = stream_order(qgraph.graph.input_shape)
+        blocks = 0  # SPRAM blocks given out so far, numbered in stage order
         for layer in qgraph.layers:
             folding = plan.for_layer(layer.name)
             if isinstance(layer, QConv):
-                stage = ConvStage(layer, folding.pe, folding.simd, folding.digit_bits, folding.overlap, folding.packed)
+                stage = ConvStage(layer, folding.pe, folding.simd, folding.digit_bits, folding.overlap, folding.packed,
+                                  folding.weights, blocks)
             elif isinstance(layer, QDense):
-                stage = DenseStage(layer, order, folding.pe, folding.simd, folding.digit_bits, folding.packed)
+                stage = DenseStage(layer, order, folding.pe, folding.simd, folding.digit_bits, folding.packed,
+                                   folding.weights, blocks)
             elif isinstance(layer, (QPool, QGlobalPool)):
                 stage = PoolStage(layer, folding.digit_bits, folding.overlap)
             elif isinstance(layer, QClamp):
@@ -56,6 +62,8 @@ class Accelerator(wiring.Component):
                 raise UnsupportedModelError(f"{layer.label} '{layer.name}' has no hardware stage")
             order = stream_order(layer.out_shape)
             self.stages.append((layer.name, stage))
+            if getattr(stage, "mvu", None) is not None and stage.mvu.spram is not None:
+                blocks += stage.mvu.spram.blocks
         if not self.stages:
             raise UnsupportedModelError(f"model '{qgraph.graph.name}' has no layer to build hardware for")
         self.output_order = order
@@ -69,8 +77,15 @@ class Accelerator(wiring.Component):
         for index, (_, stage) in enumerate(self.stages):
             members[f"probe{index}_data"] = Out(stage.o.payload.shape())
             members[f"probe{index}_fire"] = Out(1)
+        if self.spram_stores():
+            members["load"] = In(LoadSignature())
         self.argmax = Argmax(last.o.payload.shape(), self.classes)
         super().__init__(members)
+
+    def spram_stores(self) -> list[SpramWeights]:
+        """The SPRAM weight memories, in block order (empty when every weight is in a ROM)."""
+        return [stage.mvu.spram for _, stage in self.stages
+                if getattr(stage, "mvu", None) is not None and stage.mvu.spram is not None]
 
     def memories(self) -> list[tuple[str, MemoryShape]]:
         """Every memory of every stage, with the stage's layer name."""
@@ -84,6 +99,8 @@ class Accelerator(wiring.Component):
             wiring.connect(m, previous, stage.i)
             m.d.comb += [getattr(self, f"probe{index}_data").eq(stage.o.payload),
                          getattr(self, f"probe{index}_fire").eq(stage.o.valid & stage.o.ready)]
+            if "load" in stage.signature.members:
+                drive_load(m, stage.load, self.load)
             previous = stage.o
         m.submodules.argmax = self.argmax
         wiring.connect(m, previous, self.argmax.i)

@@ -13,6 +13,7 @@ class MemoryShape:
     width: int  # bits per word
     depth: int  # words
     rom: bool = False  # read-only, contents from the bitstream (weights)
+    spram: bool = False  # in SPRAM blocks (gateware/spram.py), loaded at boot: no block RAM
 
 
 def questioned_only(component) -> None:

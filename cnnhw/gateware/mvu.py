@@ -9,8 +9,10 @@ the stream fills one half while the folds read the other, so the next window arr
 this one is still being computed. Each fold ends with one output word: the ``pe``
 accumulators, for channels ``fold * pe + lane`` in order.
 
-Weights live in a ROM of ``groups * folds * words_per_group`` words of ``pe * simd`` lanes
-(block RAM or LUTs, as yosys decides), initialized from the quantized model.
+Weights live in a memory of ``groups * folds * words_per_group`` words of ``pe * simd`` lanes:
+a ROM initialized from the quantized model (block RAM or LUTs, as yosys decides), or, with
+``weights_home="spram"``, SPRAM blocks filled at boot through the ``load`` port
+(:mod:`cnnhw.gateware.spram`). Both read one word per cycle, one cycle after the address.
 
 Throughput: one input word (``simd`` products per lane) per cycle when not stalled, so
 ``groups * folds * words_per_group`` cycles per window. Latency: 3 cycles from the last word
@@ -30,6 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from .dsp import PackedMultiplier
 from .memories import MemoryShape
+from .spram import LoadSignature, SpramWeights, drive_load
 from .tables import lookup
 
 
@@ -77,19 +80,30 @@ def pack_lanes(values, bits: int) -> int:
 class MatrixVectorUnit(wiring.Component):
     """See the module docstring. ``i``: words of ``simd`` elements; ``o``: ``pe`` accumulators."""
 
-    def __init__(self, matrix: MatrixShape, element: Shape, weight_bits: int, acc_bits: int, packed: bool = False):
-        """``packed``: pairs of products share one DSP (:class:`PackedMultiplier`, 8-bit operands)."""
+    def __init__(self, matrix: MatrixShape, element: Shape, weight_bits: int, acc_bits: int, packed: bool = False,
+                 weights_home: str = "rom", first_block: int = 0):
+        """``packed``: pairs of products share one DSP (:class:`PackedMultiplier`, 8-bit operands).
+        ``weights_home``: "rom" or "spram" (then SPRAM blocks from ``first_block`` on)."""
         self.matrix = matrix
         self.packed = packed
+        if weights_home not in ("rom", "spram"):
+            raise ValueError(f"weights_home must be 'rom' or 'spram', not {weights_home!r}")
+        self.weights_home = weights_home
         if packed and (weight_bits > 8 or Shape.cast(element).width > 8):
             raise ValueError("packed products need weights and activations of at most 8 bits")
         self.element = Shape.cast(element)
         self.weight_bits = weight_bits
         self.acc_shape = signed(acc_bits)
-        super().__init__({
+        members = {
             "i": In(stream.Signature(data.ArrayLayout(self.element, matrix.simd))),
             "o": Out(stream.Signature(data.ArrayLayout(self.acc_shape, matrix.pe))),
-        })
+        }
+        self.spram = None
+        if weights_home == "spram":
+            self.spram = SpramWeights(matrix.pe * matrix.simd * weight_bits, matrix.cycles_per_window, first_block,
+                                      self.rom_words)
+            members["load"] = In(LoadSignature())
+        super().__init__(members)
 
     def rom_words(self) -> list[int]:
         mx = self.matrix
@@ -105,7 +119,7 @@ class MatrixVectorUnit(wiring.Component):
         """The weight ROM, and with several folds the ping-pong window buffer."""
         mx = self.matrix
         shapes = [MemoryShape("weights", mx.pe * mx.simd * self.weight_bits, max(2, mx.groups * mx.folds * mx.words),
-                              rom=True)]
+                              rom=True, spram=self.spram is not None)]
         if mx.folds > 1:
             shapes.append(MemoryShape("window buffer", self.element.width * mx.simd, 2 * mx.words))
         return shapes
@@ -115,10 +129,14 @@ class MatrixVectorUnit(wiring.Component):
         pe, simd, folds, words, groups = mx.pe, mx.simd, mx.folds, mx.words, mx.groups
         m = Module()
         lane_bits = self.weight_bits
-        rom_shape = self.memories()[0]
-        rom = Memory(shape=rom_shape.width, depth=rom_shape.depth, init=self.rom_words())
-        m.submodules.rom = rom
-        rom_read = rom.read_port()
+        if self.spram is None:
+            rom_shape = self.memories()[0]
+            rom = Memory(shape=rom_shape.width, depth=rom_shape.depth, init=self.rom_words())
+            m.submodules.rom = rom
+            rom_read = rom.read_port()
+        else:
+            m.submodules.spram = rom_read = self.spram
+            drive_load(m, self.spram.load, self.load)
 
         word_shape = data.ArrayLayout(self.element, simd)
         advance = Signal()

@@ -11,6 +11,10 @@
 
 One request at a time: a CLASSIFY frame that arrives while the previous image is still being
 fed is answered BUSY. ``busy`` is high from the first fed element to the end of the RESULT.
+
+``status`` (a :class:`Status`, from the weight loader; READY when there is none) is what STATUS
+requests get; while it is not READY a CLASSIFY frame is answered with a STATUS frame carrying it
+(weights still loading, or bad) and nothing reaches the accelerator.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class SerialFrontEnd(wiring.Component):
             "cls": In(stream.Signature(range(max(classes, 2)))),
             "busy": Out(1),
             "last_class": Out(range(max(classes, 2))),
+            "status": In(2, init=Status.READY),
         })
 
     def memories(self) -> list[MemoryShape]:
@@ -142,13 +147,15 @@ class SerialFrontEnd(wiring.Component):
                     with m.If(byte != crc):
                         answer(FrameType.ERROR, Error.BAD_CHECKSUM)
                     with m.Elif(frame_type == FrameType.STATUS_REQUEST):
-                        answer(FrameType.STATUS, Status.READY)
+                        answer(FrameType.STATUS, self.status)
                     with m.Elif(frame_type != FrameType.CLASSIFY):
                         answer(FrameType.ERROR, Error.UNKNOWN_TYPE)
                     with m.Elif(length != n):
                         answer(FrameType.ERROR, Error.BAD_LENGTH)
                     with m.Elif(dropping):
                         answer(FrameType.ERROR, Error.BUSY)
+                    with m.Elif(self.status != Status.READY):
+                        answer(FrameType.STATUS, self.status)  # no weights yet: never a class
                     with m.Else():
                         m.d.sync += feeding.eq(1)
                     m.next = "SYNC0"

@@ -22,6 +22,7 @@ from .pool import PoolReducer
 from .requant import RequantUnit
 from .small import Clamp, Packer
 from .memories import MemoryShape
+from .spram import LoadSignature, drive_load
 from .window import SlidingWindow, WindowGeometry
 
 
@@ -44,16 +45,24 @@ def _chain(m, stage, parts) -> None:
 
 
 class _Stage(wiring.Component):
-    def __init__(self, layer):
+    def __init__(self, layer, spram: bool = False):
+        """``spram``: the stage's weights are in SPRAM and it has a ``load`` port for the loader."""
         self.layer = layer
-        super().__init__({"i": In(stream.Signature(element_shape(layer.in_format))),
-                          "o": Out(stream.Signature(element_shape(layer.out_format)))})
+        members = {"i": In(stream.Signature(element_shape(layer.in_format))),
+                   "o": Out(stream.Signature(element_shape(layer.out_format)))}
+        if spram:
+            members["load"] = In(LoadSignature())
+        super().__init__(members)
+
+    def _connect_load(self, m) -> None:
+        if self.mvu.spram is not None:
+            drive_load(m, self.mvu.load, self.load)
 
 
 class ConvStage(_Stage):
     def __init__(self, layer: QConv, pe: int = 1, simd: int = 1, digit_bits: int = 4, overlap: bool = True,
-                 packed: bool = False):
-        super().__init__(layer)
+                 packed: bool = False, weights_home: str = "rom", first_block: int = 0):
+        super().__init__(layer, spram=weights_home == "spram")
         in_c, in_h, in_w = layer.in_shape
         out_c, out_h, out_w = layer.out_shape
         groups = layer.groups
@@ -64,7 +73,8 @@ class ConvStage(_Stage):
         weights = layer.weight.transpose(0, 2, 3, 1).reshape(groups, per_group, -1)
         self.window = SlidingWindow(self.geometry, element_shape(layer.in_format))
         self.mvu = MatrixVectorUnit(MatrixShape(weights, layer.bias, pe, simd), element_shape(layer.in_format),
-                                    layer.weight_format.bits, layer.acc_format.bits, packed)
+                                    layer.weight_format.bits, layer.acc_format.bits, packed, weights_home,
+                                    first_block)
         self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
                                    digit_bits)
 
@@ -78,6 +88,7 @@ class ConvStage(_Stage):
         _link(m, self.window.o, self.mvu.i, self.window.o.payload.data)
         wiring.connect(m, self.mvu.o, self.requant.i)
         wiring.connect(m, self.requant.o, wiring.flipped(self.o))
+        self._connect_load(m)
         return m
 
 
@@ -85,13 +96,13 @@ class DenseStage(_Stage):
     """``order[j]`` is the golden (C-order) index of the ``j``-th element of the input stream."""
 
     def __init__(self, layer: QDense, order: np.ndarray, pe: int = 1, simd: int = 1, digit_bits: int = 4,
-                 packed: bool = False):
-        super().__init__(layer)
+                 packed: bool = False, weights_home: str = "rom", first_block: int = 0):
+        super().__init__(layer, spram=weights_home == "spram")
         weights = layer.weight[:, order][None]  # columns in stream order
         element = element_shape(layer.in_format)
         self.packer = Packer(element, simd)
         self.mvu = MatrixVectorUnit(MatrixShape(weights, layer.bias, pe, simd), element, layer.weight_format.bits,
-                                    layer.acc_format.bits, packed)
+                                    layer.acc_format.bits, packed, weights_home, first_block)
         self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
                                    digit_bits)
 
@@ -101,6 +112,7 @@ class DenseStage(_Stage):
     def elaborate(self, platform):
         m = Module()
         _chain(m, self, [self.packer, self.mvu, self.requant])
+        self._connect_load(m)
         return m
 
 

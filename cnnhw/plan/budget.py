@@ -2,14 +2,16 @@
 
 Throughput is set by the slowest stage (``predict_cycles``), so the planner works on the
 bottleneck: it starts from the smallest plan (one product per cycle per conv/dense layer, line
-buffers with overlap) and repeatedly gives the bottleneck layer its next folding with more
-products per cycle, choosing among the foldings of that size the one with the fewest block RAMs
+buffers with overlap, weights in ROM) and repeatedly gives the bottleneck layer its next
+folding with more products per cycle, choosing among the foldings of that size the one with the fewest block RAMs
 (PE and SIMD cost different memories: SIMD widens line buffers and window buffers, PE widens the
 weight ROM), with one product per DSP if that fits, else two (``LayerPlan.packed``: SB_MAC16 in
 8x8 mode). A step is taken only if the whole plan still fits: DSPs (``costs.products``) and
 block RAMs (``costs.block_rams``, after giving up line-buffer overlap where that saves the most,
-see ``LayerPlan.overlap``). It stops when the bottleneck is a stage without folding (pooling),
-is fixed by the user, or cannot grow within the budget. A stage is never given more than it
+see ``LayerPlan.overlap``, then moving weights to SPRAM, see ``LayerPlan.weights``) and SPRAM
+blocks (whose width is the bandwidth a layer's folding needs, so they bound its speed). It
+stops when the bottleneck is a stage without folding (pooling), is fixed by the user, or cannot
+grow within the budget. A stage is never given more than it
 needs to stop being the bottleneck, so no multipliers are wasted on stages that would wait anyway.
 
 Deterministic (no randomness, ties broken by order), and monotonic in the budget: a larger budget
@@ -21,7 +23,7 @@ from __future__ import annotations
 from ..boards import Board
 from ..errors import DoesNotFitError
 from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
-from .costs import block_rams, needs, plan_costs, products
+from .costs import block_rams, board_memories, needs, plan_costs, products, spram_blocks_of
 from .plan import HardwarePlan, LayerPlan, check_plan, divisors, folding_limits, predict_cycles, with_folding
 
 
@@ -63,22 +65,63 @@ def check_fits(needs: dict[str, int], board: Board, note: str) -> None:
                               details=budget_table(needs, board, note))
 
 
-def _with_room(qgraph: QGraph, plan: HardwarePlan, board: Board,
-               fixed: set[str]) -> tuple[HardwarePlan, int] | None:
-    """``plan`` with line-buffer overlap given up where needed to fit the block RAMs (biggest
-    saving first, never on a layer the user fixed) and the EBRs it takes, or None if it cannot fit."""
-    if sum(products(layer, plan)[0] for layer in qgraph.layers) > board.budget["dsp"]:
-        return None
+def _memory_use(qgraph: QGraph, plan: HardwarePlan, board: Board) -> tuple[int, int]:
+    """(EBRs, SPRAM blocks) the plan takes."""
+    memories = board_memories(qgraph, plan, board)
+    return sum(block_rams(qgraph, plan, board, memories).values()), sum(spram_blocks_of(memories).values())
+
+
+def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
+                  fixed: set[str]) -> tuple[HardwarePlan, int, int]:
+    """``plan`` with its memories made to fit the board as far as possible, and the (EBRs, SPRAM
+    blocks) it then takes (maybe still over budget).
+
+    While block RAM is over budget: first give up line-buffer overlap (a few cycles per image,
+    no other cost), biggest saving first; then move weights into SPRAM (which costs the loader
+    and a weight image in flash), biggest saving first, as long as the SPRAM blocks suffice.
+    Finally restore overlap wherever it still fits. Layers the user fixed are left alone."""
     windowed = [layer.name for layer in qgraph.layers
                 if isinstance(layer, (QConv, QPool, QGlobalPool)) and layer.name not in fixed]
-    ebr = sum(block_rams(qgraph, plan, board).values())
+    weighted = [layer.name for layer in qgraph.layers
+                if isinstance(layer, (QConv, QDense)) and layer.name not in fixed]
+    ebr, spram = _memory_use(qgraph, plan, board)
+    dropped = []
     while ebr > board.budget["ebr"]:
-        leaner = {name: sum(block_rams(qgraph, with_folding(plan, name, overlap=False), board).values())
-                  for name in windowed if plan.for_layer(name).overlap}
-        if not leaner or min(leaner.values()) >= ebr:
-            return None
-        name = min(leaner, key=leaner.get)
-        plan, ebr = with_folding(plan, name, overlap=False), leaner[name]
+        step = None
+        for dropping in (True, False):
+            if dropping:
+                candidates = {name: with_folding(plan, name, overlap=False) for name in windowed
+                              if plan.for_layer(name).overlap}
+            else:
+                candidates = {name: with_folding(plan, name, weights="spram") for name in weighted
+                              if plan.for_layer(name).weights == "rom"}
+            uses = {name: _memory_use(qgraph, option, board) for name, option in candidates.items()}
+            uses = {name: use for name, use in uses.items() if use[0] < ebr and use[1] <= board.budget["spram"]}
+            if uses:
+                step = min(uses, key=lambda n: uses[n][0])
+                break
+        if step is None:
+            break
+        if dropping:
+            dropped.append(step)
+        plan, (ebr, spram) = candidates[step], uses[step]
+    for name in reversed(dropped):
+        restored = with_folding(plan, name, overlap=True)
+        use = _memory_use(qgraph, restored, board)
+        if use[0] <= board.budget["ebr"]:
+            plan, (ebr, spram) = restored, use
+    return plan, ebr, spram
+
+
+def _with_room(qgraph: QGraph, plan: HardwarePlan, board: Board,
+               fixed: set[str]) -> tuple[HardwarePlan, int] | None:
+    """``plan`` fitted to the board's memories (:func:`_fit_memories`) and the EBRs it takes, or
+    None if it does not fit (DSPs, block RAM or SPRAM)."""
+    if sum(products(layer, plan)[0] for layer in qgraph.layers) > board.budget["dsp"]:
+        return None
+    plan, ebr, spram = _fit_memories(qgraph, plan, board, fixed)
+    if ebr > board.budget["ebr"] or spram > board.budget["spram"]:
+        return None
     return plan, ebr
 
 
@@ -109,6 +152,7 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
         for layer in qgraph.layers:
             if isinstance(layer, (QConv, QPool, QGlobalPool)) and layer.name not in fixed_names:
                 lean = with_folding(lean, layer.name, overlap=False)
+        lean = _fit_memories(qgraph, lean, board, fixed_names)[0]
         _refuse(qgraph, lean, board, "the smallest plan" if not fixed.layers else "the smallest plan with "
                 "your fixed layers")
     plan = fitted[0]

@@ -10,6 +10,10 @@
   logic cheaper: its ``memory_libmap`` prices a block RAM at 64 and logic at 1 per bit of RAM or
   1/16 per bit of ROM (so small weight ROMs become LUTs). Equal to yosys' count on every design
   measured so far (mnist-8, the tests' small CNN);
+* SPRAM blocks (layers whose weights the plan puts there, ``LayerPlan.weights``): a weight
+  memory of ``width x depth`` takes ``ceil(width / 16) * ceil(depth / 16384)`` blocks
+  (``gateware/spram.py``): the width is the bandwidth the folding needs, so a faster folding of
+  a layer in SPRAM takes more blocks, and the board's four blocks bound how fast such layers go;
 * weight bandwidth: bits per cycle the layer's weight memory delivers (``pe * simd * weight bits``).
 
 Logic cells are not estimated here: yosys' netlist gives a lower bound before placement (checked
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 
 from ..boards import Board
 from ..quant.qgraph import QConv, QDense, QGraph
+from ..gateware.memories import MemoryShape
+from ..gateware.spram import spram_blocks
 from .plan import HardwarePlan, predict_cycles
 
 #: yosys ``synth_ice40 -dsp``: products narrower than this stay in logic.
@@ -37,6 +43,7 @@ class LayerCost:
     dsp: int
     lut_products: int
     ebr: int
+    spram: int
     weight_bits_per_cycle: int
 
 
@@ -51,17 +58,35 @@ def ebr_blocks(width: int, depth: int, aspects, rom: bool = False) -> int:
     return blocks if blocks * EBR_COST <= logic else 0
 
 
-def block_rams(qgraph: QGraph, plan: HardwarePlan, board: Board) -> dict[str, int]:
-    """EBRs per owner (layer name, or "serial" for the board top's image buffer)."""
+def board_memories(qgraph: QGraph, plan: HardwarePlan, board: Board) -> list[tuple[str, MemoryShape]]:
+    """Every memory of the board top for ``plan``, with its owner (layer name, or "serial" for the
+    board top's image buffer)."""
     from ..gateware.board import BoardTop
     from ..gateware.memories import questioned_only
 
-    top = BoardTop(qgraph, plan, board.first_try_mhz * 1e6, board.uart_baud)
+    top = BoardTop(qgraph, plan, board.first_try_mhz * 1e6, board.uart_baud,
+                   weights_offset=board.flash["weights_offset"])
     memories = top.memories()
     questioned_only(top)
+    return memories
+
+
+def block_rams(qgraph: QGraph, plan: HardwarePlan, board: Board,
+               memories: list[tuple[str, MemoryShape]] | None = None) -> dict[str, int]:
+    """EBRs per owner (see :func:`board_memories`)."""
+    counts: dict[str, int] = {}
+    for owner, shape in memories if memories is not None else board_memories(qgraph, plan, board):
+        if not shape.spram:
+            counts[owner] = counts.get(owner, 0) + ebr_blocks(shape.width, shape.depth, board.ebr_aspects, shape.rom)
+    return counts
+
+
+def spram_blocks_of(memories: list[tuple[str, MemoryShape]]) -> dict[str, int]:
+    """SPRAM blocks per owner."""
     counts: dict[str, int] = {}
     for owner, shape in memories:
-        counts[owner] = counts.get(owner, 0) + ebr_blocks(shape.width, shape.depth, board.ebr_aspects, shape.rom)
+        if shape.spram:
+            counts[owner] = counts.get(owner, 0) + spram_blocks(shape.width, shape.depth)
     return counts
 
 
@@ -85,18 +110,20 @@ def products(layer, plan: HardwarePlan) -> tuple[int, int]:
 
 def plan_costs(qgraph: QGraph, plan: HardwarePlan, board: Board) -> list[LayerCost]:
     cycles = predict_cycles(qgraph, plan)
-    ebr = block_rams(qgraph, plan, board)
+    memories = board_memories(qgraph, plan, board)
+    ebr, spram = block_rams(qgraph, plan, board, memories), spram_blocks_of(memories)
     costs = []
     for layer in qgraph.layers:
         dsp, lut = products(layer, plan)
         folding = plan.for_layer(layer.name)
         bandwidth = folding.pe * folding.simd * layer.weight_format.bits if isinstance(layer, (QConv, QDense)) else 0
         costs.append(LayerCost(layer.name, layer.label, cycles[layer.name], dsp, lut, ebr.get(layer.name, 0),
-                               bandwidth))
-    costs.append(LayerCost("serial", "image buffer", 0, 0, 0, ebr.get("serial", 0), 0))
+                               spram.get(layer.name, 0), bandwidth))
+    costs.append(LayerCost("serial", "image buffer", 0, 0, 0, ebr.get("serial", 0), 0, 0))
     return costs
 
 
 def needs(costs: list[LayerCost]) -> dict[str, int]:
     """Board resources the plan needs, in budget keys (those this module predicts)."""
-    return {"dsp": sum(c.dsp for c in costs), "ebr": sum(c.ebr for c in costs)}
+    return {"dsp": sum(c.dsp for c in costs), "ebr": sum(c.ebr for c in costs),
+            "spram": sum(c.spram for c in costs)}

@@ -25,12 +25,18 @@ from ..errors import CnnhwError
 from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
 
 
+#: Where a layer's weights can live (``LayerPlan.weights``).
+WEIGHT_HOMES = ("rom", "spram")
+
+
 @dataclass(frozen=True)
 class LayerPlan:
     """One layer's folding. ``overlap`` (conv and pooling layers): line buffers with room for the
     next image's first window, so stages overlap across images (the cycle model assumes it);
     without, fewer block RAMs and a wait at every image boundary. ``packed`` (conv and dense
-    layers with operands of at most 8 bits): two products per DSP (SB_MAC16 in 8x8 mode)."""
+    layers with operands of at most 8 bits): two products per DSP (SB_MAC16 in 8x8 mode).
+    ``weights`` (conv and dense layers): where the weights live, "rom" (initialized by the
+    bitstream: block RAM or LUTs, as yosys decides) or "spram" (loaded from flash at boot)."""
 
     name: str
     pe: int = 1
@@ -38,6 +44,7 @@ class LayerPlan:
     digit_bits: int = 4
     overlap: bool = True
     packed: bool = False
+    weights: str = "rom"
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,11 @@ def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
         if folding.packed and (limits is None or layer.in_format.bits > 8 or layer.weight_format.bits > 8):
             raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) cannot pack two products per DSP "
                              f"(only conv/dense layers with operands of at most 8 bits)")
+        if folding.weights not in WEIGHT_HOMES:
+            raise CnnhwError(f"plan: weights of layer '{layer.name}' must be one of {', '.join(WEIGHT_HOMES)}, "
+                             f"not {folding.weights!r}")
+        if limits is None and folding.weights != "rom":
+            raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no weights to place in SPRAM")
         if limits is None:
             if (folding.pe, folding.simd) != (1, 1):
                 raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no PE/SIMD folding")

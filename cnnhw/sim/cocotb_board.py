@@ -8,7 +8,8 @@ each step (``CNNHW_SIM_RESULTS``); :mod:`cnnhw.sim.board` decodes them with the 
 ``cnnhw run`` uses and compares them with the golden model.
 
 A step: ``send`` (hex bytes), then wait until ``reply_bytes`` bytes have arrived (or
-``max_cycles``), or for ``quiet_cycles`` of silence; ``reset`` pulses the reset afterwards.
+``max_cycles``), or for ``quiet_cycles`` of silence; ``reset`` pulses the reset afterwards, then
+``after_reset_cycles`` pass (the weights reload).
 Waits use timers and pin edges, not per-cycle callbacks, so the simulator runs at full speed.
 """
 
@@ -83,6 +84,8 @@ async def board_over_uart(dut):
             dut.rst.value = 1
             await Timer(4 * PERIOD_NS, unit="ns")
             dut.rst.value = 0
+            if step.get("after_reset_cycles"):
+                await Timer(step["after_reset_cycles"] * PERIOD_NS, unit="ns")
         replies.append(bytes(receiver.received[start:]).hex())
 
     with open(os.environ["CNNHW_SIM_RESULTS"], "w") as results:

