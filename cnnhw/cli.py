@@ -144,14 +144,14 @@ def _plan(args, qgraph):
     return default_plan(qgraph) if given is None else check_plan(given, qgraph)
 
 
-def _board_plan(args, qgraph, board):
+def _board_plan(args, qgraph, board, max_dsp: int | None = None):
     """A plan for ``board``: the planner's, keeping every layer ``--plan FILE`` lists as given."""
     from .plan import predict_cycles
     from .plan.budget import plan_for_board
     from .plan.costs import multipliers
 
     started = time.perf_counter()
-    plan = plan_for_board(qgraph, board, fixed=_plan_file(args))
+    plan = plan_for_board(qgraph, board, fixed=_plan_file(args), max_dsp=max_dsp)
     log.info("plan: %d products per cycle, %s cycles per inference predicted (planned in %.2f s)",
              multipliers(qgraph, plan), f"{max(predict_cycles(qgraph, plan).values()):,}", time.perf_counter() - started)
     return plan
@@ -229,7 +229,7 @@ def _sim_board(args, graph, data, qgraph) -> None:
 
 def cmd_build(args) -> None:
     from .boards import load_board
-    from .flow.build import build
+    from .flow.build import build_fitting
     from .flow.verilog import identifier
     from .outputs import write_json
     from .report import build_table, console
@@ -237,9 +237,9 @@ def cmd_build(args) -> None:
     board = load_board(args.board)
     graph = _load(args)
     qgraph = _quantize(args, graph)
-    plan = _board_plan(args, qgraph, board)
     folder = Path(args.output) if args.output else Path("build") / f"{identifier(graph.name)}-{board.name}"
-    result = build(qgraph, plan, board, folder, clock_mhz=args.clock, toolchain=args.tools, seed=args.seed)
+    result = build_fitting(qgraph, board, folder, lambda max_dsp: _board_plan(args, qgraph, board, max_dsp),
+                           clock_mhz=args.clock, toolchain=args.tools, seed=args.seed)
     console().print(build_table(result.facts))
     console().print(f"bitstream: {result.facts['bitstream']}  (flash it with: cnnhw flash {folder})")
     if args.json:
@@ -247,13 +247,15 @@ def cmd_build(args) -> None:
 
 
 def cmd_flash(args) -> None:
-    from .runtime.flash import flash, flash_command, open_build
+    from .runtime.flash import flash, flash_commands, open_build
 
     build = open_build(args.folder)
     if args.dry_run:
-        print(" ".join(flash_command(build, args.programmer, require_installed=False)))
+        for command in flash_commands(build, args.programmer, require_installed=False):
+            print(" ".join(command))
         return
-    with stage(f"writing {build.bitstream.name} to the {build.board.name}'s flash"):
+    what = build.bitstream.name + (f" and {build.weight_image.name}" if build.weight_image is not None else "")
+    with stage(f"writing {what} to the {build.board.name}'s flash"):
         flash(build, args.programmer)
 
 
@@ -276,6 +278,7 @@ def cmd_run(args) -> None:
         raise CnnhwError(f"cannot open serial port {args.port} ({error}); the iCEBreaker's UART is the second "
                          f"FTDI channel, usually /dev/ttyUSB1") from None
     link = BoardLink(port, facts)
+    link.wait_until_ready()
     out = console()
     classes, latencies = [], []
     try:

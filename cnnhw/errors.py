@@ -36,4 +36,11 @@ class BuildError(CnnhwError):
 
 
 class DoesNotFitError(BuildError):
-    """The design needs more of some resource than the board has (``details`` holds the table)."""
+    """The design needs more of some resource than the board has (``details`` holds the table;
+    ``over`` names the budget keys that are over, e.g. ``["logic_cells"]``; ``needs`` what was
+    needed of each resource)."""
+
+    def __init__(self, message: str, details=None, over: list[str] | None = None, needs: dict | None = None):
+        super().__init__(message, details)
+        self.over = list(over or [])
+        self.needs = dict(needs or {})

@@ -132,3 +132,74 @@ def test_flash_and_run_refuse_an_unfinished_build(cli, tmp_path):
     for command in (("flash", "half"), ("run", "--port", "loop://", "--build", "half", "x.npz")):
         result = cli(*command)
         assert result.returncode == 2 and "half is not a finished cnnhw build (no build.json)" in result.error_line
+
+
+@pytest.fixture
+def build_with_weights(tmp_path):
+    """A finished build whose plan keeps weights in SPRAM: bitstream, weight image, build.json."""
+    from cnnhw.runtime.weight_image import WeightImage
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "top.bin").write_bytes(b"\xff\x00\x00\xff")
+    image = WeightImage.from_blocks([(0, [1, 2, 3]), (1, [0xBEEF])]).to_bytes()
+    (folder / "weights.bin").write_bytes(image)
+    (folder / "build.json").write_text(json.dumps({
+        "board": "icebreaker", "bitstream": "somewhere/out/top.bin",
+        "weight_image": {"file": "somewhere/out/weights.bin", "offset": 1048576, "bytes": len(image)}}))
+    return folder
+
+
+def test_flash_writes_the_weight_image_at_its_offset(cli, tmp_path, build_with_weights):
+    result = cli("flash", "out", "--dry-run", env={**os.environ, "PATH": str(tmp_path)})
+    assert result.returncode == 0
+    assert result.stdout.strip().splitlines() == ["iceprog out/top.bin", "iceprog -o 1048576 out/weights.bin"]
+    result = cli("flash", "out", "--dry-run", "--programmer", "openFPGALoader")
+    assert result.stdout.strip().splitlines()[1] == ("openFPGALoader --board ice40_generic --write-flash "
+                                                     "--offset 1048576 out/weights.bin")
+    # Both writes happen, in order, with a programmer that succeeds.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    log = tmp_path / "calls.log"
+    (tools / "iceprog").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    (tools / "iceprog").chmod(0o755)
+    python_dir = os.path.dirname(os.sys.executable)
+    result = cli("flash", "out", env={**os.environ, "PATH": f"{tools}{os.pathsep}{python_dir}"})
+    assert result.returncode == 0, result.error_line
+    assert log.read_text().splitlines() == ["out/top.bin", "-o 1048576 out/weights.bin"]
+
+
+def test_flash_refuses_a_damaged_weight_image(cli, tmp_path, build_with_weights):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    log = tmp_path / "calls.log"
+    (tools / "iceprog").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    (tools / "iceprog").chmod(0o755)
+    image = bytearray((build_with_weights / "weights.bin").read_bytes())
+    image[-1] ^= 0x01
+    (build_with_weights / "weights.bin").write_bytes(bytes(image))
+    python_dir = os.path.dirname(os.sys.executable)
+    result = cli("flash", "out", env={**os.environ, "PATH": f"{tools}{os.pathsep}{python_dir}"})
+    assert result.returncode == 2 and "the weight image is damaged (length or CRC-32 wrong)" in result.error_line
+    assert not log.exists()  # nothing was written
+
+
+def test_the_host_waits_for_the_weights_and_reports_bad_ones(network):
+    spec, qgraph, facts = network
+
+    class LoadingBoard(SoftwareBoard):
+        def __init__(self, statuses):
+            super().__init__(qgraph, facts)
+            self.statuses = list(statuses)
+
+        def write(self, data):
+            for frame in FrameDecoder().feed(data):
+                assert frame.type == FrameType.STATUS_REQUEST
+                self.outbox += encode(FrameType.STATUS, bytes([self.statuses.pop(0)]))
+
+    loading = LoadingBoard([Status.LOADING_WEIGHTS] * 3 + [Status.READY])
+    BoardLink(loading, facts, reply_timeout_s=0.2).wait_until_ready(poll_s=0.001)
+    assert loading.statuses == []  # asked until READY
+    with pytest.raises(CnnhwError, match="weight image is missing, damaged or from another build"):
+        BoardLink(LoadingBoard([Status.LOADING_WEIGHTS, Status.BAD_WEIGHTS]), facts,
+                  reply_timeout_s=0.2).wait_until_ready(poll_s=0.001)

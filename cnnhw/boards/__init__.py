@@ -7,6 +7,7 @@ takes a profile from anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,8 @@ class Board:
     ebr_aspects: tuple[tuple[int, int], ...]  # (depth, width) configurations of one block RAM
     programmers: dict[str, list[str]]  # tool -> command line writing {bitstream} to the board's flash
     first_try_mhz: float  # where the timing search starts (DESIGN: build picks the fastest that meets timing)
+    programmers_at_offset: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    # tool -> command line writing {file} at byte {offset} of the flash (the weight image)
 
     @property
     def clocks_mhz(self) -> list[float]:
@@ -84,7 +87,9 @@ def load_board(name_or_path: str) -> Board:
                       {key: int(value) for key, value in facts["flash"].items()}, path,
                       tuple((int(d), int(w)) for d, w in facts["memories"]["ebr"]["aspects"]),
                       {tool: [str(part) for part in command] for tool, command in facts["programmers"].items()},
-                      float(clock.get("first_try_mhz", max(p.mhz for p in pll))))
+                      float(clock.get("first_try_mhz", max(p.mhz for p in pll))),
+                      {tool: [str(part) for part in command]
+                       for tool, command in facts.get("programmers_at_offset", {}).items()})
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise CnnhwError(f"board profile {path} is malformed ({type(error).__name__}: {error}); "
                          f"compare it with {HERE / 'icebreaker.json'}") from None

@@ -14,6 +14,8 @@ Output folder (written atomically: assembled in a hidden sibling folder and rena
 a failed build is left as ``<DIR>.failed/`` with its logs, never as ``DIR``)::
 
     <top>.bin            the bitstream
+    weights.bin          the weight image, when weights are in SPRAM (``runtime/weight_image.py``;
+                         ``cnnhw flash`` writes it at the profile's ``flash.weights_offset``)
     build.json           the facts (DESIGN.md: build JSON keys)
     plan.json            the hardware plan
     rtl/                 the accelerator's Verilog and manifest (as ``cnnhw sim`` writes them)
@@ -26,9 +28,11 @@ import importlib
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,11 +46,19 @@ from ..plan.costs import multipliers, needs, plan_costs
 from ..progress import stage
 from ..quant.qgraph import QGraph
 from ..runtime.protocol import FrameType, encode
+from ..runtime.weight_image import WeightImage
 from .tools import PlaceRouteReport, Toolchain, find_toolchain, run_tool, synthesis_cells, synthesis_needs
 from .verilog import export_verilog, identifier
 
 log = logging.getLogger("cnnhw")
 MAX_ATTEMPTS = 4
+#: Plans tried with fewer DSPs when a design is over the logic cells (``build_fitting``).
+MAX_REFITS = 3
+#: How nextpnr says that the cells do not fit the device.
+PLACEMENT_FULL = ("Unable to place", "no BELs remaining", "too many", "Failed to expand region")
+#: The weight image's file in the build folder (when the plan keeps weights in SPRAM).
+WEIGHT_IMAGE_FILE = "weights.bin"
+
 
 @dataclass
 class Attempt:
@@ -137,9 +149,14 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
                                  "--report", "nextpnr_report.json", "--freq", f"{mhz:g}", "--seed", str(seed),
                                  "--timing-allow-fail"], folder, folder / "nextpnr.console.log")
         except BuildError as error:
-            if "Unable to place" in str(error) or "no BELs remaining" in str(error) or "too many" in str(error):
+            if any(sign in str(error) for sign in PLACEMENT_FULL):
+                cells = re.search(r"of (\d+) ICESTORM_LCs", str(error))
+                if cells:  # nextpnr's own count of the logic cells it needed
+                    needs = {**needs, "logic_cells": int(cells.group(1))}
                 raise DoesNotFitError(f"the design does not fit the {board.name}: {error}",
-                                      details=budget_table(needs, board, "after synthesis")) from None
+                                      details=budget_table(needs, board, "after synthesis"),
+                                      over=[key for key, value in needs.items()
+                                            if value > board.budget.get(key, value)], needs=needs) from None
             raise
     report = PlaceRouteReport.read(folder / "nextpnr_report.json")
     attempt.resources, attempt.fmax_mhz = report.resources, report.fmax_mhz
@@ -150,6 +167,18 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
         attempt.bitstream = folder / f"{top}.bin"
         (folder / f"{top}.asc").unlink()  # 1-2 MB of text the bitstream already holds
     return attempt
+
+
+def weight_image(qgraph: QGraph, plan: HardwarePlan, board: Board) -> WeightImage | None:
+    """The image of the weights ``plan`` keeps in SPRAM (None if there are none)."""
+    from ..gateware.board import BoardTop
+    from ..gateware.memories import questioned_only
+
+    top = BoardTop(qgraph, plan, board.first_try_mhz * 1e6, board.uart_baud,
+                   weights_offset=board.flash["weights_offset"])
+    image = top.weight_image()
+    questioned_only(top)
+    return image
 
 
 def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
@@ -164,7 +193,7 @@ def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
 
 
 def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_mhz: float | None = None,
-          toolchain: str = "yowasp", seed: int = 1) -> BuildResult:
+          toolchain: str = "yowasp", seed: int = 1, refits: list[dict] | None = None) -> BuildResult:
     """Build ``folder`` (see the module docstring). Raises BuildError (timing, tools) or
     DoesNotFitError; the partial build is then kept as ``<folder>.failed`` for its logs."""
     started = time.perf_counter()
@@ -178,6 +207,9 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         with stage(f"generating the accelerator's Verilog into {folder / 'rtl'}"):
             export_verilog(qgraph, plan, staging / "rtl")
         (staging / "plan.json").write_text(plan.dumps() + "\n")
+        image = weight_image(qgraph, plan, board)
+        if image is not None:
+            (staging / WEIGHT_IMAGE_FILE).write_bytes(image.to_bytes())
         attempts: list[Attempt] = []
         clock = clock_mhz if clock_mhz is not None else board.first_try_mhz
         while clock is not None:
@@ -198,17 +230,46 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         facts = build_facts(qgraph, plan, board, chosen, attempts, time.perf_counter() - started)
         shutil.copy2(chosen.bitstream, staging / chosen.bitstream.name)
         facts["bitstream"] = str(folder / chosen.bitstream.name)
+        facts["refits"] = refits or []  # plans that were over the logic cells (build_fitting)
+        if image is not None:
+            facts["weight_image"] = {"file": str(folder / WEIGHT_IMAGE_FILE), "offset": board.flash["weights_offset"],
+                                     "bytes": len(image.to_bytes()), "crc32": image.crc32}
         write_json(staging / "build.json", facts)
         replace_folder(staging, folder)
         return BuildResult(folder, facts, attempts)
-    except BuildError:
+    except BuildError as error:
         failed = folder.parent / f"{folder.name}.failed"
         shutil.rmtree(failed, ignore_errors=True)
         os.replace(staging, failed)
+        # Paths in the message pointed into the staging folder, which is now `failed`.
+        error.args = (str(error).replace(str(staging), str(failed)),)
         raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callable[[int | None], HardwarePlan],
+                  clock_mhz: float | None = None, toolchain: str = "yowasp", seed: int = 1) -> BuildResult:
+    """:func:`build` the plan ``plan_with(None)``; while the design is over the board's logic
+    cells (which the plan's cost model does not predict: yosys and nextpnr tell), build again
+    with ``plan_with(d)``, ``d`` one DSP fewer than the last plan used, at most ``MAX_REFITS`` times.
+    The facts record each plan that did not fit."""
+    cap, refits = None, []
+    while True:
+        plan = plan_with(cap)
+        try:
+            return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits)
+        except DoesNotFitError as error:
+            dsp = needs(plan_costs(qgraph, plan, board))["dsp"]
+            if error.over != ["logic_cells"] or len(refits) == MAX_REFITS or dsp <= 1:
+                raise
+            cells = error.needs.get("logic_cells", 0)
+            refits.append({"dsp": dsp, "cycles_per_inference": max(predict_cycles(qgraph, plan).values()),
+                           "logic_cells": cells})
+            cap = dsp - 1
+            log.info("%s logic cells needed with %d DSPs (%s available): planning again with at most %d DSPs",
+                     f"{cells:,}", dsp, f"{board.budget['logic_cells']:,}", cap)
 
 
 def host_facts(qgraph: QGraph, board: Board) -> dict:

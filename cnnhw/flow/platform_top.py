@@ -1,4 +1,5 @@
-"""The top for a real board: the PLL, a power-on reset, the UART pins and LEDs around a BoardTop.
+"""The top for a real board: the PLL, a power-on reset, the UART pins, LEDs and (with weights in
+SPRAM) the SPI flash pins around a BoardTop.
 
 Only this module requests pins (DESIGN.md principle 6); everything board specific comes from the
 board profile (PLL divider settings) and the amaranth-boards platform (pin names).
@@ -53,4 +54,22 @@ class PlatformTop(Elaboratable):
         m.submodules.class_led = class_led = io.Buffer("o", platform.request("led_g", 0, dir="-"))
         m.submodules.board = top = self.board_top
         m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx), busy_led.o.eq(top.busy), class_led.o.eq(top.last_class[0])]
+        if "spi" in top.signature.members:
+            self._connect_flash(m, platform, top.spi)
         return m
+
+    @staticmethod
+    def _connect_flash(m: Module, platform, spi) -> None:
+        """The weight loader's SPI bus onto the configuration flash's pins (single-bit SPI).
+        amaranth-boards declares chip select, write protect and hold active low (``PinsN``): the
+        buffers take "asserted" and invert, so write protect and hold are driven inactive."""
+        flash = platform.request("spi_flash_1x", 0, dir="-")
+        m.submodules.flash_cs = cs = io.Buffer("o", flash.cs)
+        m.submodules.flash_clk = clk = io.Buffer("o", flash.clk)
+        m.submodules.flash_copi = copi = io.Buffer("o", flash.copi)
+        m.submodules.flash_cipo = cipo = io.Buffer("i", flash.cipo)
+        m.d.comb += [cs.o.eq(~spi.cs_n), clk.o.eq(spi.sck), copi.o.eq(spi.copi), spi.cipo.eq(cipo.i)]
+        for name in ("wp", "hold"):
+            if hasattr(flash, name):
+                m.submodules[f"flash_{name}"] = pin = io.Buffer("o", getattr(flash, name))
+                m.d.comb += pin.o.eq(0)

@@ -80,10 +80,7 @@ class WeightLoader(wiring.Component):
         with m.Else():
             m.d.sync += [spi.sck.eq(0), step.eq(0), got.eq(0)]
 
-        received = Signal(range(total + 1))  # bytes of this transfer completed
-        sent = Signal(range(total + 1))  # bytes of this transfer started
-        with m.If(active & (step == 15)):
-            m.d.sync += sent.eq(sent + 1)
+        received = Signal(range(total + 1))  # bytes of this transfer completed (also: the byte being sent)
         with m.If(got):
             m.d.sync += received.eq(received + 1)
 
@@ -118,11 +115,11 @@ class WeightLoader(wiring.Component):
             with m.State("WAIT"):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == self.wake_cycles):
-                    m.d.sync += [spi.cs_n.eq(0), active.eq(1), sent.eq(0), received.eq(0), out_byte.eq(command[0])]
+                    m.d.sync += [spi.cs_n.eq(0), active.eq(1), received.eq(0), out_byte.eq(command[0])]
                     m.next = "COMMAND"
             with m.State("COMMAND"):
-                with m.If(active & (step == 15)):
-                    m.d.sync += out_byte.eq(Array(Const(b, 8) for b in command[1:] + [0])[sent])
+                with m.If(active & (step == 15)):  # byte `received` ends: the next one goes out
+                    m.d.sync += out_byte.eq(Array(Const(b, 8) for b in command[1:] + [0])[received])
                 with m.If(got & (received == len(command) - 1)):
                     m.d.sync += header_index.eq(0)
                     m.next = "HEADER"

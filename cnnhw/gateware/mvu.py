@@ -33,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 from .dsp import PackedMultiplier
 from .memories import MemoryShape
 from .spram import LoadSignature, SpramWeights, drive_load
+from .rescale import TABLE_IN_LOGIC_MAX
 from .tables import lookup
 
 
@@ -122,7 +123,14 @@ class MatrixVectorUnit(wiring.Component):
                               rom=True, spram=self.spram is not None)]
         if mx.folds > 1:
             shapes.append(MemoryShape("window buffer", self.element.width * mx.simd, 2 * mx.words))
+        if self.biases_in_memory:
+            shapes.append(MemoryShape("biases", mx.pe * self.acc_shape.width, mx.groups * mx.folds, rom=True))
         return shapes
+
+    @property
+    def biases_in_memory(self) -> bool:
+        """Bias tables longer than the rescaler's logic limit are a ROM too (same reasons)."""
+        return self.matrix.groups * self.matrix.folds > TABLE_IN_LOGIC_MAX
 
     def elaborate(self, platform):
         mx = self.matrix
@@ -209,10 +217,20 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += operand.eq(held if folds == 1 else buffer_read.data)
         weights = [rom_read.data[(p * simd + s) * lane_bits:(p * simd + s + 1) * lane_bits].as_signed()
                    for p in range(pe) for s in range(simd)]
-        biases = [lookup([mx.bias[b * pe + p] for b in range(groups * folds)], bank1, self.acc_shape)
-                  for p in range(pe)]
+        if self.biases_in_memory:
+            # Read at stage 0 with the bank being issued, like the weights: ready at stage 1.
+            bias_rom = Memory(shape=data.ArrayLayout(self.acc_shape, pe), depth=groups * folds,
+                              init=[[int(mx.bias[b * pe + p]) for p in range(pe)] for b in range(groups * folds)])
+            m.submodules.bias_rom = bias_rom
+            bias_read = bias_rom.read_port()
+            m.d.comb += [bias_read.addr.eq(bank), bias_read.en.eq(advance)]
+            biases = [bias_read.data[p] for p in range(pe)]
+        else:
+            biases = [lookup([mx.bias[b * pe + p] for b in range(groups * folds)], bank1, self.acc_shape)
+                      for p in range(pe)]
 
-        # Stage 2: accumulate (acc starts at the bias); the last word of a fold fills the output.
+        # Stage 2: accumulate (acc starts at the bias); after the last word of a fold, the
+        # accumulators are the output.
         accumulators = [Signal(self.acc_shape, name=f"acc{p}", reset_less=True) for p in range(pe)]
         products = self._products(m, [(weights[p * simd + s], operand[s]) for p in range(pe) for s in range(simd)])
         with m.If(advance):
@@ -224,8 +242,10 @@ class MatrixVectorUnit(wiring.Component):
                 total = Mux(first1, biases[p], accumulators[p]) + sum(products[p * simd:(p + 1) * simd])
                 with m.If(valid1):
                     m.d.sync += accumulators[p].eq(total)
-                    with m.If(last1):
-                        m.d.sync += self.o.payload[p].eq(total)
+        # The output is the accumulators themselves: while it waits (valid, not ready) the global
+        # stall holds them, and the next fold overwrites them only as it is taken. (A copy would
+        # cost a register per accumulator bit that cannot share a logic cell with its adder.)
+        m.d.comb += [self.o.payload[p].eq(accumulators[p]) for p in range(pe)]
         return m
 
     def _products(self, m: Module, factors: list) -> list:

@@ -39,6 +39,9 @@ class PoolReducer(wiring.Component):
             "o": Out(stream.Signature(self.element)),
         })
 
+    def memories(self):
+        return self.rescaler.memories() if self.rescaler is not None else []
+
     def elaborate(self, platform):
         m = Module()
         position = Signal(range(max(self.window, 2)))

@@ -30,6 +30,9 @@ class RequantUnit(wiring.Component):
             "o": Out(stream.Signature(Shape.cast(out))),
         })
 
+    def memories(self):
+        return self.rescaler.memories()
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.rescaler = rescaler = self.rescaler

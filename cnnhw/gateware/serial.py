@@ -106,6 +106,7 @@ class SerialFrontEnd(wiring.Component):
                 with m.If(got & (byte == SYNC[0])):
                     m.next = "SYNC1"
             with m.State("SYNC1"):
+                m.d.sync += crc.eq(0)  # the checksum starts at the type byte
                 with m.If(got):
                     with m.If(byte == SYNC[1]):
                         m.next = "TYPE"
@@ -114,7 +115,7 @@ class SerialFrontEnd(wiring.Component):
             with m.State("TYPE"):
                 watch_timeout()
                 with m.If(got):
-                    m.d.sync += [frame_type.eq(byte), crc.eq(crc_of(0, byte))]
+                    m.d.sync += [frame_type.eq(byte), crc.eq(crc_next)]
                     m.next = "LENGTH0"
             with m.State("LENGTH0"):
                 watch_timeout()
@@ -177,7 +178,12 @@ class SerialFrontEnd(wiring.Component):
 
         # ------------------------------------------------------------ answering
         out = self.tx_byte
+        # One checksum circuit for every byte sent: a byte counts when it is taken and
+        # `tx_checksum` is set (`tx_first`: it is the first, so the checksum starts from 0).
         tx_crc = Signal(8)
+        tx_checksum, tx_first = Signal(), Signal()
+        with m.If(out.valid & out.ready & tx_checksum):
+            m.d.sync += tx_crc.eq(crc_of(Mux(tx_first, 0, tx_crc), out.payload))
         logit = Signal(self.logit.width)
         part = Signal(range(max(self.logit_bytes, 2)))
         sent_logits = Signal(range(self.classes + 1))
@@ -186,10 +192,8 @@ class SerialFrontEnd(wiring.Component):
         result_length = self.classes * self.logit_bytes + 1
 
         def emit(value, next_state, checksum=True, first=False):
-            m.d.comb += [out.valid.eq(1), out.payload.eq(value)]
+            m.d.comb += [out.valid.eq(1), out.payload.eq(value), tx_checksum.eq(checksum), tx_first.eq(first)]
             with m.If(out.ready):
-                if checksum:
-                    m.d.sync += tx_crc.eq(crc_of(0 if first else tx_crc, value))
                 m.next = next_state
 
         with m.FSM(name="answer"):
@@ -239,19 +243,18 @@ class SerialFrontEnd(wiring.Component):
                 value = logit.as_signed() if self.logit.signed else logit
                 byte_value = (value >> (part * 8))[:8]
                 m.d.comb += [out.valid.eq(1), out.payload.eq(byte_value)]
+                m.d.comb += tx_checksum.eq(1)
                 with m.If(out.ready):
-                    m.d.sync += tx_crc.eq(crc_of(tx_crc, byte_value))
                     with m.If(part == self.logit_bytes - 1):
                         m.d.sync += sent_logits.eq(sent_logits + 1)
                         m.next = "RESULT_TAKE"
                     with m.Else():
                         m.d.sync += part.eq(part + 1)
             with m.State("RESULT_CLASS"):
-                m.d.comb += self.cls.ready.eq(out.ready)
-                m.d.comb += [out.valid.eq(self.cls.valid), out.payload.eq(self.cls.payload)]
+                m.d.comb += [self.cls.ready.eq(out.ready), out.valid.eq(self.cls.valid), out.payload.eq(self.cls.payload),
+                             tx_checksum.eq(1)]
                 with m.If(self.cls.valid & out.ready):
-                    m.d.sync += [tx_crc.eq(crc_of(tx_crc, self.cls.payload)),
-                                 self.last_class.eq(self.cls.payload)]
+                    m.d.sync += self.last_class.eq(self.cls.payload)
                     m.next = "RESULT_CRC"
             with m.State("RESULT_CRC"):
                 emit(tx_crc, "IDLE", checksum=False)

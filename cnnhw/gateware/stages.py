@@ -2,7 +2,7 @@
 
 * :class:`ConvStage`: SlidingWindow -> MatrixVectorUnit -> RequantUnit
 * :class:`DenseStage`: (Packer) -> MatrixVectorUnit -> RequantUnit
-* :class:`PoolStage`: SlidingWindow -> PoolReducer (max, or average with its Rescaler)
+* :class:`PoolStage`: TiledMaxPool, or SlidingWindow -> PoolReducer (max, or average with its Rescaler)
 * :class:`ClampStage`: a stand-alone ReLU/Clip
 
 Streams carry one element per transfer, feature maps in HWC order (channels innermost).
@@ -23,6 +23,7 @@ from .requant import RequantUnit
 from .small import Clamp, Packer
 from .memories import MemoryShape
 from .spram import LoadSignature, drive_load
+from .tiled_pool import TiledMaxPool
 from .window import SlidingWindow, WindowGeometry
 
 
@@ -79,7 +80,7 @@ class ConvStage(_Stage):
                                    digit_bits)
 
     def memories(self) -> list[MemoryShape]:
-        return self.window.memories() + self.mvu.memories()
+        return self.window.memories() + self.mvu.memories() + self.requant.memories()
 
     def elaborate(self, platform):
         m = Module()
@@ -107,7 +108,7 @@ class DenseStage(_Stage):
                                    digit_bits)
 
     def memories(self) -> list[MemoryShape]:
-        return self.mvu.memories()
+        return self.mvu.memories() + self.requant.memories()
 
     def elaborate(self, platform):
         m = Module()
@@ -117,9 +118,15 @@ class DenseStage(_Stage):
 
 
 class PoolStage(_Stage):
+    """Tiled max pooling (``QPool.tiled``) is a :class:`TiledMaxPool`; any other pooling a
+    SlidingWindow and a PoolReducer."""
+
     def __init__(self, layer: QPool | QGlobalPool, digit_bits: int = 4, overlap: bool = True):
         super().__init__(layer)
         channels, in_h, in_w = layer.in_shape
+        if isinstance(layer, QPool) and layer.tiled:
+            self.parts = [TiledMaxPool(in_h, in_w, channels, layer.kernel, element_shape(layer.in_format))]
+            return
         _, out_h, out_w = layer.out_shape
         if isinstance(layer, QGlobalPool):
             kernel, stride, dilation, pads, count_pads = (in_h, in_w), (1, 1), (1, 1), (0, 0, 0, 0), False
@@ -133,13 +140,14 @@ class PoolStage(_Stage):
         sum_bits = layer.sum_format.bits + 1 if layer.sum_format is not None else 32
         self.reducer = PoolReducer(layer.kind, kernel[0] * kernel[1], element, count_pads, layer.divider, sum_bits,
                                    digit_bits)
+        self.parts = [self.window, self.reducer]
 
     def memories(self) -> list[MemoryShape]:
-        return self.window.memories()
+        return [shape for part in self.parts for shape in part.memories()]
 
     def elaborate(self, platform):
         m = Module()
-        _chain(m, self, [self.window, self.reducer])
+        _chain(m, self, self.parts)
         return m
 
 

@@ -203,7 +203,9 @@ class SlidingWindow(wiring.Component):
         slot_sum = first_slot + row_offset
         slot = Mux(slot_sum >= ring, slot_sum - ring, slot_sum)
 
-        fifo = RegisterFIFO(Shape.cast(window_payload(self.element, g.simd)).width, depth=4)
+        # Issuing only while level + in_flight <= 2 bounds the level at 3, and keeps one word per
+        # cycle flowing when the consumer is always ready (level 1, one read in flight).
+        fifo = RegisterFIFO(Shape.cast(window_payload(self.element, g.simd)).width, depth=3)
         m.submodules.fifo = fifo
         in_flight = Signal()
         flight_inside = Signal()

@@ -11,14 +11,16 @@ block RAMs (``costs.block_rams``, after giving up line-buffer overlap where that
 see ``LayerPlan.overlap``, then moving weights to SPRAM, see ``LayerPlan.weights``) and SPRAM
 blocks (whose width is the bandwidth a layer's folding needs, so they bound its speed). It
 stops when the bottleneck is a stage without folding (pooling), is fixed by the user, or cannot
-grow within the budget. A stage is never given more than it
-needs to stop being the bottleneck, so no multipliers are wasted on stages that would wait anyway.
+grow within the budget. Finally each rescaler gets the narrowest multiply that keeps pace.
+A stage is never given more than it needs to stop being the bottleneck, so no multipliers are wasted on stages that would wait anyway.
 
 Deterministic (no randomness, ties broken by order), and monotonic in the budget: a larger budget
 follows the same steps and may take more, so it never gives a slower plan.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ..boards import Board
 from ..errors import DoesNotFitError
@@ -62,7 +64,7 @@ def check_fits(needs: dict[str, int], board: Board, note: str) -> None:
     if over:
         listed = ", ".join(f"{RESOURCE_NAMES[k]} {needs[k]:,} > {board.budget[k]:,}" for k in over)
         raise DoesNotFitError(f"the design does not fit the {board.name} ({listed}); try {_advice(over)}",
-                              details=budget_table(needs, board, note))
+                              details=budget_table(needs, board, note), over=over, needs=needs)
 
 
 def _memory_use(qgraph: QGraph, plan: HardwarePlan, board: Board) -> tuple[int, int]:
@@ -136,9 +138,13 @@ def _foldings(limits: tuple[int, int]) -> dict[int, list[tuple[int, int]]]:
 
 
 def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = None,
-                   digit_bits: int = 4) -> HardwarePlan:
+                   digit_bits: int = 4, max_dsp: int | None = None) -> HardwarePlan:
     """The fastest plan the planner finds for ``board`` (see the module docstring). Layers in
-    ``fixed`` keep the folding the user gave; an impossible one is a clear error."""
+    ``fixed`` keep the folding the user gave; an impossible one is a clear error. ``max_dsp``
+    spends fewer DSPs than the board has (the build's answer to a design over its logic cells:
+    fewer products per cycle, smaller adders and accumulators)."""
+    if max_dsp is not None and max_dsp < board.budget["dsp"]:
+        board = dataclasses.replace(board, budget={**board.budget, "dsp": max_dsp})
     fixed = check_plan(fixed, qgraph) if fixed is not None else HardwarePlan(())
     fixed_names = {layer.name for layer in fixed.layers}
     foldable = {layer.name: folding_limits(layer) for layer in qgraph.layers if isinstance(layer, (QConv, QDense))}
@@ -160,7 +166,7 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
         cycles = predict_cycles(qgraph, plan)
         bottleneck = max(cycles, key=cycles.get)
         if bottleneck not in foldable or bottleneck in fixed_names:
-            return plan
+            return _narrow_rescalers(qgraph, plan, fixed_names)
         current = plan.for_layer(bottleneck)
         step = None
         for count, options in _foldings(foldable[bottleneck]).items():
@@ -177,8 +183,27 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
                 step = min(fitting, key=lambda entry: entry[:3])[3]
                 break
         if step is None:
-            return plan
+            return _narrow_rescalers(qgraph, plan, fixed_names)
         plan = step
+
+
+def _narrow_rescalers(qgraph: QGraph, plan: HardwarePlan, fixed: set[str]) -> HardwarePlan:
+    """Each rescaler (requantizer, average) gets the fewest multiplier bits per cycle
+    (``LayerPlan.digit_bits``) that keep its stage no slower than the bottleneck: a narrower
+    shift-and-add takes less logic and the pipeline is no slower."""
+    cycles = predict_cycles(qgraph, plan)
+    pace = max(cycles.values())
+    for layer in qgraph.layers:
+        rescales = isinstance(layer, (QConv, QDense)) or (isinstance(layer, (QPool, QGlobalPool))
+                                                          and layer.divider is not None)
+        if layer.name in fixed or not rescales:
+            continue
+        for digit_bits in range(1, plan.for_layer(layer.name).digit_bits):
+            narrower = with_folding(plan, layer.name, digit_bits=digit_bits)
+            if predict_cycles(qgraph, narrower)[layer.name] <= pace:
+                plan = narrower
+                break
+    return plan
 
 
 def _refuse(qgraph: QGraph, plan: HardwarePlan, board: Board, what: str) -> None:

@@ -8,8 +8,10 @@ the largest of what its parts need:
 
 * window unit: one word per cycle: ``out_pixels * kh * kw * channels / simd``;
 * matrix-vector unit: one word per cycle: ``out_pixels * (out_channels / pe) * (kh * kw * channels_per_group / simd)``;
-* rescaler (requantizer, average): ``outputs * (ceil(multiplier_bits / digit_bits) + 2)``;
+* rescaler (requantizer, average): ``outputs * (ceil(multiplier_bits / digit_bits) + 2)``, plus
+  one per output when its multiplier table is a ROM (``gateware.rescale.rescale_cycles``);
 * input of a window unit or packer: one element per cycle;
+* tiled max pooling (``QPool.tiled``): one element per cycle, never waits;
 * a window unit without ``overlap`` also waits, at every image boundary, for the rows of the next
   image its first window needs beyond those its ring could take early:
   ``(span_h - stride_h) * in_w * in_c``.
@@ -22,6 +24,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from ..errors import CnnhwError
+from ..gateware.rescale import rescale_cycles
 from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
 
 
@@ -134,9 +137,6 @@ def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
     return plan
 
 
-def _rescale_cycles(multiplier_bits: int, digit_bits: int) -> int:
-    digit = max(1, min(digit_bits, multiplier_bits))
-    return math.ceil(multiplier_bits / digit) + 2
 
 
 def _boundary_wait(folding: LayerPlan, kernel_h: int, dilation_h: int, stride_h: int, row_elements: int) -> int:
@@ -158,13 +158,13 @@ def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
             kh, kw = layer.kernel
             window = pixels * kh * kw * in_c // folding.simd
             mvu = pixels * (out_c // folding.pe) * (kh * kw * layer.weight.shape[1] // folding.simd)
-            rescale = pixels * out_c * _rescale_cycles(layer.requant.multiplier_bits, folding.digit_bits)
+            rescale = pixels * out_c * rescale_cycles(layer.requant.multiplier_bits, folding.digit_bits, out_c)
             wait = _boundary_wait(folding, kh, layer.dilation[0], layer.stride[0], in_w * in_c)
             cycles[layer.name] = max(in_c * in_h * in_w, window + wait, mvu + wait, rescale)
         elif isinstance(layer, QDense):
             out, k = layer.weight.shape
             mvu = (out // folding.pe) * (k // folding.simd)
-            rescale = out * _rescale_cycles(layer.requant.multiplier_bits, folding.digit_bits)
+            rescale = out * rescale_cycles(layer.requant.multiplier_bits, folding.digit_bits, out)
             cycles[layer.name] = max(k, mvu, rescale)
         elif isinstance(layer, (QPool, QGlobalPool)):
             c, out_h, out_w = layer.out_shape
@@ -173,10 +173,11 @@ def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
             window = out_h * out_w * c * kh * kw
             rescale = 0
             if layer.divider is not None:
-                rescale = out_h * out_w * c * _rescale_cycles(max(m.bit_length() for m in layer.divider.multipliers),
-                                                              folding.digit_bits)
+                rescale = out_h * out_w * c * rescale_cycles(max(m.bit_length() for m in layer.divider.multipliers),
+                                                             folding.digit_bits, len(layer.divider.multipliers))
             stride, dilation = (layer.stride[0], layer.dilation[0]) if isinstance(layer, QPool) else (1, 1)
-            wait = _boundary_wait(folding, kh, dilation, stride, in_w * c)
+            tiled = isinstance(layer, QPool) and layer.tiled  # no line buffer: never waits
+            wait = 0 if tiled else _boundary_wait(folding, kh, dilation, stride, in_w * c)
             cycles[layer.name] = max(c * in_h * in_w, window + wait, rescale)
         else:
             cycles[layer.name] = 0  # reshapes and clamps pass the stream through

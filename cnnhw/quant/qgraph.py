@@ -111,6 +111,15 @@ class QPool(QLayer):
     def label(self) -> str:  # type: ignore[override]
         return "MaxPool" if self.kind == "max" else "AvgPool"
 
+    @property
+    def tiled(self) -> bool:
+        """Max pooling over non-overlapping whole tiles (stride = kernel, no padding or dilation):
+        the hardware needs no sliding window for it (``gateware/tiled_pool.py``)."""
+        _, in_h, in_w = self.in_shape
+        _, out_h, out_w = self.out_shape
+        return (self.kind == "max" and self.stride == self.kernel and self.pads == (0, 0, 0, 0)
+                and self.dilation == (1, 1) and (out_h, out_w) == (in_h // self.kernel[0], in_w // self.kernel[1]))
+
 
 @dataclass(frozen=True, eq=False)
 class QGlobalPool(QLayer):

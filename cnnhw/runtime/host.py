@@ -69,6 +69,21 @@ class BoardLink:
             raise CnnhwError(f"the board answered a STATUS request with frame type 0x{frame.type:02X}")
         return Status(frame.payload[0])
 
+    def wait_until_ready(self, timeout_s: float = 5.0, poll_s: float = 0.05) -> None:
+        """Return once the board answers READY; a board still loading its weights from flash
+        (LeNet-5: ~50 ms after power-up) is asked again until ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.status()
+            if status == Status.READY:
+                return
+            if status == Status.BAD_WEIGHTS:
+                raise CnnhwError("the board's weight image is missing, damaged or from another build; write both "
+                                 "with cnnhw flash DIR (the build this bitstream came from)")
+            if time.monotonic() > deadline:
+                raise CnnhwError(f"the board was still {status.name} after {timeout_s:g} s; power-cycle it")
+            time.sleep(poll_s)
+
     def classify(self, image: np.ndarray) -> Result:
         self.port.write(encode(FrameType.CLASSIFY, self.facts.payload(image)))
         frame = self._reply()

@@ -1,4 +1,5 @@
-"""Rescaler (requantization and average division) against cnnhw.quant.arith, every digit width."""
+"""Rescaler (requantization and average division) against cnnhw.quant.arith, every digit width,
+multiplier tables in logic and in a ROM."""
 
 import random
 
@@ -7,13 +8,15 @@ from amaranth import signed, unsigned
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnhw.gateware.rescale import Rescaler
+from cnnhw.gateware.rescale import TABLE_IN_LOGIC_MAX, Rescaler
 from cnnhw.quant.arith import AverageDivider, Requantizer
 from tests.gateware.streams import get_n, put_all, run
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.integers(1, 2**16 - 1), min_size=1, max_size=4), st.integers(0, 24),
+@given(st.lists(st.integers(1, 2**16 - 1), min_size=1, max_size=4)  # a table in logic
+       | st.lists(st.integers(1, 2**16 - 1), min_size=TABLE_IN_LOGIC_MAX + 1, max_size=40),  # a ROM
+       st.integers(0, 24),
        st.sampled_from(["half_up", "half_even"]), st.sampled_from([1, 3, 4, 8, 16, 32]), st.booleans(),
        st.integers(0, 2**32 - 1))
 def test_rescaler_matches_the_requantizer(multipliers, shift, rounding, digit_bits, leaky, seed):
