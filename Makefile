@@ -22,8 +22,7 @@ example: install
 	$(BIN)/cnnhw inspect --model examples/lenet.onnx
 	$(BIN)/cnnhw quantize --model examples/lenet.onnx --eval examples/lenet.test.npz
 	$(BIN)/cnnhw sim --model examples/lenet.onnx --inputs examples/lenet.sample.npz
-	# LeNet's weights need SPRAM (next issue); the iCEBreaker bitstream is built for mnist-8 meanwhile.
-	$(BIN)/cnnhw build --model tests/data/mnist8/mnist-8.onnx --input-range 0 255 --board icebreaker
+	$(BIN)/cnnhw build --model examples/lenet.onnx --board icebreaker
 
 test: install
 	$(BIN)/python -m pytest -n auto

@@ -8,8 +8,9 @@ the planner's plan and its predicted cycles per inference; simulated cycles per 
 (Verilator, images back to back) and the prediction's error; bit-exactness of every layer; the
 build (clock, Fmax, logic cells, DSP, EBR, SPRAM, build time); microseconds per inference
 (simulated cycles / clock); simulation speed; float and integer accuracy on the model's labelled
-images. A model the board cannot hold is still planned (with unlimited block RAM) and simulated;
-its build columns say why it was not built.
+images. The plan simulated is the one the build ended with (``cnnhw build`` plans again with
+fewer DSPs while a design is over the logic cells). A model the board cannot hold is still
+planned (with unlimited memory) and simulated; its build columns say why it was not built.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tiny CNN is the tests' small CNN
 
 from cnnhw.boards import load_board  # noqa: E402
 from cnnhw.errors import DoesNotFitError  # noqa: E402
-from cnnhw.flow.build import build  # noqa: E402
+from cnnhw.flow.build import build_fitting  # noqa: E402
 from cnnhw.flow.verilog import export_verilog  # noqa: E402
 from cnnhw.frontend import load_model  # noqa: E402
-from cnnhw.plan import predict_cycles  # noqa: E402
+from cnnhw.plan import HardwarePlan, predict_cycles  # noqa: E402
 from cnnhw.plan.budget import plan_for_board  # noqa: E402
 from cnnhw.quant import QuantOptions, quantize_graph  # noqa: E402
 from cnnhw.quant.evaluate import accuracy  # noqa: E402
@@ -67,15 +68,21 @@ def models(work: Path):
 
 
 def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
+    """Build first (the plan that fits, after any refits), then simulate exactly that plan."""
     row = {"model": name, "macs": graph.macs, "bound_cycles": math.ceil(graph.macs / board.budget["dsp"])}
     images = graph.check_batch(images, name)
+    started = time.perf_counter()
     try:
-        plan = plan_for_board(qgraph, board)
-        fits = True
+        facts = build_fitting(qgraph, board, work / f"build_{len(name)}",
+                              lambda max_dsp: plan_for_board(qgraph, board, max_dsp=max_dsp)).facts
+        plan = HardwarePlan.from_json(facts["plan"])
+        row.update(clock_mhz=facts["clock_mhz"], fmax_mhz=facts["fmax_mhz"], timing_met=facts["timing_met"],
+                   resources={k: v["used"] for k, v in facts["resources"].items()},
+                   predicted_resources=facts["predicted"], build_seconds=time.perf_counter() - started,
+                   refits=facts["refits"], weight_image_bytes=facts.get("weight_image", {}).get("bytes", 0))
     except DoesNotFitError as error:
         row["build"] = f"not built: {error}"
-        plan = plan_for_board(qgraph, replace(board, budget={**board.budget, "ebr": 10**6}))
-        fits = False
+        plan = plan_for_board(qgraph, replace(board, budget={**board.budget, "ebr": 10**6, "spram": 10**6}))
     row["plan"] = plan.to_json()
     row["predicted_cycles"] = max(predict_cycles(qgraph, plan).values())
     folder = work / f"rtl_{len(name)}"
@@ -88,16 +95,11 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
                prediction_error=abs(sim.cycles_per_inference - row["predicted_cycles"]) / sim.cycles_per_inference,
                sim_cycles_per_second=sim.cycles_per_second)
     row["bound_ratio"] = sim.cycles_per_inference / row["bound_cycles"]
+    if "clock_mhz" in row:
+        row["microseconds_per_inference"] = sim.cycles_per_inference / row["clock_mhz"]
     if labelled is not None:
         result = accuracy(qgraph, graph.check_batch(labelled[0], name), labelled[1])
         row.update(accuracy_float=result.float_accuracy, accuracy_int=result.int_accuracy, images=result.images)
-    if fits:
-        started = time.perf_counter()
-        facts = build(qgraph, plan, board, work / f"build_{len(name)}").facts
-        row.update(clock_mhz=facts["clock_mhz"], fmax_mhz=facts["fmax_mhz"], timing_met=facts["timing_met"],
-                   resources={k: v["used"] for k, v in facts["resources"].items()},
-                   predicted_resources=facts["predicted"], build_seconds=time.perf_counter() - started,
-                   microseconds_per_inference=sim.cycles_per_inference / facts["clock_mhz"])
     return row
 
 
@@ -116,7 +118,7 @@ def table(rows) -> str:
             f"| {r['predicted_cycles']:,} ({r['prediction_error']:.1%}) | {'yes' if r['bit_exact'] else 'NO'} | "
             + (f"{r['clock_mhz']:g} / {r['fmax_mhz']:.1f} | {res['logic_cells']:,} | {res['dsp']} | {res['ebr']} | "
                f"{res['spram']} | {r['microseconds_per_inference']:,.0f} | {r['build_seconds']:.0f} | "
-               if built else "not built: does not fit block RAM (needs SPRAM) | | | | | | | ")
+               if built else "not built: does not fit the board | | | | | | | ")
             + f"{r['sim_cycles_per_second']:,.0f} | {accuracy_text} |")
     return "\n".join(lines)
 

@@ -222,6 +222,7 @@ def _sim_board(args, graph, data, qgraph) -> None:
             "simulator": result.simulator, "bit_exact": result.passed, "classified": result.classified, "results": result.results,
             "clock_mhz": result.clock_mhz, "uart_divisor": result.divisor,
             "checks": [{"step": label, "passed": ok} for label, ok in result.checks], "mismatches": result.failures,
+            "weight_image_bytes": result.weight_image_bytes,
             "build_seconds": result.build_seconds, "run_seconds": result.run_seconds, "plan": plan.to_json()})
     if not result.passed:
         raise SystemExit(1)

@@ -160,7 +160,7 @@ def build_table(facts: dict) -> Table:
     table.add_column("use", justify="right")
     table.add_column("planned", justify="right")
     predicted = facts.get("predicted", {})
-    predicted = {"dsp": predicted.get("dsp"), "ebr": predicted.get("ebr"),
+    predicted = {"dsp": predicted.get("dsp"), "ebr": predicted.get("ebr"), "spram": predicted.get("spram"),
                  "logic_cells": f">= {predicted['logic_cells_lower_bound']:,}" if "logic_cells_lower_bound" in predicted
                  else None}
     for key, usage in facts["resources"].items():
@@ -182,6 +182,14 @@ def build_table(facts: dict) -> Table:
                   f"{facts['link_microseconds_per_image']:,.1f}")
     per_image = max(facts["microseconds_per_inference"], facts["link_microseconds_per_image"])
     table.add_row("images per second (slower of the two)", f"{1e6 / per_image:,.0f}")
+    if facts.get("weight_image"):
+        image = facts["weight_image"]
+        table.add_row(f"weight image (flash at {image['offset']:#x}), bytes", f"{image['bytes']:,}")
+    cells = facts["resources"].get("logic_cells", {}).get("total", 0)
+    for refit in facts.get("refits", []):  # plans over the logic cells, built before this one
+        table.add_row(f"plan with {refit['dsp']} DSPs ({refit['cycles_per_inference']:,} cycles): logic cells",
+                      f"{refit['logic_cells']:,}", f"{cells:,}", f"{refit['logic_cells'] / cells:.0%}" if cells else "",
+                      "did not fit")
     table.add_row("build time, s", f"{facts['build_seconds']:.0f}")
     return table
 
@@ -195,5 +203,7 @@ def board_sim_table(name: str, board: str, result) -> Table:
         table.add_row(label, "ok" if ok else "FAILED")
     table.add_section()
     table.add_row("results equal to the golden model (logits and class)", f"{result.classified} of {result.results}")
+    if result.weight_image_bytes:
+        table.add_row("weight image read from the flash model at power-up, bytes", f"{result.weight_image_bytes:,}")
     table.add_row("build / run time, s", f"{result.build_seconds:.1f} / {result.run_seconds:.1f}")
     return table

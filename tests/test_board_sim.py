@@ -15,7 +15,7 @@ from cnnhw.quant import QuantOptions, quantize_graph
 from cnnhw.runtime.protocol import FrameType, Status, encode
 from cnnhw.sim.board import check_replies, scenario
 from cnnhw.verify import expected_streams
-from conftest import MNIST8
+from conftest import MNIST8, ROOT
 from netgen import random_network
 
 
@@ -30,6 +30,27 @@ def test_mnist8_board_top_classifies_over_the_uart(cli, tmp_path):
     steps = {check["step"]: check["passed"] for check in facts["checks"]}
     for step in ("status request", "bad checksum", "half a frame, then silence", "wrong length",
                  "half a frame, then reset", "image 2 after a reset"):
+        assert steps[step], step
+    assert all(steps.values())
+
+
+def test_lenet_board_top_loads_its_weights_from_flash_then_classifies(cli, tmp_path):
+    """From power-up: the loader reads the weight image from the SPI flash model into SPRAM (yosys'
+    SB_SPRAM256KA models, empty until then); images sent meanwhile get LOADING_WEIGHTS; then three
+    images are classified exactly; a reset reloads; a second run with one payload bit of the image
+    flipped answers BAD_WEIGHTS to an image, never a class."""
+    sample = np.load(ROOT / "examples" / "lenet.sample.npz")
+    np.savez(tmp_path / "three.npz", x=sample["x"][:3])
+    result = cli("sim", "--model", ROOT / "examples" / "lenet.onnx", "--board", "icebreaker", "--inputs", "three.npz",
+                 "--json", "board.json")
+    assert result.returncode == 0, result.stderr
+    facts = json.loads((tmp_path / "board.json").read_text())
+    assert facts["bit_exact"] and facts["classified"] == facts["results"] == 3 and facts["mismatches"] == []
+    assert any(layer["weights"] == "spram" for layer in facts["plan"]["layers"]) and facts["weight_image_bytes"] > 0
+    steps = {check["step"]: check["passed"] for check in facts["checks"]}
+    for step in ("status while the weights load", "an image while the weights load", "status once loaded",
+                 "half a frame, then reset (the weights reload)", "image 2 after a reset",
+                 "corrupted weight image: status once loaded", "corrupted weight image: an image with bad weights"):
         assert steps[step], step
     assert all(steps.values())
 

@@ -4,6 +4,7 @@ iCEBreaker, the timing search, the budget table of a model that does not fit, an
 
 import json
 import os
+import zlib
 
 import numpy as np
 import onnx
@@ -12,6 +13,11 @@ import pytest
 from cnnhw.boards import load_board
 from cnnhw.errors import BuildError
 from cnnhw.flow.build import Attempt, next_clock
+from cnnhw.frontend import load_model
+from cnnhw.plan import HardwarePlan
+from cnnhw.plan.costs import multipliers
+from cnnhw.quant import QuantOptions, quantize_graph
+from cnnhw.runtime.weight_image import check_image_file
 from cnnhw.plan.budget import check_fits
 from cnnhw.flow.tools import PlaceRouteReport, find_toolchain, synthesis_needs
 from conftest import EXAMPLES
@@ -51,7 +57,10 @@ def test_full_build_of_a_small_cnn_for_the_icebreaker(cli, tmp_path, small_model
     assert facts["predicted"]["dsp"] == facts["resources"]["dsp"]["used"]
     assert facts["predicted"]["ebr"] == facts["resources"]["ebr"]["used"]
     assert facts["predicted"]["logic_cells_lower_bound"] <= facts["resources"]["logic_cells"]["used"]
-    assert facts["multipliers"] == sum(layer["pe"] * layer["simd"] for layer in facts["plan"]["layers"])
+    assert facts["predicted"]["spram"] == facts["resources"]["spram"]["used"] == 0
+    qgraph = quantize_graph(load_model(small_model), QuantOptions(), np.load(tmp_path / "small.calib.npz")["x"])
+    assert facts["multipliers"] == multipliers(qgraph, HardwarePlan.from_json(facts["plan"]))
+    assert facts["refits"] == [] and "weight_image" not in facts  # fits at once; every weight in ROM
     # A packed UP5K bitstream has a fixed size (the flash layout in the profile relies on it).
     bitstream = tmp_path / "out" / os.path.basename(facts["bitstream"])
     assert bitstream.stat().st_size == board.flash["bitstream_bytes"]
@@ -71,13 +80,42 @@ def test_timing_not_met_at_a_requested_clock_leaves_no_build(cli, tmp_path, smal
     assert (tmp_path / "out.failed" / "attempts" / "48MHz" / "nextpnr.log").is_file()
 
 
-def test_a_model_too_big_for_block_ram_gets_the_budget_table(cli, tmp_path):
-    result = cli("build", "--model", EXAMPLES / "lenet.onnx", "--board", "icebreaker", "-o", "out")
+def test_a_plan_too_big_for_the_board_gets_the_budget_table(cli, tmp_path):
+    (tmp_path / "big.json").write_text(json.dumps({"layers": [{"name": "/conv2/Conv", "pe": 16, "simd": 2}]}))
+    result = cli("build", "--model", EXAMPLES / "lenet.onnx", "--board", "icebreaker", "-o", "out",
+                 "--plan", "big.json")
     assert result.returncode == 2
     line = result.error_line
-    assert "does not fit the icebreaker (block RAM (EBR, 4 Kbit)" in line and "> 30" in line and "try " in line
+    assert "does not fit the icebreaker (DSP (SB_MAC16) 36 > 8, block RAM (EBR, 4 Kbit) 35 > 30)" in line
+    assert "try " in line
     assert "needed" in result.stderr and "available" in result.stderr  # the table, before the line
-    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+    assert list(tmp_path.iterdir()) == [tmp_path / "big.json"]  # refused before anything was written
+
+
+def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path):
+    """README's main command: LeNet-5's weights (61.5 KB) do not fit block RAM; the build puts the dense
+    layers' weights in SPRAM, writes the weight image the loader expects, fits (after planning again
+    with fewer DSPs if the first plan is over the logic cells), meets timing, and stays within 1.3x
+    the 8-DSP bound (52,065 cycles)."""
+    result = cli("build", "--model", EXAMPLES / "lenet.onnx", "--board", "icebreaker", "-o", "out",
+                 "--json", "build.json")
+    assert result.returncode == 0, result.stderr
+    facts = json.loads((tmp_path / "build.json").read_text())
+    assert facts["timing_met"] and facts["bound_cycles"] == 52_065
+    assert facts["cycles_per_inference"] <= 1.3 * 52_065
+    for key in ("logic_cells", "dsp", "ebr", "spram"):
+        assert facts["resources"][key]["used"] <= facts["resources"][key]["total"], key
+    assert facts["predicted"]["spram"] == facts["resources"]["spram"]["used"] >= 1
+    assert facts["predicted"]["ebr"] == facts["resources"]["ebr"]["used"]
+    assert all(refit["logic_cells"] > 5280 for refit in facts["refits"])
+    spram_layers = {layer["name"] for layer in facts["plan"]["layers"] if layer["weights"] == "spram"}
+    assert "/fc1/Gemm" in spram_layers
+    image = tmp_path / "out" / "weights.bin"
+    assert facts["weight_image"]["offset"] == load_board("icebreaker").flash["weights_offset"]
+    assert check_image_file(image, facts["weight_image"]["bytes"])[:4] == b"CNNW"
+    assert zlib.crc32(image.read_bytes()[16:]) == facts["weight_image"]["crc32"]
+    assert (tmp_path / "out" / os.path.basename(facts["bitstream"])).is_file()
+    assert not (tmp_path / "out.failed").exists()  # the plan that did not fit left no logs behind
 
 
 def test_unknown_clock_is_refused(cli, small_model):

@@ -67,11 +67,12 @@ def test_the_planner_balances_stages(mnist8):
     plan = plan_for_board(mnist8, load_board("icebreaker"))
     cycles = predict_cycles(mnist8, plan)
     # conv2 (627,200 MACs) gets 8 products in 4 packed DSPs, conv1 (156,800 MACs) just enough (2) to keep
-    # up, the dense layer 1: 7 DSPs, 78,848 cycles (0.80x the 8-DSP bound of 98,320).
+    # up (after growing to 4 while it was as slow as conv2, it is trimmed back), the dense layer 1:
+    # 7 DSPs, 78,400 cycles (0.80x the 8-DSP bound of 98,320).
     conv1, conv2 = plan.for_layer("Convolution28"), plan.for_layer("Convolution110")
     assert (conv2.pe * conv2.simd, conv2.packed) == (8, True)
     assert (conv1.pe * conv1.simd, conv1.packed) == (2, False)
-    assert max(cycles, key=cycles.get) == "Convolution110" and max(cycles.values()) <= 1.3 * 98_320
+    assert cycles["Convolution110"] == max(cycles.values()) <= 1.3 * 98_320
     assert plan == plan_for_board(mnist8, load_board("icebreaker"))  # deterministic
 
 

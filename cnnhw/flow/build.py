@@ -236,6 +236,8 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
                                      "bytes": len(image.to_bytes()), "crc32": image.crc32}
         write_json(staging / "build.json", facts)
         replace_folder(staging, folder)
+        # The logs of an earlier failed build (or of a plan that did not fit) are superseded.
+        shutil.rmtree(folder.parent / f"{folder.name}.failed", ignore_errors=True)
         return BuildResult(folder, facts, attempts)
     except BuildError as error:
         failed = folder.parent / f"{folder.name}.failed"

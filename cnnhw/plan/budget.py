@@ -11,7 +11,9 @@ block RAMs (``costs.block_rams``, after giving up line-buffer overlap where that
 see ``LayerPlan.overlap``, then moving weights to SPRAM, see ``LayerPlan.weights``) and SPRAM
 blocks (whose width is the bandwidth a layer's folding needs, so they bound its speed). It
 stops when the bottleneck is a stage without folding (pooling), is fixed by the user, or cannot
-grow within the budget. Finally each rescaler gets the narrowest multiply that keeps pace.
+grow within the budget. Finally every layer goes back to the fewest products that keep pace (growth
+may have given the first of two equally slow stages a step the other could not match), and each
+rescaler gets the narrowest multiply that keeps pace.
 A stage is never given more than it needs to stop being the bottleneck, so no multipliers are wasted on stages that would wait anyway.
 
 Deterministic (no randomness, ties broken by order), and monotonic in the budget: a larger budget
@@ -166,7 +168,8 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
         cycles = predict_cycles(qgraph, plan)
         bottleneck = max(cycles, key=cycles.get)
         if bottleneck not in foldable or bottleneck in fixed_names:
-            return _narrow_rescalers(qgraph, plan, fixed_names)
+            return _narrow_rescalers(qgraph, _trim_foldings(qgraph, plan, board, fixed_names, foldable, packable),
+                                     fixed_names)
         current = plan.for_layer(bottleneck)
         step = None
         for count, options in _foldings(foldable[bottleneck]).items():
@@ -183,8 +186,37 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
                 step = min(fitting, key=lambda entry: entry[:3])[3]
                 break
         if step is None:
-            return _narrow_rescalers(qgraph, plan, fixed_names)
+            return _narrow_rescalers(qgraph, _trim_foldings(qgraph, plan, board, fixed_names, foldable, packable),
+                                     fixed_names)
         plan = step
+
+
+def _trim_foldings(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str], foldable: dict,
+                   packable: dict) -> HardwarePlan:
+    """Each layer back to the fewest products per cycle that keep it no slower than the bottleneck.
+    (Growth gives the first of several equally slow stages its next folding; once another stage
+    turns out to set the pace, that one may have more than it needs: fewer products, less logic.)"""
+    pace = max(predict_cycles(qgraph, plan).values())
+    for name in foldable:
+        if name in fixed:
+            continue
+        current = plan.for_layer(name)
+        for count, options in _foldings(foldable[name]).items():
+            if count >= current.pe * current.simd:
+                break
+            fitting = []
+            for pe, simd in options:
+                for packed in (False, True) if packable[name] else (False,):
+                    candidate = with_folding(plan, name, pe=pe, simd=simd, packed=packed)
+                    if predict_cycles(qgraph, candidate)[name] > pace:
+                        continue
+                    fitted = _with_room(qgraph, candidate, board, fixed)
+                    if fitted is not None and max(predict_cycles(qgraph, fitted[0]).values()) <= pace:
+                        fitting.append((fitted[1], packed, -simd, fitted[0]))
+            if fitting:
+                plan = min(fitting, key=lambda entry: entry[:3])[3]
+                break
+    return plan
 
 
 def _narrow_rescalers(qgraph: QGraph, plan: HardwarePlan, fixed: set[str]) -> HardwarePlan:
