@@ -1,6 +1,6 @@
 """The weight loader: after configuration, copy the weight image from the SPI flash into SPRAM.
 
-Sequence (SPI mode 0, ``sck`` = clock / 2, every output a register):
+Sequence (SPI mode 0, ``sck`` = clock / 2 up to 40 MHz, slower above; every output a register):
 
 1. wake the flash: command 0xAB (release from deep power-down; the iCE40 sends the flash to
    sleep after configuring itself), then wait ``WAKE_US`` (the W25Q128's tRES1 is 3 us);
@@ -23,6 +23,8 @@ Duration: about ``16 * (20 + image bytes)`` cycles (LeNet-5's 61 KB: 47 ms at 21
 
 from __future__ import annotations
 
+import math
+
 from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -35,6 +37,9 @@ from .spram import LoadSignature
 RELEASE_POWER_DOWN, READ = 0xAB, 0x03
 #: Wait after waking the flash (tRES1 is 3 us on the iCEBreaker's W25Q128JV; margin for others).
 WAKE_US = 20
+#: Shortest half SCK period: from the falling edge (the flash's data changes) to the sample, the pads
+#: and the flash's clock-to-output (W25Q128JV tCLQV 7 ns) take about 20 ns. Up to 40 MHz one cycle.
+MIN_HALF_BIT_NS = 25
 #: CRC-32 (zlib), least significant bit first.
 CRC32_POLY_REVERSED = 0xEDB88320
 
@@ -52,6 +57,7 @@ class WeightLoader(wiring.Component):
             raise ValueError(f"flash offset {offset:#x} does not fit a 24-bit address")
         self.image, self.offset = image, offset
         self.wake_cycles = max(2, int(WAKE_US * 1e-6 * clock_hz))
+        self.half_bit_cycles = max(1, math.ceil(MIN_HALF_BIT_NS * 1e-9 * clock_hz))
         super().__init__({"spi": Out(SPIFlashSignature()), "load": Out(LoadSignature()),
                           "status": Out(2, init=Status.LOADING_WEIGHTS)})
 
@@ -64,21 +70,31 @@ class WeightLoader(wiring.Component):
         total = len(command) + len(header) + len(self.image.payload)
 
         # ------------------------------------------------------------ the byte engine
-        # Each bit takes two cycles: sck low with copi set, then sck high (the flash samples copi
-        # on that rising edge; cipo, which the flash changed on the falling edge, is sampled too).
+        # Each bit takes two half-bits of `half_bit_cycles` cycles: sck low with copi set, then sck
+        # high (the flash samples copi on that rising edge; cipo, which the flash changed on the
+        # falling edge, is sampled too, a half-bit after it: that must cover the pads and the
+        # flash's clock-to-output, hence MIN_HALF_BIT_NS).
         active = Signal()
         step = Signal(4)  # half-bit within the byte
         out_byte = Signal(8)  # the byte being sent
         shift_in = Signal(8)
         got = Signal()  # shift_in holds a whole byte (one cycle)
-        with m.If(active):
+        tick = Signal()  # the engine moves on by a half-bit
+        if self.half_bit_cycles == 1:
+            m.d.comb += tick.eq(1)
+        else:
+            prescale = Signal(range(self.half_bit_cycles))
+            m.d.sync += prescale.eq(Mux(~active | tick, 0, prescale + 1))
+            m.d.comb += tick.eq(prescale == self.half_bit_cycles - 1)
+        m.d.sync += got.eq(0)
+        with m.If(active & tick):
             m.d.sync += [step.eq(step + 1), got.eq(step == 15)]
             with m.If(~step[0]):
                 m.d.sync += [spi.sck.eq(0), spi.copi.eq(out_byte.bit_select(~step[1:], 1))]
             with m.Else():
                 m.d.sync += [spi.sck.eq(1), shift_in.eq((shift_in << 1) | spi.cipo)]
-        with m.Else():
-            m.d.sync += [spi.sck.eq(0), step.eq(0), got.eq(0)]
+        with m.Elif(~active):
+            m.d.sync += [spi.sck.eq(0), step.eq(0)]
 
         received = Signal(range(total + 1))  # bytes of this transfer completed (also: the byte being sent)
         with m.If(got):
@@ -118,7 +134,7 @@ class WeightLoader(wiring.Component):
                     m.d.sync += [spi.cs_n.eq(0), active.eq(1), received.eq(0), out_byte.eq(command[0])]
                     m.next = "COMMAND"
             with m.State("COMMAND"):
-                with m.If(active & (step == 15)):  # byte `received` ends: the next one goes out
+                with m.If(active & tick & (step == 15)):  # byte `received` ends: the next one goes out
                     m.d.sync += out_byte.eq(Array(Const(b, 8) for b in command[1:] + [0])[received])
                 with m.If(got & (received == len(command) - 1)):
                     m.d.sync += header_index.eq(0)

@@ -5,7 +5,7 @@
 // power-down, 0x03 read (24-bit address, then bytes until CS rises, address wrapping at SIZE).
 // The model starts in deep power-down, as the iCE40 leaves the flash after configuring itself:
 // until 0xAB, every other command is ignored and MISO stays high, so a loader that forgets to
-// wake the flash reads 0xFF. Contents: erased (0xFF) everywhere, then the hex file named by the
+// wake the flash reads 0xFF; a transaction that starts within tRES1 (3 us) of waking is ignored. Contents: erased (0xFF) everywhere, then the hex file named by the
 // plusarg +FLASH_HEX=<file> ($readmemh format with @address lines: the build's stand-in for the
 // bitstream at 0 and the weight image at its offset).
 module spi_flash #(parameter SIZE = 2097152) (
@@ -22,6 +22,8 @@ module spi_flash #(parameter SIZE = 2097152) (
     reg [2:0] out_bit;
     reg asleep;
     reg reading;
+    reg ignoring;          // selected within tRES1 (3 us) of waking: the flash does not listen yet
+    real woke_at;
     reg [1023:0] hex_file;
     integer i;
 
@@ -30,20 +32,27 @@ module spi_flash #(parameter SIZE = 2097152) (
         if ($value$plusargs("FLASH_HEX=%s", hex_file)) $readmemh(hex_file, memory);
         asleep = 1;
         reading = 0;
+        ignoring = 0;
+        woke_at = -1.0e9;
         bits = 0;
         miso = 1;
         out_bit = 7;
         sent_bytes = 0;
     end
 
+    always @(negedge cs_n) ignoring <= !asleep && ($realtime - woke_at < 3000.0);
+
     // Commands in; a one-byte command takes effect when CS rises.
     always @(posedge sck or posedge cs_n) begin
         if (cs_n) begin
-            if (bits == 8 && command == 8'hAB) asleep <= 0;
-            if (bits == 8 && command == 8'hB9) asleep <= 1;
+            if (bits == 8 && command == 8'hAB && !ignoring) begin
+                asleep <= 0;
+                woke_at <= $realtime;
+            end
+            if (bits == 8 && command == 8'hB9 && !ignoring) asleep <= 1;
             bits <= 0;
             reading <= 0;
-        end else begin
+        end else if (!ignoring) begin
             if (bits < 8) command <= {command[6:0], mosi};
             else if (bits < 32) address <= {address[22:0], mosi};
             if (bits != 6'd63) bits <= bits + 1;

@@ -15,13 +15,21 @@ OFFSET = 0x100
 
 
 class FlashModel:
-    """SPI mode 0, commands 0xAB (wake) and 0x03 (read); starts in deep power-down."""
+    """SPI mode 0, commands 0xAB (wake) and 0x03 (read); starts in deep power-down and ignores a
+    command within tRES1 (3 us) of waking, like the W25Q128JV."""
 
-    def __init__(self, contents: bytes, asleep: bool = True, ignores_wake: bool = False):
+    def __init__(self, contents: bytes, clock_hz: float, asleep: bool = True, ignores_wake: bool = False):
         self.contents, self.asleep, self.ignores_wake = contents, asleep, ignores_wake
+        self.wake_cycles = 3e-6 * clock_hz
         self.bits, self.command, self.address, self.reading, self.out = 0, 0, 0, False, []
+        self.woke_at, self.ignoring = None, False
+
+    def select(self, cycle: int) -> None:
+        self.ignoring = self.woke_at is not None and cycle - self.woke_at < self.wake_cycles
 
     def rising(self, copi: int) -> None:
+        if self.ignoring:
+            return
         if self.bits < 8:
             self.command = (self.command << 1 | copi) & 0xFF
         elif self.bits < 32:
@@ -40,25 +48,28 @@ class FlashModel:
             self.address += 1
         return self.out.pop(0)
 
-    def deselect(self) -> None:
-        if self.bits == 8 and self.command == 0xAB and not self.ignores_wake:
-            self.asleep = False
+    def deselect(self, cycle: int) -> None:
+        if self.bits == 8 and self.command == 0xAB and not self.ignores_wake and not self.ignoring:
+            self.asleep, self.woke_at = False, cycle
         self.bits, self.reading, self.out = 0, False, []
 
 
-def load(image: WeightImage, flash_bytes: bytes, **model) -> tuple[int, dict[tuple[int, int], int]]:
-    dut = WeightLoader(image, OFFSET, clock_hz=1e6)  # 20 wake cycles
-    flash = FlashModel(flash_bytes, **model)
+def load(image: WeightImage, flash_bytes: bytes, clock_hz: float = 1e6,
+         **model) -> tuple[int, dict[tuple[int, int], int]]:
+    dut = WeightLoader(image, OFFSET, clock_hz)  # at 1 MHz: 20 wake cycles, one cycle per half-bit
+    flash = FlashModel(flash_bytes, clock_hz, **model)
     written, outcome = {}, {}
 
     async def bench(ctx):
         sck = cs_n = 1
-        for _ in range(40 * (len(image.to_bytes()) + 30)):
+        for cycle in range(dut.wake_cycles + 40 * dut.half_bit_cycles * (len(image.to_bytes()) + 30)):
             await ctx.tick()
             new_sck, new_cs_n, copi = ctx.get(dut.spi.sck), ctx.get(dut.spi.cs_n), ctx.get(dut.spi.copi)
             if new_cs_n and not cs_n:
-                flash.deselect()
+                flash.deselect(cycle)
             elif not new_cs_n:
+                if cs_n:
+                    flash.select(cycle)
                 if new_sck and not sck:
                     flash.rising(copi)
                 elif sck and not new_sck:
@@ -84,8 +95,9 @@ def flash_with(image_bytes: bytes) -> bytes:
     return bytes([0x55] * OFFSET) + image_bytes  # stand-in bitstream, then the image
 
 
-def test_a_good_image_fills_every_block_word_and_ends_ready():
-    status, written = load(IMAGE, flash_with(IMAGE.to_bytes()))
+@pytest.mark.parametrize("clock_hz", [1e6, 48e6])  # 48 MHz: two cycles per SCK half-period
+def test_a_good_image_fills_every_block_word_and_ends_ready(clock_hz):
+    status, written = load(IMAGE, flash_with(IMAGE.to_bytes()), clock_hz)
     assert status == Status.READY
     expected = {(block, address): word for block, words in enumerate([[0x1234, 0xFFFF, 0x0001, 0x8000],
                                                                      [0xBEEF, 0x0000, 0x7F80]])
@@ -111,3 +123,12 @@ def test_a_bad_image_ends_in_bad_weights(case):
         model = {"ignores_wake": True}
     status, _ = load(IMAGE, contents, **model)
     assert status == Status.BAD_WEIGHTS
+
+
+def test_the_flash_is_given_time_to_wake(monkeypatch):
+    """The model ignores commands within tRES1 of waking (as the W25Q128JV does): a loader that
+    did not wait would read nothing, so the wait is needed and long enough."""
+    import cnnhw.gateware.loader as loader
+
+    monkeypatch.setattr(loader, "WAKE_US", 0)
+    assert load(IMAGE, flash_with(IMAGE.to_bytes()), 48e6)[0] == Status.BAD_WEIGHTS  # 144 cycles of tRES1
