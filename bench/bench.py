@@ -5,7 +5,8 @@ Writes bench/results.json and prints a Markdown table (quoted in README) with th
 
 Per model: MACs; the bound (MACs / the board's 8 DSPs: cycles if every DSP multiplied every cycle);
 the planner's plan and its predicted cycles per inference; simulated cycles per inference
-(Verilator, images back to back) and the prediction's error; bit-exactness of every layer; the
+(Verilator, images back to back) and the prediction's error; the latency (first input to class)
+simulated and predicted; bit-exactness of every layer; the
 build (clock, Fmax, logic cells, DSP, EBR, SPRAM, build time); microseconds per inference
 (simulated cycles / clock); simulation speed; float and integer accuracy on the model's labelled
 images. The plan simulated is the one the build ended with (``cnnhw build`` plans again with
@@ -33,7 +34,7 @@ from cnnhw.errors import DoesNotFitError  # noqa: E402
 from cnnhw.flow.build import build_fitting  # noqa: E402
 from cnnhw.flow.verilog import export_verilog  # noqa: E402
 from cnnhw.frontend import load_model  # noqa: E402
-from cnnhw.plan import HardwarePlan, predict_cycles  # noqa: E402
+from cnnhw.plan import HardwarePlan, predict_cycles, predict_latency  # noqa: E402
 from cnnhw.plan.budget import plan_for_board  # noqa: E402
 from cnnhw.quant import QuantOptions, quantize_graph  # noqa: E402
 from cnnhw.quant.evaluate import accuracy  # noqa: E402
@@ -85,6 +86,7 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
         plan = plan_for_board(qgraph, replace(board, budget={**board.budget, "ebr": 10**6, "spram": 10**6}))
     row["plan"] = plan.to_json()
     row["predicted_cycles"] = max(predict_cycles(qgraph, plan).values())
+    row["predicted_latency"] = predict_latency(qgraph, plan)
     folder = work / f"rtl_{len(name)}"
     export = export_verilog(qgraph, plan, folder)
     expected = expected_streams(qgraph, images)
@@ -93,7 +95,8 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
                        timing_images=3)
     row.update(bit_exact=sim.bit_exact, sim_cycles=sim.cycles_per_inference,
                prediction_error=abs(sim.cycles_per_inference - row["predicted_cycles"]) / sim.cycles_per_inference,
-               sim_cycles_per_second=sim.cycles_per_second)
+               sim_cycles_per_second=sim.cycles_per_second, sim_latency=sim.latency_cycles,
+               latency_error=abs(sim.latency_cycles - row["predicted_latency"]) / sim.latency_cycles)
     row["bound_ratio"] = sim.cycles_per_inference / row["bound_cycles"]
     if "clock_mhz" in row:
         row["microseconds_per_inference"] = sim.cycles_per_inference / row["clock_mhz"]
@@ -105,9 +108,10 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
 
 def table(rows) -> str:
     lines = [f"Measured with `{COMMAND}` on the 2-core machine (iCEBreaker, iCE40UP5K):", "",
-             "| model | MACs | bound (MACs/8 DSP) | simulated cycles | x bound | predicted (error) | bit-exact | "
+             "| model | MACs | bound (MACs/8 DSP) | simulated cycles | x bound | predicted (error) | "
+             "latency simulated / predicted (error) | bit-exact | "
              "clock / Fmax MHz | LC | DSP | EBR | SPRAM | us/inference | build s | sim cycles/s | float / int acc. |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         built = "clock_mhz" in r
         res = r.get("resources", {})
@@ -115,7 +119,9 @@ def table(rows) -> str:
                          if "accuracy_int" in r else "n/a (no labels)")
         lines.append(
             f"| {r['model']} | {r['macs']:,} | {r['bound_cycles']:,} | {r['sim_cycles']:,.0f} | {r['bound_ratio']:.2f} "
-            f"| {r['predicted_cycles']:,} ({r['prediction_error']:.1%}) | {'yes' if r['bit_exact'] else 'NO'} | "
+            f"| {r['predicted_cycles']:,} ({r['prediction_error']:.1%}) "
+            f"| {r['sim_latency']:,} / {r['predicted_latency']:,} ({r['latency_error']:.1%}) "
+            f"| {'yes' if r['bit_exact'] else 'NO'} | "
             + (f"{r['clock_mhz']:g} / {r['fmax_mhz']:.1f} | {res['logic_cells']:,} | {res['dsp']} | {res['ebr']} | "
                f"{res['spram']} | {r['microseconds_per_inference']:,.0f} | {r['build_seconds']:.0f} | "
                if built else "not built: does not fit the board | | | | | | | ")

@@ -161,7 +161,7 @@ def cmd_sim(args) -> None:
     from .datafiles import load_data
     from .flow.verilog import export_verilog, identifier
     from .outputs import write_json
-    from .plan import predict_cycles
+    from .plan import predict_cycles, predict_latency
     from .report import console, sim_table
     from .sim.runner import simulate_rtl
     from .verify import expected_streams
@@ -182,7 +182,8 @@ def cmd_sim(args) -> None:
         result = simulate_rtl(export.verilog, export.top, expected, signed, folder / "sim_build", args.simulator,
                               images=len(data.x), timing_images=args.timing_images, gap=args.gap, stall=args.stall,
                               seed=args.seed)
-    console().print(sim_table(graph.name, result, predicted))
+    predicted_latency = predict_latency(qgraph, plan)
+    console().print(sim_table(graph.name, result, predicted, predicted_latency))
     for mismatch in result.mismatches:
         print(f"cnnhw: mismatch: {mismatch}", file=sys.stderr)
     if args.json:
@@ -193,7 +194,8 @@ def cmd_sim(args) -> None:
                            for m in result.mismatches],
             "class_mismatches": result.class_mismatches,
             "cycles_per_inference": result.cycles_per_inference, "predicted_cycles_per_inference": predicted,
-            "latency_cycles": result.latency_cycles, "cycles": result.cycles,
+            "latency_cycles": result.latency_cycles, "predicted_latency_cycles": predicted_latency,
+            "cycles": result.cycles,
             "cycles_per_second": result.cycles_per_second, "build_seconds": result.build_seconds,
             "run_seconds": result.run_seconds, "verilog": str(export.verilog), "plan": plan.to_json(),
         })

@@ -120,7 +120,7 @@ def quant_table(qgraph, errors=None, measured_on: str | None = None) -> Table:
     return table
 
 
-def sim_table(name: str, result, predicted: int) -> Table:
+def sim_table(name: str, result, predicted: int, predicted_latency: int) -> Table:
     table = Table(title=f"{name}: RTL simulation ({result.simulator}, {result.images} images)")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -130,6 +130,7 @@ def sim_table(name: str, result, predicted: int) -> Table:
     table.add_row("cycles per inference (steady state)", f"{result.cycles_per_inference:,.0f}")
     table.add_row("cycles per inference (plan's prediction)", f"{predicted:,}")
     table.add_row("latency (first input to class), cycles", f"{result.latency_cycles:,}")
+    table.add_row("latency (plan's prediction), cycles", f"{predicted_latency:,}")
     table.add_row("simulated cycles", f"{result.cycles:,}")
     table.add_row("simulation speed, cycles/s", f"{result.cycles_per_second:,.0f}")
     table.add_row("build / run time, s", f"{result.build_seconds:.1f} / {result.run_seconds:.1f}")
@@ -175,6 +176,8 @@ def build_table(facts: dict) -> Table:
     table.add_section()
     cycles, bound = facts["cycles_per_inference"], facts["bound_cycles"]
     table.add_row("cycles per inference (plan)", f"{cycles:,}")
+    if "latency_cycles" in facts:
+        table.add_row("latency, first input to class (plan), cycles", f"{facts['latency_cycles']:,}")
     table.add_row("bound: MACs / DSPs, cycles", f"{bound:,}", "", f"{cycles / bound:.2f}x")
     table.add_row("products per cycle (multipliers)", str(facts["multipliers"]))
     table.add_row("compute per inference, us", f"{facts['microseconds_per_inference']:,.1f}")

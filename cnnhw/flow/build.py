@@ -40,7 +40,7 @@ from pathlib import Path
 from ..boards import Board
 from ..errors import BuildError, DoesNotFitError
 from ..outputs import replace_folder, write_json
-from ..plan import HardwarePlan, predict_cycles
+from ..plan import HardwarePlan, predict_cycles, predict_latency
 from ..plan.budget import budget_table, check_fits
 from ..plan.costs import multipliers, needs, plan_costs
 from ..progress import stage
@@ -304,6 +304,7 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
         "fmax_mhz": round(chosen.fmax_mhz, 2),
         "timing_met": chosen.timing_met,
         "cycles_per_inference": cycles,
+        "latency_cycles": predict_latency(qgraph, plan),
         "microseconds_per_inference": round(cycles / chosen.clock_mhz, 1),
         "macs": macs,
         "multipliers": multipliers(qgraph, plan),

@@ -184,6 +184,60 @@ def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
     return cycles
 
 
+def predict_latency(qgraph: QGraph, plan: HardwarePlan) -> int:
+    """Predicted cycles from an image's first input element to its class, the pipeline otherwise
+    idle and the input offered one element per cycle.
+
+    A row model: each stage turns the times at which its input rows are complete into the times
+    at which its output rows are. A windowed stage (conv, pooling) spends ``cycles / out_h`` per
+    output row (``predict_cycles``), starting a row once the last input row its window needs has
+    arrived and the previous row is done; a dense layer's first fold runs while its input arrives,
+    the other folds after the last element, then its last word is rescaled; element-wise stages
+    and flattens pass times through. The argmax adds its pipeline."""
+    cycles = predict_cycles(qgraph, plan)
+    in_c, in_h, in_w = qgraph.graph.input_shape if len(qgraph.graph.input_shape) == 3 else (1, 1, 1)
+    rows = [(y + 1) * in_w * in_c for y in range(in_h)]  # when each input row is complete
+    for layer in qgraph.layers:
+        folding = plan.for_layer(layer.name)
+        if isinstance(layer, (QConv, QPool, QGlobalPool)):
+            _, out_h, _ = layer.out_shape
+            if isinstance(layer, QGlobalPool):
+                span, stride, top = len(rows), 1, 0
+            else:
+                span = (layer.kernel[0] - 1) * layer.dilation[0] + 1
+                stride, top = layer.stride[0], layer.pads[0]
+            per_row = cycles[layer.name] / out_h
+            # After a row's last window word: the window's read and FIFO, and for a conv the MVU's
+            # pipeline and the rescaling of its last word (for a pool, of its last value).
+            if isinstance(layer, QConv):
+                drain = WINDOW_LATENCY + MVU_LATENCY + folding.pe * rescale_cycles(
+                    layer.requant.multiplier_bits, folding.digit_bits, layer.out_shape[0])
+            elif layer.divider is not None:
+                drain = WINDOW_LATENCY + rescale_cycles(max(m.bit_length() for m in layer.divider.multipliers),
+                                                        folding.digit_bits, len(layer.divider.multipliers))
+            else:
+                drain = WINDOW_LATENCY
+            done, out_rows = 0.0, []
+            for r in range(out_h):
+                needed = min(len(rows) - 1, max(0, r * stride - top + span - 1))
+                done = max(rows[needed], done) + per_row
+                out_rows.append(done + drain)
+            rows = out_rows
+        elif isinstance(layer, QDense):
+            out, k = layer.weight.shape
+            folds, words = out // folding.pe, k // folding.simd
+            rescale = folding.pe * rescale_cycles(layer.requant.multiplier_bits, folding.digit_bits, out)
+            first_fold = max(rows[-1], rows[0] + words)
+            rows = [first_fold + (folds - 1) * words + rescale + MVU_LATENCY]
+        # element-wise stages and reshapes move no rows
+    return math.ceil(rows[-1]) + ARGMAX_LATENCY
+
+
+#: Pipeline cycles of a MatrixVectorUnit's last word, of a SlidingWindow's read and output FIFO,
+#: and of the Argmax (gateware docstrings).
+MVU_LATENCY, WINDOW_LATENCY, ARGMAX_LATENCY = 3, 3, 2
+
+
 def with_folding(plan: HardwarePlan, name: str, **changes) -> HardwarePlan:
     """A copy of ``plan`` with one layer's folding changed."""
     layers = [replace(layer, **changes) if layer.name == name else layer for layer in plan.layers]
