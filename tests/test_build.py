@@ -148,6 +148,9 @@ def test_timing_search_moves_to_the_fastest_setting_under_fmax():
     # Never slower than a setting that already met timing, and never more than MAX_ATTEMPTS.
     assert next_clock(board, [_attempt(24, 37.0), _attempt(36, 35.2), _attempt(33, 32.9), _attempt(30, 31)]) is None
     assert next_clock(board, [_attempt(24, 11.0)]) is None  # nothing at or below 11 MHz
+    # Missed at 24, met at 21 with an Fmax above 24: 24 again (with another seed), once.
+    assert next_clock(board, [_attempt(24, 23.3), _attempt(21, 24.2)]) == 24
+    assert next_clock(board, [_attempt(24, 23.3), _attempt(21, 24.2), _attempt(24, 23.9)]) is None
 
 
 def test_place_and_route_report_parsing(tmp_path):

@@ -7,7 +7,8 @@ clock (UART divisor, timeouts, PLL dividers), so each frequency is its own attem
 
 Timing search (no ``clock_mhz`` given): start at the profile's ``first_try_mhz``; after each
 attempt move to the fastest untried PLL frequency at or below the achieved Fmax (faster after a
-pass, slower after a miss); stop when none is left or after ``MAX_ATTEMPTS``. The result is the
+pass, slower after a miss); when none is left, retry once, with the next placement seed, a missed
+frequency that a slower attempt's Fmax reached; stop after ``MAX_ATTEMPTS``. The result is the
 fastest attempt that met timing. With ``clock_mhz`` the build uses that frequency or fails.
 
 Output folder (written atomically: assembled in a hidden sibling folder and renamed into place;
@@ -20,6 +21,7 @@ a failed build is left as ``<DIR>.failed/`` with its logs, never as ``DIR``)::
     plan.json            the hardware plan
     rtl/                 the accelerator's Verilog and manifest (as ``cnnhw sim`` writes them)
     attempts/<f>MHz/     per attempt: RTLIL, PCF, yosys/nextpnr logs and reports
+                         (``<f>MHz-seed<n>/`` for a retry with another placement seed)
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ class Attempt:
     synthesis: dict[str, int] = field(default_factory=dict)  # yosys' counts (logic cells: a lower bound)
     seconds: dict[str, float] = field(default_factory=dict)
     bitstream: Path | None = None
+    seed: int = 1  # nextpnr's placement seed
 
     def facts(self) -> dict:
-        return {"clock_mhz": self.clock_mhz, "fmax_mhz": round(self.fmax_mhz, 2), "timing_met": self.timing_met,
+        return {"clock_mhz": self.clock_mhz, "seed": self.seed, "fmax_mhz": round(self.fmax_mhz, 2),
+                "timing_met": self.timing_met,
                 "seconds": {k: round(v, 1) for k, v in self.seconds.items()}}
 
 
@@ -124,7 +128,7 @@ def _nextpnr_device(board: Board) -> list[str]:
 def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, tools: Toolchain, folder: Path,
                 seed: int) -> Attempt:
     """Build at ``mhz``; the bitstream is packed only when timing is met."""
-    attempt = Attempt(mhz, folder)
+    attempt = Attempt(mhz, folder, seed=seed)
     folder.mkdir(parents=True)
     top = _top_name(qgraph)
 
@@ -182,14 +186,21 @@ def weight_image(qgraph: QGraph, plan: HardwarePlan, board: Board) -> WeightImag
 
 
 def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
-    """The timing search's next frequency (see the module docstring), or None to stop."""
+    """The timing search's next frequency (see the module docstring), or None to stop. When no
+    untried setting is left, a missed setting at or below the Fmax a slower attempt reached is
+    tried once more, with another placement seed (nextpnr's Fmax varies by a few percent with it)."""
     tried = {a.clock_mhz for a in attempts}
     last = attempts[-1]
     best_met = max((a.clock_mhz for a in attempts if a.timing_met), default=0.0)
-    untried = [f for f in board.clocks_mhz if f not in tried and best_met < f <= last.fmax_mhz]
-    if len(attempts) >= MAX_ATTEMPTS or not untried:
+    if len(attempts) >= MAX_ATTEMPTS:
         return None
-    return max(untried)
+    untried = [f for f in board.clocks_mhz if f not in tried and best_met < f <= last.fmax_mhz]
+    if untried:
+        return max(untried)
+    reached = max((a.fmax_mhz for a in attempts if a.timing_met), default=0.0)
+    retry = [a.clock_mhz for a in attempts if not a.timing_met and best_met < a.clock_mhz <= reached
+             and sum(b.clock_mhz == a.clock_mhz for b in attempts) < 2]
+    return max(retry) if retry else None
 
 
 def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_mhz: float | None = None,
@@ -213,11 +224,13 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         attempts: list[Attempt] = []
         clock = clock_mhz if clock_mhz is not None else board.first_try_mhz
         while clock is not None:
-            attempts.append(run_attempt(qgraph, plan, board, clock, tools, staging / "attempts" / f"{clock:g}MHz",
-                                        seed))
+            again = sum(a.clock_mhz == clock for a in attempts)  # a retry places with the next seed
+            name = f"{clock:g}MHz" + (f"-seed{seed + again}" if again else "")
+            attempts.append(run_attempt(qgraph, plan, board, clock, tools, staging / "attempts" / name, seed + again))
             attempt = attempts[-1]
             verdict = "met" if attempt.timing_met else "NOT met"
-            log.info("%g MHz: Fmax %.1f MHz, timing %s", clock, attempt.fmax_mhz, verdict)
+            log.info("%g MHz%s: Fmax %.1f MHz, timing %s", clock, f" (seed {seed + again})" if again else "",
+                     attempt.fmax_mhz, verdict)
             clock = None if clock_mhz is not None else next_clock(board, attempts)
         passed = [a for a in attempts if a.timing_met]
         if not passed:
