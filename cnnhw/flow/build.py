@@ -44,7 +44,7 @@ from ..errors import BuildError, DoesNotFitError
 from ..outputs import replace_folder, write_json
 from ..plan import HardwarePlan, predict_cycles, predict_latency
 from ..plan.budget import budget_table, check_fits
-from ..plan.costs import multipliers, needs, plan_costs
+from ..plan.costs import ask_board_top, multipliers, needs, plan_costs
 from ..progress import stage
 from ..quant.qgraph import QGraph
 from ..runtime.protocol import FrameType, encode
@@ -175,14 +175,7 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
 
 def weight_image(qgraph: QGraph, plan: HardwarePlan, board: Board) -> WeightImage | None:
     """The image of the weights ``plan`` keeps in SPRAM (None if there are none)."""
-    from ..gateware.board import BoardTop
-    from ..gateware.memories import questioned_only
-
-    top = BoardTop(qgraph, plan, board.first_try_mhz * 1e6, board.uart_baud,
-                   weights_offset=board.flash["weights_offset"])
-    image = top.weight_image()
-    questioned_only(top)
-    return image
+    return ask_board_top(qgraph, plan, board, lambda top: top.weight_image())
 
 
 def next_clock(board: Board, attempts: list[Attempt]) -> float | None:

@@ -31,6 +31,12 @@ from .spram import LoadSignature, SpramWeights, drive_load
 from .stages import ClampStage, ConvStage, DenseStage, PoolStage
 
 
+def _spram_of(stage) -> SpramWeights | None:
+    """The stage's SPRAM weight memory, if it has one (conv and dense stages may)."""
+    mvu = getattr(stage, "mvu", None)
+    return None if mvu is None else mvu.spram
+
+
 class Accelerator(wiring.Component):
     def __init__(self, qgraph: QGraph, plan: HardwarePlan):
         check_plan(plan, qgraph)
@@ -62,8 +68,8 @@ class Accelerator(wiring.Component):
                 raise UnsupportedModelError(f"{layer.label} '{layer.name}' has no hardware stage")
             order = stream_order(layer.out_shape)
             self.stages.append((layer.name, stage))
-            if getattr(stage, "mvu", None) is not None and stage.mvu.spram is not None:
-                blocks += stage.mvu.spram.blocks
+            if _spram_of(stage) is not None:
+                blocks += _spram_of(stage).blocks
         if not self.stages:
             raise UnsupportedModelError(f"model '{qgraph.graph.name}' has no layer to build hardware for")
         self.output_order = order
@@ -84,8 +90,7 @@ class Accelerator(wiring.Component):
 
     def spram_stores(self) -> list[SpramWeights]:
         """The SPRAM weight memories, in block order (empty when every weight is in a ROM)."""
-        return [stage.mvu.spram for _, stage in self.stages
-                if getattr(stage, "mvu", None) is not None and stage.mvu.spram is not None]
+        return [_spram_of(stage) for _, stage in self.stages if _spram_of(stage) is not None]
 
     def memories(self) -> list[tuple[str, MemoryShape]]:
         """Every memory of every stage, with the stage's layer name."""

@@ -23,6 +23,7 @@ by the build), nextpnr the real count.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..boards import Board
@@ -58,17 +59,23 @@ def ebr_blocks(width: int, depth: int, aspects, rom: bool = False) -> int:
     return blocks if blocks * EBR_COST <= logic else 0
 
 
-def board_memories(qgraph: QGraph, plan: HardwarePlan, board: Board) -> list[tuple[str, MemoryShape]]:
-    """Every memory of the board top for ``plan``, with its owner (layer name, or "serial" for the
-    board top's image buffer)."""
+def ask_board_top(qgraph: QGraph, plan: HardwarePlan, board: Board, question: Callable):
+    """``question(top)`` of the board top ``plan`` gives on ``board``, built only to be asked (never
+    elaborated, so Amaranth does not warn about it)."""
     from ..gateware.board import BoardTop
     from ..gateware.memories import questioned_only
 
     top = BoardTop(qgraph, plan, board.first_try_mhz * 1e6, board.uart_baud,
                    weights_offset=board.flash["weights_offset"])
-    memories = top.memories()
+    answer = question(top)
     questioned_only(top)
-    return memories
+    return answer
+
+
+def board_memories(qgraph: QGraph, plan: HardwarePlan, board: Board) -> list[tuple[str, MemoryShape]]:
+    """Every memory of the board top for ``plan``, with its owner (layer name, or "serial" for the
+    board top's image buffer)."""
+    return ask_board_top(qgraph, plan, board, lambda top: top.memories())
 
 
 def block_rams(qgraph: QGraph, plan: HardwarePlan, board: Board,
