@@ -199,9 +199,20 @@ class SlidingWindow(wiring.Component):
         rows_ready = ahead >= needed
         inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
         beyond = (y >= height + bottom_pad) | (x < -left_pad) | (x >= width + right_pad) | (y < -top_pad)
-        row_offset = (y - first_row).as_unsigned()[:Shape.cast(range(ring)).width + 1]
-        slot_sum = first_slot + row_offset
-        slot = Mux(slot_sum >= ring, slot_sum - ring, slot_sum)
+        # The ring slot of row `y` (first_slot + y - first_row, modulo the ring) and of row `top`,
+        # kept in registers stepped with y and top: the read address then starts at a register
+        # instead of a subtract, an add and a wrap in a row (the critical path of whole designs).
+        # Rows above the image (padding) get a slot too; their words are masked (`inside`).
+        def plus(slot, rows):
+            """(slot + rows) modulo the ring, for a constant number of rows."""
+            rows %= ring
+            if rows == 0:
+                return slot
+            total = slot + rows
+            return Mux(total >= ring, total - ring, total)
+
+        top_slot = Signal(range(ring), init=-top_pad % ring)
+        slot = Signal(range(ring), init=-top_pad % ring)
 
         # Issuing only while level + in_flight <= 2 bounds the level at 3, and keeps one word per
         # cycle flowing when the consumer is always ready (level 1, one read in flight).
@@ -229,9 +240,12 @@ class SlidingWindow(wiring.Component):
             fifo.r_en.eq(self.o.ready),
         ]
 
+        next_image_slot = image_slot + (height % ring)  # ring slot of the next image's row 0
+        wrapped_image_slot = Mux(next_image_slot >= ring, next_image_slot - ring, next_image_slot)
+
         # Advance the loop nest (group, ky, kx, word) inside (out_row, out_col) on every issue.
         def next_kernel_row():
-            m.d.sync += [ky.eq(ky + 1), y.eq(y + dh), kx.eq(0), x.eq(left)]
+            m.d.sync += [ky.eq(ky + 1), y.eq(y + dh), slot.eq(plus(slot, dh)), kx.eq(0), x.eq(left)]
 
         with m.If(issue):
             with m.If(r_word != group_words - 1):
@@ -243,7 +257,7 @@ class SlidingWindow(wiring.Component):
                 with m.Elif(ky != kh - 1):
                     next_kernel_row()
                 with m.Else():
-                    m.d.sync += [ky.eq(0), kx.eq(0), y.eq(top), x.eq(left)]
+                    m.d.sync += [ky.eq(0), kx.eq(0), y.eq(top), slot.eq(top_slot), x.eq(left)]
                     with m.If(group != g.groups - 1):
                         m.d.sync += group.eq(group + 1)
                     with m.Else():
@@ -255,9 +269,12 @@ class SlidingWindow(wiring.Component):
                             m.d.comb += row_done.eq(1)
                             with m.If(out_row != out_h - 1):
                                 m.d.sync += [out_row.eq(out_row + 1), top.eq(top + sh), y.eq(top + sh),
+                                             top_slot.eq(plus(top_slot, sh)), slot.eq(plus(top_slot, sh)),
                                              needed.eq(rows_needed(top + sh))]
                             with m.Else():
                                 m.d.sync += [out_row.eq(0), top.eq(-top_pad), y.eq(-top_pad),
+                                             top_slot.eq(plus(wrapped_image_slot, -top_pad)),
+                                             slot.eq(plus(wrapped_image_slot, -top_pad)),
                                              needed.eq(needed.init)]
                                 m.d.comb += image_done.eq(1)
 
@@ -266,8 +283,6 @@ class SlidingWindow(wiring.Component):
         next_first = Mux(next_top > 0, next_top, 0)
         step = (next_first - first_row).as_unsigned()[:Shape.cast(range(ring)).width + 1]
         stepped = first_slot + step
-        next_image_slot = image_slot + (height % ring)
-        wrapped_image_slot = Mux(next_image_slot >= ring, next_image_slot - ring, next_image_slot)
         with m.If(image_done):
             m.d.sync += [first_row.eq(0), first_slot.eq(wrapped_image_slot), image_slot.eq(wrapped_image_slot)]
         with m.Elif(row_done):
