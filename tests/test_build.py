@@ -94,9 +94,9 @@ def test_a_plan_too_big_for_the_board_gets_the_budget_table(cli, tmp_path):
 
 def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path):
     """README's main command: LeNet-5's weights (61.5 KB) do not fit block RAM; the build puts the dense
-    layers' weights in SPRAM, writes the weight image the loader expects, fits (after planning again
-    with fewer DSPs if the first plan is over the logic cells), meets timing, and stays within 1.3x
-    the 8-DSP bound (52,065 cycles)."""
+    layers' weights in SPRAM, writes the weight image the loader expects, fits (the 8-DSP plan takes
+    5,277 of 5,280 logic cells; a plan over them would be planned again with fewer DSPs, recorded in
+    `refits`), meets timing, and stays within 1.3x the 8-DSP bound (52,065 cycles)."""
     result = cli("build", "--model", EXAMPLES / "lenet.onnx", "--board", "icebreaker", "-o", "out",
                  "--json", "build.json")
     assert result.returncode == 0, result.stderr
@@ -173,3 +173,48 @@ def test_synthesis_needs_and_the_budget_check():
     with pytest.raises(BuildError, match=r"DSP \(SB_MAC16\) 9 > 8\); try fewer products per cycle") as error:
         check_fits(needs, load_board("icebreaker"), "test")
     assert error.value.details is not None  # the table the CLI prints
+
+
+def test_a_plan_over_the_logic_cells_is_planned_again_with_fewer_dsps(monkeypatch, tmp_path):
+    """build_fitting without the tools: a fake build says "over the logic cells" twice, then fits."""
+    import cnnhw.flow.build as flow
+    from cnnhw.errors import DoesNotFitError
+    from cnnhw.plan.budget import plan_for_board
+
+    board = load_board("icebreaker")
+    qgraph = quantize_graph(load_model(EXAMPLES / "lenet.onnx"), QuantOptions(),
+                            np.load(EXAMPLES / "lenet.calib.npz")["x"])
+    caps, built = [], []
+
+    def plan_with(cap):
+        caps.append(cap)
+        return plan_for_board(qgraph, board, max_dsp=cap)
+
+    def fake_build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits):
+        built.append(plan)
+        if len(built) <= 2:
+            raise DoesNotFitError("over", over=["logic_cells"], needs={"logic_cells": 6000 - len(built)})
+        return flow.BuildResult(folder, {"refits": refits}, [])
+
+    monkeypatch.setattr(flow, "build", fake_build)
+    result = flow.build_fitting(qgraph, board, tmp_path / "out", plan_with)
+    assert caps == [None, 7, 6]  # 8 DSPs, then at most 7, then at most 6
+    assert [refit["dsp"] for refit in result.facts["refits"]] == [8, 7]
+    assert [refit["logic_cells"] for refit in result.facts["refits"]] == [5999, 5998]
+    assert result.facts["refits"][0]["cycles_per_inference"] < result.facts["refits"][1]["cycles_per_inference"]
+
+    def over_block_ram(*args):
+        raise DoesNotFitError("over", over=["ebr"])
+
+    monkeypatch.setattr(flow, "build", over_block_ram)  # fewer DSPs would not help: no refit
+    with pytest.raises(DoesNotFitError):
+        flow.build_fitting(qgraph, board, tmp_path / "out", plan_with)
+
+    def always_over(*args):
+        raise DoesNotFitError("over", over=["logic_cells"], needs={"logic_cells": 9999})
+
+    monkeypatch.setattr(flow, "build", always_over)
+    caps.clear()
+    with pytest.raises(DoesNotFitError):
+        flow.build_fitting(qgraph, board, tmp_path / "out", plan_with)
+    assert len(caps) == flow.MAX_REFITS + 1
