@@ -13,8 +13,8 @@ blocks (whose width is the bandwidth a layer's folding needs, so they bound its 
 stops when the bottleneck is a stage without folding (pooling), is fixed by the user, or cannot
 grow within the budget. Finally every layer goes back to the fewest products that keep pace (growth
 may have given the first of two equally slow stages a step the other could not match), and each
-rescaler gets the narrowest multiply that keeps pace.
-A stage is never given more than it needs to stop being the bottleneck, so no multipliers are wasted on stages that would wait anyway.
+rescaler gets the narrowest multiply that keeps pace: no stage keeps multipliers it would only idle
+with.
 
 Deterministic (no randomness, ties broken by order), and monotonic in the budget: a larger budget
 follows the same steps and may take more, so it never gives a slower plan.
@@ -171,20 +171,14 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
             return _narrow_rescalers(qgraph, _trim_foldings(qgraph, plan, board, fixed_names, foldable, packable),
                                      fixed_names)
         current = plan.for_layer(bottleneck)
+        packings = (True,) if current.packed else (False, True) if packable[bottleneck] else (False,)
         step = None
         for count, options in _foldings(foldable[bottleneck]).items():
-            if count <= current.pe * current.simd:
-                continue
-            fitting = []
-            for pe, simd in options:
-                for packed in (True,) if current.packed else (False, True) if packable[bottleneck] else (False,):
-                    fitted = _with_room(qgraph, with_folding(plan, bottleneck, pe=pe, simd=simd, packed=packed),
-                                        board, fixed_names)
-                    if fitted is not None and predict_cycles(qgraph, fitted[0])[bottleneck] < cycles[bottleneck]:
-                        fitting.append((fitted[1], packed, -simd, fitted[0]))
-            if fitting:
-                step = min(fitting, key=lambda entry: entry[:3])[3]
-                break
+            if count > current.pe * current.simd:
+                step = _best_fitting(qgraph, plan, board, fixed_names, bottleneck, options, packings,
+                                     lambda fitted: predict_cycles(qgraph, fitted)[bottleneck] < cycles[bottleneck])
+                if step is not None:
+                    break
         if step is None:
             return _narrow_rescalers(qgraph, _trim_foldings(qgraph, plan, board, fixed_names, foldable, packable),
                                      fixed_names)
@@ -204,19 +198,29 @@ def _trim_foldings(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[
         for count, options in _foldings(foldable[name]).items():
             if count >= current.pe * current.simd:
                 break
-            fitting = []
-            for pe, simd in options:
-                for packed in (False, True) if packable[name] else (False,):
-                    candidate = with_folding(plan, name, pe=pe, simd=simd, packed=packed)
-                    if predict_cycles(qgraph, candidate)[name] > pace:
-                        continue
-                    fitted = _with_room(qgraph, candidate, board, fixed)
-                    if fitted is not None and max(predict_cycles(qgraph, fitted[0]).values()) <= pace:
-                        fitting.append((fitted[1], packed, -simd, fitted[0]))
-            if fitting:
-                plan = min(fitting, key=lambda entry: entry[:3])[3]
+            fast_enough = [(pe, simd) for pe, simd in options
+                           if predict_cycles(qgraph, with_folding(plan, name, pe=pe, simd=simd))[name] <= pace]
+            trimmed = _best_fitting(qgraph, plan, board, fixed, name, fast_enough,
+                                    (False, True) if packable[name] else (False,),
+                                    lambda fitted: max(predict_cycles(qgraph, fitted).values()) <= pace)
+            if trimmed is not None:
+                plan = trimmed
                 break
     return plan
+
+
+def _best_fitting(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str], name: str,
+                  options: list[tuple[int, int]], packings: tuple[bool, ...], accept) -> HardwarePlan | None:
+    """Of ``plan`` with layer ``name`` folded as each (pe, simd) in ``options`` with each packing,
+    fitted to the board (:func:`_with_room`) and taken by ``accept``, the one with the fewest block
+    RAMs (then unpacked, then SIMD-heavy); None if none is."""
+    fitting = []
+    for pe, simd in options:
+        for packed in packings:
+            fitted = _with_room(qgraph, with_folding(plan, name, pe=pe, simd=simd, packed=packed), board, fixed)
+            if fitted is not None and accept(fitted[0]):
+                fitting.append((fitted[1], packed, -simd, fitted[0]))
+    return min(fitting, key=lambda entry: entry[:3])[3] if fitting else None
 
 
 def _narrow_rescalers(qgraph: QGraph, plan: HardwarePlan, fixed: set[str]) -> HardwarePlan:
