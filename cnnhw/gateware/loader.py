@@ -44,6 +44,22 @@ MIN_HALF_BIT_NS = 25
 CRC32_POLY_REVERSED = 0xEDB88320
 
 
+def wake_cycles(clock_hz: float) -> int:
+    """Cycles the loader waits after waking the flash."""
+    return max(2, int(WAKE_US * 1e-6 * clock_hz))
+
+
+def half_bit_cycles(clock_hz: float) -> int:
+    """Cycles per half SCK period (MIN_HALF_BIT_NS or more)."""
+    return max(1, math.ceil(MIN_HALF_BIT_NS * 1e-9 * clock_hz))
+
+
+def load_cycles(image: WeightImage, clock_hz: float) -> int:
+    """An upper bound of the loader's time from reset to its verdict: the wake command and wait,
+    then the read command, header and payload, 16 half-bits a byte, and the last CRC bits."""
+    return 16 * half_bit_cycles(clock_hz) * (1 + 4 + len(image.to_bytes())) + wake_cycles(clock_hz) + 100
+
+
 class SPIFlashSignature(wiring.Signature):
     """The controller's side of a single-bit SPI bus."""
 
@@ -56,8 +72,7 @@ class WeightLoader(wiring.Component):
         if not 0 <= offset < 1 << 24:
             raise ValueError(f"flash offset {offset:#x} does not fit a 24-bit address")
         self.image, self.offset = image, offset
-        self.wake_cycles = max(2, int(WAKE_US * 1e-6 * clock_hz))
-        self.half_bit_cycles = max(1, math.ceil(MIN_HALF_BIT_NS * 1e-9 * clock_hz))
+        self.wake_cycles, self.half_bit_cycles = wake_cycles(clock_hz), half_bit_cycles(clock_hz)
         super().__init__({"spi": Out(SPIFlashSignature()), "load": Out(LoadSignature()),
                           "status": Out(2, init=Status.LOADING_WEIGHTS)})
 

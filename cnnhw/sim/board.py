@@ -37,7 +37,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..gateware.board import BoardTop, uart_divisor
-from ..gateware.loader import WAKE_US
+from ..gateware.loader import load_cycles
 from ..plan import HardwarePlan, predict_cycles
 from ..quant.qgraph import QGraph
 from ..runtime.protocol import Error, FrameDecoder, FrameType, Status, decode_result, encode, image_payload
@@ -81,11 +81,6 @@ class BoardSimResult:
         return not self.failures
 
 
-def load_cycles(image: WeightImage) -> int:
-    """An upper bound of the loader's time from reset (``gateware/loader.py``: 16 cycles a byte)."""
-    return 16 * (len(image.to_bytes()) + 8) + 2 * WAKE_US * 100 + 10_000
-
-
 def loading_steps(image_bytes: int, byte_cycles: int, payload: bytes, wait_cycles: int,
                   final: Status) -> list[Step]:
     """From power-up: STATUS and an image while loading, then STATUS once loaded (``final``)."""
@@ -101,7 +96,10 @@ def loading_steps(image_bytes: int, byte_cycles: int, payload: bytes, wait_cycle
 
 
 def scenario(qgraph: QGraph, plan: HardwarePlan, inputs: list[int], images: int, logit_bytes: int,
-             timeout_cycles: int, divisor: int, weights: WeightImage | None = None) -> list[Step]:
+             timeout_cycles: int, divisor: int, weights: WeightImage | None = None,
+             reload: int = 0) -> list[Step]:
+    """The steps (see the module docstring); with ``weights``, from power-up, ``reload`` cycles
+    allowed for each load of them."""
     first = qgraph.layers[0].in_format
     per_image = len(inputs) // images
     payloads = [image_payload(inputs[k * per_image:(k + 1) * per_image], first.signed, first.bits)
@@ -119,7 +117,6 @@ def scenario(qgraph: QGraph, plan: HardwarePlan, inputs: list[int], images: int,
     half = encode(FrameType.CLASSIFY, payloads[0])[:len(payloads[0]) // 2]
     bad_checksum = bytearray(encode(FrameType.CLASSIFY, payloads[min(1, images - 1)]))
     bad_checksum[-1] ^= 0x5A
-    reload = load_cycles(weights) if weights is not None else 0
     steps = [] if weights is None else loading_steps(len(weights.to_bytes()), byte_cycles, payloads[0], reload,
                                                      Status.READY)
     steps += [Step("status request", encode(FrameType.STATUS_REQUEST), [(FrameType.STATUS, bytes([Status.READY]))],
@@ -230,7 +227,9 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
     expected = expected_streams(qgraph, x)
     classes = top.accelerator.classes
     logits = [expected.outputs[k * classes:(k + 1) * classes] for k in range(len(x))]
-    steps = scenario(qgraph, plan, expected.inputs, len(x), top.front.logit_bytes, timeout_cycles, divisor, weights)
+    reload = load_cycles(weights, clock_mhz * 1e6) if weights is not None else 0
+    steps = scenario(qgraph, plan, expected.inputs, len(x), top.front.logit_bytes, timeout_cycles, divisor, weights,
+                     reload)
 
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +270,7 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
         byte_cycles = 10 * divisor
         first = qgraph.layers[0].in_format
         payload = image_payload(expected.inputs[:len(expected.inputs) // len(x)], first.signed, first.bits)
-        bad_steps = loading_steps(len(image), byte_cycles, payload, load_cycles(weights), Status.BAD_WEIGHTS)
+        bad_steps = loading_steps(len(image), byte_cycles, payload, reload, Status.BAD_WEIGHTS)
         bad_steps.append(Step("an image with bad weights", encode(FrameType.CLASSIFY, payload),
                               [(FrameType.STATUS, bytes([Status.BAD_WEIGHTS]))],
                               len(encode(FrameType.ERROR, bytes(1))), 200 * byte_cycles))

@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from cnnhw.gateware.loader import WeightLoader
+from cnnhw.gateware.loader import WeightLoader, load_cycles
 from cnnhw.runtime.protocol import Status
 from cnnhw.runtime.weight_image import HEADER, WeightImage
 from tests.gateware.streams import run
@@ -79,12 +79,14 @@ def load(image: WeightImage, flash_bytes: bytes, clock_hz: float = 1e6,
                 assert ctx.get(dut.load.loading)
                 written[(ctx.get(dut.load.block), ctx.get(dut.load.addr))] = ctx.get(dut.load.data)
             if ctx.get(dut.status) != Status.LOADING_WEIGHTS:
+                outcome["cycles"] = cycle + 1
                 break
         outcome["status"] = ctx.get(dut.status)
         outcome["loading"] = ctx.get(dut.load.loading)
 
     run(dut, bench)
     assert not outcome["loading"]  # the SPRAM address buses are released in every case
+    assert outcome["cycles"] <= load_cycles(image, clock_hz)  # the bound the board simulation waits for
     return outcome["status"], written
 
 
