@@ -154,12 +154,13 @@ def random_network(seed: int) -> NetworkSpec:
 
 def random_plan(qgraph, seed: int, minimal_rings: bool = False) -> HardwarePlan:
     """A random valid folding for every conv/dense layer (random rescaler digit width, products
-    packed two per DSP or not); with
+    packed two per DSP, or one per DSP, or made of logic cells); with
     ``minimal_rings``, conv and pooling line buffers are randomly the smallest that work."""
     from cnnhw.quant.qgraph import QConv, QDense, QGlobalPool, QPool
 
     rng = np.random.default_rng(seed + 7)
     packing = np.random.default_rng(seed + 11)
+    in_logic = np.random.default_rng(seed + 13)
     layers = []
     for layer in qgraph.layers:
         overlap = not (minimal_rings and rng.random() < 0.5)
@@ -176,5 +177,7 @@ def random_plan(qgraph, seed: int, minimal_rings: bool = False) -> HardwarePlan:
         simd = int(rng.choice(_divisors(inputs)[:4]))
         # Packed products (two per DSP) where the operands allow, drawn apart so the other draws stay put.
         packed = bool(layer.in_format.bits <= 8 and layer.weight_format.bits <= 8 and packing.random() < 0.5)
-        layers.append(LayerPlan(layer.name, pe, simd, int(rng.choice([1, 4, 16])), overlap, packed))
+        logic = bool(not packed and in_logic.random() < 0.3)
+        layers.append(LayerPlan(layer.name, pe, simd, int(rng.choice([1, 4, 16])), overlap, packed,
+                                logic_products=logic))
     return HardwarePlan(tuple(layers))

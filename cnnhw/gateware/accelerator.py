@@ -48,10 +48,10 @@ class Accelerator(wiring.Component):
             folding = plan.for_layer(layer.name)
             if isinstance(layer, QConv):
                 stage = ConvStage(layer, folding.pe, folding.simd, folding.digit_bits, folding.overlap, folding.packed,
-                                  folding.weights, blocks)
+                                  folding.weights, blocks, folding.logic_products)
             elif isinstance(layer, QDense):
                 stage = DenseStage(layer, order, folding.pe, folding.simd, folding.digit_bits, folding.packed,
-                                   folding.weights, blocks)
+                                   folding.weights, blocks, folding.logic_products)
             elif isinstance(layer, (QPool, QGlobalPool)):
                 stage = PoolStage(layer, folding.digit_bits, folding.overlap)
             elif isinstance(layer, QClamp):

@@ -31,6 +31,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .dsp import PackedMultiplier
+from .lut_mul import logic_product
 from .memories import MemoryShape
 from .spram import LoadSignature, SpramWeights, drive_load
 from .rescale import TABLE_IN_LOGIC_MAX
@@ -82,11 +83,15 @@ class MatrixVectorUnit(wiring.Component):
     """See the module docstring. ``i``: words of ``simd`` elements; ``o``: ``pe`` accumulators."""
 
     def __init__(self, matrix: MatrixShape, element: Shape, weight_bits: int, acc_bits: int, packed: bool = False,
-                 weights_home: str = "rom", first_block: int = 0):
+                 weights_home: str = "rom", first_block: int = 0, logic_products: bool = False):
         """``packed``: pairs of products share one DSP (:class:`PackedMultiplier`, 8-bit operands).
+        ``logic_products``: the products are made of logic cells, no DSP (:func:`logic_product`).
         ``weights_home``: "rom" or "spram" (then SPRAM blocks from ``first_block`` on)."""
         self.matrix = matrix
         self.packed = packed
+        self.logic_products = logic_products
+        if packed and logic_products:
+            raise ValueError("products are either packed into DSPs or made of logic, not both")
         if weights_home not in ("rom", "spram"):
             raise ValueError(f"weights_home must be 'rom' or 'spram', not {weights_home!r}")
         self.weights_home = weights_home
@@ -249,7 +254,10 @@ class MatrixVectorUnit(wiring.Component):
         return m
 
     def _products(self, m: Module, factors: list) -> list:
-        """``w * x`` for every (w, x); with ``packed``, two per PackedMultiplier (an odd one alone)."""
+        """``w * x`` for every (w, x); with ``packed``, two per PackedMultiplier (an odd one alone);
+        with ``logic_products``, each from logic cells."""
+        if self.logic_products:
+            return [logic_product(m, w, x, f"product{index}") for index, (w, x) in enumerate(factors)]
         if not self.packed:
             return [w * x for w, x in factors]
         products = []

@@ -38,6 +38,11 @@ class RequantUnit(wiring.Component):
         m.submodules.rescaler = rescaler = self.rescaler
         # The accumulator word is copied in as soon as the previous one is fully handed over, so the
         # MatrixVectorUnit never waits for the serialisation (it would stall pe * rescale cycles per fold).
+        # From four lanes on, the copy shifts down one lane per value handed over, so the rescaler always
+        # reads lane 0: a 2:1 multiplexer per bit that shares a logic cell with its flip-flop, instead of
+        # a pe:1 multiplexer on the read side (265 fewer logic cells for mnist-8's conv2 at pe = 16).
+        # With two or three lanes the multiplexer is as small, and LeNet-5 packed 17 cells smaller.
+        shifting = self.pe >= 4
         held = Signal(data.ArrayLayout(self.acc_shape, self.pe))
         full = Signal()
         lane = Signal(range(max(self.pe, 2)))
@@ -46,13 +51,15 @@ class RequantUnit(wiring.Component):
         last_lane = lane == self.pe - 1
         m.d.comb += [
             rescaler.i.valid.eq(full),
-            rescaler.i.payload.value.eq(held[lane]),
+            rescaler.i.payload.value.eq(held[0] if shifting else held[lane]),
             rescaler.i.payload.index.eq(channel),
             self.i.ready.eq(~full | (handed & last_lane)),
         ]
         with m.If(handed):
             m.d.sync += [lane.eq(Mux(last_lane, 0, lane + 1)),
                          channel.eq(Mux(channel == self.channels - 1, 0, channel + 1))]
+            if shifting:
+                m.d.sync += [held[index].eq(held[index + 1]) for index in range(self.pe - 1)]
             with m.If(last_lane):
                 m.d.sync += full.eq(0)
         with m.If(self.i.valid & self.i.ready):

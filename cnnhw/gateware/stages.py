@@ -62,7 +62,7 @@ class _Stage(wiring.Component):
 
 class ConvStage(_Stage):
     def __init__(self, layer: QConv, pe: int = 1, simd: int = 1, digit_bits: int = 4, overlap: bool = True,
-                 packed: bool = False, weights_home: str = "rom", first_block: int = 0):
+                 packed: bool = False, weights_home: str = "rom", first_block: int = 0, logic_products: bool = False):
         super().__init__(layer, spram=weights_home == "spram")
         in_c, in_h, in_w = layer.in_shape
         out_c, out_h, out_w = layer.out_shape
@@ -75,7 +75,7 @@ class ConvStage(_Stage):
         self.window = SlidingWindow(self.geometry, element_shape(layer.in_format))
         self.mvu = MatrixVectorUnit(MatrixShape(weights, layer.bias, pe, simd), element_shape(layer.in_format),
                                     layer.weight_format.bits, layer.acc_format.bits, packed, weights_home,
-                                    first_block)
+                                    first_block, logic_products)
         self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
                                    digit_bits)
 
@@ -97,13 +97,13 @@ class DenseStage(_Stage):
     """``order[j]`` is the golden (C-order) index of the ``j``-th element of the input stream."""
 
     def __init__(self, layer: QDense, order: np.ndarray, pe: int = 1, simd: int = 1, digit_bits: int = 4,
-                 packed: bool = False, weights_home: str = "rom", first_block: int = 0):
+                 packed: bool = False, weights_home: str = "rom", first_block: int = 0, logic_products: bool = False):
         super().__init__(layer, spram=weights_home == "spram")
         weights = layer.weight[:, order][None]  # columns in stream order
         element = element_shape(layer.in_format)
         self.packer = Packer(element, simd)
         self.mvu = MatrixVectorUnit(MatrixShape(weights, layer.bias, pe, simd), element, layer.weight_format.bits,
-                                    layer.acc_format.bits, packed, weights_home, first_block)
+                                    layer.acc_format.bits, packed, weights_home, first_block, logic_products)
         self.requant = RequantUnit(layer.requant, layer.acc_format.bits, pe, element_shape(layer.out_format),
                                    digit_bits)
 
