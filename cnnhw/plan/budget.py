@@ -6,18 +6,26 @@ buffers with overlap, weights in ROM) and repeatedly gives the bottleneck layer 
 folding with more products per cycle, choosing among the foldings of that size the one with the fewest block RAMs
 (PE and SIMD cost different memories: SIMD widens line buffers and window buffers, PE widens the
 weight ROM), with one product per DSP if that fits, else two (``LayerPlan.packed``: SB_MAC16 in
-8x8 mode). A step is taken only if the whole plan still fits: DSPs (``costs.products``) and
+8x8 mode), else with products made of logic cells (``LayerPlan.logic_products``: when the DSPs
+have run out, the layers whose products free a DSP for the least logic move to logic, see
+``_free_dsps``). A step is taken only if the whole plan still fits: DSPs (``costs.dsps``) and
 block RAMs (``costs.block_rams``, after giving up line-buffer overlap where that saves the most,
 see ``LayerPlan.overlap``, then moving weights to SPRAM, see ``LayerPlan.weights``) and SPRAM
-blocks (whose width is the bandwidth a layer's folding needs, so they bound its speed). It
-stops when the bottleneck is a stage without folding (pooling), is fixed by the user, or cannot
-grow within the budget. Finally every layer goes back to the fewest products that keep pace (growth
-may have given the first of two equally slow stages a step the other could not match), and each
-rescaler gets the narrowest multiply that keeps pace: no stage keeps multipliers it would only idle
-with.
+blocks (whose width is the bandwidth a layer's folding needs, so they bound its speed), and, for
+a plan with products in logic, the estimated logic cells (``plan/logic.py``). It stops when the
+bottleneck is a stage without folding (pooling), is fixed by the user, or cannot grow within the
+budget. Then every layer goes back to the fewest products that keep pace (growth may have given the
+first of two equally slow stages a step the other could not match), products in logic go back to
+DSPs that trimming freed, and each rescaler gets the narrowest multiply that keeps pace: no stage
+keeps multipliers it would only idle with.
 
-Deterministic (no randomness, ties broken by order), and monotonic in the budget: a larger budget
-follows the same steps and may take more, so it never gives a slower plan.
+Logic cells do not grow step by step (a faster folding of a layer in SPRAM has a shallower memory
+and smaller counters; the smallest plan of LeNet-5 is within 3 % of its 8-DSP plan), so growth on
+DSPs does not stop at them: the result is the fastest plan grown whose estimate, once trimmed, fits.
+
+Deterministic (no randomness, ties broken by order). A larger DSP or block-RAM budget follows the
+same steps and may take more, so, but for the logic-cell estimate, it never gives a slower plan
+(the tests check it on synthetic budgets).
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ import dataclasses
 from ..boards import Board
 from ..errors import DoesNotFitError
 from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
-from .costs import block_rams, board_memories, needs, plan_costs, products, spram_blocks_of
+from .logic import typical_error
+from .costs import block_rams, board_memories, dsps, logic_cells, needs, plan_costs, products, spram_blocks_of
 from .plan import HardwarePlan, LayerPlan, check_plan, divisors, folding_limits, predict_cycles, with_folding
 
 
@@ -117,16 +126,49 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     return plan, ebr, spram
 
 
+def _dsps(qgraph: QGraph, plan: HardwarePlan) -> int:
+    return sum(dsps(layer, plan) for layer in qgraph.layers)
+
+
+def _free_dsps(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str]) -> HardwarePlan | None:
+    """``plan`` with as few layers' products moved into logic (``LayerPlan.logic_products``) as it
+    takes to be within the board's DSPs, or None if even that is not enough. Layers go in the
+    order of the logic a freed DSP costs: fewest products per freed DSP (an unpacked product frees
+    a DSP, a packed pair one), then fewest products; layers the user fixed stay."""
+    movable = []
+    for layer in qgraph.layers:
+        dsp, _ = products(layer, plan)
+        if dsp and layer.name not in fixed:
+            count = plan.for_layer(layer.name).pe * plan.for_layer(layer.name).simd
+            movable.append((count / dsp, count, layer.name))
+    for _, _, name in sorted(movable):
+        if _dsps(qgraph, plan) <= board.budget["dsp"]:
+            break
+        plan = with_folding(plan, name, packed=False, logic_products=True)
+    return plan if _dsps(qgraph, plan) <= board.budget["dsp"] else None
+
+
 def _with_room(qgraph: QGraph, plan: HardwarePlan, board: Board,
                fixed: set[str]) -> tuple[HardwarePlan, int] | None:
-    """``plan`` fitted to the board's memories (:func:`_fit_memories`) and the EBRs it takes, or
-    None if it does not fit (DSPs, block RAM or SPRAM)."""
-    if sum(products(layer, plan)[0] for layer in qgraph.layers) > board.budget["dsp"]:
-        return None
+    """``plan`` fitted to the board (DSPs freed by products in logic where needed, see
+    :func:`_free_dsps`; memories, see :func:`_fit_memories`) and the EBRs it takes, or None if it
+    does not fit (DSPs, block RAM, SPRAM, or, when it has products in logic, the estimated logic
+    cells)."""
+    if _dsps(qgraph, plan) > board.budget["dsp"]:
+        plan = _free_dsps(qgraph, plan, board, fixed)
+        if plan is None:
+            return None
     plan, ebr, spram = _fit_memories(qgraph, plan, board, fixed)
     if ebr > board.budget["ebr"] or spram > board.budget["spram"]:
         return None
+    if _in_logic(plan) and _logic_cells(qgraph, _narrow_rescalers(qgraph, plan, fixed), board) > \
+            board.budget["logic_cells"]:
+        return None  # products in logic only where the logic cells have room for them (rescalers narrowed)
     return plan, ebr
+
+
+def _logic_cells(qgraph: QGraph, plan: HardwarePlan, board: Board) -> int:
+    return sum(logic_cells(qgraph, plan, board).values())
 
 
 def _foldings(limits: tuple[int, int]) -> dict[int, list[tuple[int, int]]]:
@@ -139,14 +181,40 @@ def _foldings(limits: tuple[int, int]) -> dict[int, list[tuple[int, int]]]:
     return {p: sorted(options, key=lambda f: -f[1]) for p, options in sorted(by_products.items())}
 
 
+#: The ways a layer's products can be made (``LayerPlan`` flags): one per DSP, two per DSP, in logic.
+ON_DSPS, PACKED, IN_LOGIC = ({"packed": False, "logic_products": False}, {"packed": True, "logic_products": False},
+                             {"packed": False, "logic_products": True})
+
+
+def _kinds(folding: LayerPlan, packable: bool) -> tuple[dict, ...]:
+    """How a grown layer's products may be made: a packed layer stays packed (unpacking would need
+    twice the DSPs for the same products), any layer may move to logic."""
+    if folding.packed:
+        return PACKED, IN_LOGIC
+    return (ON_DSPS, PACKED, IN_LOGIC) if packable else (ON_DSPS, IN_LOGIC)
+
+
+def _in_logic(plan: HardwarePlan) -> int:
+    return sum(layer.logic_products for layer in plan.layers)
+
+
 def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = None,
-                   digit_bits: int = 4, max_dsp: int | None = None) -> HardwarePlan:
+                   digit_bits: int = 4, max_dsp: int | None = None,
+                   max_logic_cells: int | None = None) -> HardwarePlan:
     """The fastest plan the planner finds for ``board`` (see the module docstring). Layers in
     ``fixed`` keep the folding the user gave; an impossible one is a clear error. ``max_dsp``
-    spends fewer DSPs than the board has (the build's answer to a design over its logic cells:
-    fewer products per cycle, smaller adders and accumulators)."""
-    if max_dsp is not None and max_dsp < board.budget["dsp"]:
-        board = dataclasses.replace(board, budget={**board.budget, "dsp": max_dsp})
+    spends fewer DSPs than the board has. ``max_logic_cells`` is a bound on the estimated logic
+    cells (the build's answer to a design that turned out over the board's: plan again within a
+    smaller estimate); without it, a plan may be estimated up to the model's typical error over the
+    board's logic cells (``logic.typical_error``): the estimate errs either way, and the build packs
+    the netlist and decides."""
+    cells = max_logic_cells if max_logic_cells is not None else \
+        round(board.budget["logic_cells"] * (1 + typical_error()))
+    dsp = min(board.budget["dsp"], max_dsp or board.budget["dsp"])
+    # What a refusal shows: the budget without the estimate's margin.
+    strict = dataclasses.replace(board, budget={**board.budget, "dsp": dsp,
+                                                "logic_cells": min(cells, board.budget["logic_cells"])})
+    board = dataclasses.replace(board, budget={**board.budget, "logic_cells": cells, "dsp": dsp})
     fixed = check_plan(fixed, qgraph) if fixed is not None else HardwarePlan(())
     fixed_names = {layer.name for layer in fixed.layers}
     foldable = {layer.name: folding_limits(layer) for layer in qgraph.layers if isinstance(layer, (QConv, QDense))}
@@ -161,28 +229,36 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
             if isinstance(layer, (QConv, QPool, QGlobalPool)) and layer.name not in fixed_names:
                 lean = with_folding(lean, layer.name, overlap=False)
         lean = _fit_memories(qgraph, lean, board, fixed_names)[0]
-        _refuse(qgraph, lean, board, "the smallest plan" if not fixed.layers else "the smallest plan with "
+        _refuse(qgraph, lean, strict, "the smallest plan" if not fixed.layers else "the smallest plan with "
                 "your fixed layers")
     plan = fitted[0]
+    grown = [plan]
     while True:
         cycles = predict_cycles(qgraph, plan)
         bottleneck = max(cycles, key=cycles.get)
         if bottleneck not in foldable or bottleneck in fixed_names:
-            return _narrow_rescalers(qgraph, _trim_foldings(qgraph, plan, board, fixed_names, foldable, packable),
-                                     fixed_names)
+            break
         current = plan.for_layer(bottleneck)
-        packings = (True,) if current.packed else (False, True) if packable[bottleneck] else (False,)
         step = None
         for count, options in _foldings(foldable[bottleneck]).items():
             if count > current.pe * current.simd:
-                step = _best_fitting(qgraph, plan, board, fixed_names, bottleneck, options, packings,
+                step = _best_fitting(qgraph, plan, board, fixed_names, bottleneck, options,
+                                     _kinds(current, packable[bottleneck]),
                                      lambda fitted: predict_cycles(qgraph, fitted)[bottleneck] < cycles[bottleneck])
                 if step is not None:
                     break
         if step is None:
-            return _narrow_rescalers(qgraph, _trim_foldings(qgraph, plan, board, fixed_names, foldable, packable),
-                                     fixed_names)
+            break
         plan = step
+        grown.append(plan)
+    # The fastest plan grown whose estimated logic cells fit, once trimmed (see the module docstring).
+    for plan in reversed(grown):
+        finished = _narrow_rescalers(qgraph, _trim_foldings(qgraph, plan, board, fixed_names, foldable, packable),
+                                     fixed_names)
+        if _logic_cells(qgraph, finished, board) <= board.budget["logic_cells"]:
+            return finished
+    _refuse(qgraph, finished, strict, "the smallest plan" if not fixed.layers else "the smallest plan with "
+            "your fixed layers")
 
 
 def _trim_foldings(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str], foldable: dict,
@@ -201,26 +277,38 @@ def _trim_foldings(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[
             fast_enough = [(pe, simd) for pe, simd in options
                            if predict_cycles(qgraph, with_folding(plan, name, pe=pe, simd=simd))[name] <= pace]
             trimmed = _best_fitting(qgraph, plan, board, fixed, name, fast_enough,
-                                    (False, True) if packable[name] else (False,),
+                                    (ON_DSPS, PACKED, IN_LOGIC) if packable[name] else (ON_DSPS, IN_LOGIC),
                                     lambda fitted: max(predict_cycles(qgraph, fitted).values()) <= pace)
             if trimmed is not None:
                 plan = trimmed
                 break
+    # Trimming may have freed DSPs: products in logic go back to them where they now fit.
+    for name in foldable:
+        folding = plan.for_layer(name)
+        if name in fixed or not folding.logic_products:
+            continue
+        kinds = (ON_DSPS, PACKED) if packable[name] else (ON_DSPS,)
+        back = _best_fitting(qgraph, plan, board, fixed, name, [(folding.pe, folding.simd)], kinds,
+                             lambda fitted: _in_logic(fitted) < _in_logic(plan))
+        if back is not None:
+            plan = back
     return plan
 
 
 def _best_fitting(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str], name: str,
-                  options: list[tuple[int, int]], packings: tuple[bool, ...], accept) -> HardwarePlan | None:
-    """Of ``plan`` with layer ``name`` folded as each (pe, simd) in ``options`` with each packing,
-    fitted to the board (:func:`_with_room`) and taken by ``accept``, the one with the fewest block
-    RAMs (then unpacked, then SIMD-heavy); None if none is."""
+                  options: list[tuple[int, int]], kinds: tuple[dict, ...], accept) -> HardwarePlan | None:
+    """Of ``plan`` with layer ``name`` folded as each (pe, simd) in ``options`` with each kind of
+    products (``ON_DSPS``, ``PACKED``, ``IN_LOGIC``), fitted to the board (:func:`_with_room`) and
+    taken by ``accept``, the one with the fewest layers' products in logic (they cost logic cells
+    and clock speed: used only when the DSPs run out), then the fewest block RAMs, then unpacked,
+    then SIMD-heavy; None if none is."""
     fitting = []
     for pe, simd in options:
-        for packed in packings:
-            fitted = _with_room(qgraph, with_folding(plan, name, pe=pe, simd=simd, packed=packed), board, fixed)
+        for kind in kinds:
+            fitted = _with_room(qgraph, with_folding(plan, name, pe=pe, simd=simd, **kind), board, fixed)
             if fitted is not None and accept(fitted[0]):
-                fitting.append((fitted[1], packed, -simd, fitted[0]))
-    return min(fitting, key=lambda entry: entry[:3])[3] if fitting else None
+                fitting.append((_in_logic(fitted[0]), fitted[1], kind["packed"], -simd, fitted[0]))
+    return min(fitting, key=lambda entry: entry[:4])[4] if fitting else None
 
 
 def _narrow_rescalers(qgraph: QGraph, plan: HardwarePlan, fixed: set[str]) -> HardwarePlan:

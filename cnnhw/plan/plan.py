@@ -39,7 +39,9 @@ class LayerPlan:
     without, fewer block RAMs and a wait at every image boundary. ``packed`` (conv and dense
     layers with operands of at most 8 bits): two products per DSP (SB_MAC16 in 8x8 mode).
     ``weights`` (conv and dense layers): where the weights live, "rom" (initialized by the
-    bitstream: block RAM or LUTs, as yosys decides) or "spram" (loaded from flash at boot)."""
+    bitstream: block RAM or LUTs, as yosys decides) or "spram" (loaded from flash at boot).
+    ``logic_products`` (conv and dense layers): the products are made of logic cells (LUT
+    multipliers, ``gateware/lut_mul.py``) and take no DSP: what a plan uses when the DSPs run out."""
 
     name: str
     pe: int = 1
@@ -48,6 +50,7 @@ class LayerPlan:
     overlap: bool = True
     packed: bool = False
     weights: str = "rom"
+    logic_products: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,12 +114,17 @@ def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
     for layer in qgraph.layers:
         limits = folding_limits(layer)
         folding = plan.for_layer(layer.name)
-        for flag in ("overlap", "packed"):
+        for flag in ("overlap", "packed", "logic_products"):
             if not isinstance(getattr(folding, flag), bool):
                 raise CnnhwError(f"plan: {flag} of layer '{layer.name}' must be true or false")
         if folding.packed and (limits is None or layer.in_format.bits > 8 or layer.weight_format.bits > 8):
             raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) cannot pack two products per DSP "
                              f"(only conv/dense layers with operands of at most 8 bits)")
+        if folding.logic_products and limits is None:
+            raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no products to make from logic")
+        if folding.logic_products and folding.packed:
+            raise CnnhwError(f"plan: layer '{layer.name}': products are either packed into DSPs or made of "
+                             f"logic (logic_products), not both")
         if folding.weights not in WEIGHT_HOMES:
             raise CnnhwError(f"plan: weights of layer '{layer.name}' must be one of {', '.join(WEIGHT_HOMES)}, "
                              f"not {folding.weights!r}")
