@@ -9,8 +9,8 @@ the planner's plan and its predicted cycles per inference; simulated cycles per 
 simulated and predicted; bit-exactness of every layer; the
 build (clock, Fmax, logic cells, DSP, EBR, SPRAM, build time); microseconds per inference
 (simulated cycles / clock); simulation speed; float and integer accuracy on the model's labelled
-images. The plan simulated is the one the build ended with (``cnnhw build`` plans again with
-fewer DSPs while a design is over the logic cells). A model the board cannot hold is still
+images. The plan simulated is the one the build ended with (``cnnhw build`` plans again
+within fewer estimated logic cells when a design is over them). A model the board cannot hold is still
 planned (with unlimited memory) and simulated; its build columns say why it was not built.
 """
 
@@ -75,7 +75,7 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
     started = time.perf_counter()
     try:
         facts = build_fitting(qgraph, board, work / f"build_{len(name)}",
-                              lambda max_dsp: plan_for_board(qgraph, board, max_dsp=max_dsp)).facts
+                              lambda cap: plan_for_board(qgraph, board, max_logic_cells=cap)).facts
         plan = HardwarePlan.from_json(facts["plan"])
         row.update(clock_mhz=facts["clock_mhz"], fmax_mhz=facts["fmax_mhz"], timing_met=facts["timing_met"],
                    resources={k: v["used"] for k, v in facts["resources"].items()},
@@ -110,21 +110,25 @@ def table(rows) -> str:
     lines = [f"Measured with `{COMMAND}` on the 2-core machine (iCEBreaker, iCE40UP5K):", "",
              "| model | MACs | bound (MACs/8 DSP) | simulated cycles | x bound | predicted (error) | "
              "latency simulated / predicted (error) | bit-exact | "
-             "clock / Fmax MHz | LC | DSP | EBR | SPRAM | us/inference | build s | sim cycles/s | float / int acc. |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "clock / Fmax MHz | LC (estimated, error) | DSP | EBR | SPRAM | us/inference | build s | refits | sim cycles/s | "
+             "float / int acc. |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         built = "clock_mhz" in r
         res = r.get("resources", {})
         accuracy_text = (f"{r['accuracy_float']:.2%} / {r['accuracy_int']:.2%} ({r['images']})"
                          if "accuracy_int" in r else "n/a (no labels)")
+        cells, estimated = res.get("logic_cells", 0), r.get("predicted_resources", {}).get("logic_cells", 0)
+        cells_text = f"{cells:,} ({estimated:,}, {(estimated - cells) / cells:+.1%})" if cells else ""
         lines.append(
             f"| {r['model']} | {r['macs']:,} | {r['bound_cycles']:,} | {r['sim_cycles']:,.0f} | {r['bound_ratio']:.2f} "
             f"| {r['predicted_cycles']:,} ({r['prediction_error']:.1%}) "
             f"| {r['sim_latency']:,} / {r['predicted_latency']:,} ({r['latency_error']:.1%}) "
             f"| {'yes' if r['bit_exact'] else 'NO'} | "
-            + (f"{r['clock_mhz']:g} / {r['fmax_mhz']:.1f} | {res['logic_cells']:,} | {res['dsp']} | {res['ebr']} | "
+            + (f"{r['clock_mhz']:g} / {r['fmax_mhz']:.1f} | {cells_text} | {res['dsp']} | {res['ebr']} | "
                f"{res['spram']} | {r['microseconds_per_inference']:,.0f} | {r['build_seconds']:.0f} | "
-               if built else "not built: does not fit the board | | | | | | | ")
+               f"{len(r['refits'])} | "
+               if built else "not built: does not fit the board | | | | | | | | ")
             + f"{r['sim_cycles_per_second']:,.0f} | {accuracy_text} |")
     return "\n".join(lines)
 

@@ -144,16 +144,20 @@ def _plan(args, qgraph):
     return default_plan(qgraph) if given is None else check_plan(given, qgraph)
 
 
-def _board_plan(args, qgraph, board, max_dsp: int | None = None):
-    """A plan for ``board``: the planner's, keeping every layer ``--plan FILE`` lists as given."""
+def _board_plan(args, qgraph, board, max_logic_cells: int | None = None):
+    """A plan for ``board``: the planner's, keeping every layer ``--plan FILE`` lists as given
+    (within ``max_logic_cells`` estimated logic cells, when the build asks for fewer)."""
     from .plan import predict_cycles
     from .plan.budget import plan_for_board
-    from .plan.costs import multipliers
+    from .plan.costs import multipliers, plan_costs
+    from .report import console, plan_table
 
     started = time.perf_counter()
-    plan = plan_for_board(qgraph, board, fixed=_plan_file(args), max_dsp=max_dsp)
+    plan = plan_for_board(qgraph, board, fixed=_plan_file(args), max_logic_cells=max_logic_cells)
     log.info("plan: %d products per cycle, %s cycles per inference predicted (planned in %.2f s)",
              multipliers(qgraph, plan), f"{max(predict_cycles(qgraph, plan).values()):,}", time.perf_counter() - started)
+    console().print(plan_table(f"the plan for the {board.name} (cost model)", plan, plan_costs(qgraph, plan, board),
+                               board.budget))
     return plan
 
 
@@ -241,7 +245,7 @@ def cmd_build(args) -> None:
     graph = _load(args)
     qgraph = _quantize(args, graph)
     folder = Path(args.output) if args.output else Path("build") / f"{identifier(graph.name)}-{board.name}"
-    result = build_fitting(qgraph, board, folder, lambda max_dsp: _board_plan(args, qgraph, board, max_dsp),
+    result = build_fitting(qgraph, board, folder, lambda cap: _board_plan(args, qgraph, board, cap),
                            clock_mhz=args.clock, toolchain=args.tools, seed=args.seed)
     console().print(build_table(result.facts))
     console().print(f"bitstream: {result.facts['bitstream']}  (flash it with: cnnhw flash {folder})")

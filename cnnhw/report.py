@@ -137,6 +137,30 @@ def sim_table(name: str, result, predicted: int, predicted_latency: int) -> Tabl
     return table
 
 
+def plan_table(title: str, plan, costs, budget: dict[str, int]) -> Table:
+    """The plan's cost model, layer by layer (``plan.costs.plan_costs``), with the board's budget.
+    *products*: PE x SIMD and how they are made (a DSP each, packed two per DSP, or in logic)."""
+    table = Table(title=title)
+    for column, justify in (("layer", "left"), ("op", "left"), ("products", "left"), ("weights", "left"),
+                            ("cycles", "right"), ("DSP", "right"), ("logic cells", "right"), ("EBR", "right"),
+                            ("SPRAM", "right"), ("weight bits/cycle", "right")):
+        table.add_column(column, justify=justify, no_wrap=column in ("layer", "products"))
+    for cost in costs:
+        folding = plan.for_layer(cost.name)
+        weighted = cost.weight_bits_per_cycle > 0
+        how = "in logic" if folding.logic_products else "packed" if folding.packed else "on DSPs"
+        table.add_row(cost.name, cost.op, f"{folding.pe} x {folding.simd} {how}" if weighted else "",
+                      folding.weights if weighted else "", f"{cost.cycles:,}" if cost.cycles else "",
+                      str(cost.dsp or ""), f"{cost.logic_cells:,}" if cost.logic_cells else "", str(cost.ebr or ""),
+                      str(cost.spram or ""), f"{cost.weight_bits_per_cycle:,}" if weighted else "")
+    table.add_section()
+    total = {key: sum(getattr(cost, key) for cost in costs) for key in ("dsp", "logic_cells", "ebr", "spram")}
+    table.add_row("total / budget", "", "", "", f"{max(cost.cycles for cost in costs):,}",
+                  f"{total['dsp']}/{budget['dsp']}", f"{total['logic_cells']:,}/{budget['logic_cells']:,}",
+                  f"{total['ebr']}/{budget['ebr']}", f"{total['spram']}/{budget['spram']}", "")
+    return table
+
+
 def boards_table(boards) -> Table:
     table = Table(title="boards")
     for column, justify in (("board", "left"), ("device", "left"), ("logic cells", "right"), ("DSP", "right"),
@@ -161,12 +185,11 @@ def build_table(facts: dict) -> Table:
     table.add_column("use", justify="right")
     table.add_column("planned", justify="right")
     predicted = facts.get("predicted", {})
-    predicted = {"dsp": predicted.get("dsp"), "ebr": predicted.get("ebr"), "spram": predicted.get("spram"),
-                 "logic_cells": f">= {predicted['logic_cells_lower_bound']:,}" if "logic_cells_lower_bound" in predicted
-                 else None}
     for key, usage in facts["resources"].items():
         used, total = usage["used"], usage["total"]
         planned = predicted.get(key)
+        if planned is not None and key == "logic_cells":  # an estimate: show how far off it was
+            planned = f"{planned:,} ({(planned - used) / used:+.1%})" if used else f"{planned:,}"
         table.add_row(RESOURCE_NAMES.get(key, key), f"{used:,}", f"{total:,}", f"{used / total:.0%}" if total else "",
                       "" if planned is None else str(planned))
     table.add_section()
@@ -190,9 +213,10 @@ def build_table(facts: dict) -> Table:
         table.add_row(f"weight image (flash at {image['offset']:#x}), bytes", f"{image['bytes']:,}")
     cells = facts["resources"].get("logic_cells", {}).get("total", 0)
     for refit in facts.get("refits", []):  # plans over the logic cells, built before this one
+        estimated = refit.get("estimated_logic_cells")
         table.add_row(f"plan with {refit['dsp']} DSPs ({refit['cycles_per_inference']:,} cycles): logic cells",
                       f"{refit['logic_cells']:,}", f"{cells:,}", f"{refit['logic_cells'] / cells:.0%}" if cells else "",
-                      "did not fit")
+                      f"{estimated:,}: did not fit" if estimated is not None else "did not fit")
     table.add_row("build time, s", f"{facts['build_seconds']:.0f}")
     return table
 

@@ -26,6 +26,7 @@ a failed build is left as ``<DIR>.failed/`` with its logs, never as ``DIR``)::
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import math
@@ -54,7 +55,7 @@ from .verilog import export_verilog, identifier
 
 log = logging.getLogger("cnnhw")
 MAX_ATTEMPTS = 4
-#: Plans tried with fewer DSPs when a design is over the logic cells (``build_fitting``).
+#: Plans tried again within fewer logic cells when a design is over them (``build_fitting``).
 MAX_REFITS = 3
 #: How nextpnr says that the cells do not fit the device.
 PLACEMENT_FULL = ("Unable to place", "no BELs remaining", "too many", "Failed to expand region")
@@ -69,7 +70,7 @@ class Attempt:
     fmax_mhz: float = 0.0
     timing_met: bool = False
     resources: dict[str, tuple[int, int]] = field(default_factory=dict)
-    synthesis: dict[str, int] = field(default_factory=dict)  # yosys' counts (logic cells: a lower bound)
+    synthesis: dict[str, int] = field(default_factory=dict)  # what the netlist needs (logic cells as packed)
     seconds: dict[str, float] = field(default_factory=dict)
     bitstream: Path | None = None
     seed: int = 1  # nextpnr's placement seed
@@ -125,6 +126,30 @@ def _nextpnr_device(board: Board) -> list[str]:
     return [f"--{device}", "--package", board.package.lower()]
 
 
+def synthesize(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, tools: Toolchain, folder: Path,
+               timed: Callable | None = None) -> dict[str, int]:
+    """Elaborate the board top for ``plan`` at ``mhz`` into ``folder``, synthesise it (yosys) and
+    pack it (nextpnr ``--pack-only``, a second): what it needs in budget units, logic cells as
+    nextpnr packs them (placement uses the same count). ``timed(key, label)``: a progress stage."""
+    top = _top_name(qgraph)
+    timed = timed or (lambda key, label: stage(label))
+    with timed("elaborate", f"{mhz:g} MHz: elaborating the board top"):
+        files = _board_files(qgraph, plan, board, mhz, top)
+        for suffix in (".il", ".pcf"):
+            content = files[f"{top}{suffix}"]
+            (folder / f"{top}{suffix}").write_bytes(content if isinstance(content, bytes) else content.encode())
+        (folder / "synth.ys").write_text(f"read_rtlil {top}.il\nsynth_ice40 -dsp -top {top}\n"
+                                         f"tee -q -o synth_stat.json stat -json\nwrite_json {top}.json\n")
+    with timed("synthesis", f"{mhz:g} MHz: synthesis (yosys)"):
+        run_tool("yosys", [tools.yosys, "-q", "-l", "yosys.log", "synth.ys"], folder, folder / "yosys.console.log")
+    needs = synthesis_needs(synthesis_cells(folder / "synth_stat.json"))
+    run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "pack.log", *_nextpnr_device(board), "--json",
+                         f"{top}.json", "--pcf", f"{top}.pcf", "--pack-only", "--report", "pack_report.json"],
+             folder, folder / "nextpnr.console.log")
+    packed = PlaceRouteReport.read_utilization(folder / "pack_report.json")
+    return {**needs, "logic_cells": packed["logic_cells"][0]}
+
+
 def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, tools: Toolchain, folder: Path,
                 seed: int) -> Attempt:
     """Build at ``mhz``; the bitstream is packed only when timing is met."""
@@ -135,17 +160,8 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
     def timed(key, label):
         return _timed(attempt.seconds, key, label)
 
-    with timed("elaborate", f"{mhz:g} MHz: elaborating the board top"):
-        files = _board_files(qgraph, plan, board, mhz, top)
-        for suffix in (".il", ".pcf"):
-            content = files[f"{top}{suffix}"]
-            (folder / f"{top}{suffix}").write_bytes(content if isinstance(content, bytes) else content.encode())
-        (folder / "synth.ys").write_text(f"read_rtlil {top}.il\nsynth_ice40 -dsp -top {top}\n"
-                                         f"tee -q -o synth_stat.json stat -json\nwrite_json {top}.json\n")
-    with timed("synthesis", f"{mhz:g} MHz: synthesis (yosys)"):
-        run_tool("yosys", [tools.yosys, "-q", "-l", "yosys.log", "synth.ys"], folder, folder / "yosys.console.log")
-    needs = attempt.synthesis = synthesis_needs(synthesis_cells(folder / "synth_stat.json"))
-    check_fits(needs, board, "after synthesis; logic cells are a lower bound")
+    needs = attempt.synthesis = synthesize(qgraph, plan, board, mhz, tools, folder, timed)
+    check_fits(needs, board, "after synthesis, logic cells as packed")
     with timed("place_and_route", f"{mhz:g} MHz: place and route (nextpnr)"):
         try:
             run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "nextpnr.log", *_nextpnr_device(board),
@@ -259,25 +275,26 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
 
 def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callable[[int | None], HardwarePlan],
                   clock_mhz: float | None = None, toolchain: str = "yowasp", seed: int = 1) -> BuildResult:
-    """:func:`build` the plan ``plan_with(None)``; while the design is over the board's logic
-    cells (which the plan's cost model does not predict: yosys and nextpnr tell), build again
-    with ``plan_with(d)``, ``d`` one DSP fewer than the last plan used, at most ``MAX_REFITS`` times.
-    The facts record each plan that did not fit."""
+    """:func:`build` the plan ``plan_with(None)``. The planner keeps within the board's logic cells
+    by an estimate (:mod:`cnnhw.plan.logic`, a few percent off); when the packed design turns out
+    over them anyway, plan again with ``plan_with(cap)``: ``cap`` is the estimate of the plan that did
+    not fit minus what it was over by, so the next plan's estimate leaves room for the same error.
+    At most ``MAX_REFITS`` times; the facts record each plan that did not fit."""
     cap, refits = None, []
     while True:
         plan = plan_with(cap)
         try:
             return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits)
         except DoesNotFitError as error:
-            dsp = needs(plan_costs(qgraph, plan, board))["dsp"]
-            if error.over != ["logic_cells"] or len(refits) == MAX_REFITS or dsp <= 1:
+            if error.over != ["logic_cells"] or len(refits) == MAX_REFITS:
                 raise
-            cells = error.needs.get("logic_cells", 0)
-            refits.append({"dsp": dsp, "cycles_per_inference": max(predict_cycles(qgraph, plan).values()),
-                           "logic_cells": cells})
-            cap = dsp - 1
-            log.info("%s logic cells needed with %d DSPs (%s available): planning again with at most %d DSPs",
-                     f"{cells:,}", dsp, f"{board.budget['logic_cells']:,}", cap)
+            planned = needs(plan_costs(qgraph, plan, board))
+            cells, available = error.needs.get("logic_cells", 0), board.budget["logic_cells"]
+            refits.append({"dsp": planned["dsp"], "cycles_per_inference": max(predict_cycles(qgraph, plan).values()),
+                           "logic_cells": cells, "estimated_logic_cells": planned["logic_cells"]})
+            cap = planned["logic_cells"] - (cells - available)
+            log.info("%s logic cells needed (%s estimated, %s available): planning again within an estimate of %s",
+                     f"{cells:,}", f"{planned['logic_cells']:,}", f"{available:,}", f"{cap:,}")
 
 
 def host_facts(qgraph: QGraph, board: Board) -> dict:
@@ -298,14 +315,15 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
     link_bytes = frame_bytes(qgraph)
     link_us = link_bytes * 10 / board.uart_baud * 1e6  # 8N1: ten bit times per byte
     resources = {key: {"used": used, "total": total} for key, (used, total) in chosen.resources.items()}
-    planned = needs(plan_costs(qgraph, plan, board))
+    costs = plan_costs(qgraph, plan, board)
+    planned = needs(costs)
     return {
         "model": qgraph.graph.name,
         "board": board.name,
         "device": f"{board.device}-{board.package}",
         "resources": resources,
-        # What the plan predicted (DSP, EBR) and yosys counted before placement, beside `resources`.
-        "predicted": {**planned, "logic_cells_lower_bound": chosen.synthesis.get("logic_cells", 0)},
+        # What the plan's cost model predicted, beside `resources` (what placement used).
+        "predicted": planned,
         "clock_mhz": chosen.clock_mhz,
         "fmax_mhz": round(chosen.fmax_mhz, 2),
         "timing_met": chosen.timing_met,
@@ -322,4 +340,5 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
         "attempts": [a.facts() for a in attempts],
         "build_seconds": round(seconds, 1),
         "plan": plan.to_json(),
+        "layer_costs": [dataclasses.asdict(cost) for cost in costs],  # the cost model, layer by layer
     }

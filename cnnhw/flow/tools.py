@@ -99,11 +99,18 @@ class PlaceRouteReport:
     fmax_mhz: float  # the slowest clock domain's achieved frequency
 
     @staticmethod
+    def read_utilization(path: Path) -> dict[str, tuple[int, int]]:
+        """Budget key -> (used, available) from nextpnr's ``--report`` JSON (also written by
+        ``--pack-only``, before placement)."""
+        facts = json.loads(path.read_text())
+        return {key: (int(facts["utilization"][cell]["used"]), int(facts["utilization"][cell]["available"]))
+                for cell, key in PNR_RESOURCES.items() if cell in facts["utilization"]}
+
+    @staticmethod
     def read(path: Path) -> "PlaceRouteReport":
         """Parse nextpnr's ``--report`` JSON (``utilization`` and ``fmax``)."""
         facts = json.loads(path.read_text())
-        resources = {key: (int(facts["utilization"][cell]["used"]), int(facts["utilization"][cell]["available"]))
-                     for cell, key in PNR_RESOURCES.items() if cell in facts["utilization"]}
+        resources = PlaceRouteReport.read_utilization(path)
         # Only constrained clock nets count; nextpnr also lists constant nets it promoted to a global buffer.
         achieved = [float(entry["achieved"]) for net, entry in facts.get("fmax", {}).items()
                     if not net.startswith("$PACKER")]
