@@ -158,6 +158,10 @@ def plan_table(title: str, plan, costs, budget: dict[str, int]) -> Table:
     table.add_row("total / budget", "", "", "", f"{max(cost.cycles for cost in costs):,}",
                   f"{total['dsp']}/{budget['dsp']}", f"{total['logic_cells']:,}/{budget['logic_cells']:,}",
                   f"{total['ebr']}/{budget['ebr']}", f"{total['spram']}/{budget['spram']}", "")
+    from .plan.logic import typical_error
+
+    table.caption = (f"logic cells are estimated (mean error {typical_error():.1%}, either way): the build packs the "
+                     f"netlist and plans again if it is over")
     return table
 
 

@@ -74,6 +74,7 @@ def test_full_build_of_a_small_cnn_for_the_icebreaker(cli, tmp_path, small_model
     assert json.loads((tmp_path / "out" / "plan.json").read_text()) == facts["plan"]
     assert (tmp_path / "out" / "rtl" / "manifest.json").is_file()
     assert "| logic cells" not in result.stdout and "logic cells" in result.stdout  # the summary table
+    assert "the plan for the icebreaker (cost model)" in result.stdout  # the plan's costs, layer by layer
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == [], leftovers
 
@@ -102,8 +103,9 @@ def test_a_plan_too_big_for_the_board_gets_the_budget_table(cli, tmp_path):
 def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path):
     """README's main command: LeNet-5's weights (61.5 KB) do not fit block RAM; the build puts the dense
     layers' weights in SPRAM, writes the weight image the loader expects, fits (the 8-DSP plan takes
-    5,277 of 5,280 logic cells; a plan over them would be planned again with fewer DSPs, recorded in
-    `refits`), meets timing, and stays within 1.3x the 8-DSP bound (52,065 cycles)."""
+    5,277 of 5,280 logic cells, estimated within the model's stated error; a plan over them would be
+    planned again within a smaller estimate, recorded in `refits`), meets timing, and stays within 1.3x
+    the 8-DSP bound (52,065 cycles)."""
     result = cli("build", "--model", EXAMPLES / "lenet.onnx", "--board", "icebreaker", "-o", "out",
                  "--json", "build.json")
     assert result.returncode == 0, result.stderr
@@ -115,6 +117,10 @@ def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path
     assert facts["predicted"]["spram"] == facts["resources"]["spram"]["used"] >= 1
     assert facts["predicted"]["ebr"] == facts["resources"]["ebr"]["used"]
     assert all(refit["logic_cells"] > 5280 for refit in facts["refits"])
+    cells, estimate = facts["resources"]["logic_cells"]["used"], facts["predicted"]["logic_cells"]
+    assert abs(estimate - cells) <= LOGIC_MODEL_ERROR * cells, (estimate, cells)
+    assert [cost["name"] for cost in facts["layer_costs"]][-1] == "board"
+    assert sum(cost["logic_cells"] for cost in facts["layer_costs"]) == estimate
     spram_layers = {layer["name"] for layer in facts["plan"]["layers"] if layer["weights"] == "spram"}
     assert "/fc1/Gemm" in spram_layers
     image = tmp_path / "out" / "weights.bin"

@@ -143,9 +143,10 @@ def synthesize(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, too
     with timed("synthesis", f"{mhz:g} MHz: synthesis (yosys)"):
         run_tool("yosys", [tools.yosys, "-q", "-l", "yosys.log", "synth.ys"], folder, folder / "yosys.console.log")
     needs = synthesis_needs(synthesis_cells(folder / "synth_stat.json"))
-    run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "pack.log", *_nextpnr_device(board), "--json",
-                         f"{top}.json", "--pcf", f"{top}.pcf", "--pack-only", "--report", "pack_report.json"],
-             folder, folder / "nextpnr.console.log")
+    with timed("count", f"{mhz:g} MHz: counting logic cells (nextpnr --pack-only)"):
+        run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "pack.log", *_nextpnr_device(board), "--json",
+                             f"{top}.json", "--pcf", f"{top}.pcf", "--pack-only", "--report", "pack_report.json"],
+                 folder, folder / "nextpnr.console.log")
     packed = PlaceRouteReport.read_utilization(folder / "pack_report.json")
     return {**needs, "logic_cells": packed["logic_cells"][0]}
 
