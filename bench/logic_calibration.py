@@ -163,10 +163,17 @@ def collect(board) -> list[dict]:
 _FITTED = logic.coefficients
 
 
+def _dsp_only() -> dict[str, float]:
+    """Coefficients under which the planner plans as without a logic-cell model: every term free but
+    products in logic, which no plan can afford (so it spends DSPs only, as the budget says)."""
+    return {"logic_product_bits": 1e9}
+
+
 @contextlib.contextmanager
-def logic_model(coefficients=lambda: {}):
-    """The cost model with other logic-cell coefficients; by default all 0, for the designs made by
-    budget (the planner's plans at so many DSPs), which must not depend on the model being fitted."""
+def logic_model(coefficients=_dsp_only):
+    """The cost model with other logic-cell coefficients; by default :func:`_dsp_only`, for the
+    designs made by budget (the planner's plans at so many DSPs), which must not depend on the model
+    being fitted."""
     saved = logic.coefficients
     logic.coefficients = coefficients
     try:
