@@ -209,14 +209,18 @@ def plan_terms(qgraph: QGraph, plan: HardwarePlan, memories: list[tuple[str, Mem
 
 
 @cache
+def _fitted() -> dict:
+    return json.loads(MODEL_FILE.read_text())
+
+
 def coefficients() -> dict[str, float]:
     """Logic cells per unit of each term (from ``logic_cells.json``)."""
-    return json.loads(MODEL_FILE.read_text())["coefficients"]
+    return _fitted()["coefficients"]
 
 
 def typical_error() -> float:
     """The model's mean relative error on designs left out of its fit (``logic_cells.json``)."""
-    return json.loads(MODEL_FILE.read_text())["error"]["mean_abs_percent"] / 100
+    return _fitted()["error"]["mean_abs_percent"] / 100
 
 
 def estimate(terms: dict[str, float]) -> int:
