@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,55 @@ from .errors import CnnhwError
 from .progress import stage
 
 log = logging.getLogger("cnnhw")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is the one-line ``cnnhw: error:`` every other mistake is."""
+
+    def error(self, message):
+        raise CnnhwError(f"{message} (see {self.prog} --help)")
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = _finite(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a probability from 0 to below 1, not {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _count(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+    return parse
+
+
+#: A plan lists a few fields per layer; a larger file is not one.
+MAX_PLAN_BYTES = 1 << 20
+#: Input ranges beyond this magnitude are no image or feature scale; they only overflow later.
+MAX_INPUT_MAGNITUDE = 1e9
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +106,47 @@ def _add_quant_options(parser: argparse.ArgumentParser) -> None:
                        help="rounding of every division (default half_up)")
     group.add_argument("--calib-method", choices=("minmax", "percentile"), default="minmax",
                        help="how calibration turns observed values into ranges (default minmax)")
-    group.add_argument("--percentile", type=float, default=99.99, help="with --calib-method percentile (default 99.99)")
-    group.add_argument("--input-range", type=float, nargs=2, metavar=("LO", "HI"),
+    group.add_argument("--percentile", type=_finite, help="with --calib-method percentile (default 99.99)")
+    group.add_argument("--input-range", type=_finite, nargs=2, metavar=("LO", "HI"),
                        help="input value range for data-free bounds (default 0 1)")
+
+
+def _calib_path(args) -> Path:
+    """``--calib``, else ``MODEL.calib.npz`` beside the model (which may not exist)."""
+    return Path(args.calib) if args.calib else _model_path(args).with_suffix(".calib.npz")
+
+
+def _inputs(args) -> dict[str, object]:
+    """Every file this run reads, by role: no output may land on one of them."""
+    calib = _calib_path(args) if hasattr(args, "calib") and (args.calib or _calib_path(args).is_file()) else None
+    roles = {"the model": _model_path(args) if hasattr(args, "model") else None, "the calibration data": calib}
+    for role, option in (("the inputs file", "inputs"), ("the evaluation data", "eval"), ("the plan file", "plan")):
+        roles[role] = getattr(args, option, None)
+    board = getattr(args, "board", None)
+    roles["the board profile"] = board if board and board.endswith(".json") else None
+    return roles
+
+
+def _check_outputs(args, folder: tuple[str, Path, str] | None = None) -> None:
+    """Check every output path of the run before any work (``cnnhw/outputs.py`` has the rules):
+    ``--json``, ``predict -o`` and the output ``folder`` (option, path, kind)."""
+    from .outputs import check_output
+
+    inputs = _inputs(args)
+    outputs = {}
+    if folder is not None:
+        option, path, kind = folder
+        check_output(path, kind, option, inputs)
+        if kind == "build":
+            from .flow.build import failed_folder
+
+            check_output(failed_folder(path), "failed-build", f"{option} (failed builds' logs)", inputs)
+        outputs[option] = path
+    if getattr(args, "command", None) == "predict" and args.output:
+        check_output(args.output, "npz", "-o", inputs, outputs)
+        outputs["-o"] = args.output
+    if getattr(args, "json", None):
+        check_output(args.json, "json", "--json", inputs, outputs)
 
 
 def _quantize(args, graph, return_calibration: bool = False):
@@ -68,10 +156,19 @@ def _quantize(args, graph, return_calibration: bool = False):
     from .datafiles import load_data
     from .quant import QuantOptions, quantize_graph
 
+    if args.percentile is not None and args.calib_method != "percentile":
+        raise CnnhwError(f"--percentile {args.percentile:g} needs --calib-method percentile (the calibration method "
+                         f"is {args.calib_method}); add it or drop --percentile")
+    if args.input_range:
+        low, high = args.input_range
+        if not low < high or max(abs(low), abs(high)) > MAX_INPUT_MAGNITUDE:
+            raise CnnhwError(f"--input-range {low:g} {high:g}: LO must be below HI, both within "
+                             f"+-{MAX_INPUT_MAGNITUDE:g} (the model's input units, e.g. 0 1 for images scaled to 0..1)")
     options = QuantOptions(weight_bits=args.weight_bits, activation_bits=args.act_bits,
                            per_channel=not args.per_tensor, power_of_two=args.pow2, rounding=args.rounding,
-                           calibration=args.calib_method, percentile=args.percentile).check()
-    calib_path = Path(args.calib) if args.calib else _model_path(args).with_suffix(".calib.npz")
+                           calibration=args.calib_method,
+                           percentile=99.99 if args.percentile is None else args.percentile).check()
+    calib_path = _calib_path(args)
     started = time.perf_counter()
     calib = None
     if args.calib or calib_path.is_file():
@@ -87,15 +184,29 @@ def _quantize(args, graph, return_calibration: bool = False):
     return (qgraph, calib) if return_calibration else qgraph
 
 
+def _warn_clipped(qgraph, x, what: str) -> None:
+    """Say once how many input values the input quantizer saturates: images scaled otherwise than
+    the calibration data (0..255 for a 0..1 model) would otherwise be clipped without a word."""
+    clipped = qgraph.input.clipped(x)
+    if clipped:
+        lo, hi = qgraph.input.real_range()
+        log.warning("%s: %s of %s input values (%.1f%%) lie outside the input range [%.4g, %.4g] and are clipped; "
+                    "are the images scaled like the calibration data (%s)?", what, f"{clipped:,}", f"{x.size:,}",
+                    100 * clipped / x.size, lo, hi, qgraph.calibration)
+
+
 def cmd_quantize(args) -> None:
     from .datafiles import load_data
     from .outputs import write_json
     from .quant.evaluate import accuracy, layer_errors
     from .report import console, quant_facts, quant_table
 
+    _check_outputs(args)
     graph = _load(args)
     qgraph, calib = _quantize(args, graph, return_calibration=True)
     evaluation = load_data(args.eval, graph, "evaluation data") if args.eval else None
+    if evaluation is not None:
+        _warn_clipped(qgraph, evaluation.x, f"evaluation data {args.eval}")
     errors = None
     measured_on = None
     if evaluation is not None:
@@ -122,26 +233,21 @@ def _plan_file(args):
     """The plan of ``--plan FILE`` (None without the option)."""
     import json
 
+    from .inputs import read_bytes
     from .plan import HardwarePlan
 
     if not args.plan:
         return None
-    path = Path(args.plan)
-    if not path.is_file():
-        raise CnnhwError(f"plan file {path} not found")
+    data = read_bytes(args.plan, "plan file", limit=MAX_PLAN_BYTES)
     try:
-        facts = json.loads(path.read_text())
+        facts = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise CnnhwError(f"plan file {args.plan} is not UTF-8 text (byte {error.start}); write it as JSON") from None
     except json.JSONDecodeError as error:
-        raise CnnhwError(f"plan file {path} is not valid JSON ({error})") from None
+        raise CnnhwError(f"plan file {args.plan} is not valid JSON ({error})") from None
+    except RecursionError:
+        raise CnnhwError(f"plan file {args.plan} nests deeper than any plan; write it as cnnhw plans are written") from None
     return HardwarePlan.from_json(facts)
-
-
-def _plan(args, qgraph):
-    """The accelerator's plan without a board: ``--plan FILE`` as given, else the default folding."""
-    from .plan import check_plan, default_plan
-
-    given = _plan_file(args)
-    return default_plan(qgraph) if given is None else check_plan(given, qgraph)
 
 
 def _board_plan(args, qgraph, board, max_logic_cells: int | None = None):
@@ -162,22 +268,29 @@ def _board_plan(args, qgraph, board, max_logic_cells: int | None = None):
 
 
 def cmd_sim(args) -> None:
+    from .boards import load_board
     from .datafiles import load_data
     from .flow.verilog import export_verilog, identifier
     from .outputs import write_json
-    from .plan import predict_cycles, predict_latency
+    from .plan import check_plan, default_plan, predict_cycles, predict_latency
     from .report import console, sim_table
     from .sim.runner import simulate_rtl
     from .verify import expected_streams
 
+    _check_outputs(args)
     graph = _load(args)
+    board = load_board(args.board) if args.board else None
+    folder = Path(args.output) if args.output else Path("rtl_out") / (
+        identifier(graph.name) + (f"-{board.name}" if board else ""))
+    _check_outputs(args, ("-o" if args.output else "the output folder", folder, "board-sim" if board else "rtl"))
+    plan_file = _plan_file(args)
     data = load_data(args.inputs, graph)
     qgraph = _quantize(args, graph)
-    if args.board:
-        return _sim_board(args, graph, data, qgraph)
-    plan = _plan(args, qgraph)
+    _warn_clipped(qgraph, data.x, f"inputs {args.inputs}")
+    if board is not None:
+        return _sim_board(args, graph, data, qgraph, board, folder)
+    plan = default_plan(qgraph) if plan_file is None else check_plan(plan_file, qgraph)
     predicted = max(predict_cycles(qgraph, plan).values())
-    folder = Path(args.output) if args.output else Path("rtl_out") / identifier(graph.name)
     with stage(f"generating Verilog into {folder}"):
         export = export_verilog(qgraph, plan, folder)
     expected = expected_streams(qgraph, data.x)
@@ -207,16 +320,13 @@ def cmd_sim(args) -> None:
         raise SystemExit(1)
 
 
-def _sim_board(args, graph, data, qgraph) -> None:
-    from .boards import load_board
-    from .flow.verilog import identifier
-    from .outputs import write_json
+def _sim_board(args, graph, data, qgraph, board, folder: Path) -> None:
+    from .outputs import fresh_folder, write_json
     from .report import board_sim_table, console
     from .sim.board import simulate_board
 
-    board = load_board(args.board)
     plan = _board_plan(args, qgraph, board)
-    folder = Path(args.output) if args.output else Path("rtl_out") / f"{identifier(graph.name)}-{board.name}"
+    fresh_folder(folder, "board-sim")
     with stage(f"simulating the {board.name} board top with {args.simulator} ({len(data.x)} images over the UART)"):
         result = simulate_board(qgraph, plan, board, data.x, folder / "sim_build", args.clock, args.simulator)
     console().print(board_sim_table(graph.name, board.name, result))
@@ -241,10 +351,13 @@ def cmd_build(args) -> None:
     from .outputs import write_json
     from .report import build_table, console
 
+    _check_outputs(args)
     board = load_board(args.board)
     graph = _load(args)
-    qgraph = _quantize(args, graph)
     folder = Path(args.output) if args.output else Path("build") / f"{identifier(graph.name)}-{board.name}"
+    _check_outputs(args, ("-o" if args.output else "the build folder", folder, "build"))
+    _plan_file(args)  # a bad plan file is refused before quantizing
+    qgraph = _quantize(args, graph)
     result = build_fitting(qgraph, board, folder, lambda cap: _board_plan(args, qgraph, board, cap),
                            clock_mhz=args.clock, toolchain=args.tools, seed=args.seed)
     console().print(build_table(result.facts))
@@ -276,7 +389,13 @@ def cmd_run(args) -> None:
 
     build = open_build(args.build)
     facts = LinkFacts.from_build(build.facts)
-    data = load_data(args.data, InputSpec(build.facts["model"], facts.input_shape))
+    data = load_data(args.data, InputSpec(str(build.facts.get("model", build.folder.name)), facts.input_shape,
+                                          facts.classes))
+    clipped = facts.quantizer.clipped(data.x)
+    if clipped:
+        log.warning("%s: %s of %s input values lie outside the input range the build was calibrated for and are "
+                    "clipped; are the images scaled like the calibration data?", args.data, f"{clipped:,}",
+                    f"{data.x.size:,}")
     try:
         import serial
 
@@ -311,6 +430,7 @@ def cmd_boards(args) -> None:
     from .outputs import write_json
     from .report import boards_table, console
 
+    _check_outputs(args)
     boards = [load_board(name) for name in board_names()]
     console().print(boards_table(boards))
     if args.json:
@@ -324,6 +444,7 @@ def cmd_inspect(args) -> None:
     from .outputs import write_json
     from .report import console, graph_facts, graph_table
 
+    _check_outputs(args)
     graph = _load(args)
     console().print(graph_table(graph))
     if args.json:
@@ -337,9 +458,12 @@ def cmd_predict(args) -> None:
     from .outputs import write_json, write_npz
     from .report import console
 
+    _check_outputs(args)
     graph = _load(args)
     data = load_data(args.inputs, graph)
     qgraph = _quantize(args, graph) if args.golden == "int" else None
+    if qgraph is not None:
+        _warn_clipped(qgraph, data.x, f"inputs {args.inputs}")
     started = time.perf_counter()
     if qgraph is None:
         outputs = run_float(graph, data.x)
@@ -369,13 +493,13 @@ def cmd_predict(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnhw", description="Turn a trained CNN into verified FPGA hardware.")
+    parser = _Parser(prog="cnnhw", description="Turn a trained CNN into verified FPGA hardware.")
     parser.add_argument("--version", action="version", version=f"cnnhw {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="print results only, no progress lines")
     parser.add_argument("-q", "--quiet", action="store_true", help="print results only, no progress lines")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=argparse.ArgumentParser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     inspect = commands.add_parser("inspect", parents=[common], help="layers, shapes, parameters and MACs of a model")
     _add_model(inspect)
@@ -410,16 +534,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
     sim.add_argument("--board", "-b", metavar="NAME", help="simulate the whole board top: frames in on the UART pin, "
                      "replies out, bad frames and a reset (default: the accelerator alone)")
-    sim.add_argument("--clock", type=float, metavar="MHZ", help="with --board: the fabric clock (sets the UART "
+    sim.add_argument("--clock", type=_positive, metavar="MHZ", help="with --board: the fabric clock (sets the UART "
                      "divisor; default the profile's first try)")
     sim.add_argument("--plan", metavar="FILE", help="a JSON hardware plan (default: cnnhw's default folding)")
     sim.add_argument("-o", "--output", metavar="DIR", help="where the Verilog goes (default rtl_out/<model>)")
     sim.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
-    sim.add_argument("--gap", type=float, default=0.2, help="probability of an idle input cycle (default 0.2)")
-    sim.add_argument("--stall", type=float, default=0.2, help="probability of refusing an output (default 0.2)")
-    sim.add_argument("--timing-images", type=int, default=3,
+    sim.add_argument("--gap", type=_probability, default=0.2, help="probability of an idle input cycle (default 0.2)")
+    sim.add_argument("--stall", type=_probability, default=0.2, help="probability of refusing an output (default 0.2)")
+    sim.add_argument("--timing-images", type=_count(1), default=3,
                      help="images sent back to back, without gaps, to measure cycles (default 3)")
-    sim.add_argument("--seed", type=int, default=1, help="seed of the random gaps and stalls")
+    sim.add_argument("--seed", type=_count(0), default=1, help="seed of the random gaps and stalls")
     _add_quant_options(sim)
     sim.set_defaults(run=cmd_sim)
 
@@ -429,11 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--board", "-b", required=True, metavar="NAME", help="a board name (cnnhw boards) or profile .json")
     build.add_argument("-o", "--output", metavar="DIR", help="the build folder (default build/<model>-<board>)")
     build.add_argument("--plan", metavar="FILE", help="a JSON plan; the layers it lists keep their folding, the planner fits the rest to the board")
-    build.add_argument("--clock", type=float, metavar="MHZ", help="build at this PLL frequency or fail (default: the "
+    build.add_argument("--clock", type=_positive, metavar="MHZ", help="build at this PLL frequency or fail (default: the "
                        "fastest of the board's PLL settings that meets timing)")
     build.add_argument("--tools", choices=("yowasp", "system"), default="yowasp",
                        help="yowasp: the yosys/nextpnr/icepack cnnhw installs (default); system: the ones on PATH")
-    build.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    build.add_argument("--seed", type=_count(1), default=1, help="nextpnr placement seed (default 1)")
     build.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     _add_quant_options(build)
     build.set_defaults(run=cmd_build)
@@ -448,23 +572,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("data", metavar="DATA", help="images (.npz with x and optional labels y)")
     run.add_argument("--port", "-p", required=True, help="the board's serial port (iCEBreaker: usually /dev/ttyUSB1)")
     run.add_argument("--build", required=True, metavar="DIR", help="the cnnhw build folder the board was flashed from")
-    run.add_argument("--baud", type=int, help="override the build's baud rate")
+    run.add_argument("--baud", type=_count(1), help="override the build's baud rate")
     run.set_defaults(run=cmd_run)
     return parser
 
 
+class _LogFormat(logging.Formatter):
+    """Progress lines plain, warnings as ``cnnhw: warning: ...``; each record one line (names from a
+    model may hold newlines)."""
+
+    def format(self, record):
+        text = one_line(record.getMessage())
+        return f"cnnhw: warning: {text}" if record.levelno >= logging.WARNING else text
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks written as escapes, so that a message stays one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
-                        stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormat())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     try:
+        args = build_parser().parse_args(argv)
+        if args.quiet:
+            logging.getLogger().setLevel(logging.WARNING)
         args.run(args)
     except CnnhwError as error:
         if error.details is not None:
             from rich.console import Console
 
-            Console(stderr=True, highlight=False, width=120).print(error.details)
-        print(f"cnnhw: error: {error}", file=sys.stderr)
+            Console(stderr=True, highlight=False, markup=False, width=120).print(error.details)
+        print(f"cnnhw: error: {one_line(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("cnnhw: interrupted", file=sys.stderr)

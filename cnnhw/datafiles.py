@@ -7,13 +7,13 @@ optionally ``y``: N integer class labels.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
+from .inputs import read_npz
 from .ir import Graph
 from .ir.graph import check_batch
 
@@ -30,6 +30,7 @@ class InputSpec:
 
     name: str
     input_shape: tuple[int, ...]
+    classes: int
 
     def check_batch(self, x: np.ndarray, what: str = "inputs") -> np.ndarray:
         return check_batch(x, self.input_shape, self.name, what)
@@ -39,13 +40,7 @@ def load_data(path, graph: Graph | InputSpec, what: str = "inputs") -> Dataset:
     """Read a DATA file and check it against ``graph``'s input shape (never reshaping silently)."""
     path = Path(path)
     where = f"{what} {path}"
-    if not path.is_file():
-        raise DataError(f"{where}: file not found" if not path.exists() else f"{where}: not a file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise DataError(f"{where}: not a readable .npz file ({error}); save it with numpy.savez(x=..., y=...)") from None
+    arrays = read_npz(path, what, DataError)
     if "x" not in arrays:
         raise DataError(f"{where}: no array 'x' (found {sorted(arrays) or 'none'}); store the images as x")
     x = graph.check_batch(arrays["x"], where)
@@ -56,4 +51,10 @@ def load_data(path, graph: Graph | InputSpec, what: str = "inputs") -> Dataset:
         if y.dtype.kind not in "iu":
             raise DataError(f"{where}: y has dtype {y.dtype}; labels must be integers")
         y = y.astype(np.int64)
+        classes = graph.classes
+        outside = (y < 0) | (y >= classes)
+        if np.any(outside):
+            first = int(np.argmax(outside))
+            raise DataError(f"{where}: label {int(y[first])} of image {first} is not a class of model "
+                            f"'{graph.name}' (0 to {classes - 1}); {int(outside.sum())} labels are outside")
     return Dataset(x, y)

@@ -18,7 +18,9 @@ def stage(label: str):
     if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
         from rich.console import Console
 
-        with Console(stderr=True).status(label, spinner="dots"):
+        from rich.text import Text
+
+        with Console(stderr=True).status(Text(label), spinner="dots"):
             yield
     else:
         yield

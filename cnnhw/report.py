@@ -50,8 +50,9 @@ def graph_table(graph: Graph) -> Table:
 
 
 def console() -> Console:
-    """The stdout console (no colours when not a terminal, so logs and tests stay plain)."""
-    return Console(highlight=False, width=120)
+    """The stdout console (no colours when not a terminal, so logs and tests stay plain). Markup is
+    off: model and layer names are the model's text (``[/bold]`` is a legal node name)."""
+    return Console(highlight=False, markup=False, width=120)
 
 
 def _requant_text(layer) -> str:

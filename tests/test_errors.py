@@ -213,13 +213,13 @@ def test_data_that_does_not_fit_the_model(cli, tmp_path, x, fragment):
 
 def test_data_files_that_are_missing_or_wrong(cli, tmp_path):
     model = EXAMPLES / "lenet.onnx"
-    expect_error(cli("predict", "--model", model, "--inputs", "none.npz"), "inputs none.npz: file not found")
+    expect_error(cli("predict", "--model", model, "--inputs", "none.npz"), "inputs none.npz not found")
     np.savez(tmp_path / "nox.npz", images=np.zeros((1, 1, 32, 32)))
     expect_error(cli("predict", "--model", model, "--inputs", "nox.npz"), "no array 'x' (found ['images'])")
     np.savez(tmp_path / "bady.npz", x=np.zeros((2, 32, 32)), y=np.zeros(3, np.int64))
     expect_error(cli("predict", "--model", model, "--inputs", "bady.npz"), "y has shape (3,); expected (2,)")
     (tmp_path / "text.npz").write_text("not numpy")
-    expect_error(cli("predict", "--model", model, "--inputs", "text.npz"), "not a readable .npz file")
+    expect_error(cli("predict", "--model", model, "--inputs", "text.npz"), "not a .npz archive")
 
 
 def test_failed_run_writes_no_output(cli, tmp_path):

@@ -15,7 +15,9 @@ from cnnhw.errors import CnnhwError
 from cnnhw.flow.build import host_facts
 from cnnhw.frontend import load_model
 from cnnhw.golden.int_ref import run_int
+from cnnhw.outputs import mark_folder, write_json
 from cnnhw.quant import QuantOptions, quantize_graph
+from cnnhw.runtime.flash import file_digest
 from cnnhw.runtime.host import BoardLink, LinkFacts
 from cnnhw.runtime.protocol import Error, FrameDecoder, FrameType, Status, encode
 from cnnhw.verify import expected_streams, stream_order
@@ -92,12 +94,19 @@ def test_the_host_reports_a_refused_image_and_a_silent_board(network):
         BoardLink(Silent(), facts, reply_timeout_s=0.2).status()
 
 
+def _finish(folder, facts):
+    """Write build.json as a build does: with the digests of the files and the folder's marker."""
+    facts["files"] = {path.name: file_digest(path) for path in folder.iterdir() if path.suffix == ".bin"}
+    write_json(folder / "build.json", facts)
+    mark_folder(folder, "build")
+
+
 @pytest.fixture
 def finished_build(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     (folder / "top.bin").write_bytes(b"\xff\x00\x00\xff")
-    (folder / "build.json").write_text(json.dumps({"board": "icebreaker", "bitstream": "somewhere/out/top.bin"}))
+    _finish(folder, {"board": "icebreaker", "bitstream": "somewhere/out/top.bin"})
     return folder
 
 
@@ -131,7 +140,7 @@ def test_flash_and_run_refuse_an_unfinished_build(cli, tmp_path):
     (tmp_path / "half").mkdir()
     for command in (("flash", "half"), ("run", "--port", "loop://", "--build", "half", "x.npz")):
         result = cli(*command)
-        assert result.returncode == 2 and "half is not a finished cnnhw build (no build.json)" in result.error_line
+        assert result.returncode == 2 and "half is not a finished cnnhw build" in result.error_line
 
 
 @pytest.fixture
@@ -144,9 +153,8 @@ def build_with_weights(tmp_path):
     (folder / "top.bin").write_bytes(b"\xff\x00\x00\xff")
     image = WeightImage.from_blocks([(0, [1, 2, 3]), (1, [0xBEEF])]).to_bytes()
     (folder / "weights.bin").write_bytes(image)
-    (folder / "build.json").write_text(json.dumps({
-        "board": "icebreaker", "bitstream": "somewhere/out/top.bin",
-        "weight_image": {"file": "somewhere/out/weights.bin", "offset": 1048576, "bytes": len(image)}}))
+    _finish(folder, {"board": "icebreaker", "bitstream": "somewhere/out/top.bin",
+                     "weight_image": {"file": "somewhere/out/weights.bin", "offset": 1048576, "bytes": len(image)}})
     return folder
 
 
@@ -180,7 +188,7 @@ def test_flash_refuses_a_damaged_weight_image(cli, tmp_path, build_with_weights)
     (build_with_weights / "weights.bin").write_bytes(bytes(image))
     python_dir = os.path.dirname(os.sys.executable)
     result = cli("flash", "out", env={**os.environ, "PATH": f"{tools}{os.pathsep}{python_dir}"})
-    assert result.returncode == 2 and "the weight image is damaged (length or CRC-32 wrong)" in result.error_line
+    assert result.returncode == 2 and "does not match the digest" in result.error_line
     assert not log.exists()  # nothing was written
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CnnhwError
+from ..inputs import read_bytes
 
 HERE = Path(__file__).resolve().parent
 BUDGET_KEYS = ("logic_cells", "dsp", "ebr", "spram", "io")
@@ -75,10 +76,9 @@ def load_board(name_or_path: str) -> Board:
         if not path.is_file():
             raise CnnhwError(f"unknown board '{name_or_path}'; known boards: {', '.join(board_names())} "
                              f"(or give a profile file, --board my_board.json)")
-    elif not path.is_file():
-        raise CnnhwError(f"board profile {path} not found")
+    text = read_bytes(path, "board profile", limit=1 << 20)
     try:
-        facts = json.loads(path.read_text())
+        facts = json.loads(text.decode("utf-8"))
         budget = {key: int(facts["budget"][key]) for key in BUDGET_KEYS}
         clock = facts["clock"]
         pll = tuple(PllSetting(**setting) for setting in clock["pll"])
@@ -90,7 +90,7 @@ def load_board(name_or_path: str) -> Board:
                       float(clock.get("first_try_mhz", max(p.mhz for p in pll))),
                       {tool: [str(part) for part in command]
                        for tool, command in facts.get("programmers_at_offset", {}).items()})
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
         raise CnnhwError(f"board profile {path} is malformed ({type(error).__name__}: {error}); "
                          f"compare it with {HERE / 'icebreaker.json'}") from None
     for setting in board.pll:

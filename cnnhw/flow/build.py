@@ -17,7 +17,9 @@ a failed build is left as ``<DIR>.failed/`` with its logs, never as ``DIR``)::
     <top>.bin            the bitstream
     weights.bin          the weight image, when weights are in SPRAM (``runtime/weight_image.py``;
                          ``cnnhw flash`` writes it at the profile's ``flash.weights_offset``)
-    build.json           the facts (DESIGN.md: build JSON keys)
+    build.json           the facts (DESIGN.md: build JSON keys; ``files``: the SHA-256 of each file
+                         flash and run may read, checked before they use it)
+    .cnnhw               the marker of a cnnhw output folder (``cnnhw/outputs.py``)
     plan.json            the hardware plan
     rtl/                 the accelerator's Verilog and manifest (as ``cnnhw sim`` writes them)
     attempts/<f>MHz/     per attempt: RTLIL, PCF, yosys/nextpnr logs and reports
@@ -33,7 +35,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -42,12 +43,13 @@ from pathlib import Path
 
 from ..boards import Board
 from ..errors import BuildError, DoesNotFitError
-from ..outputs import replace_folder, write_json
+from ..outputs import mark_folder, replace_folder, staging_folder, write_json
 from ..plan import HardwarePlan, predict_cycles, predict_latency
 from ..plan.budget import budget_table, check_fits
 from ..plan.costs import ask_board_top, multipliers, needs, plan_costs
 from ..progress import stage
 from ..quant.qgraph import QGraph
+from ..runtime.flash import file_digest
 from ..runtime.protocol import FrameType, encode
 from ..runtime.weight_image import WeightImage
 from .tools import PlaceRouteReport, Toolchain, find_toolchain, run_tool, synthesis_cells, synthesis_needs
@@ -86,6 +88,11 @@ class BuildResult:
     folder: Path
     facts: dict
     attempts: list[Attempt]
+
+
+def failed_folder(folder: Path) -> Path:
+    """Where a failed build of ``folder`` keeps its logs (the CLI checks it is cnnhw's before the build)."""
+    return folder.parent / f"{folder.name}.failed"
 
 
 def frame_bytes(qgraph: QGraph) -> int:
@@ -222,8 +229,7 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
     if clock_mhz is not None:
         board.pll_for(clock_mhz)
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building.", dir=folder.parent))
+    staging = staging_folder(folder, "build")
     try:
         with stage(f"generating the accelerator's Verilog into {folder / 'rtl'}"):
             export_verilog(qgraph, plan, staging / "rtl")
@@ -257,13 +263,17 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         if image is not None:
             facts["weight_image"] = {"file": str(folder / WEIGHT_IMAGE_FILE), "offset": board.flash["weights_offset"],
                                      "bytes": len(image.to_bytes()), "crc32": image.crc32}
+        # What flash and run may read from the folder, with the digest they check it against.
+        facts["files"] = {name: file_digest(staging / name) for name in
+                          (chosen.bitstream.name, "plan.json", *([WEIGHT_IMAGE_FILE] if image is not None else []))}
         write_json(staging / "build.json", facts)
         replace_folder(staging, folder)
         # The logs of an earlier failed build (or of a plan that did not fit) are superseded.
-        shutil.rmtree(folder.parent / f"{folder.name}.failed", ignore_errors=True)
+        shutil.rmtree(failed_folder(folder), ignore_errors=True)
         return BuildResult(folder, facts, attempts)
     except BuildError as error:
-        failed = folder.parent / f"{folder.name}.failed"
+        failed = failed_folder(folder)
+        mark_folder(staging, "failed-build")
         shutil.rmtree(failed, ignore_errors=True)
         os.replace(staging, failed)
         # Paths in the message pointed into the staging folder, which is now `failed`.

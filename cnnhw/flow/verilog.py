@@ -12,13 +12,12 @@ import json
 import math
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
 from ..gateware.accelerator import Accelerator
-from ..outputs import replace_folder
+from ..outputs import replace_folder, staging_folder
 from ..plan import HardwarePlan, predict_cycles
 from ..quant.qgraph import QGraph
 
@@ -70,7 +69,8 @@ def manifest(qgraph: QGraph, plan: HardwarePlan, accelerator: Accelerator, top: 
 
 
 def export_verilog(qgraph: QGraph, plan: HardwarePlan, folder: Path) -> Export:
-    """Generate the accelerator and write ``folder`` (replacing it whole if it exists)."""
+    """Generate the accelerator and write ``folder`` (replacing it whole if it exists; the caller
+    has accepted the path with :func:`cnnhw.outputs.check_output`)."""
     from amaranth.back import verilog
 
     folder = Path(folder)
@@ -78,8 +78,7 @@ def export_verilog(qgraph: QGraph, plan: HardwarePlan, folder: Path) -> Export:
     accelerator = Accelerator(qgraph, plan)
     text = verilog.convert(accelerator, name=top, emit_src=False)
     facts = manifest(qgraph, plan, accelerator, top)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging = staging_folder(folder, "rtl")
     try:
         (staging / f"{top}.v").write_text(text)
         (staging / "manifest.json").write_text(json.dumps(facts, indent=2) + "\n")

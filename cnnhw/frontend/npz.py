@@ -41,16 +41,20 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
+from ..inputs import read_npz
 from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape,
                   Softmax, simplify)
 
 FORMAT, VERSION = "cnnhw-npz", 1
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 _LAYER_KEYS = {
     "conv": {"stride", "pads", "dilation", "groups"},
@@ -77,33 +81,28 @@ _ARRAYS = {
 def load_npz(path) -> Graph:
     """Read a ``.npz`` model (format above) into a simplified Graph."""
     path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model file {path} not found")
-    if path.is_dir() or path.stat().st_size == 0:
-        raise ModelError(f"model file {path} is {'a folder' if path.is_dir() else 'empty'}; give a .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise ModelError(f"model file {path} is not a readable .npz archive ({error}); save it again with numpy.savez") from None
-    return simplify(_build(path, arrays))
+    return simplify(_build(path, read_npz(path, "model file", ModelError)))
 
 
 def _build(path: Path, arrays: dict) -> Graph:
     where = f"model {path}"
     if "architecture" not in arrays:
         raise ModelError(f"{where} has no 'architecture' array; see README 'Models as .npz' for the format")
+    text = arrays.pop("architecture")
+    if text.ndim != 0 or text.dtype.kind not in "US":
+        raise ModelError(f"{where}: 'architecture' must be one JSON string (numpy.savez(..., architecture=json.dumps(...))), "
+                         f"not a {text.dtype} array of shape {text.shape}")
     try:
-        arch = json.loads(str(arrays.pop("architecture")))
-    except json.JSONDecodeError as error:
-        raise ModelError(f"{where}: 'architecture' is not valid JSON ({error})") from None
+        arch = json.loads(str(text.item() if text.dtype.kind == "U" else text.item().decode("utf-8")))
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ModelError(f"{where}: 'architecture' is not valid JSON ({type(error).__name__})") from None
     if not isinstance(arch, dict) or arch.get("format") != FORMAT or arch.get("version") != VERSION:
         raise ModelError(f"{where}: 'architecture' must be a JSON object with format '{FORMAT}' and version {VERSION}")
     unknown = set(arch) - {"format", "version", "input", "layers", "name"}
     if unknown:
         raise ModelError(f"{where}: unknown architecture keys {sorted(unknown)}")
     input_shape = arch.get("input")
-    if not isinstance(input_shape, list) or not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
+    if not isinstance(input_shape, list) or not input_shape or not all(_is_int(d) and d > 0 for d in input_shape):
         raise ModelError(f"{where}: 'input' must be the per-image shape as a list of positive ints, e.g. [1, 28, 28]")
     layers = arch.get("layers")
     if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
@@ -119,17 +118,22 @@ def _build(path: Path, arrays: dict) -> Graph:
     unused = sorted(set(arrays) - used)
     if unused:
         raise ModelError(f"{where}: arrays {unused} are not used by any layer (a misspelt layer name?)")
-    return Graph(str(arch.get("name", path.stem)), tuple(input_shape), tuple(ops), source=f"{FORMAT} v{VERSION}")
+    name = arch.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise ModelError(f"{where}: 'name' must be a non-empty string, not {name!r}")
+    return Graph(name, tuple(input_shape), tuple(ops), source=f"{FORMAT} v{VERSION}")
 
 
 def _layer(where: str, index: int, spec: dict, arrays: dict, used: set, shape):
     kind = spec.get("type")
-    if kind not in _LAYER_KEYS:
-        raise ModelError(f"{where}: layer {index} has type {kind!r}; known types: {', '.join(_LAYER_KEYS)}")
+    if not isinstance(kind, str) or kind not in _LAYER_KEYS:
+        raise ModelError(f"{where}: layer {index} has 'type' {kind!r}; known types: {', '.join(_LAYER_KEYS)}")
     unknown = set(spec) - _LAYER_KEYS[kind] - {"type", "name"}
     if unknown:
         raise ModelError(f"{where}: layer {index} ({kind}) has unknown keys {sorted(unknown)}")
-    name = str(spec.get("name", f"{kind}{index}"))
+    name = spec.get("name", f"{kind}{index}")
+    if not isinstance(name, str) or not name:
+        raise ModelError(f"{where}: layer {index} ({kind}) has 'name' {name!r}; a name is a non-empty string")
     where = f"{where}: layer '{name}' ({kind})"
 
     def array(role: str, required: bool = True):
@@ -144,12 +148,27 @@ def _layer(where: str, index: int, spec: dict, arrays: dict, used: set, shape):
             raise ModelError(f"{where}: array '{key}' has dtype {value.dtype}; expected numbers")
         return value.astype(np.float64)
 
-    def ints(key: str, count: int, default):
-        value = spec.get(key, default)
-        value = [value] * count if isinstance(value, int) else value
-        if not isinstance(value, list) or len(value) != count or not all(isinstance(v, int) for v in value):
-            raise ModelError(f"{where}: '{key}' must be an int or a list of {count} ints, not {value!r}")
+    def ints(key: str, count: int, default, low: int = 1):
+        given = spec.get(key, default)
+        value = [given] * count if _is_int(given) else given
+        if not isinstance(value, list) or len(value) != count or not all(_is_int(v) and v >= low for v in value):
+            raise ModelError(f"{where}: '{key}' must be an int >= {low} or a list of {count} such ints, not {given!r}")
         return tuple(value)
+
+    def flag(key: str) -> bool:
+        value = spec.get(key, False)
+        if not isinstance(value, bool):
+            raise ModelError(f"{where}: '{key}' must be true or false, not {value!r}")
+        return value
+
+    def number(key: str, default, low: float = -math.inf):
+        value = spec.get(key, default)
+        if value is None and default is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < math.inf:
+            raise ModelError(f"{where}: '{key}' must be a finite number{f' >= {low:g}' if low > -math.inf else ''}, "
+                             f"not {value!r}")
+        return float(value)
 
     if kind == "conv":
         weight = array("weight")
@@ -157,15 +176,17 @@ def _layer(where: str, index: int, spec: dict, arrays: dict, used: set, shape):
             raise ModelError(f"{where}: '{name}.weight' must be (out, in/groups, kh, kw), got shape {weight.shape}")
         bias = array("bias", required=False)
         bias = np.zeros(weight.shape[0]) if bias is None else bias
-        return Conv2d(name, weight, bias, ints("stride", 2, 1), ints("pads", 4, 0), ints("dilation", 2, 1),
-                      spec.get("groups", 1))
+        groups = ints("groups", 1, 1)[0]
+        if weight.shape[0] % groups:
+            raise ModelError(f"{where}: 'groups' {groups} does not divide the {weight.shape[0]} output channels")
+        return Conv2d(name, weight, bias, ints("stride", 2, 1), ints("pads", 4, 0, low=0), ints("dilation", 2, 1),
+                      groups)
     if kind in ("maxpool", "avgpool"):
         if "kernel" not in spec:
             raise ModelError(f"{where} needs 'kernel'")
         kernel = ints("kernel", 2, None)
-        return Pool2d(name, kind[:3], kernel, ints("stride", 2, list(kernel)), ints("pads", 4, 0),
-                      ints("dilation", 2, 1), bool(spec.get("ceil_mode", False)),
-                      bool(spec.get("count_include_pad", False)))
+        return Pool2d(name, kind[:3], kernel, ints("stride", 2, list(kernel)), ints("pads", 4, 0, low=0),
+                      ints("dilation", 2, 1), flag("ceil_mode"), flag("count_include_pad"))
     if kind in ("globalavgpool", "globalmaxpool"):
         return GlobalPool(name, kind[6:9])
     if kind == "dense":
@@ -179,22 +200,18 @@ def _layer(where: str, index: int, spec: dict, arrays: dict, used: set, shape):
         channels = shape[0]
         if any(a.shape != (channels,) for a in (scale, shift, mean, var)):
             raise ModelError(f"{where}: scale, bias, mean and var must each have shape ({channels},)")
-        if np.any(var < 0):
-            raise ModelError(f"{where}: '{name}.var' has negative variances")
-        factor = scale / np.sqrt(var + float(spec.get("epsilon", 1e-5)))
-        per_channel = (-1,) + (1,) * (len(shape) - 1)
-        return Affine(name, factor.reshape(per_channel), (shift - mean * factor).reshape(per_channel))
+        return Affine.from_batchnorm(name, scale, shift, mean, var, number("epsilon", 1e-5, low=0.0), len(shape))
     if kind == "relu":
         return Relu(name)
     if kind == "relu6":
         return Clip(name, 0.0, 6.0)
     if kind == "clip":
-        bounds = [spec.get(k) for k in ("min", "max")]
-        if any(b is not None and not isinstance(b, (int, float)) for b in bounds):
-            raise ModelError(f"{where}: 'min' and 'max' must be numbers or null")
-        return Clip(name, *[None if b is None else float(b) for b in bounds])
+        low, high = number("min", None), number("max", None)
+        if low is not None and high is not None and low > high:
+            raise ModelError(f"{where}: 'min' {low:g} is above 'max' {high:g}")
+        return Clip(name, low, high)
     if kind == "leakyrelu":
-        return LeakyRelu(name, float(spec.get("alpha", 0.01)))
+        return LeakyRelu(name, number("alpha", 0.01))
     if kind == "flatten":
         return Reshape(name, (math.prod(shape),))
     return Softmax(name, tuple(range(len(shape))))

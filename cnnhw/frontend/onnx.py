@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, UnsupportedModelError
+from ..inputs import read_bytes, regular_file
 from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape,
                   Softmax, simplify)
 from ..ir.ops import window_span
@@ -25,6 +26,8 @@ from ..ir.ops import window_span
 MIN_OPSET, MAX_OPSET = 7, 25
 
 FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+#: Protocol buffers cannot hold more than 2 GiB; a larger file is not an ONNX model.
+MAX_MODEL_BYTES = 2 << 30
 
 
 def load_onnx(path) -> Graph:
@@ -40,17 +43,13 @@ def load_onnx(path) -> Graph:
 def _read_model(path: Path, onnx):
     from google.protobuf.message import DecodeError
 
-    if not path.exists():
-        raise ModelError(f"model file {path} not found")
-    if path.is_dir():
-        raise ModelError(f"model path {path} is a folder; give the .onnx file")
-    data = path.read_bytes()
+    data = read_bytes(path, "model file", ModelError, limit=MAX_MODEL_BYTES)
     if not data:
         raise ModelError(f"model file {path} is empty")
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as error:
+    except (DecodeError, RuntimeError, ValueError, RecursionError) as error:
         raise ModelError(f"model file {path} is not a valid ONNX model ({error}); is it truncated? export it again") from None
     if not model.HasField("graph") or not model.graph.output:
         raise ModelError(f"model file {path} holds no ONNX graph; is it an ONNX file? export it again")
@@ -61,8 +60,10 @@ def _read_model(path: Path, onnx):
 def _load_external_data(model, path: Path, onnx) -> None:
     """Load tensors stored beside the model, refusing any that point outside its folder.
 
-    Every location is checked before anything is read, so a malicious model cannot make
-    cnnhw read (or probe for) files elsewhere.
+    Every tensor of the model is looked at (initializers, sparse initializers, attributes, and
+    the same inside every subgraph), and every location is checked before anything is read or
+    even looked up, so a hostile model can neither make cnnhw read files elsewhere nor learn
+    whether they exist: the refusal is the same either way.
     """
     from onnx.external_data_helper import load_external_data_for_tensor
 
@@ -71,14 +72,22 @@ def _load_external_data(model, path: Path, onnx) -> None:
     for tensor in external:
         entries = {e.key: e.value for e in tensor.external_data}
         location = entries.get("location", "")
-        target = (folder / location).resolve()
-        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+        try:
+            target = (folder / location).resolve()
+            inside = bool(location) and not Path(location).is_absolute() and target.is_relative_to(folder)
+        except (OSError, ValueError, RuntimeError):  # a NUL byte, a link loop
+            inside = False
+        if not inside:
             raise ModelError(
                 f"model {path}: tensor '{tensor.name}' stores its data at '{location}', outside the model's "
                 f"folder; cnnhw refuses to read it (keep external data files beside the model)"
             )
-        if not target.is_file():
+    for tensor in external:
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        target = folder / location
+        if not target.exists():
             raise ModelError(f"model {path}: external data file '{location}' of tensor '{tensor.name}' not found")
+        regular_file(target, f"model {path}: external data file of tensor '{tensor.name}',", ModelError)
     for tensor in external:
         try:
             load_external_data_for_tensor(tensor, str(folder))
@@ -95,12 +104,23 @@ def _load_external_data(model, path: Path, onnx) -> None:
 
 
 def _all_tensors(graph):
+    """Every TensorProto of ``graph`` and of its subgraphs (a sparse tensor is two: values, indices)."""
     yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
     for node in graph.node:
         for attribute in node.attribute:
             if attribute.HasField("t"):
                 yield attribute.t
             yield from attribute.tensors
+            for sparse in ([attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []):
+                yield from (sparse.values, sparse.indices)
+            for sparse in attribute.sparse_tensors:
+                yield from (sparse.values, sparse.indices)
+            if attribute.HasField("g"):
+                yield from _all_tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _all_tensors(subgraph)
 
 
 def _attributes(node) -> dict:
@@ -481,12 +501,10 @@ def _batch_norm(imp: _Importer, node, attrs, name, where):
         raise UnsupportedModelError(f"{where} is in training mode; export the model in eval mode")
     if not attrs.get("spatial", 1):
         raise UnsupportedModelError(f"{where} has spatial=0 (per-position statistics); not supported")
-    scale, shift, mean, var = (imp.const_input(node, i, where, what).astype(np.float64)
+    scale, shift, mean, var = (imp.const_input(node, i, where, what)
                                for i, what in enumerate(("scale", "B", "mean", "var"), start=1))
-    factor = scale / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
-    shape = imp._canonical_shape()
-    per_channel = (-1,) + (1,) * (len(shape) - 1)
-    imp.add(Affine(name, factor.reshape(per_channel), (shift - mean * factor).reshape(per_channel)))
+    imp.add(Affine.from_batchnorm(name, scale, shift, mean, var, float(attrs.get("epsilon", 1e-5)),
+                                  len(imp._canonical_shape())))
 
 
 def _flatten(imp: _Importer, node, attrs, name, where):

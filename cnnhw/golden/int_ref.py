@@ -13,6 +13,7 @@ import numpy as np
 
 from ..quant.arith import saturate
 from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QPool, QReshape
+from .batches import batches
 from .windows import pad, pool_windows, window_counts, window_stack
 
 
@@ -26,12 +27,19 @@ def run_int(qgraph: QGraph, x: np.ndarray, *, every_layer: bool = False):
     Returns the int64 output batch, or with ``every_layer`` a list of every layer's output
     (entry 0 is the quantized input, then one entry per layer).
     """
+    runs = [_run(qgraph, x[part]) for part in batches(qgraph.graph, len(x), every_layer)]
+    if every_layer:
+        return [np.concatenate(outputs) for outputs in zip(*runs)]
+    return np.concatenate([outputs[-1] for outputs in runs])
+
+
+def _run(qgraph: QGraph, x: np.ndarray) -> list[np.ndarray]:
     value = qgraph.input(x)
     outputs = [value]
     for layer in qgraph.layers:
         value = apply_int(layer, value)
         outputs.append(value)
-    return outputs if every_layer else value
+    return outputs
 
 
 def _check_accumulator(acc: np.ndarray, layer) -> np.ndarray:

@@ -7,6 +7,7 @@ shape, so a ``Graph`` that exists is consistent.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -27,6 +28,14 @@ class Layer:
     @property
     def macs(self) -> int:
         return self.op.macs(self.in_shape)
+
+    @property
+    def working_values(self) -> int:
+        """Values the reference models hold at once to compute this layer for one image: input,
+        output and, for windowed ops, every window (``golden/windows.window_stack``)."""
+        kernel = getattr(self.op, "kernel", None)
+        windows = math.prod(kernel) * self.in_shape[0] * math.prod(self.out_shape[1:]) if kernel else 0
+        return math.prod(self.in_shape) + math.prod(self.out_shape) + windows
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,8 +64,8 @@ class Graph:
         if not shape or any(d < 1 for d in shape):
             raise ModelError(f"model '{self.name}': input shape {shape} must have positive sizes")
         object.__setattr__(self, "input_shape", shape)
-        names = [op.name for op in self.ops]
-        duplicate = next((n for n in names if names.count(n) > 1), None)
+        seen: set[str] = set()
+        duplicate = next((op.name for op in self.ops if op.name in seen or seen.add(op.name)), None)
         if duplicate is not None:
             raise ModelError(f"model '{self.name}': two layers are named '{duplicate}'; layer names must be unique")
         for op in self.ops[:-1]:
@@ -74,6 +83,21 @@ class Graph:
     @property
     def output_shape(self) -> Shape:
         return self.layers[-1].out_shape if self.layers else self.input_shape
+
+    @property
+    def working_values(self) -> int:
+        """Values the reference models hold at once for one image (the largest layer's need)."""
+        return max((layer.working_values for layer in self.layers), default=math.prod(self.input_shape))
+
+    @property
+    def output_values(self) -> int:
+        """Values of every layer's output for one image (what ``every_layer`` runs keep)."""
+        return sum(math.prod(layer.out_shape) for layer in self.layers)
+
+    @property
+    def classes(self) -> int:
+        """How many values the output has (the classes of a classifier)."""
+        return math.prod(self.output_shape)
 
     @property
     def macs(self) -> int:

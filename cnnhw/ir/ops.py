@@ -24,26 +24,50 @@ from ..errors import ModelError, UnsupportedModelError
 Shape = tuple[int, ...]
 
 
+#: Parameters beyond this magnitude are refused: trained weights are many orders smaller, and
+#: float32 sums of such products overflow (a corrupt or mis-exported model, not a network).
+MAX_PARAMETER = 1e30
+
+
 def _frozen(array, name: str) -> np.ndarray:
-    a = np.array(array, dtype=np.float32)  # always a private copy
-    if not np.all(np.isfinite(a)):
+    wide = np.array(array, dtype=np.float64)
+    if not np.all(np.isfinite(wide)):
         raise ModelError(f"{name} contains NaN or Inf values; export the model again from a trained checkpoint")
+    largest = float(np.max(np.abs(wide))) if wide.size else 0.0
+    if largest > MAX_PARAMETER:
+        raise ModelError(f"{name} reach {largest:.3g} in magnitude; cnnhw takes parameters up to {MAX_PARAMETER:g} "
+                         f"(trained weights are far smaller: is the model corrupt?)")
+    a = wide.astype(np.float32)  # always a private copy
     a.setflags(write=False)
     return a
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _ints(value, count: int, low: int, what: str, meaning: str) -> tuple[int, ...]:
+    values = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else (value,)
+    if len(values) != count or not all(_is_int(v) and v >= low for v in values):
+        raise ModelError(f"{what} must be {meaning}, not {value!r}")
+    return tuple(int(v) for v in values)
+
+
 def _pair(value, what: str) -> tuple[int, int]:
-    pair = tuple(int(v) for v in value)
-    if len(pair) != 2 or any(v < 1 for v in pair):
-        raise ModelError(f"{what} must be two positive ints, not {tuple(value)}")
-    return pair
+    return _ints(value, 2, 1, what, "two positive ints")
 
 
 def _pads(value, what: str) -> tuple[int, int, int, int]:
-    pads = tuple(int(v) for v in value)
-    if len(pads) != 4 or any(v < 0 for v in pads):
-        raise ModelError(f"{what} must be four non-negative ints (top, left, bottom, right), not {tuple(value)}")
-    return pads
+    return _ints(value, 4, 0, what, "four non-negative ints (top, left, bottom, right)")
+
+
+def _bound(value, what: str) -> float | None:
+    """An optional real bound (None: unbounded), which must be a finite number."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+        raise ModelError(f"{what} must be a finite number, not {value!r}")
+    return float(value)
 
 
 def describe_window(kernel, stride, pads, dilation) -> list[str]:
@@ -325,6 +349,25 @@ class Affine(Op):
     def params(self) -> int:
         return self.scale.size + self.shift.size
 
+    @staticmethod
+    def from_batchnorm(name: str, scale, bias, mean, var, epsilon: float, rank: int) -> "Affine":
+        """Inference BatchNorm over the channels (axis 0) of a rank-``rank`` image:
+        ``(x - mean) / sqrt(var + epsilon) * scale + bias`` as one per-channel affine op."""
+        scale, bias, mean, var = (np.asarray(v, dtype=np.float64) for v in (scale, bias, mean, var))
+        where = f"BatchNorm '{name}'"
+        if not all(np.all(np.isfinite(v)) for v in (scale, bias, mean, var)):
+            raise ModelError(f"{where}: scale, bias, mean or var contains NaN or Inf values")
+        if np.any(var < 0):
+            raise ModelError(f"{where} has a negative variance ({float(var.min()):g}); a variance is never "
+                             f"negative: export the model again")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.number)) or not 0 <= epsilon < math.inf:
+            raise ModelError(f"{where}: epsilon must be a non-negative number, not {epsilon!r}")
+        if np.any(var + epsilon == 0):
+            raise ModelError(f"{where}: var + epsilon is 0 for some channel (division by zero)")
+        factor = scale / np.sqrt(var + float(epsilon))
+        per_channel = (-1,) + (1,) * (rank - 1)
+        return Affine(name, factor.reshape(per_channel), (bias - mean * factor).reshape(per_channel))
+
 
 @dataclass(frozen=True, eq=False)
 class Activation(Op):
@@ -347,6 +390,14 @@ class Clip(Activation):
     high: float | None = None
     label = "Clip"
 
+    def __post_init__(self):
+        low = _bound(self.low, f"min of Clip '{self.name}'")
+        high = _bound(self.high, f"max of Clip '{self.name}'")
+        if low is not None and high is not None and low > high:
+            raise ModelError(f"Clip '{self.name}' has min {low:g} > max {high:g}; every value would be out of range")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
     def describe(self) -> str:
         return f"[{self.low}, {self.high}]"
 
@@ -355,6 +406,12 @@ class Clip(Activation):
 class LeakyRelu(Activation):
     alpha: float = 0.01
     label = "LeakyRelu"
+
+    def __post_init__(self):
+        alpha = _bound(self.alpha, f"alpha of LeakyRelu '{self.name}'")
+        if alpha is None:
+            raise ModelError(f"alpha of LeakyRelu '{self.name}' must be a finite number, not None")
+        object.__setattr__(self, "alpha", alpha)
 
     def describe(self) -> str:
         return f"alpha {self.alpha:g}"

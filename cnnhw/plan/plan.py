@@ -19,6 +19,7 @@ the largest of what its parts need:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -67,14 +68,54 @@ class HardwarePlan:
         return {"layers": [asdict(layer) for layer in self.layers]}
 
     @staticmethod
-    def from_json(facts: dict) -> "HardwarePlan":
-        try:
-            return HardwarePlan(tuple(LayerPlan(**layer) for layer in facts["layers"]))
-        except (KeyError, TypeError) as error:
-            raise CnnhwError(f"plan: not a cnnhw plan ({error}); expected {{'layers': [{{'name', 'pe', 'simd'}}]}}") from None
+    def from_json(facts) -> "HardwarePlan":
+        """The plan a JSON value describes, checked key by key (types, ranges, unknown keys, layers
+        listed twice); whether it suits a model is :func:`check_plan`'s question."""
+        expected = "expected {\"layers\": [{\"name\": ..., \"pe\": ..., \"simd\": ...}, ...]}"
+        if not isinstance(facts, dict) or not isinstance(facts.get("layers"), list):
+            raise CnnhwError(f"plan: not a cnnhw plan; {expected}")
+        unknown = set(facts) - {"layers", "written_by"}
+        if unknown:
+            raise CnnhwError(f"plan: unknown key {sorted(unknown)[0]!r} at the top level; {expected}")
+        layers, seen = [], set()
+        for index, layer in enumerate(facts["layers"]):
+            layers.append(_layer_plan(layer, index))
+            if layers[-1].name in seen:
+                raise CnnhwError(f"plan: layer '{layers[-1].name}' is listed twice; give each layer once")
+            seen.add(layers[-1].name)
+        return HardwarePlan(tuple(layers))
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
+
+
+#: The largest PE or SIMD a plan may ask for (far beyond any FPGA's multipliers).
+MAX_FOLDING = 1 << 16
+#: The widest rescaler digit: a whole 32-bit multiplier per cycle.
+MAX_DIGIT_BITS = 32
+
+
+def _layer_plan(layer, index: int) -> LayerPlan:
+    if not isinstance(layer, dict):
+        raise CnnhwError(f"plan: layer entry {index} must be an object with 'name', 'pe', 'simd', ..., not {layer!r:.40}")
+    name = layer.get("name")
+    if not isinstance(name, str) or not name:
+        raise CnnhwError(f"plan: layer entry {index} needs a 'name' (a string), not {name!r:.40}")
+    fields = {f.name: f for f in dataclasses.fields(LayerPlan)}
+    unknown = set(layer) - set(fields)
+    if unknown:
+        raise CnnhwError(f"plan: layer '{name}' has unknown key {sorted(unknown)[0]!r} (keys: {', '.join(fields)})")
+    for key, value in layer.items():
+        if key in ("pe", "simd", "digit_bits"):
+            top = MAX_DIGIT_BITS if key == "digit_bits" else MAX_FOLDING
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+                raise CnnhwError(f"plan: '{key}' of layer '{name}' must be an integer from 1 to {top}, not {value!r:.40}")
+        elif key in ("overlap", "packed", "logic_products") and not isinstance(value, bool):
+            raise CnnhwError(f"plan: '{key}' of layer '{name}' must be true or false, not {value!r:.40}")
+        elif key == "weights" and value not in WEIGHT_HOMES:
+            raise CnnhwError(f"plan: 'weights' of layer '{name}' must be one of {', '.join(WEIGHT_HOMES)}, "
+                             f"not {value!r:.40}")
+    return LayerPlan(**layer)
 
 
 def folding_limits(layer) -> tuple[int, int] | None:

@@ -3,15 +3,18 @@ and the quantized graph."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
 
-from ..ir import Graph
+from ..ir import Conv2d, Dense, Graph
 from .arith import IntFormat, Requantizer, round_shift
 from .calibrate import calibrate, interval_bounds
 from .qgraph import QGraph, QuantOptions
 from .quantize import lower_for_integers, quantize
+
+log = logging.getLogger("cnnhw")
 
 #: The input range assumed without calibration data (images scaled to 0..1).
 DEFAULT_INPUT_RANGE = (0.0, 1.0)
@@ -22,6 +25,10 @@ def quantize_graph(graph: Graph, options: QuantOptions = QuantOptions(), calib: 
     """Lower, find ranges (from ``calib`` images, else data-free from ``input_range``), quantize."""
     options.check()
     lowered, dropped = lower_for_integers(graph)
+    for op in graph.ops:
+        if isinstance(op, (Conv2d, Dense)) and not np.any(op.weight):
+            log.warning("%s '%s' has all-zero weights: its output is its bias alone, whatever the input "
+                        "(a dead layer; is the model trained?)", op.label, op.name)
     if calib is not None:
         ranges = calibrate(lowered, calib, options.calibration, options.percentile)
         label = calib_label or f"{len(calib)} calibration images"

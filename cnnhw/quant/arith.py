@@ -209,7 +209,14 @@ class AverageDivider:
     rounding: str = "half_up"
 
     @staticmethod
-    def for_counts(max_count: int, rounding: str, shift: int = 16) -> "AverageDivider":
+    def for_counts(max_count: int, rounding: str, shift: int = 16, what: str = "average pooling") -> "AverageDivider":
+        """The divider for windows of 1..``max_count`` elements; beyond ``2**shift`` elements the
+        multiplier ``round(2**shift / count)`` would be 0, so such a count is refused (before the
+        table is built: its length grows with the count)."""
+        if max_count > 1 << shift:
+            raise CnnhwError(f"{what} averages {max_count:,} elements; cnnhw's divider multiplies by "
+                             f"round(2**{shift} / count), which is 0 beyond {1 << shift:,} elements "
+                             f"(pool in stages, or a smaller input)")
         return AverageDivider(shift, (0,) + tuple(int(round_real(2.0 ** shift / c)) for c in range(1, max_count + 1)),
                               rounding)
 

@@ -8,30 +8,38 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DataError
 from ..golden import run_float
+from ..golden.batches import batches
 from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
 
 INPUT = "<input>"
 
 
-def calibrate(graph: Graph, x: np.ndarray, method: str = "minmax", percentile: float = 99.99,
-              batch: int = 64) -> dict[str, tuple[float, float]]:
-    """Observed ranges on the batch ``x``: min/max, or the ``percentile`` and its mirror."""
-    samples: dict[str, list[np.ndarray]] = {INPUT: [x]}
-    for start in range(0, len(x), batch):
-        outputs = run_float(graph, x[start:start + batch], every_layer=True)
-        for layer, output in zip(graph.layers, outputs):
-            samples.setdefault(layer.op.name, []).append(output)
-    ranges = {}
-    for name, chunks in samples.items():
-        values = np.concatenate([c.reshape(-1) for c in chunks]).astype(np.float64)
-        if method == "minmax":
-            ranges[name] = (float(values.min()), float(values.max()))
-        else:
-            ranges[name] = (float(np.percentile(values, 100 - percentile)), float(np.percentile(values, percentile)))
-        # A range must hold 0 (the zero point): ReLU outputs and images start at exactly 0.
-        ranges[name] = (min(ranges[name][0], 0.0), max(ranges[name][1], 0.0))
-    return ranges
+def calibrate(graph: Graph, x: np.ndarray, method: str = "minmax", percentile: float = 99.99) -> dict[str, tuple[float, float]]:
+    """Observed ranges on the batch ``x``: min/max, or the ``percentile`` and its mirror.
+
+    Min/max is kept per batch, so memory does not grow with the images; percentiles need every
+    value, so a percentile calibration keeps every layer's outputs (bounded by ``batches``)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size and x.min() == x.max():
+        raise DataError(f"calibration data: every value of all {len(x)} images is {x.min():g}; ranges calibrated "
+                        f"on constant images say nothing about real ones: give real images")
+    names = [INPUT, *(layer.op.name for layer in graph.layers)]
+    if method == "minmax":
+        lows = dict.fromkeys(names, np.inf)
+        highs = dict.fromkeys(names, -np.inf)
+        for part in batches(graph, len(x)):
+            for name, value in zip(names, [x[part], *run_float(graph, x[part], every_layer=True)]):
+                lows[name] = min(lows[name], float(value.min()))
+                highs[name] = max(highs[name], float(value.max()))
+        observed = {name: (lows[name], highs[name]) for name in names}
+    else:
+        outputs = [x, *run_float(graph, x, every_layer=True)]
+        observed = {name: (float(np.percentile(value, 100 - percentile)), float(np.percentile(value, percentile)))
+                    for name, value in zip(names, outputs)}
+    # A range must hold 0 (the zero point): ReLU outputs and images start at exactly 0.
+    return {name: (min(lo, 0.0), max(hi, 0.0)) for name, (lo, hi) in observed.items()}
 
 
 def interval_bounds(graph: Graph, lo: float, hi: float) -> dict[str, tuple[float, float]]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..golden import run_float
+from ..golden.batches import batches
 from ..golden.int_ref import run_int
 from .qgraph import QGraph
 
@@ -19,17 +20,25 @@ class LayerError:
 
 
 def layer_errors(qgraph: QGraph, x: np.ndarray) -> list[LayerError]:
-    """Compare every integer layer's dequantized output with the float output it stands for."""
-    floats = dict(zip((layer.op.name for layer in qgraph.graph.layers), run_float(qgraph.graph, x, every_layer=True)))
-    ints = run_int(qgraph, x, every_layer=True)[1:]
+    """Compare every integer layer's dequantized output with the float output it stands for
+    (a batch at a time, so that only one batch's layers are held)."""
+    names = [layer.op.name for layer in qgraph.graph.layers]
+    power = np.zeros(len(qgraph.layers))
+    noise = np.zeros(len(qgraph.layers))
+    largest = np.zeros(len(qgraph.layers))
+    for part in batches(qgraph.graph, len(x)):
+        floats = dict(zip(names, run_float(qgraph.graph, x[part], every_layer=True)))
+        ints = run_int(qgraph, x[part], every_layer=True)[1:]
+        for k, (layer, value) in enumerate(zip(qgraph.layers, ints)):
+            reference = floats[layer.source]
+            error = reference - value * layer.out_scale
+            power[k] += float(np.sum(reference ** 2))
+            noise[k] += float(np.sum(error ** 2))
+            largest[k] = max(largest[k], float(np.max(np.abs(error))) if error.size else 0.0)
     errors = []
-    for layer, value in zip(qgraph.layers, ints):
-        reference = floats[layer.source]
-        error = reference - value * layer.out_scale
-        power = float(np.sum(reference ** 2))
-        noise = float(np.sum(error ** 2))
-        sqnr = float("inf") if noise == 0 else (10 * np.log10(power / noise) if power > 0 else float("-inf"))
-        errors.append(LayerError(layer.name, sqnr, float(np.max(np.abs(error))) / layer.out_scale))
+    for k, layer in enumerate(qgraph.layers):
+        sqnr = float("inf") if noise[k] == 0 else (10 * np.log10(power[k] / noise[k]) if power[k] > 0 else float("-inf"))
+        errors.append(LayerError(layer.name, sqnr, largest[k] / layer.out_scale))
     return errors
 
 

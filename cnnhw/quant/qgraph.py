@@ -157,8 +157,22 @@ class InputQuantizer:
     rounding: str
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return saturate(round_real(np.asarray(x, dtype=np.float64) / self.scale, self.rounding),
-                        self.format.lo, self.format.hi)
+        return saturate(self._rounded(x), self.format.lo, self.format.hi)
+
+    def clipped(self, x: np.ndarray) -> int:
+        """How many values of ``x`` lie outside the format's range, so that saturation changes them."""
+        rounded = self._rounded(x)
+        return int(np.count_nonzero((rounded < self.format.lo) | (rounded > self.format.hi)))
+
+    def real_range(self) -> tuple[float, float]:
+        """The input values the format represents, in the model's input units."""
+        return self.format.lo * self.scale, self.format.hi * self.scale
+
+    def _rounded(self, x: np.ndarray) -> np.ndarray:
+        # Bounded to one step beyond the format first: the same result after saturation, and no
+        # float beyond int64 (1e300 would wrap to a negative integer and saturate the wrong way).
+        steps = np.clip(np.asarray(x, dtype=np.float64) / self.scale, self.format.lo - 1, self.format.hi + 1)
+        return round_real(steps, self.rounding)
 
 
 @dataclass(frozen=True, eq=False)

@@ -158,7 +158,8 @@ def quantize(graph: Graph, ranges: dict, options: QuantOptions, calibration: str
         elif isinstance(op, GlobalPool):
             count = layer.in_shape[1] * layer.in_shape[2]
             sum_format = IntFormat.holding(fmt.lo * count, fmt.hi * count) if op.kind == "avg" else None
-            divider = AverageDivider.for_counts(count, options.rounding) if op.kind == "avg" else None
+            divider = (AverageDivider.for_counts(count, options.rounding, what=f"GlobalAveragePool '{op.name}'")
+                       if op.kind == "avg" else None)
             q = QGlobalPool(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, op.kind,
                             sum_format, divider)
             index += 1
@@ -225,6 +226,6 @@ def _quantize_pool(op: Pool2d, layer, fmt: IntFormat, scale: float, options: Qua
     if op.kind == "avg":
         count = op.kernel[0] * op.kernel[1]
         sum_format = IntFormat.holding(min(fmt.lo * count, 0), fmt.hi * count)
-        divider = AverageDivider.for_counts(count, options.rounding)
+        divider = AverageDivider.for_counts(count, options.rounding, what=f"AveragePool '{op.name}'")
     return QPool(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, op.kind, op.kernel,
                  op.stride, op.pads, op.dilation, op.ceil_mode, op.count_include_pad, sum_format, divider)

@@ -7,6 +7,7 @@ arrived within the port's timeout, possibly nothing), so tests can put a softwar
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -34,13 +35,22 @@ class LinkFacts:
     def from_build(facts: dict) -> "LinkFacts":
         try:
             host = facts["host"]
+            shape = tuple(host["input_shape"])
             quantizer = InputQuantizer(float(host["input_scale"]), IntFormat(int(host["input_bits"]),
-                                       bool(host["input_signed"])), host["rounding"])
-            return LinkFacts(tuple(host["input_shape"]), quantizer, int(host["classes"]), int(host["logit_bytes"]),
+                                       bool(host["input_signed"])), str(host["rounding"]))
+            link = LinkFacts(shape, quantizer, int(host["classes"]), int(host["logit_bytes"]),
                              float(host["output_scale"]), int(host["baud"]))
-        except (KeyError, TypeError, ValueError) as error:
+            sane = (shape and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 1 << 16 for d in shape)
+                    and math.prod(shape) <= 1 << 20 and 0 < link.classes <= 1 << 16 and 1 <= link.logit_bytes <= 4
+                    and link.baud > 0 and 0 < quantizer.scale < math.inf and 2 <= quantizer.format.bits <= 16
+                    and quantizer.rounding in ("half_up", "half_even"))
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise CnnhwError(f"build.json has no usable 'host' facts ({type(error).__name__}: {error}); it was "
                              f"written by an older cnnhw: rebuild with cnnhw build") from None
+        if not sane:
+            raise CnnhwError("build.json has 'host' facts out of range (input shape, classes, bits, baud or scale); "
+                             "rebuild with cnnhw build")
+        return link
 
     def payload(self, image: np.ndarray) -> bytes:
         """One image (in the model's input units, shape ``input_shape``) as CLASSIFY payload bytes."""
