@@ -36,14 +36,34 @@ def graph_facts(graph: Graph) -> dict:
     }
 
 
+#: A layer table shows this many first and last layers of a longer graph.
+SHOWN_LAYERS = 50
+
+
+def _shown(rows: list) -> list:
+    """``rows``, or its first and last :data:`SHOWN_LAYERS` with an int (how many are left out)
+    between them: rows beyond a screenful say nothing more and take seconds to lay out."""
+    hidden = len(rows) - 2 * SHOWN_LAYERS
+    return rows if hidden <= 0 else [*rows[:SHOWN_LAYERS], hidden, *rows[-SHOWN_LAYERS:]]
+
+
+def _elision_row(table: Table, hidden: int, column: int) -> None:
+    cells = [""] * len(table.columns)
+    cells[column] = f"... {hidden:,} more layers (all of them in --json)"
+    table.add_row(*cells)
+
+
 def graph_table(graph: Graph) -> Table:
     table = Table(title=f"{graph.name}  ({graph.source}, input {shape_text(graph.input_shape)})")
     for column, justify in (("#", "right"), ("layer", "left"), ("op", "left"), ("attributes", "left"),
                             ("output", "right"), ("params", "right"), ("MACs", "right")):
         table.add_column(column, justify=justify)
-    for index, layer in enumerate(graph.layers):
-        table.add_row(str(index), layer.op.name, layer.op.label, layer.op.describe(), shape_text(layer.out_shape),
-                      f"{layer.op.params:,}", f"{layer.macs:,}")
+    for row in _shown(list(enumerate(graph.layers))):
+        if isinstance(row, int):
+            _elision_row(table, row, 1)
+        else:
+            table.add_row(str(row[0]), row[1].op.name, row[1].op.label, row[1].op.describe(),
+                          shape_text(row[1].out_shape), f"{row[1].op.params:,}", f"{row[1].macs:,}")
     table.add_section()
     table.add_row("", "total", "", "", "", f"{graph.params:,}", f"{graph.macs:,}")
     return table
@@ -104,7 +124,10 @@ def quant_table(qgraph, errors=None, measured_on: str | None = None) -> Table:
                             ("requantize", "left"), ("act", "left"), ("out", "left"), ("SQNR dB", "right"),
                             ("max err LSB", "right")):
         table.add_column(column, justify=justify)
-    for layer in qgraph.layers:
+    for layer in _shown(list(qgraph.layers)):
+        if isinstance(layer, int):
+            _elision_row(table, layer, 0)
+            continue
         linear = hasattr(layer, "requant")
         error = errors.get(layer.name)
         table.add_row(

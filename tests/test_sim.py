@@ -53,7 +53,7 @@ def test_lenet_20_test_images_bit_exact(cli, tmp_path):
     check_cycles(facts["cycles_per_inference"], facts["predicted_cycles_per_inference"])
     check_latency(facts["latency_cycles"], facts["predicted_latency_cycles"])
     assert sorted(p.name for p in (tmp_path / "rtl_out" / "lenet").iterdir()) == [
-        "cnnhw_lenet.v", "manifest.json", "sim_build"]
+        ".cnnhw", "cnnhw_lenet.v", "manifest.json", "sim_build"]
     manifest = json.loads((tmp_path / "rtl_out" / "lenet" / "manifest.json").read_text())
     assert manifest["streams"]["i"]["format"] == {"bits": 8, "signed": False}
     assert [stage["op"] for stage in manifest["stages"]] == ["Conv", "MaxPool", "Conv", "MaxPool", "Dense", "Dense",
@@ -107,7 +107,7 @@ def test_export_replaces_the_folder_whole(tmp_path):
     (tmp_path / "rtl").mkdir()
     (tmp_path / "rtl" / "stale.v").write_text("// from an older run")
     export_verilog(qgraph, default_plan(qgraph), tmp_path / "rtl")
-    assert sorted(p.name for p in (tmp_path / "rtl").iterdir()) == ["cnnhw_mnist_8.v", "manifest.json"]
+    assert sorted(p.name for p in (tmp_path / "rtl").iterdir()) == [".cnnhw", "cnnhw_mnist_8.v", "manifest.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["rtl"]  # no staging folders left behind
 
 

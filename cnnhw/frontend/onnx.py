@@ -206,6 +206,11 @@ class _Importer:
             raise UnsupportedModelError(
                 f"model input '{value_info.name}' has no shape; export the model with a fixed input size"
             )
+        for axis, d in enumerate(tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value <= 0 and axis > 0:
+                raise UnsupportedModelError(
+                    f"model input '{value_info.name}' has size {d.dim_value} in dimension {axis}; every size "
+                    f"of an image must be positive: export the model again with its real input size")
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
                 for d in tensor_type.shape.dim]
         if len(dims) < 2:
