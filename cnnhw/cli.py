@@ -164,10 +164,15 @@ def _quantize(args, graph, return_calibration: bool = False):
         if not low < high or max(abs(low), abs(high)) > MAX_INPUT_MAGNITUDE:
             raise CnnhwError(f"--input-range {low:g} {high:g}: LO must be below HI, both within "
                              f"+-{MAX_INPUT_MAGNITUDE:g} (the model's input units, e.g. 0 1 for images scaled to 0..1)")
-    options = QuantOptions(weight_bits=args.weight_bits, activation_bits=args.act_bits,
-                           per_channel=not args.per_tensor, power_of_two=args.pow2, rounding=args.rounding,
-                           calibration=args.calib_method,
-                           percentile=99.99 if args.percentile is None else args.percentile).check()
+    try:
+        options = QuantOptions(weight_bits=args.weight_bits, activation_bits=args.act_bits,
+                               per_channel=not args.per_tensor, power_of_two=args.pow2, rounding=args.rounding,
+                               calibration=args.calib_method,
+                               percentile=99.99 if args.percentile is None else args.percentile).check()
+    except CnnhwError as error:  # name the option that set the value
+        option = next((o for o, field in (("--weight-bits", "weight bits"), ("--act-bits", "activation bits"),
+                                          ("--percentile", "percentile")) if str(error).startswith(field)), None)
+        raise (CnnhwError(f"{option}: {error}") if option else error) from None
     calib_path = _calib_path(args)
     started = time.perf_counter()
     calib = None
@@ -587,8 +592,9 @@ class _LogFormat(logging.Formatter):
 
 
 def one_line(text: str) -> str:
-    """``text`` with line breaks written as escapes, so that a message stays one line."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``), so that a message
+    stays one line and a name from a model cannot drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def main(argv: list[str] | None = None) -> int:

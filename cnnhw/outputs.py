@@ -172,9 +172,9 @@ def check_output(path, kind: str, option: str, inputs: dict[str, object] | None 
     ``kind`` is one of :data:`FILE_KINDS` or :data:`FOLDER_KINDS`; ``option`` names the option in
     messages (``--json``); ``inputs`` maps a role ("the model") to each input path of the run, which
     the output must neither be nor (for a folder) contain; ``outputs`` maps the run's other
-    outputs to their paths, which must be distinct from this one. Nothing is created: whether the
-    folder is writable is found by making and removing a temporary file in the nearest existing
-    folder.
+    outputs to their paths, which must be distinct from this one. Nothing is created or touched:
+    whether the nearest existing folder can take the output is judged from its permissions, its
+    file system's read-only flag and type (no outputs in ``/proc``, ``/sys``, ``/dev``).
     """
     path = Path(path)
     where = f"{option} {path}"
@@ -189,7 +189,7 @@ def check_output(path, kind: str, option: str, inputs: dict[str, object] | None 
             raise CnnhwError(f"{where} would overwrite the {role} output ({given}); give each output its own path")
     try:
         info = path.lstat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a parent is a file (said below)
         info = None
     except OSError as error:
         raise CnnhwError(f"{where}: cannot write here ({error.strerror})") from None
@@ -227,9 +227,40 @@ def _check_writable(path: Path, where: str) -> None:
     if len(os.fsencode(longest)) > name_max:
         raise CnnhwError(f"{where}: the name '{longest[:40]}...' is too long ({len(os.fsencode(longest))} bytes; "
                          f"this file system allows {name_max})")
+    filesystem = _filesystem_type(ancestor)
+    if filesystem in _PSEUDO_FILESYSTEMS:
+        raise CnnhwError(f"{where}: cannot write in {ancestor} (a {filesystem} file system of the kernel, not "
+                         f"storage); choose another path")
     try:
-        handle, probe = tempfile.mkstemp(dir=ancestor, prefix=".cnnhw-probe.")
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise CnnhwError(f"{where}: cannot write in {ancestor} ({error.strerror}); choose another path") from None
+        read_only = bool(os.statvfs(ancestor).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise CnnhwError(f"{where}: cannot write in {ancestor} ({'read-only file system' if read_only else 'permission denied'}); "
+                         f"choose another path")
+
+
+#: Kernel file systems whose files are interfaces, not storage: an output never belongs there.
+_PSEUDO_FILESYSTEMS = {"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+                       "securityfs", "configfs", "pstore", "bpf", "efivarfs", "fusectl", "mqueue", "hugetlbfs",
+                       "binfmt_misc", "autofs", "rpc_pipefs", "nsfs"}
+
+
+def _filesystem_type(folder: Path) -> str | None:
+    """The type of the file system ``folder`` is on (the longest mount point holding it), from
+    ``/proc/self/mounts``; None where that cannot be read (not Linux)."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        where = os.path.realpath(folder)
+    except OSError:
+        return None
+    best, kind = "", None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = where == point or where.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind

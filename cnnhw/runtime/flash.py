@@ -66,6 +66,12 @@ def open_build(folder) -> FinishedBuild:
         if not isinstance(image, dict) or not all(isinstance(image.get(k), int) for k in ("offset", "bytes")):
             raise CnnhwError(f"{facts_path} is damaged (weight_image needs file, offset and bytes); rebuild with cnnhw build")
         weights = _recorded_file(folder, facts, "weight image", image.get("file"))
+        if image["offset"] != board.flash["weights_offset"] or image["bytes"] != weights.stat().st_size or \
+                image["offset"] + image["bytes"] > board.flash["size_bytes"]:
+            raise CnnhwError(f"{facts_path} is damaged (weight_image at offset {image['offset']}, {image['bytes']} "
+                             f"bytes: the {board.name}'s bitstream reads its weights at offset "
+                             f"{board.flash['weights_offset']}, within {board.flash['size_bytes']:,} bytes of flash); "
+                             f"rebuild with cnnhw build")
     return FinishedBuild(folder, board, bitstream, facts, weights)
 
 
