@@ -282,6 +282,9 @@ def cmd_sim(args) -> None:
     from .sim.runner import simulate_rtl
     from .verify import expected_streams
 
+    if args.clock is not None and not args.board:
+        raise CnnhwError(f"--clock {args.clock:g} sets the board top's clock; it needs --board (the accelerator "
+                         f"alone is simulated in cycles)")
     _check_outputs(args)
     graph = _load(args)
     board = load_board(args.board) if args.board else None

@@ -34,19 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnhw.outputs import WRITTEN_BY as VERSION  # the marker value cnnhw writes
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-VERSION = "cnnhw 0.1.0"
 
 #: Set by the session fixture in the test modules (a folder shared by the whole session for
 #: expensive files, e.g. the 1 GB-uncompressed DATA file).
 CACHE_DIR: Path | None = None
 
-#: A folder whose mtime changed while its entries stayed the same had something created in it and
-#: removed again during the run (a temp or probe file): a change like any other (the contract:
-#: a failed run creates nothing, "not even a temp file"). False (environment variable
-#: CNNHW_ROBUST_TRANSIENT_OK=1) tolerates such transient files.
-STRICT_FOLDER_MTIME = os.environ.get("CNNHW_ROBUST_TRANSIENT_OK") != "1"
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,8 +177,6 @@ def differences(before: dict, after: dict, allowed: Iterable[str] = ()) -> list[
             continue  # only the mtime of a folder that gained an allowed entry
         if old is not None and new is not None and old[0] == new[0] == stat.S_IFDIR and old[:3] == new[:3] \
                 and old[4:] == new[4:]:
-            if not STRICT_FOLDER_MTIME:
-                continue
             changed.append(f"folder {path!r}: mtime changed with the same entries (something was created in it "
                            f"and removed again during the run, e.g. a temp or probe file)")
             continue

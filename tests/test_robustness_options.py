@@ -78,6 +78,7 @@ ARGUMENTS = [
     e("flash-without-folder", bare("flash"), "DIR"),
     e("unknown-command", bare("frobnicate"), "frobnicate"),
     e("unknown-option", with_model("inspect", "--frobnicate"), "--frobnicate"),
+    e("sim-clock-without-board", sim("--clock", "24"), "--board"),
     e("unknown-global-option", bare("--frobnicate", "inspect"), "--frobnicate"),
     e("unknown-option-with-value", with_model("inspect", "--frobnicate=3"), "--frobnicate"),
     e("json-without-value", with_model("inspect", "--json"), "--json"),
