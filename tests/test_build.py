@@ -129,6 +129,15 @@ def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path
     assert zlib.crc32(image.read_bytes()[16:]) == facts["weight_image"]["crc32"]
     assert (tmp_path / "out" / os.path.basename(facts["bitstream"])).is_file()
     assert not (tmp_path / "out.failed").exists()  # the plan that did not fit left no logs behind
+    # The folder passes flash's trust checks (installed board, digests of what it wrote): the two
+    # commands that write the bitstream and the weight image at its offset.
+    assert sorted(facts["files"]) == sorted([os.path.basename(facts["bitstream"]), "plan.json", "weights.bin"])
+    result = cli("flash", "out", "--dry-run", "--programmer", "iceprog")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["iceprog", f"out/{os.path.basename(facts['bitstream'])}", "iceprog", "-o",
+                                     str(facts["weight_image"]["offset"]), "out/weights.bin"]
+    # The folder carries cnnhw's marker: a later build may replace it, nothing else.
+    assert json.loads((tmp_path / "out" / ".cnnhw").read_text())["kind"] == "build"
 
 
 def test_unknown_clock_is_refused(cli, small_model):
