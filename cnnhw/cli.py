@@ -127,24 +127,21 @@ def _inputs(args) -> dict[str, object]:
     return roles
 
 
-def _check_outputs(args, folder: tuple[str, Path, str] | None = None) -> None:
+def _check_outputs(args, output: tuple[str, Path, str] | None = None) -> None:
     """Check every output path of the run before any work (``cnnhw/outputs.py`` has the rules):
-    ``--json``, ``predict -o`` and the output ``folder`` (option, path, kind)."""
+    ``--json`` and the command's ``output`` (option, path, kind: ``predict -o``, a folder)."""
     from .outputs import check_output
 
     inputs = _inputs(args)
     outputs = {}
-    if folder is not None:
-        option, path, kind = folder
+    if output is not None:
+        option, path, kind = output
         check_output(path, kind, option, inputs)
         if kind == "build":
             from .flow.build import failed_folder
 
             check_output(failed_folder(path), "failed-build", f"{option} (failed builds' logs)", inputs)
         outputs[option] = path
-    if getattr(args, "command", None) == "predict" and args.output:
-        check_output(args.output, "npz", "-o", inputs, outputs)
-        outputs["-o"] = args.output
     if getattr(args, "json", None):
         check_output(args.json, "json", "--json", inputs, outputs)
 
@@ -189,15 +186,15 @@ def _quantize(args, graph, return_calibration: bool = False):
     return (qgraph, calib) if return_calibration else qgraph
 
 
-def _warn_clipped(qgraph, x, what: str) -> None:
-    """Say once how many input values the input quantizer saturates: images scaled otherwise than
-    the calibration data (0..255 for a 0..1 model) would otherwise be clipped without a word."""
-    clipped = qgraph.input.clipped(x)
+def _warn_clipped(quantizer, x, what: str) -> None:
+    """Say once how many input values the input ``quantizer`` saturates: images scaled otherwise
+    than the calibration data (0..255 for a 0..1 model) would otherwise be clipped without a word."""
+    clipped = quantizer.clipped(x)
     if clipped:
-        lo, hi = qgraph.input.real_range()
+        lo, hi = quantizer.real_range()
         log.warning("%s: %s of %s input values (%.1f%%) lie outside the input range [%.4g, %.4g] and are clipped; "
-                    "are the images scaled like the calibration data (%s)?", what, f"{clipped:,}", f"{x.size:,}",
-                    100 * clipped / x.size, lo, hi, qgraph.calibration)
+                    "are the images scaled like the calibration data?", what, f"{clipped:,}", f"{x.size:,}",
+                    100 * clipped / x.size, lo, hi)
 
 
 def cmd_quantize(args) -> None:
@@ -211,7 +208,7 @@ def cmd_quantize(args) -> None:
     qgraph, calib = _quantize(args, graph, return_calibration=True)
     evaluation = load_data(args.eval, graph, "evaluation data") if args.eval else None
     if evaluation is not None:
-        _warn_clipped(qgraph, evaluation.x, f"evaluation data {args.eval}")
+        _warn_clipped(qgraph.input, evaluation.x, f"evaluation data {args.eval}")
     errors = None
     measured_on = None
     if evaluation is not None:
@@ -294,7 +291,7 @@ def cmd_sim(args) -> None:
     plan_file = _plan_file(args)
     data = load_data(args.inputs, graph)
     qgraph = _quantize(args, graph)
-    _warn_clipped(qgraph, data.x, f"inputs {args.inputs}")
+    _warn_clipped(qgraph.input, data.x, f"inputs {args.inputs}")
     if board is not None:
         return _sim_board(args, graph, data, qgraph, board, folder)
     plan = default_plan(qgraph) if plan_file is None else check_plan(plan_file, qgraph)
@@ -399,11 +396,7 @@ def cmd_run(args) -> None:
     facts = LinkFacts.from_build(build.facts)
     data = load_data(args.data, InputSpec(str(build.facts.get("model", build.folder.name)), facts.input_shape,
                                           facts.classes))
-    clipped = facts.quantizer.clipped(data.x)
-    if clipped:
-        log.warning("%s: %s of %s input values lie outside the input range the build was calibrated for and are "
-                    "clipped; are the images scaled like the calibration data?", args.data, f"{clipped:,}",
-                    f"{data.x.size:,}")
+    _warn_clipped(facts.quantizer, data.x, args.data)
     try:
         import serial
 
@@ -466,12 +459,12 @@ def cmd_predict(args) -> None:
     from .outputs import write_json, write_npz
     from .report import console
 
-    _check_outputs(args)
+    _check_outputs(args, ("-o", Path(args.output), "npz") if args.output else None)
     graph = _load(args)
     data = load_data(args.inputs, graph)
     qgraph = _quantize(args, graph) if args.golden == "int" else None
     if qgraph is not None:
-        _warn_clipped(qgraph, data.x, f"inputs {args.inputs}")
+        _warn_clipped(qgraph.input, data.x, f"inputs {args.inputs}")
     started = time.perf_counter()
     if qgraph is None:
         outputs = run_float(graph, data.x)

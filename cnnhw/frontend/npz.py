@@ -47,14 +47,11 @@ import numpy as np
 
 from ..errors import ModelError
 from ..inputs import read_npz
+from ..ir.ops import is_int
 from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape,
                   Softmax, simplify)
 
 FORMAT, VERSION = "cnnhw-npz", 1
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 _LAYER_KEYS = {
     "conv": {"stride", "pads", "dilation", "groups"},
@@ -102,7 +99,7 @@ def _build(path: Path, arrays: dict) -> Graph:
     if unknown:
         raise ModelError(f"{where}: unknown architecture keys {sorted(unknown)}")
     input_shape = arch.get("input")
-    if not isinstance(input_shape, list) or not input_shape or not all(_is_int(d) and d > 0 for d in input_shape):
+    if not isinstance(input_shape, list) or not input_shape or not all(is_int(d) and d > 0 for d in input_shape):
         raise ModelError(f"{where}: 'input' must be the per-image shape as a list of positive ints, e.g. [1, 28, 28]")
     layers = arch.get("layers")
     if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
@@ -150,8 +147,8 @@ def _layer(where: str, index: int, spec: dict, arrays: dict, used: set, shape):
 
     def ints(key: str, count: int, default, low: int = 1):
         given = spec.get(key, default)
-        value = [given] * count if _is_int(given) else given
-        if not isinstance(value, list) or len(value) != count or not all(_is_int(v) and v >= low for v in value):
+        value = [given] * count if is_int(given) else given
+        if not isinstance(value, list) or len(value) != count or not all(is_int(v) and v >= low for v in value):
             raise ModelError(f"{where}: '{key}' must be an int >= {low} or a list of {count} such ints, not {given!r}")
         return tuple(value)
 

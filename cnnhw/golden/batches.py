@@ -8,6 +8,10 @@ one image that alone needs more, or an ``every_layer`` run whose kept outputs wo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
+
 from ..errors import DataError
 from ..ir import Graph
 
@@ -28,3 +32,12 @@ def batches(graph: Graph, images: int, every_layer: bool = False) -> list[slice]
                         f"{images * graph.output_values:,} values (at most {MAX_KEPT_VALUES:,}); give fewer images")
     step = max(1, MAX_WORKING_VALUES // per_image)
     return [slice(start, min(start + step, images)) for start in range(0, images, step)]
+
+
+def run_in_batches(graph: Graph, x: np.ndarray, run: Callable[[np.ndarray], list[np.ndarray]], every_layer: bool):
+    """``run(batch)`` (the outputs of a model's steps on ``batch``, the last one the result) on all of
+    ``x``, in :func:`batches`: every step's outputs over all images with ``every_layer``, else the
+    results (a batch's other outputs are dropped as soon as it is done)."""
+    runs = [run(x[part]) if every_layer else run(x[part])[-1:] for part in batches(graph, len(x), every_layer)]
+    outputs = [np.concatenate(values) for values in zip(*runs)]
+    return outputs if every_layer else outputs[-1]

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
 from ..ir.ops import Op
-from .batches import batches
+from .batches import run_in_batches
 from .windows import pad, pool_windows, window_counts, window_stack
 
 
@@ -23,15 +23,13 @@ def run_float(graph: Graph, x: np.ndarray, *, every_layer: bool = False):
     Returns the output batch (float64), or with ``every_layer`` a list holding the output
     of every layer in order (the last entry is the network output).
     """
-    runs = [_run(graph, np.asarray(x[part], dtype=np.float64)) for part in batches(graph, len(x), every_layer)]
-    if every_layer:
-        return [np.concatenate(outputs) for outputs in zip(*runs)]
     if not graph.layers:
-        return np.asarray(x, dtype=np.float64)
-    return np.concatenate([outputs[-1] for outputs in runs])
+        return [] if every_layer else np.asarray(x, dtype=np.float64)
+    return run_in_batches(graph, x, lambda batch: _run(graph, batch), every_layer)
 
 
 def _run(graph: Graph, value: np.ndarray) -> list[np.ndarray]:
+    value = np.asarray(value, dtype=np.float64)
     outputs = []
     for layer in graph.layers:
         value = apply(layer.op, value)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..quant.arith import saturate
 from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QPool, QReshape
-from .batches import batches
+from .batches import run_in_batches
 from .windows import pad, pool_windows, window_counts, window_stack
 
 
@@ -27,10 +27,7 @@ def run_int(qgraph: QGraph, x: np.ndarray, *, every_layer: bool = False):
     Returns the int64 output batch, or with ``every_layer`` a list of every layer's output
     (entry 0 is the quantized input, then one entry per layer).
     """
-    runs = [_run(qgraph, x[part]) for part in batches(qgraph.graph, len(x), every_layer)]
-    if every_layer:
-        return [np.concatenate(outputs) for outputs in zip(*runs)]
-    return np.concatenate([outputs[-1] for outputs in runs])
+    return run_in_batches(qgraph.graph, x, lambda batch: _run(qgraph, batch), every_layer)
 
 
 def _run(qgraph: QGraph, x: np.ndarray) -> list[np.ndarray]:

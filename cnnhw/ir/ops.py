@@ -42,13 +42,14 @@ def _frozen(array, name: str) -> np.ndarray:
     return a
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """A Python or NumPy integer, not a bool (``True`` is an int to Python, never a size to cnnhw)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _ints(value, count: int, low: int, what: str, meaning: str) -> tuple[int, ...]:
     values = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else (value,)
-    if len(values) != count or not all(_is_int(v) and v >= low for v in values):
+    if len(values) != count or not all(is_int(v) and v >= low for v in values):
         raise ModelError(f"{what} must be {meaning}, not {value!r}")
     return tuple(int(v) for v in values)
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ..errors import CnnhwError
 from ..gateware.rescale import rescale_cycles
+from ..ir.ops import is_int
 from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
 
 
@@ -108,7 +109,7 @@ def _layer_plan(layer, index: int) -> LayerPlan:
     for key, value in layer.items():
         if key in ("pe", "simd", "digit_bits"):
             top = MAX_DIGIT_BITS if key == "digit_bits" else MAX_FOLDING
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+            if not is_int(value) or not 1 <= value <= top:
                 raise CnnhwError(f"plan: '{key}' of layer '{name}' must be an integer from 1 to {top}, not {value!r:.40}")
         elif key in ("overlap", "packed", "logic_products") and not isinstance(value, bool):
             raise CnnhwError(f"plan: '{key}' of layer '{name}' must be true or false, not {value!r:.40}")

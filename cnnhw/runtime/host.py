@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CnnhwError
+from ..ir.ops import is_int
 from ..quant.arith import IntFormat
 from ..quant.qgraph import InputQuantizer
 from ..verify import stream_order
@@ -40,7 +41,7 @@ class LinkFacts:
                                        bool(host["input_signed"])), str(host["rounding"]))
             link = LinkFacts(shape, quantizer, int(host["classes"]), int(host["logit_bytes"]),
                              float(host["output_scale"]), int(host["baud"]))
-            sane = (shape and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 1 << 16 for d in shape)
+            sane = (shape and all(is_int(d) and 0 < d <= 1 << 16 for d in shape)
                     and math.prod(shape) <= 1 << 20 and 0 < link.classes <= 1 << 16 and 1 <= link.logit_bytes <= 4
                     and link.baud > 0 and 0 < quantizer.scale < math.inf and 2 <= quantizer.format.bits <= 16
                     and quantizer.rounding in ("half_up", "half_even"))
