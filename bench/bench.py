@@ -37,7 +37,7 @@ from cnnhw.frontend import load_model  # noqa: E402
 from cnnhw.plan import HardwarePlan, predict_cycles, predict_latency  # noqa: E402
 from cnnhw.plan.budget import plan_for_board  # noqa: E402
 from cnnhw.quant import QuantOptions, quantize_graph  # noqa: E402
-from cnnhw.quant.evaluate import accuracy  # noqa: E402
+from cnnhw.golden.evaluate import accuracy  # noqa: E402
 from cnnhw.sim.runner import simulate_rtl  # noqa: E402
 from cnnhw.verify import expected_streams  # noqa: E402
 

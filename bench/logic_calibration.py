@@ -41,7 +41,7 @@ from cnnhw.flow.build import synthesize  # noqa: E402
 from cnnhw.flow.tools import find_toolchain  # noqa: E402
 from cnnhw.frontend import load_model  # noqa: E402
 from cnnhw.plan import HardwarePlan, LayerPlan  # noqa: E402
-from cnnhw.plan.plan import with_folding  # noqa: E402
+from cnnhw.hardware import with_folding  # noqa: E402
 from cnnhw.plan.budget import _fit_memories, plan_for_board  # noqa: E402
 from cnnhw.plan.costs import logic_terms, needs, plan_costs  # noqa: E402
 from cnnhw.plan import logic  # noqa: E402

@@ -14,7 +14,7 @@ import numpy as np
 
 from cnnhw.frontend import load_model
 from cnnhw.quant import QuantOptions, quantize_graph
-from cnnhw.quant.evaluate import accuracy
+from cnnhw.golden.evaluate import accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = ".venv/bin/python bench/quant_accuracy.py"

@@ -200,7 +200,7 @@ def _warn_clipped(quantizer, x, what: str) -> None:
 def cmd_quantize(args) -> None:
     from .datafiles import load_data
     from .outputs import write_json
-    from .quant.evaluate import accuracy, layer_errors
+    from .golden.evaluate import accuracy, layer_errors
     from .report import console, quant_facts, quant_table
 
     _check_outputs(args)
@@ -349,6 +349,45 @@ def _sim_board(args, graph, data, qgraph, board, folder: Path) -> None:
         raise SystemExit(1)
 
 
+def cmd_plan(args) -> None:
+    from .boards import load_board
+    from .outputs import write_json
+    from .plan.costs import plan_facts
+
+    _check_outputs(args, ("-o", Path(args.output), "json") if args.output else None)
+    board = load_board(args.board)
+    graph = _load(args)
+    _plan_file(args)  # a bad plan file is refused before quantizing
+    qgraph = _quantize(args, graph)
+    started = time.perf_counter()
+    plan = _board_plan(args, qgraph, board)
+    seconds = time.perf_counter() - started
+    if args.output:
+        write_json(args.output, plan.to_json())
+        log.info("wrote the plan to %s (build it with: cnnhw build --plan %s)", args.output, args.output)
+    if args.json:
+        write_json(args.json, {"model": graph.name, "model_file": str(_model_path(args)), "board": board.name,
+                               **plan_facts(qgraph, plan, board), "planning_seconds": round(seconds, 3)})
+
+
+def _verify_inputs(args, graph, qgraph, calib):
+    """The images ``build`` verifies its Verilog on: the first ``--verify-images`` of ``--inputs``,
+    else of the calibration data, else random images over the input quantizer's range."""
+    from .datafiles import load_data
+    from .flow.build import VerifyInputs
+
+    count = args.verify_images
+    if args.inputs:
+        data = load_data(args.inputs, graph)
+        _warn_clipped(qgraph.input, data.x[:count], f"inputs {args.inputs}")
+        return VerifyInputs(data.x[:count], f"{Path(args.inputs).name}")
+    if calib is not None:
+        return VerifyInputs(calib.x[:count], f"calibration data {_calib_path(args).name}")
+    low, high = qgraph.input.real_range()
+    x = np.random.default_rng(0).uniform(low, high, size=(count, *graph.input_shape))
+    return VerifyInputs(x, "random images: no --inputs or calibration data")
+
+
 def cmd_build(args) -> None:
     from .boards import load_board
     from .flow.build import build_fitting
@@ -362,9 +401,13 @@ def cmd_build(args) -> None:
     folder = Path(args.output) if args.output else Path("build") / f"{identifier(graph.name)}-{board.name}"
     _check_outputs(args, ("-o" if args.output else "the build folder", folder, "build"))
     _plan_file(args)  # a bad plan file is refused before quantizing
-    qgraph = _quantize(args, graph)
+    if args.no_verify and args.inputs:
+        raise CnnhwError(f"--inputs {args.inputs} gives the images to verify on, and --no-verify skips the "
+                         f"verification; drop one of them")
+    qgraph, calib = _quantize(args, graph, return_calibration=True)
+    verify = None if args.no_verify else _verify_inputs(args, graph, qgraph, calib)
     result = build_fitting(qgraph, board, folder, lambda cap: _board_plan(args, qgraph, board, cap),
-                           clock_mhz=args.clock, toolchain=args.tools, seed=args.seed)
+                           clock_mhz=args.clock, toolchain=args.tools, seed=args.seed, verify=verify)
     console().print(build_table(result.facts))
     console().print(f"bitstream: {result.facts['bitstream']}  (flash it with: cnnhw flash {folder})")
     if args.json:
@@ -548,6 +591,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quant_options(sim)
     sim.set_defaults(run=cmd_sim)
 
+    plan = commands.add_parser("plan", parents=[common], help="the plan the build would use for a board, with its "
+                               "cost model layer by layer (nothing is built)")
+    _add_model(plan)
+    plan.add_argument("--board", "-b", required=True, metavar="NAME", help="a board name (cnnhw boards) or profile .json")
+    plan.add_argument("--plan", metavar="FILE", help="a JSON plan; the layers it lists keep their folding, the planner "
+                      "fits the rest to the board")
+    plan.add_argument("-o", "--output", metavar="PLAN.json", help="write the plan (a file --plan takes)")
+    plan.add_argument("--json", metavar="FILE", help="also write the plan and its costs as JSON")
+    _add_quant_options(plan)
+    plan.set_defaults(run=cmd_plan)
+
     build = commands.add_parser("build", parents=[common], help="quantize, plan, generate, synthesize, place and "
                                 "route: a bitstream for the board, with a resource and timing report")
     _add_model(build)
@@ -559,6 +613,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tools", choices=("yowasp", "system"), default="yowasp",
                        help="yowasp: the yosys/nextpnr/icepack cnnhw installs (default); system: the ones on PATH")
     build.add_argument("--seed", type=_count(1), default=1, help="nextpnr placement seed (default 1)")
+    build.add_argument("--inputs", "-i", metavar="DATA", help="images to verify the Verilog on before synthesis "
+                       "(default: the calibration images)")
+    build.add_argument("--verify-images", type=_count(1), default=4, metavar="N",
+                       help="how many images the verification simulates (default 4)")
+    build.add_argument("--no-verify", action="store_true", help="skip the verification (the report says so)")
     build.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     _add_quant_options(build)
     build.set_defaults(run=cmd_build)

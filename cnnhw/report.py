@@ -225,10 +225,21 @@ def build_table(facts: dict) -> Table:
     table.add_row("Fmax (nextpnr), MHz", f"{facts['fmax_mhz']:.1f}")
     table.add_row("timing met", "yes" if facts["timing_met"] else "NO")
     table.add_section()
+    verified = facts.get("verified")
+    if verified:
+        table.add_row("Verilog verified (Verilator, every layer ==)",
+                      f"{verified['images']} images bit-exact" if verified["bit_exact"] else "NO")
+    else:
+        table.add_row("Verilog verified", "NOT verified (--no-verify)")
     cycles, bound = facts["cycles_per_inference"], facts["bound_cycles"]
     table.add_row("cycles per inference (plan)", f"{cycles:,}")
+    if verified:
+        table.add_row("cycles per inference (simulated)", f"{verified['cycles_per_inference']:,.0f}", "",
+                      f"{(verified['cycles_per_inference'] - cycles) / cycles:+.1%}")
     if "latency_cycles" in facts:
         table.add_row("latency, first input to class (plan), cycles", f"{facts['latency_cycles']:,}")
+    if verified:
+        table.add_row("latency (simulated), cycles", f"{verified['latency_cycles']:,}")
     table.add_row("bound: MACs / DSPs, cycles", f"{bound:,}", "", f"{cycles / bound:.2f}x")
     table.add_row("products per cycle (multipliers)", str(facts["multipliers"]))
     table.add_row("compute per inference, us", f"{facts['microseconds_per_inference']:,.1f}")

@@ -10,17 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .gateware.streams import stream_order
 from .golden.int_ref import run_int
 from .quant.qgraph import QGraph, QReshape
-
-
-def stream_order(shape) -> np.ndarray:
-    """Position ``j`` of a stream holds element ``order[j]`` of the C-order (golden) tensor:
-    feature maps stream in HWC order (channels innermost), vectors in order."""
-    if len(shape) == 3:
-        channels, height, width = shape
-        return np.arange(channels * height * width).reshape(channels, height, width).transpose(1, 2, 0).ravel()
-    return np.arange(int(np.prod(shape)))
 
 
 @dataclass(frozen=True)

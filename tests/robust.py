@@ -509,7 +509,7 @@ def sha256(data: bytes) -> str:
 
 
 def weight_image_bytes(words=(1, 2, 3, 0xBEEF)) -> bytes:
-    """A weight image as runtime/weight_image.py defines it (one block)."""
+    """A weight image as protocol/weight_image.py defines it (one block)."""
     payload = struct.pack(f"<{len(words)}H", *words)
     return struct.pack("<4sHHII", b"CNNW", 1, 1, len(payload), zlib.crc32(payload)) + payload
 

@@ -12,7 +12,7 @@ from cnnhw.boards import load_board
 from cnnhw.frontend import load_model
 from cnnhw.plan.budget import plan_for_board
 from cnnhw.quant import QuantOptions, quantize_graph
-from cnnhw.runtime.protocol import FrameType, Status, encode
+from cnnhw.protocol.frames import FrameType, Status, encode
 from cnnhw.sim.board import check_replies, scenario
 from cnnhw.verify import expected_streams
 from conftest import MNIST8, ROOT

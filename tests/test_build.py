@@ -18,7 +18,7 @@ from cnnhw.plan import HardwarePlan, predict_cycles
 from cnnhw.plan.costs import multipliers, needs, plan_costs
 from cnnhw.plan.logic import MODEL_FILE
 from cnnhw.quant import QuantOptions, quantize_graph
-from cnnhw.runtime.weight_image import check_image_file
+from cnnhw.protocol.weight_image import check_image_file
 from cnnhw.plan.budget import check_fits
 from cnnhw.flow.tools import PlaceRouteReport, find_toolchain, synthesis_needs
 from conftest import EXAMPLES
@@ -67,6 +67,13 @@ def test_full_build_of_a_small_cnn_for_the_icebreaker(cli, tmp_path, small_model
     qgraph = quantize_graph(load_model(small_model), QuantOptions(), np.load(tmp_path / "small.calib.npz")["x"])
     assert facts["multipliers"] == multipliers(qgraph, HardwarePlan.from_json(facts["plan"]))
     assert facts["refits"] == [] and "weight_image" not in facts  # fits at once; every weight in ROM
+    # The build simulated exactly what it built, every layer compared with the golden model.
+    verified = facts["verified"]
+    assert verified["bit_exact"] is True and verified["images"] == 4
+    assert verified["inputs"] == "calibration data small.calib.npz"
+    assert verified["cycles_per_inference"] > 0 and verified["latency_cycles"] > 0
+    assert "4 images bit-exact" in result.stdout
+    assert not (tmp_path / "out" / "verify").exists()  # the compiled simulator is not kept
     # A packed UP5K bitstream has a fixed size (the flash layout in the profile relies on it).
     bitstream = tmp_path / "out" / os.path.basename(facts["bitstream"])
     assert bitstream.stat().st_size == board.flash["bitstream_bytes"]
@@ -80,7 +87,8 @@ def test_full_build_of_a_small_cnn_for_the_icebreaker(cli, tmp_path, small_model
 
 
 def test_timing_not_met_at_a_requested_clock_leaves_no_build(cli, tmp_path, small_model):
-    result = cli("build", "--model", small_model, "--board", "icebreaker", "-o", "out", "--clock", "48")
+    result = cli("build", "--model", small_model, "--board", "icebreaker", "-o", "out", "--clock", "48",
+                 "--no-verify")
     assert result.returncode == 2
     assert "timing not met: Fmax" in result.error_line and "< 48 MHz" in result.error_line
     assert not (tmp_path / "out").exists()
@@ -117,6 +125,8 @@ def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path
     assert facts["predicted"]["spram"] == facts["resources"]["spram"]["used"] >= 1
     assert facts["predicted"]["ebr"] == facts["resources"]["ebr"]["used"]
     assert all(refit["logic_cells"] > 5280 for refit in facts["refits"])
+    assert facts["verified"]["bit_exact"] is True and facts["verified"]["images"] == 4
+    assert facts["verified"]["inputs"] == "calibration data lenet.calib.npz"
     cells, estimate = facts["resources"]["logic_cells"]["used"], facts["predicted"]["logic_cells"]
     assert abs(estimate - cells) <= LOGIC_MODEL_ERROR * cells, (estimate, cells)
     assert [cost["name"] for cost in facts["layer_costs"]][-1] == "board"
@@ -255,3 +265,42 @@ def test_a_plan_over_the_logic_cells_is_planned_again_within_a_smaller_estimate(
     with pytest.raises(DoesNotFitError, match="logic cells"):
         flow.build_fitting(qgraph, board, tmp_path / "out", plan_with)
     assert len(caps) == 2
+
+
+def test_a_build_whose_verilog_is_wrong_fails_naming_the_first_difference(monkeypatch, tmp_path, small_model):
+    """The Verilog of a conv layer with one bias off by one: the verification, before synthesis,
+    finds it, names the layer, and the build leaves only its .failed folder."""
+    import dataclasses
+
+    from cnnhw.flow import build as build_module
+    from cnnhw.flow.build import VerifyInputs, build
+
+    qgraph = quantize_graph(load_model(small_model), QuantOptions(), np.load(tmp_path / "small.calib.npz")["x"])
+    real_export = build_module.export_verilog
+
+    def wrong_export(graph, plan, folder):
+        conv = graph.layers[0]
+        wrong = dataclasses.replace(conv, bias=conv.bias + np.eye(len(conv.bias), dtype=np.int64)[0] * 1000)
+        return real_export(dataclasses.replace(graph, layers=(wrong, *graph.layers[1:])), plan, folder)
+
+    monkeypatch.setattr(build_module, "export_verilog", wrong_export)
+    x = np.load(tmp_path / "small.calib.npz")["x"][:2]
+    with pytest.raises(BuildError, match=rf"verification failed: .*layer '{qgraph.layers[0].name}', element \d+: "
+                                         r"expected -?\d+, got -?\d+"):
+        build(qgraph, HardwarePlan(()), load_board("icebreaker"), tmp_path / "out", verify=VerifyInputs(x, "test"))
+    assert not (tmp_path / "out").exists()
+    assert (tmp_path / "out.failed" / "verify" / "sim.log").is_file()
+    assert not (tmp_path / "out.failed" / "attempts").exists()  # nothing was synthesised
+
+
+def test_the_report_says_when_a_build_was_not_verified():
+    from cnnhw.report import build_table, console
+
+    facts = {"model": "m", "board": "icebreaker", "device": "up5k-sg48", "resources": {}, "clock_mhz": 12,
+             "fmax_mhz": 20.0, "timing_met": True, "cycles_per_inference": 100, "bound_cycles": 50, "multipliers": 2,
+             "microseconds_per_inference": 8.3, "link_baud": 1_000_000, "link_microseconds_per_image": 10.0,
+             "build_seconds": 1, "verified": None}
+    out = console()
+    with out.capture() as captured:
+        out.print(build_table(facts))
+    assert "NOT verified (--no-verify)" in captured.get()

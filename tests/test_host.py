@@ -2,7 +2,6 @@
 the integer golden model, and `cnnhw flash` (the command it would run, and its failures). A real
 board is needed only to run the programmer and the serial port for real; nothing here claims to."""
 
-import json
 import os
 import stat
 
@@ -19,7 +18,7 @@ from cnnhw.outputs import mark_folder, write_json
 from cnnhw.quant import QuantOptions, quantize_graph
 from cnnhw.runtime.flash import file_digest
 from cnnhw.runtime.host import BoardLink, LinkFacts
-from cnnhw.runtime.protocol import Error, FrameDecoder, FrameType, Status, encode
+from cnnhw.protocol.frames import Error, FrameDecoder, FrameType, Status, encode
 from cnnhw.verify import expected_streams, stream_order
 from netgen import random_network
 
@@ -146,7 +145,7 @@ def test_flash_and_run_refuse_an_unfinished_build(cli, tmp_path):
 @pytest.fixture
 def build_with_weights(tmp_path):
     """A finished build whose plan keeps weights in SPRAM: bitstream, weight image, build.json."""
-    from cnnhw.runtime.weight_image import WeightImage
+    from cnnhw.protocol.weight_image import WeightImage
 
     folder = tmp_path / "out"
     folder.mkdir()

@@ -15,7 +15,7 @@ from cnnhw.frontend import load_model
 from cnnhw.plan import HardwarePlan
 from cnnhw.plan.costs import logic_cells, logic_terms
 from cnnhw.plan.logic import MODEL_FILE
-from cnnhw.plan.plan import with_folding
+from cnnhw.hardware import with_folding
 from cnnhw.quant import QuantOptions, quantize_graph
 from conftest import EXAMPLES, MNIST8, ROOT
 from models import small_cnn

@@ -6,7 +6,7 @@ import onnx
 from cnnhw.boards import load_board
 from cnnhw.flow.platform_top import PlatformTop
 from cnnhw.frontend import load_model
-from cnnhw.gateware.board import BoardTop
+from cnnhw.hardware import Network
 from cnnhw.plan import default_plan
 from cnnhw.quant import QuantOptions, quantize_graph
 from netgen import random_network
@@ -20,7 +20,7 @@ def test_icebreaker_top_uses_the_pll_and_the_uart_pins(tmp_path):
     qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
     board = load_board("icebreaker")
     pll = board.pll[0]
-    top = BoardTop(qgraph, default_plan(qgraph), pll.mhz * 1e6, board.uart_baud)
+    top = Network(qgraph, default_plan(qgraph)).board_top(pll.mhz * 1e6, board.uart_baud)
     plan = ICEBreakerPlatform().prepare(PlatformTop(top, pll), name="cnnhw_top")
     rtlil = plan.files["cnnhw_top.il"]
     rtlil = rtlil if isinstance(rtlil, str) else rtlil.decode()

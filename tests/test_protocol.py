@@ -2,7 +2,7 @@
 
 import random
 
-from cnnhw.runtime.protocol import (SYNC, Frame, FrameDecoder, FrameType, crc8, decode_result, encode,
+from cnnhw.protocol.frames import (SYNC, Frame, FrameDecoder, FrameType, crc8, decode_result, encode,
                                     image_payload)
 
 

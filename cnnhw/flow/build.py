@@ -1,5 +1,9 @@
 """``cnnhw build``: from a quantized model and a plan to a bitstream, with the timing search.
 
+Before any attempt the build verifies what it builds (``verify``): the accelerator's Verilog for
+exactly this plan is compiled with Verilator and fed a few images, and every layer's output is
+compared with the golden model with ``==``; a difference fails the build, naming the first one.
+
 One *attempt* builds the board top at one PLL frequency: elaborate (Amaranth platform files),
 synthesise (yosys ``synth_ice40 -dsp``), check the netlist against the board budget, place and
 route (nextpnr ``--report``), and, if timing is met, pack (icepack). The design depends on the
@@ -15,20 +19,20 @@ Output folder (written atomically: assembled in a hidden sibling folder and rena
 a failed build is left as ``<DIR>.failed/`` with its logs, never as ``DIR``)::
 
     <top>.bin            the bitstream
-    weights.bin          the weight image, when weights are in SPRAM (``runtime/weight_image.py``;
+    weights.bin          the weight image, when weights are in SPRAM (``protocol/weight_image.py``;
                          ``cnnhw flash`` writes it at the profile's ``flash.weights_offset``)
     build.json           the facts (DESIGN.md: build JSON keys; ``files``: the SHA-256 of each file
                          flash and run may read, checked before they use it)
     .cnnhw               the marker of a cnnhw output folder (``cnnhw/outputs.py``)
     plan.json            the hardware plan
-    rtl/                 the accelerator's Verilog and manifest (as ``cnnhw sim`` writes them)
+    rtl/                 the accelerator's Verilog and manifest (as ``cnnhw sim`` writes them), the
+                         design the verification simulated
     attempts/<f>MHz/     per attempt: RTLIL, PCF, yosys/nextpnr logs and reports
                          (``<f>MHz-seed<n>/`` for a retry with another placement seed)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 import math
@@ -41,19 +45,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..boards import Board
 from ..errors import BuildError, DoesNotFitError
 from ..outputs import mark_folder, replace_folder, staging_folder, write_json
-from ..plan import HardwarePlan, predict_cycles, predict_latency
+from ..hardware import HardwarePlan, Network, predict_cycles
 from ..plan.budget import budget_table, check_fits
-from ..plan.costs import ask_board_top, multipliers, needs, plan_costs
+from ..plan.costs import needs, plan_costs, plan_facts
 from ..progress import stage
 from ..quant.qgraph import QGraph
+from ..sim.runner import simulate_rtl
+from ..verify import expected_streams
 from ..runtime.flash import file_digest
-from ..runtime.protocol import FrameType, encode
-from ..runtime.weight_image import WeightImage
+from ..protocol.frames import FrameType, encode
+from ..protocol.weight_image import WeightImage
 from .tools import PlaceRouteReport, Toolchain, find_toolchain, run_tool, synthesis_cells, synthesis_needs
-from .verilog import export_verilog, identifier
+from .verilog import Export, export_verilog, identifier
 
 log = logging.getLogger("cnnhw")
 MAX_ATTEMPTS = 4
@@ -84,6 +92,32 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class VerifyInputs:
+    """The images the build simulates (in the model's input units), and where they came from."""
+
+    x: np.ndarray
+    source: str
+
+
+def verify_export(qgraph: QGraph, export: Export, inputs: VerifyInputs, folder: Path) -> dict:
+    """Simulate ``export`` (Verilator) on ``inputs`` and compare every layer with the golden model;
+    BuildError naming the first difference if any. Returns build.json's ``verified``."""
+    x = inputs.x if len(inputs.x) >= 2 else np.concatenate([inputs.x, inputs.x])  # two to time one
+    expected = expected_streams(qgraph, x)
+    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
+    result = simulate_rtl(export.verilog, export.top, expected, signed, folder, images=len(x),
+                          timing_images=min(3, len(x)))
+    if not result.bit_exact:
+        first = (str(result.mismatches[0]) if result.mismatches else
+                 f"{result.class_mismatches} of {len(x)} classes differ")
+        raise BuildError(f"verification failed: the Verilog does not compute what the golden model does ({first}); "
+                         f"see {folder}")
+    return {"images": len(x), "inputs": inputs.source, "bit_exact": True, "simulator": result.simulator,
+            "cycles_per_inference": result.cycles_per_inference, "latency_cycles": result.latency_cycles,
+            "seconds": round(result.build_seconds + result.run_seconds, 1)}
+
+
+@dataclass(frozen=True)
 class BuildResult:
     folder: Path
     facts: dict
@@ -110,12 +144,11 @@ def _top_name(qgraph: QGraph) -> str:
 
 
 def _board_files(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, top: str) -> dict[str, str | bytes]:
-    from ..gateware.board import BoardTop
     from .platform_top import PlatformTop
 
     pll = board.pll_for(mhz)
-    design = PlatformTop(BoardTop(qgraph, plan, pll.mhz * 1e6, board.uart_baud,
-                                 weights_offset=board.flash["weights_offset"]), pll)
+    design = PlatformTop(Network(qgraph, plan).board_top(pll.mhz * 1e6, board.uart_baud,
+                                                         weights_offset=board.flash["weights_offset"]), pll)
     return board_platform(board).prepare(design, name=top).files
 
 
@@ -199,7 +232,7 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
 
 def weight_image(qgraph: QGraph, plan: HardwarePlan, board: Board) -> WeightImage | None:
     """The image of the weights ``plan`` keeps in SPRAM (None if there are none)."""
-    return ask_board_top(qgraph, plan, board, lambda top: top.weight_image())
+    return Network(qgraph, plan).weight_image()
 
 
 def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
@@ -221,8 +254,10 @@ def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
 
 
 def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_mhz: float | None = None,
-          toolchain: str = "yowasp", seed: int = 1, refits: list[dict] | None = None) -> BuildResult:
-    """Build ``folder`` (see the module docstring). Raises BuildError (timing, tools) or
+          toolchain: str = "yowasp", seed: int = 1, refits: list[dict] | None = None,
+          verify: VerifyInputs | None = None) -> BuildResult:
+    """Build ``folder`` (see the module docstring), verifying the Verilog on ``verify`` first (None:
+    not verified, and build.json says so). Raises BuildError (verification, timing, tools) or
     DoesNotFitError; the partial build is then kept as ``<folder>.failed`` for its logs."""
     started = time.perf_counter()
     tools = find_toolchain(toolchain)
@@ -232,7 +267,13 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
     staging = staging_folder(folder, "build")
     try:
         with stage(f"generating the accelerator's Verilog into {folder / 'rtl'}"):
-            export_verilog(qgraph, plan, staging / "rtl")
+            export = export_verilog(qgraph, plan, staging / "rtl")
+        verified = None
+        if verify is not None:
+            with stage(f"verifying the Verilog: {max(2, len(verify.x))} images ({verify.source}) in Verilator, "
+                       f"every layer compared with the golden model"):
+                verified = verify_export(qgraph, export, verify, staging / "verify")
+            shutil.rmtree(staging / "verify")  # the compiled simulator: tens of MB, and rebuilt in seconds
         (staging / "plan.json").write_text(plan.dumps() + "\n")
         image = weight_image(qgraph, plan, board)
         if image is not None:
@@ -260,6 +301,7 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         shutil.copy2(chosen.bitstream, staging / chosen.bitstream.name)
         facts["bitstream"] = str(folder / chosen.bitstream.name)
         facts["refits"] = refits or []  # plans that were over the logic cells (build_fitting)
+        facts["verified"] = verified
         if image is not None:
             facts["weight_image"] = {"file": str(folder / WEIGHT_IMAGE_FILE), "offset": board.flash["weights_offset"],
                                      "bytes": len(image.to_bytes()), "crc32": image.crc32}
@@ -285,7 +327,8 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
 
 
 def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callable[[int | None], HardwarePlan],
-                  clock_mhz: float | None = None, toolchain: str = "yowasp", seed: int = 1) -> BuildResult:
+                  clock_mhz: float | None = None, toolchain: str = "yowasp", seed: int = 1,
+                  verify: VerifyInputs | None = None) -> BuildResult:
     """:func:`build` the plan ``plan_with(None)``. The planner keeps within the board's logic cells
     by an estimate (:mod:`cnnhw.plan.logic`, a few percent off); when the packed design turns out
     over them anyway, plan again with ``plan_with(cap)``: ``cap`` is the estimate of the plan that did
@@ -295,7 +338,7 @@ def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callabl
     while True:
         plan = plan_with(cap)
         try:
-            return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits)
+            return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify)
         except DoesNotFitError as error:
             if error.over != ["logic_cells"] or len(refits) == MAX_REFITS:
                 raise
@@ -321,35 +364,26 @@ def host_facts(qgraph: QGraph, board: Board) -> dict:
 def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attempt, attempts: list[Attempt],
                 seconds: float) -> dict:
     """What ``cnnhw build --json`` writes (DESIGN.md names the keys others rely on)."""
-    cycles = max(predict_cycles(qgraph, plan).values())
-    macs = qgraph.graph.macs
+    planned = plan_facts(qgraph, plan, board)
     link_bytes = frame_bytes(qgraph)
     link_us = link_bytes * 10 / board.uart_baud * 1e6  # 8N1: ten bit times per byte
     resources = {key: {"used": used, "total": total} for key, (used, total) in chosen.resources.items()}
-    costs = plan_costs(qgraph, plan, board)
-    planned = needs(costs)
     return {
         "model": qgraph.graph.name,
         "board": board.name,
         "device": f"{board.device}-{board.package}",
         "resources": resources,
-        # What the plan's cost model predicted, beside `resources` (what placement used).
-        "predicted": planned,
+        # What the plan's cost model predicted (`predicted`, `layer_costs`), beside `resources`
+        # (what placement used).
         "clock_mhz": chosen.clock_mhz,
         "fmax_mhz": round(chosen.fmax_mhz, 2),
         "timing_met": chosen.timing_met,
-        "cycles_per_inference": cycles,
-        "latency_cycles": predict_latency(qgraph, plan),
-        "microseconds_per_inference": round(cycles / chosen.clock_mhz, 1),
-        "macs": macs,
-        "multipliers": multipliers(qgraph, plan),
-        "bound_cycles": math.ceil(macs / board.budget["dsp"]),
+        "microseconds_per_inference": round(planned["cycles_per_inference"] / chosen.clock_mhz, 1),
+        **planned,
         "link_baud": board.uart_baud,
         "link_bytes_per_image": link_bytes,
         "link_microseconds_per_image": round(link_us, 1),
         "host": host_facts(qgraph, board),
         "attempts": [a.facts() for a in attempts],
         "build_seconds": round(seconds, 1),
-        "plan": plan.to_json(),
-        "layer_costs": [dataclasses.asdict(cost) for cost in costs],  # the cost model, layer by layer
     }

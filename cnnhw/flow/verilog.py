@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..gateware.accelerator import Accelerator
+from ..hardware import HardwarePlan, Network
 from ..outputs import replace_folder, staging_folder
-from ..plan import HardwarePlan, predict_cycles
 from ..quant.qgraph import QGraph
 
 
@@ -42,7 +42,7 @@ def _fmt(fmt) -> dict:
 
 
 def manifest(qgraph: QGraph, plan: HardwarePlan, accelerator: Accelerator, top: str) -> dict:
-    cycles = predict_cycles(qgraph, plan)
+    cycles = Network(qgraph, plan).cycles()
     first, last = qgraph.layers[0], qgraph.layers[-1]
     return {
         "generator": f"cnnhw {__version__}",
@@ -75,7 +75,7 @@ def export_verilog(qgraph: QGraph, plan: HardwarePlan, folder: Path) -> Export:
 
     folder = Path(folder)
     top = f"cnnhw_{identifier(qgraph.graph.name)}"
-    accelerator = Accelerator(qgraph, plan)
+    accelerator = Network(qgraph, plan).accelerator()
     text = verilog.convert(accelerator, name=top, emit_src=False)
     facts = manifest(qgraph, plan, accelerator, top)
     staging = staging_folder(folder, "rtl")

@@ -1,4 +1,4 @@
-"""The accelerator: one stage per quantized layer, chained by streams, plus the class.
+"""The accelerator: pipeline stages chained by streams, plus the class.
 
 Ports:
 
@@ -11,69 +11,36 @@ Ports:
 * ``load`` (only when some weights are in SPRAM): the loader's bus to every SPRAM block
   (:mod:`cnnhw.gateware.spram`); the accelerator must not be fed before the load is done.
 
-Every stream has backpressure; any stage may stall without loss or duplication.
+Every stream has backpressure; any stage may stall without loss or duplication. The stages come
+made (``cnnhw.hardware`` creates one per layer); this module only chains them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..errors import UnsupportedModelError
-from ..plan import HardwarePlan, check_plan
-from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QPool, QReshape
-from ..verify import stream_order
-from .memories import MemoryShape
+from ..protocol.weight_image import WeightImage
 from .small import Argmax
 from .spram import LoadSignature, SpramWeights, drive_load
-from .stages import ClampStage, ConvStage, DenseStage, PoolStage
-
-
-def _spram_of(stage) -> SpramWeights | None:
-    """The stage's SPRAM weight memory, if it has one (conv and dense stages may)."""
-    mvu = getattr(stage, "mvu", None)
-    return None if mvu is None else mvu.spram
 
 
 class Accelerator(wiring.Component):
-    def __init__(self, qgraph: QGraph, plan: HardwarePlan):
-        check_plan(plan, qgraph)
-        self.qgraph, self.plan = qgraph, plan
-        self.stages: list[tuple[str, wiring.Component]] = []
-        order = stream_order(qgraph.graph.input_shape)
-        blocks = 0  # SPRAM blocks given out so far, numbered in stage order
-        for layer in qgraph.layers:
-            folding = plan.for_layer(layer.name)
-            if isinstance(layer, QConv):
-                stage = ConvStage(layer, folding.pe, folding.simd, folding.digit_bits, folding.overlap, folding.packed,
-                                  folding.weights, blocks, folding.logic_products)
-            elif isinstance(layer, QDense):
-                stage = DenseStage(layer, order, folding.pe, folding.simd, folding.digit_bits, folding.packed,
-                                   folding.weights, blocks, folding.logic_products)
-            elif isinstance(layer, (QPool, QGlobalPool)):
-                stage = PoolStage(layer, folding.digit_bits, folding.overlap)
-            elif isinstance(layer, QClamp):
-                self.stages.append((layer.name, ClampStage(layer)))
-                continue  # element-wise: the stream order stays as it is
-            elif isinstance(layer, QReshape):
-                if len(layer.out_shape) != 1:
-                    raise UnsupportedModelError(
-                        f"Reshape '{layer.name}' to {layer.out_shape}: the hardware streams feature maps in HWC order "
-                        f"and supports reshapes into vectors (flatten) only"
-                    )
-                continue  # a flatten moves no data: the next dense layer reads its weights in stream order
-            else:
-                raise UnsupportedModelError(f"{layer.label} '{layer.name}' has no hardware stage")
-            order = stream_order(layer.out_shape)
-            self.stages.append((layer.name, stage))
-            if _spram_of(stage) is not None:
-                blocks += _spram_of(stage).blocks
-        if not self.stages:
-            raise UnsupportedModelError(f"model '{qgraph.graph.name}' has no layer to build hardware for")
-        self.output_order = order
-        self.classes = int(np.prod(qgraph.layers[-1].out_shape))
+    def __init__(self, stages: Sequence[tuple[str, wiring.Component]], image_elements: int, output_order: np.ndarray):
+        """``stages``: (layer name, stage) in stream order, each with ``i`` and ``o`` element streams
+        (and a ``load`` port and a ``spram`` attribute when its weights are in SPRAM);
+        ``image_elements``: input elements per image; ``output_order``: the golden (C-order) index
+        of each element of ``o``."""
+        if not stages:
+            raise ValueError("an accelerator needs at least one stage")
+        self.stages = list(stages)
+        self.image_elements = image_elements
+        self.output_order = np.asarray(output_order)
+        self.classes = len(self.output_order)
         first, last = self.stages[0][1], self.stages[-1][1]
         members = {
             "i": In(stream.Signature(first.i.payload.shape())),
@@ -90,11 +57,15 @@ class Accelerator(wiring.Component):
 
     def spram_stores(self) -> list[SpramWeights]:
         """The SPRAM weight memories, in block order (empty when every weight is in a ROM)."""
-        return [_spram_of(stage) for _, stage in self.stages if _spram_of(stage) is not None]
+        stores = [getattr(stage, "spram", None) for _, stage in self.stages]
+        return [store for store in stores if store is not None]
 
-    def memories(self) -> list[tuple[str, MemoryShape]]:
-        """Every memory of every stage, with the stage's layer name."""
-        return [(name, shape) for name, stage in self.stages for shape in stage.memories()]
+    def weight_image(self) -> WeightImage | None:
+        """The image the loader expects in flash, or None when every weight is in a ROM."""
+        stores = self.spram_stores()
+        if not stores:
+            return None
+        return WeightImage.from_blocks([block for store in stores for block in store.block_contents()])
 
     def elaborate(self, platform):
         m = Module()

@@ -5,24 +5,18 @@
 When the plan keeps weights in SPRAM, the top also holds the :class:`WeightLoader` and an ``spi``
 port for the configuration flash: the loader fills SPRAM from the weight image at
 ``weights_offset`` after reset, and the front end answers LOADING_WEIGHTS / BAD_WEIGHTS until
-the image has been read and checked (:meth:`BoardTop.weight_image` is that image).
+the image has been read and checked (:meth:`Accelerator.weight_image` is that image).
 """
 
 from __future__ import annotations
-
-import math
 
 from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import CnnhwError
-from ..plan import HardwarePlan
-from ..quant.qgraph import QGraph
 from .accelerator import Accelerator
-from ..runtime.weight_image import WeightImage
 from .loader import SPIFlashSignature, WeightLoader
-from .memories import MemoryShape
 from .serial import SerialFrontEnd
 from .uart import UARTReceiver, UARTTransmitter
 
@@ -37,15 +31,14 @@ def uart_divisor(clock_hz: float, baud: int) -> int:
 
 
 class BoardTop(wiring.Component):
-    def __init__(self, qgraph: QGraph, plan: HardwarePlan, clock_hz: float, baud: int, timeout_s: float = 0.05,
+    def __init__(self, accelerator: Accelerator, clock_hz: float, baud: int, timeout_s: float = 0.05,
                  weights_offset: int | None = None):
         """``weights_offset``: where the weight image is in the flash (the board profile's); needed
-        only when the plan keeps weights in SPRAM."""
-        self.accelerator = Accelerator(qgraph, plan)
+        only when the accelerator keeps weights in SPRAM."""
+        self.accelerator = accelerator
         divisor = uart_divisor(clock_hz, baud)
-        first = qgraph.layers[0]
-        self.image_elements = math.prod(qgraph.graph.input_shape)
-        if first.in_format.bits > 8:
+        self.image_elements = accelerator.image_elements
+        if accelerator.i.payload.shape().width > 8:
             raise CnnhwError("the serial protocol sends one byte per input element: use at most 8 input bits")
         self.front = SerialFrontEnd(self.image_elements, self.accelerator.i.payload.shape(),
                                     self.accelerator.o.payload.shape(), self.accelerator.classes,
@@ -62,16 +55,6 @@ class BoardTop(wiring.Component):
             members["spi"] = Out(SPIFlashSignature())
         super().__init__(members)
 
-    def weight_image(self) -> WeightImage | None:
-        """The image the loader expects in flash, or None when every weight is in a ROM."""
-        stores = self.accelerator.spram_stores()
-        if not stores:
-            return None
-        return WeightImage.from_blocks([block for store in stores for block in store.block_contents()])
-
-    def memories(self) -> list[tuple[str, MemoryShape]]:
-        return [("serial", shape) for shape in self.front.memories()] + self.accelerator.memories()
-
     def elaborate(self, platform):
         m = Module()
         m.submodules.accelerator = self.accelerator
@@ -85,7 +68,7 @@ class BoardTop(wiring.Component):
         wiring.connect(m, self.front.image, self.accelerator.i)
         wiring.connect(m, self.accelerator.o, self.front.logits)
         wiring.connect(m, self.accelerator.cls, self.front.cls)
-        image = self.weight_image()
+        image = self.accelerator.weight_image()
         if image is not None:
             m.submodules.loader = loader = WeightLoader(image, self.weights_offset, self.clock_hz)
             wiring.connect(m, loader.load, self.accelerator.load)

@@ -15,9 +15,23 @@ elaborates to that arithmetic; with one (``cnnhw build``), to the primitive.
 
 from __future__ import annotations
 
+import math
+
 from amaranth import Cat, Instance, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+#: yosys ``synth_ice40 -dsp`` (``mul2dsp``'s ``DSP_Y_MINWIDTH``): narrower products stay in logic.
+DSP_MIN_PRODUCT_BITS = 11
+
+
+def dsps_of_product(a_bits: int, b_bits: int) -> int:
+    """SB_MAC16s yosys ``synth_ice40 -dsp`` spends on one ``a * b`` (a ``$mul``): none for a product
+    narrower than :data:`DSP_MIN_PRODUCT_BITS` or with a one-bit operand (logic builds those), else
+    one per 16x16-bit piece."""
+    if a_bits < 2 or b_bits < 2 or a_bits + b_bits < DSP_MIN_PRODUCT_BITS:
+        return 0
+    return math.ceil(a_bits / 16) * math.ceil(b_bits / 16)
 
 
 class PackedMultiplier(wiring.Component):

@@ -15,7 +15,7 @@ Sequence (SPI mode 0, ``sck`` = clock / 2 up to 40 MHz, slower above; every outp
    byte shifts in);
 5. the CRC must equal the header's: then ``status`` becomes READY, else BAD_WEIGHTS.
 
-``status`` (:class:`cnnhw.runtime.protocol.Status`) is LOADING_WEIGHTS from reset until then; the
+``status`` (:class:`cnnhw.protocol.frames.Status`) is LOADING_WEIGHTS from reset until then; the
 serial front end answers with it instead of classifying, so a half-loaded or damaged image can
 never produce a class. ``load.loading`` is high while the loader owns the SPRAM address buses.
 Duration: about ``16 * (20 + image bytes)`` cycles (LeNet-5's 61 KB: 47 ms at 21 MHz).
@@ -29,8 +29,8 @@ from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..runtime.protocol import Status
-from ..runtime.weight_image import WeightImage
+from ..protocol.frames import Status
+from ..protocol.weight_image import WeightImage
 from .spram import LoadSignature
 
 #: Flash commands (JEDEC, every SPI NOR flash).

@@ -1,9 +1,12 @@
-"""What a block's memories look like, declared before elaboration so the planner can count
-block RAMs without building anything. Every block that owns a ``Memory`` has a ``memories()``
-method returning these, and its ``elaborate`` creates exactly those memories."""
+"""What blocks declare about themselves before elaboration, so the planner can price a design
+without building anything: the shapes of their memories (every block that owns a ``Memory``
+has a ``memories()`` method returning these, and its ``elaborate`` creates exactly those
+memories), and the logic-cell model's terms (``cnnhw.plan.logic``), added with
+:func:`add_terms`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -16,21 +19,15 @@ class MemoryShape:
     spram: bool = False  # in SPRAM blocks (gateware/spram.py), loaded at boot: no block RAM
 
 
-def questioned_only(component) -> None:
-    """Mark a component tree that was built only to be asked questions (``memories()``), never
-    elaborated, so Amaranth does not warn about unused elaboratables when it is dropped.
-    (Amaranth's own switch is the private ``MustUse`` flag set here.)"""
-    from amaranth import Elaboratable
+def counter_bits(n: int) -> int:
+    """Width of a counter (or address) over ``n`` values."""
+    return max(1, math.ceil(math.log2(max(n, 2))))
 
-    seen = set()
-    pending = [component]
-    while pending:
-        item = pending.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, Elaboratable):
-            item._MustUse__used = True
-            pending.extend(vars(item).values())
-        elif isinstance(item, (list, tuple)):
-            pending.extend(item)
+
+def add_terms(*parts: dict[str, float]) -> dict[str, float]:
+    """The logic-cell terms of a block made of ``parts``: each term summed."""
+    total: dict[str, float] = {}
+    for part in parts:
+        for name, amount in part.items():
+            total[name] = total.get(name, 0) + amount
+    return total

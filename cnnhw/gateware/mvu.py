@@ -22,53 +22,146 @@ register is free or being read (a global stall), so nothing is lost or duplicate
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
-from amaranth import Module, Mux, Shape, Signal, signed
+from amaranth import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .dsp import PackedMultiplier
+from .dsp import PackedMultiplier, dsps_of_product
 from .lut_mul import logic_product
-from .memories import MemoryShape
+from .memories import MemoryShape, counter_bits
 from .spram import LoadSignature, SpramWeights, drive_load
 from .rescale import TABLE_IN_LOGIC_MAX
-from .tables import lookup
+from .tables import lookup, table_bits
 
 
-@dataclass(frozen=True, eq=False)
-class MatrixShape:
-    """Weights as ``(groups, out_per_group, words_per_group * simd)`` in window order, with folding."""
+class WeightHome(str, Enum):
+    """Where a matrix's weights live: a ROM the bitstream initializes (block RAM or LUTs, as yosys
+    decides), or SPRAM blocks the loader fills from flash at boot (``gateware/spram.py``)."""
 
-    weights: np.ndarray  # int64 (groups, out_per_group, k)
-    bias: np.ndarray  # int64 (groups * out_per_group,)
+    ROM = "rom"
+    SPRAM = "spram"
+
+
+@dataclass(frozen=True)
+class MatrixParameters:
+    """Everything about a MatrixVectorUnit but its weights: ``groups`` independent matrices of
+    ``outputs`` rows by ``inputs`` columns (per group), folded as ``pe`` rows by ``simd`` columns
+    per cycle; ``element_bits`` (signed or not) activations, ``weight_bits`` weights, ``acc_bits``
+    accumulators. ``packed``: two products per DSP; ``logic_products``: products from logic cells;
+    ``home``: where the weights live."""
+
+    groups: int
+    outputs: int
+    inputs: int
     pe: int
     simd: int
+    element_bits: int
+    element_signed: bool
+    weight_bits: int
+    acc_bits: int
+    packed: bool = False
+    logic_products: bool = False
+    home: WeightHome = WeightHome.ROM
+
+    #: Cycles from the last word of a fold to its output.
+    LATENCY = 3
 
     def __post_init__(self):
-        groups, outputs, k = self.weights.shape
-        if outputs % self.pe:
-            raise ValueError(f"pe {self.pe} must divide the {outputs} outputs per group")
-        if k % self.simd:
-            raise ValueError(f"simd {self.simd} must divide the {k} inputs per output")
-
-    @property
-    def groups(self) -> int:
-        return self.weights.shape[0]
+        if self.outputs % self.pe:
+            raise ValueError(f"pe {self.pe} must divide the {self.outputs} outputs per group")
+        if self.inputs % self.simd:
+            raise ValueError(f"simd {self.simd} must divide the {self.inputs} inputs per output")
+        if self.packed and self.logic_products:
+            raise ValueError("products are either packed into DSPs or made of logic, not both")
+        if self.packed and (self.weight_bits > 8 or self.element_bits > 8):
+            raise ValueError("packed products need weights and activations of at most 8 bits")
+        WeightHome(self.home)
 
     @property
     def folds(self) -> int:
-        return self.weights.shape[1] // self.pe
+        return self.outputs // self.pe
 
     @property
     def words(self) -> int:
-        return self.weights.shape[2] // self.simd
+        """Input words (``simd`` elements) per group of a window."""
+        return self.inputs // self.simd
+
+    @property
+    def banks(self) -> int:
+        """(group, fold) pairs: one output word and one bias entry each."""
+        return self.groups * self.folds
 
     @property
     def cycles_per_window(self) -> int:
-        return self.groups * self.folds * self.words
+        return self.banks * self.words
+
+    @property
+    def products(self) -> int:
+        """Weight-by-activation products per cycle."""
+        return self.pe * self.simd
+
+    @property
+    def weight_bits_per_cycle(self) -> int:
+        """Bits the weight memory delivers per cycle."""
+        return self.products * self.weight_bits
+
+    @property
+    def biases_in_memory(self) -> bool:
+        """Bias tables longer than the rescaler's logic limit are a ROM too (same reasons)."""
+        return self.banks > TABLE_IN_LOGIC_MAX
+
+    @property
+    def narrow_products(self) -> bool:
+        """Products too narrow for yosys to put on a DSP (it builds them from logic itself)."""
+        return not self.packed and not self.logic_products and \
+            not dsps_of_product(self.element_bits, self.weight_bits)
+
+    @property
+    def dsps(self) -> int:
+        if self.logic_products or self.narrow_products:
+            return 0
+        return math.ceil(self.products / 2) if self.packed else self.products
+
+    @property
+    def products_in_logic(self) -> int:
+        """Products per cycle made of logic cells (asked for, or too narrow for a DSP)."""
+        return 0 if self.dsps else self.products
+
+    def memories(self) -> list[MemoryShape]:
+        """The weight ROM (or SPRAM), with several folds the ping-pong window buffer, and a long
+        bias table."""
+        shapes = [MemoryShape("weights", self.weight_bits_per_cycle, max(2, self.cycles_per_window), rom=True,
+                              spram=self.home == WeightHome.SPRAM)]
+        if self.folds > 1:
+            shapes.append(MemoryShape("window buffer", self.element_bits * self.simd, 2 * self.words))
+        if self.biases_in_memory:
+            shapes.append(MemoryShape("biases", self.pe * self.acc_bits, self.banks, rom=True))
+        return shapes
+
+    def logic_terms(self) -> dict[str, float]:
+        """The logic-cell model's terms (``cnnhw.plan.logic``): control scaled by the weight address
+        width, the ping-pong buffer's control, accumulators, one adder per product, products
+        in logic, and a short bias table."""
+        terms = {"mvu": 1, "mvu_address_bits": counter_bits(self.cycles_per_window),
+                 "mvu_buffered": int(self.folds > 1), "accumulator_bits": self.pe * self.acc_bits,
+                 "sum_bits": self.products * self.acc_bits}
+        product_bits = self.products * self.element_bits * self.weight_bits
+        if self.logic_products:
+            terms["logic_product_bits"] = product_bits
+        elif self.narrow_products:
+            terms["narrow_product_bits"] = product_bits
+        if not self.biases_in_memory:
+            terms["table_bits"] = self.pe * table_bits(self.banks, self.acc_bits)
+        return terms
+
+    def create(self, weights: np.ndarray, bias: np.ndarray, first_block: int = 0) -> "MatrixVectorUnit":
+        return MatrixVectorUnit(self, weights, bias, first_block)
 
 
 def pack_lanes(values, bits: int) -> int:
@@ -80,68 +173,48 @@ def pack_lanes(values, bits: int) -> int:
 
 
 class MatrixVectorUnit(wiring.Component):
-    """See the module docstring. ``i``: words of ``simd`` elements; ``o``: ``pe`` accumulators."""
+    """See the module docstring. ``i``: words of ``simd`` elements; ``o``: ``pe`` accumulators.
 
-    def __init__(self, matrix: MatrixShape, element: Shape, weight_bits: int, acc_bits: int, packed: bool = False,
-                 weights_home: str = "rom", first_block: int = 0, logic_products: bool = False):
-        """``packed``: pairs of products share one DSP (:class:`PackedMultiplier`, 8-bit operands).
-        ``logic_products``: the products are made of logic cells, no DSP (:func:`logic_product`).
-        ``weights_home``: "rom" or "spram" (then SPRAM blocks from ``first_block`` on)."""
-        self.matrix = matrix
-        self.packed = packed
-        self.logic_products = logic_products
-        if packed and logic_products:
-            raise ValueError("products are either packed into DSPs or made of logic, not both")
-        if weights_home not in ("rom", "spram"):
-            raise ValueError(f"weights_home must be 'rom' or 'spram', not {weights_home!r}")
-        self.weights_home = weights_home
-        if packed and (weight_bits > 8 or Shape.cast(element).width > 8):
-            raise ValueError("packed products need weights and activations of at most 8 bits")
-        self.element = Shape.cast(element)
-        self.weight_bits = weight_bits
-        self.acc_shape = signed(acc_bits)
+    ``weights``: int ``(groups, outputs, inputs)`` in window order; ``bias``: int ``(groups *
+    outputs,)``; with weights in SPRAM, blocks ``first_block`` on are this unit's."""
+
+    def __init__(self, parameters: MatrixParameters, weights: np.ndarray, bias: np.ndarray, first_block: int = 0):
+        self.parameters = mx = parameters
+        if np.shape(weights) != (mx.groups, mx.outputs, mx.inputs):
+            raise ValueError(f"weights of shape {np.shape(weights)} for a matrix of "
+                             f"{(mx.groups, mx.outputs, mx.inputs)}")
+        self.weights, self.bias = weights, bias
+        self.element = signed(mx.element_bits) if mx.element_signed else unsigned(mx.element_bits)
+        self.acc_shape = signed(mx.acc_bits)
         members = {
-            "i": In(stream.Signature(data.ArrayLayout(self.element, matrix.simd))),
-            "o": Out(stream.Signature(data.ArrayLayout(self.acc_shape, matrix.pe))),
+            "i": In(stream.Signature(data.ArrayLayout(self.element, mx.simd))),
+            "o": Out(stream.Signature(data.ArrayLayout(self.acc_shape, mx.pe))),
         }
         self.spram = None
-        if weights_home == "spram":
-            self.spram = SpramWeights(matrix.pe * matrix.simd * weight_bits, matrix.cycles_per_window, first_block,
-                                      self.rom_words)
+        if mx.home == WeightHome.SPRAM:
+            self.spram = SpramWeights(mx.weight_bits_per_cycle, mx.cycles_per_window, first_block, self.rom_words)
             members["load"] = In(LoadSignature())
         super().__init__(members)
 
     def rom_words(self) -> list[int]:
-        mx = self.matrix
+        mx = self.parameters
         words = []
         for g in range(mx.groups):
             for f in range(mx.folds):
                 for k in range(mx.words):
-                    lanes = [mx.weights[g, f * mx.pe + p, k * mx.simd + s] for p in range(mx.pe) for s in range(mx.simd)]
-                    words.append(pack_lanes(lanes, self.weight_bits))
+                    lanes = [self.weights[g, f * mx.pe + p, k * mx.simd + s]
+                             for p in range(mx.pe) for s in range(mx.simd)]
+                    words.append(pack_lanes(lanes, mx.weight_bits))
         return words
 
     def memories(self) -> list[MemoryShape]:
-        """The weight ROM, and with several folds the ping-pong window buffer."""
-        mx = self.matrix
-        shapes = [MemoryShape("weights", mx.pe * mx.simd * self.weight_bits, max(2, mx.groups * mx.folds * mx.words),
-                              rom=True, spram=self.spram is not None)]
-        if mx.folds > 1:
-            shapes.append(MemoryShape("window buffer", self.element.width * mx.simd, 2 * mx.words))
-        if self.biases_in_memory:
-            shapes.append(MemoryShape("biases", mx.pe * self.acc_shape.width, mx.groups * mx.folds, rom=True))
-        return shapes
-
-    @property
-    def biases_in_memory(self) -> bool:
-        """Bias tables longer than the rescaler's logic limit are a ROM too (same reasons)."""
-        return self.matrix.groups * self.matrix.folds > TABLE_IN_LOGIC_MAX
+        return self.parameters.memories()
 
     def elaborate(self, platform):
-        mx = self.matrix
+        mx = self.parameters
         pe, simd, folds, words, groups = mx.pe, mx.simd, mx.folds, mx.words, mx.groups
         m = Module()
-        lane_bits = self.weight_bits
+        lane_bits = mx.weight_bits
         if self.spram is None:
             rom_shape = self.memories()[0]
             rom = Memory(shape=rom_shape.width, depth=rom_shape.depth, init=self.rom_words())
@@ -222,16 +295,16 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += operand.eq(held if folds == 1 else buffer_read.data)
         weights = [rom_read.data[(p * simd + s) * lane_bits:(p * simd + s + 1) * lane_bits].as_signed()
                    for p in range(pe) for s in range(simd)]
-        if self.biases_in_memory:
+        if mx.biases_in_memory:
             # Read at stage 0 with the bank being issued, like the weights: ready at stage 1.
             bias_rom = Memory(shape=data.ArrayLayout(self.acc_shape, pe), depth=groups * folds,
-                              init=[[int(mx.bias[b * pe + p]) for p in range(pe)] for b in range(groups * folds)])
+                              init=[[int(self.bias[b * pe + p]) for p in range(pe)] for b in range(groups * folds)])
             m.submodules.bias_rom = bias_rom
             bias_read = bias_rom.read_port()
             m.d.comb += [bias_read.addr.eq(bank), bias_read.en.eq(advance)]
             biases = [bias_read.data[p] for p in range(pe)]
         else:
-            biases = [lookup([mx.bias[b * pe + p] for b in range(groups * folds)], bank1, self.acc_shape)
+            biases = [lookup([self.bias[b * pe + p] for b in range(groups * folds)], bank1, self.acc_shape)
                       for p in range(pe)]
 
         # Stage 2: accumulate (acc starts at the bias); after the last word of a fold, the
@@ -256,9 +329,9 @@ class MatrixVectorUnit(wiring.Component):
     def _products(self, m: Module, factors: list) -> list:
         """``w * x`` for every (w, x); with ``packed``, two per PackedMultiplier (an odd one alone);
         with ``logic_products``, each from logic cells."""
-        if self.logic_products:
+        if self.parameters.logic_products:
             return [logic_product(m, w, x, f"product{index}") for index, (w, x) in enumerate(factors)]
-        if not self.packed:
+        if not self.parameters.packed:
             return [w * x for w, x in factors]
         products = []
         for index in range(0, len(factors) - 1, 2):

@@ -11,29 +11,68 @@ Throughput: one input word per cycle; the average adds a Rescaler per output.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..quant.arith import AverageDivider
-from .rescale import Rescaler, rescale_input
+from .memories import MemoryShape, add_terms
+from .rescale import Rescaler, RescalerParameters, rescale_input
 from .window import window_payload
 
 
+@dataclass(frozen=True)
+class ReducerParameters:
+    """``kind`` ("max" or "avg") over windows of ``window`` words; an average sums in
+    ``sum_bits`` and divides with ``divider``, ``digit_bits`` multiplier bits per cycle."""
+
+    kind: str
+    window: int
+    element_bits: int
+    count_include_pad: bool = False
+    divider: AverageDivider | None = None
+    sum_bits: int = 32
+    digit_bits: int = 4
+
+    def __post_init__(self):
+        if self.kind not in ("max", "avg"):
+            raise ValueError(f"kind must be 'max' or 'avg', not {self.kind!r}")
+        if (self.kind == "avg") != (self.divider is not None):
+            raise ValueError("an average pool needs a divider, a max pool none")
+
+    @property
+    def rescaler(self) -> RescalerParameters | None:
+        if self.divider is None:
+            return None
+        return RescalerParameters.for_rule(self.divider, self.sum_bits, self.digit_bits)
+
+    def memories(self) -> list[MemoryShape]:
+        return self.rescaler.memories() if self.rescaler is not None else []
+
+    def logic_terms(self) -> dict[str, float]:
+        """The logic-cell model's terms (``cnnhw.plan.logic``): the running maximum or sum, and the
+        divider's rescaler."""
+        terms = {"reducer_bits": self.element_bits if self.divider is None else self.sum_bits}
+        if self.rescaler is not None:
+            terms = add_terms(terms, self.rescaler.logic_terms())
+        return terms
+
+
 class PoolReducer(wiring.Component):
-    def __init__(self, kind: str, window: int, element: Shape, count_include_pad: bool = False,
-                 divider: AverageDivider | None = None, sum_bits: int = 32, digit_bits: int = 4):
-        if kind not in ("max", "avg"):
-            raise ValueError(f"kind must be 'max' or 'avg', not {kind!r}")
-        self.kind = kind
-        self.window = window
+    def __init__(self, parameters: ReducerParameters, element: Shape):
+        self.parameters = parameters
+        self.kind = parameters.kind
+        self.window = parameters.window
         self.element = Shape.cast(element)
-        self.count_include_pad = count_include_pad
-        self.divider = divider
-        self.sum_shape = signed(sum_bits)
+        self.count_include_pad = parameters.count_include_pad
+        self.divider = parameters.divider
+        self.sum_shape = signed(parameters.sum_bits)
         self.rescaler = None
-        if kind == "avg":
-            self.rescaler = Rescaler(self.sum_shape, self.element, divider.multipliers, divider, None, digit_bits)
+        if self.kind == "avg":
+            self.rescaler = Rescaler(self.sum_shape, self.element, self.divider.multipliers, self.divider, None,
+                                     parameters.digit_bits)
         super().__init__({
             "i": In(stream.Signature(window_payload(self.element, 1))),
             "o": Out(stream.Signature(self.element)),

@@ -17,6 +17,12 @@ from ..quant.arith import Requantizer
 from .rescale import Rescaler
 
 
+def requant_terms(acc_bits: int, pe: int) -> dict[str, float]:
+    """The logic-cell model's terms of the unit itself (``cnnhw.plan.logic``; its Rescaler has its
+    own): picking one of ``pe`` accumulators."""
+    return {"lane_select_bits": (pe - 1) * acc_bits}
+
+
 class RequantUnit(wiring.Component):
     def __init__(self, requant: Requantizer, acc_bits: int, pe: int, out: Shape, digit_bits: int = 4):
         self.requant = requant

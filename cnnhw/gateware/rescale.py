@@ -15,23 +15,78 @@ multipliers cost hundreds of LUTs as logic. The ROM's synchronous read costs one
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from amaranth import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .dsp import dsps_of_product
 from .memories import MemoryShape
-from .tables import lookup
+from .tables import lookup, table_bits
 
 #: Largest multiplier table kept in logic (see the module docstring).
 TABLE_IN_LOGIC_MAX = 32
 
 
-def rescale_cycles(multiplier_bits: int, digit_bits: int, entries: int) -> int:
-    """Cycles per value of a Rescaler (the cycle model uses this too)."""
-    digit = max(1, min(digit_bits, multiplier_bits))
-    return math.ceil(multiplier_bits / digit) + 2 + (entries > TABLE_IN_LOGIC_MAX)
+@dataclass(frozen=True)
+class RescalerParameters:
+    """What a Rescaler costs, known before it is built: ``value_bits`` wide values, multipliers of
+    ``multiplier_bits``, ``entries`` of them per table, ``tables`` tables (two with negative
+    multipliers), ``digit_bits`` multiplier bits per cycle."""
+
+    value_bits: int
+    multiplier_bits: int
+    entries: int
+    digit_bits: int
+    tables: int = 1
+
+    @staticmethod
+    def for_rule(rule, value_bits: int, digit_bits: int) -> "RescalerParameters":
+        """For a ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``)."""
+        negative = getattr(rule, "negative_multipliers", None)
+        return RescalerParameters(value_bits, rule.multiplier_bits, len(rule.multipliers), digit_bits,
+                                  1 if negative is None else 2)
+
+    @property
+    def digit(self) -> int:
+        """Multiplier bits per cycle, as built (at least one, at most the whole multiplier)."""
+        return max(1, min(self.digit_bits, self.multiplier_bits))
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.multiplier_bits / self.digit)
+
+    @property
+    def table_in_memory(self) -> bool:
+        return self.entries > TABLE_IN_LOGIC_MAX
+
+    @property
+    def cycles_per_value(self) -> int:
+        """Cycles from taking a value to offering its result, and between values."""
+        return self.steps + 2 + self.table_in_memory
+
+    def memories(self) -> list[MemoryShape]:
+        if not self.table_in_memory:
+            return []
+        return [MemoryShape("rescale multipliers", self.tables * self.multiplier_bits, self.entries, rom=True)]
+
+    @property
+    def dsps(self) -> int:
+        """None while it multiplies a few bits per cycle (shifted adds in logic); a whole multiplier
+        per cycle is a ``*`` of the ``value_bits + 1``-bit value by it, which yosys maps."""
+        return dsps_of_product(self.value_bits + 1, self.digit) if self.steps == 1 else 0
+
+    def logic_terms(self) -> dict[str, float]:
+        """The logic-cell model's terms (``cnnhw.plan.logic``): control, rounding and saturation;
+        registers and the product's adder; the shifted adds unless a DSP multiplies; tables in logic."""
+        terms = {"rescaler": 1, "rescale_bits": 2 * self.value_bits + 2 * self.multiplier_bits}
+        if not self.dsps:
+            terms["rescale_digit_bits"] = (self.value_bits + 1) * self.digit
+        if not self.table_in_memory:
+            terms["table_bits"] = self.tables * table_bits(self.entries, self.multiplier_bits)
+        return terms
 
 
 def rescale_input(value: Shape, entries: int) -> data.StructLayout:
@@ -52,9 +107,12 @@ class Rescaler(wiring.Component):
         self.negative_multipliers = None if negative_multipliers is None else tuple(int(m) for m in negative_multipliers)
         self.rule = rule
         all_multipliers = self.multipliers + (self.negative_multipliers or ())
-        self.multiplier_bits = max(1, max(m.bit_length() for m in all_multipliers))
-        self.digit_bits = max(1, min(digit_bits, self.multiplier_bits))
-        self.steps = math.ceil(self.multiplier_bits / self.digit_bits)
+        self.parameters = RescalerParameters(self.value_shape.width, max(1, max(m.bit_length() for m in all_multipliers)),
+                                             len(self.multipliers), digit_bits,
+                                             1 if self.negative_multipliers is None else 2)
+        self.multiplier_bits = self.parameters.multiplier_bits
+        self.digit_bits = self.parameters.digit
+        self.steps = self.parameters.steps
         super().__init__({
             "i": In(stream.Signature(rescale_input(self.value_shape, len(self.multipliers)))),
             "o": Out(stream.Signature(self.out_shape)),
@@ -62,17 +120,14 @@ class Rescaler(wiring.Component):
 
     @property
     def table_in_memory(self) -> bool:
-        return len(self.multipliers) > TABLE_IN_LOGIC_MAX
+        return self.parameters.table_in_memory
 
     @property
     def cycles_per_value(self) -> int:
-        return self.steps + 2 + self.table_in_memory
+        return self.parameters.cycles_per_value
 
     def memories(self) -> list[MemoryShape]:
-        if not self.table_in_memory:
-            return []
-        lanes = 1 if self.negative_multipliers is None else 2
-        return [MemoryShape("rescale multipliers", lanes * self.multiplier_bits, len(self.multipliers), rom=True)]
+        return self.parameters.memories()
 
     def elaborate(self, platform):
         m = Module()

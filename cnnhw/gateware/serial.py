@@ -1,4 +1,4 @@
-"""The board's side of the framed serial protocol (``cnnhw.runtime.protocol`` defines it).
+"""The board's side of the framed serial protocol (``cnnhw.protocol.frames`` defines it).
 
 :class:`SerialFrontEnd` sits between the UART and the :class:`Accelerator`:
 
@@ -24,8 +24,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..runtime.protocol import SYNC, Error, FrameType, Status, crc8_update
+from ..protocol.frames import SYNC, Error, FrameType, Status, crc8_update
 from .memories import MemoryShape
+
+
+def image_buffer(image_elements: int) -> MemoryShape:
+    """The front end's one memory: a byte per input element of the image being received."""
+    return MemoryShape("image buffer", 8, max(image_elements, 2))
 
 
 class SerialFrontEnd(wiring.Component):
@@ -48,7 +53,7 @@ class SerialFrontEnd(wiring.Component):
         })
 
     def memories(self) -> list[MemoryShape]:
-        return [MemoryShape("image buffer", 8, max(self.image_elements, 2))]
+        return [image_buffer(self.image_elements)]
 
     def elaborate(self, platform):
         m = Module()

@@ -12,6 +12,11 @@ from ..quant.arith import saturate
 class Packer(wiring.Component):
     """``simd`` consecutive elements in, one word out (lane 0 first). Throughput: 1 element/cycle."""
 
+    @staticmethod
+    def logic_terms(element_bits: int, simd: int) -> dict[str, float]:
+        """The logic-cell model's terms (``cnnhw.plan.logic``): the word register."""
+        return {"packer_bits": simd * element_bits}
+
     def __init__(self, element: Shape, simd: int):
         self.element, self.simd = Shape.cast(element), simd
         super().__init__({"i": In(stream.Signature(self.element)),
@@ -38,6 +43,11 @@ class Packer(wiring.Component):
 class Clamp(wiring.Component):
     """``o = saturate(i, lo, hi)`` (a ReLU/Clip not fused into a layer). Combinational pass-through."""
 
+    @staticmethod
+    def logic_terms(element_bits: int) -> dict[str, float]:
+        """The logic-cell model's terms (``cnnhw.plan.logic``): the comparators."""
+        return {"reducer_bits": element_bits}
+
     def __init__(self, element: Shape, lo: int, hi: int):
         self.element, self.lo, self.hi = Shape.cast(element), lo, hi
         super().__init__({"i": In(stream.Signature(self.element)), "o": Out(stream.Signature(self.element))})
@@ -51,7 +61,10 @@ class Clamp(wiring.Component):
 
 class Argmax(wiring.Component):
     """Logits pass through from ``i`` to ``o``; after the last of every ``classes`` logits, ``cls``
-    carries the index of the largest (the first one on ties, as NumPy's argmax)."""
+    carries the index of the largest (the first one on ties, as NumPy's argmax), ``LATENCY``
+    cycles after that logit was offered."""
+
+    LATENCY = 2
 
     def __init__(self, element: Shape, classes: int):
         self.element, self.classes = Shape.cast(element), classes

@@ -9,7 +9,7 @@ the SPI flash after configuration, before the accelerator may run.
 word per cycle (the bandwidth a layer's folding needs: ``pe * simd * weight bits``), and
 ``banks = ceil(depth / 16384)`` of those groups stacked give the depth. Block ``first_block + bank
 * lanes + lane`` holds bits ``16 * lane ..`` of words ``16384 * bank ..``: :meth:`block_contents`
-is that mapping, and the weight image (``cnnhw.flow.weight_image``) is written from it.
+is that mapping, and the weight image (``cnnhw.protocol.weight_image``) is written from it.
 
 Read port (same contract as an Amaranth ``Memory`` read port with an enable): ``data`` is the word
 at the ``addr`` seen in the last cycle with ``en`` high, and holds while ``en`` is low (the

@@ -7,7 +7,15 @@ of multiplexers over the index bits instead, which stays in LUTs.
 
 from __future__ import annotations
 
+import math
+
 from amaranth import Const, Mux, Shape, Value
+
+
+def table_bits(entries: int, width: int) -> float:
+    """The logic-cell model's measure of a :func:`lookup` table (``cnnhw.plan.logic``): its width
+    per 16 entries; a table of one entry is a constant and costs nothing."""
+    return 0 if entries < 2 else width * math.ceil(entries / 16)
 
 
 def lookup(values, index: Value, shape) -> Value:

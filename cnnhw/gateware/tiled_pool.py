@@ -9,11 +9,13 @@ the maximum out instead. Rows and columns past the last whole tile (floor mode) 
 and ignored. So outputs leave in HWC order, as the next stage expects.
 
 Throughput: one input element per cycle (the cycle model's ``channels * in_h * in_w``).
-Latency: 2 cycles. Handshake: the whole unit advances only when its output register is free or
+Latency: 2 cycles (``TileGeometry.LATENCY``). Handshake: the whole unit advances only when its output register is free or
 being read (a global stall), so nothing is lost or duplicated.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from amaranth import Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
@@ -23,18 +25,54 @@ from amaranth.lib.wiring import In, Out
 from .memories import MemoryShape
 
 
-class TiledMaxPool(wiring.Component):
-    def __init__(self, in_h: int, in_w: int, channels: int, kernel: tuple[int, int], element: Shape):
-        self.in_h, self.in_w, self.channels = in_h, in_w, channels
-        self.kh, self.kw = kernel
-        self.out_h, self.out_w = in_h // self.kh, in_w // self.kw
+@dataclass(frozen=True)
+class TileGeometry:
+    """A ``height x width x channels`` input cut into ``kernel`` tiles."""
+
+    height: int
+    width: int
+    channels: int
+    kernel: tuple[int, int]
+
+    #: Cycles from a tile's last element in to its maximum out.
+    LATENCY = 2
+
+    def __post_init__(self):
         if self.out_h < 1 or self.out_w < 1:
-            raise ValueError(f"a {self.kh}x{self.kw} tile does not fit a {in_h}x{in_w} input")
+            raise ValueError(f"a {self.kernel[0]}x{self.kernel[1]} tile does not fit a {self.height}x{self.width} input")
+
+    @property
+    def out_h(self) -> int:
+        return self.height // self.kernel[0]
+
+    @property
+    def out_w(self) -> int:
+        return self.width // self.kernel[1]
+
+    @property
+    def cycles_per_image(self) -> int:
+        """One input element per cycle, never waiting."""
+        return self.channels * self.height * self.width
+
+    def memories(self, element_bits: int) -> list[MemoryShape]:
+        return [MemoryShape("pool partials", element_bits, max(2, self.out_w * self.channels))]
+
+    def logic_terms(self, element_bits: int) -> dict[str, float]:
+        """The logic-cell model's terms (``cnnhw.plan.logic``): control and the comparator."""
+        return {"tiled_pool": 1, "reducer_bits": element_bits}
+
+
+class TiledMaxPool(wiring.Component):
+    def __init__(self, geometry: TileGeometry, element: Shape):
+        self.geometry = geometry
+        self.in_h, self.in_w, self.channels = geometry.height, geometry.width, geometry.channels
+        self.kh, self.kw = geometry.kernel
+        self.out_h, self.out_w = geometry.out_h, geometry.out_w
         self.element = Shape.cast(element)
         super().__init__({"i": In(stream.Signature(self.element)), "o": Out(stream.Signature(self.element))})
 
     def memories(self) -> list[MemoryShape]:
-        return [MemoryShape("pool partials", self.element.width, max(2, self.out_w * self.channels))]
+        return self.geometry.memories(self.element.width)
 
     def elaborate(self, platform):
         m = Module()

@@ -17,9 +17,11 @@ outside the input emit zeros, flagged ``inside = 0``; positions past the padded 
 
 Throughput: one word per cycle out, one element per cycle in; input rows are written while
 earlier rows are read (the ring holds ``2 * span_h + stride_h`` rows, or ``span_h + stride_h``
-without ``overlap``: see ``rows``). Handshake: both streams
-obey ``amaranth.lib.stream`` rules (payload held while ``valid`` and not ``ready``). Latency:
-two cycles from the last needed input element to the first word of a window.
+without ``overlap``: see ``rows``; without it the unit also waits at every image boundary,
+``WindowGeometry.boundary_wait``). Handshake: both streams obey ``amaranth.lib.stream`` rules
+(payload held while ``valid`` and not ``ready``). Latency (``WindowGeometry.LATENCY``): three
+cycles from the last needed input element to the window's first word at the output (the row
+count updates, the line-buffer read, the output FIFO).
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .memories import MemoryShape
-
 from .fifo import RegisterFIFO
+from .memories import MemoryShape, counter_bits
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class WindowGeometry:
     groups: int = 1
     simd: int = 1
     overlap: bool = True  # room for the next image's first window while this one finishes
+
+    #: Cycles from the last input element a window needs to its first word at the output.
+    LATENCY = 3
 
     def __post_init__(self):
         if self.channels % self.groups:
@@ -72,6 +76,15 @@ class WindowGeometry:
         return (2 if self.overlap else 1) * self.span[0] + self.stride[0]
 
     @property
+    def boundary_wait(self) -> int:
+        """Cycles per image the unit waits without ``overlap``: at an image boundary its ring
+        takes the next image's rows only as the last window frees them, ``(span_h - stride_h)``
+        rows of ``width * channels`` elements beyond what it can take early."""
+        if self.overlap:
+            return 0
+        return max(0, self.span[0] - self.stride[0]) * self.width * self.channels
+
+    @property
     def words_per_pixel(self) -> int:
         return self.channels // self.simd
 
@@ -83,6 +96,16 @@ class WindowGeometry:
     def cycles_per_image(self) -> int:
         """Words emitted per image (the unit emits at most one per cycle)."""
         return self.out_hw[0] * self.out_hw[1] * self.words_per_window
+
+    def line_buffer(self, element_bits: int) -> MemoryShape:
+        """The ring of rows: ``simd`` elements per word."""
+        return MemoryShape("line buffer", self.simd * element_bits, self.rows * self.width * self.words_per_pixel)
+
+    def logic_terms(self, element_bits: int) -> dict[str, float]:
+        """The logic-cell model's terms (``cnnhw.plan.logic``): control scaled by the line-buffer
+        address width, and the word register and FIFO."""
+        return {"window": 1, "window_address_bits": counter_bits(self.rows * self.width * self.words_per_pixel),
+                "window_word_bits": self.simd * element_bits}
 
 
 def window_payload(element: Shape, simd: int) -> data.StructLayout:
@@ -105,9 +128,7 @@ class SlidingWindow(wiring.Component):
         })
 
     def memories(self) -> list[MemoryShape]:
-        g = self.geometry
-        return [MemoryShape("line buffer", Shape.cast(data.ArrayLayout(self.element, g.simd)).width,
-                            g.rows * g.width * g.words_per_pixel)]
+        return [self.geometry.line_buffer(self.element.width)]
 
     def elaborate(self, platform):
         g = self.geometry

@@ -1,5 +1,7 @@
-"""Reference models: the float meaning of a graph (and, with quantization, the integer one)."""
+"""The reference models: the bit-exact integer model of a quantized graph (:mod:`.int_ref`), the
+float meaning of the graph it came from (``cnnhw.ir.reference``, re-exported here), and how far
+apart they are (:mod:`.evaluate`)."""
 
-from .float_ref import run_float
+from ..ir.reference import run_float
 
 __all__ = ["run_float"]

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..quant.arith import saturate
 from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QPool, QReshape
-from .batches import run_in_batches
-from .windows import pad, pool_windows, window_counts, window_stack
+from ..ir.batches import run_in_batches
+from ..ir.windows import pad, pool_windows, window_counts, window_stack
 
 
 class AccumulatorOverflow(AssertionError):

@@ -32,7 +32,7 @@ class Layer:
     @property
     def working_values(self) -> int:
         """Values the reference models hold at once to compute this layer for one image: input,
-        output and, for windowed ops, every window (``golden/windows.window_stack``)."""
+        output and, for windowed ops, every window (``ir/windows.window_stack``)."""
         kernel = getattr(self.op, "kernel", None)
         windows = math.prod(kernel) * self.in_shape[0] * math.prod(self.out_shape[1:]) if kernel else 0
         return math.prod(self.in_shape) + math.prod(self.out_shape) + windows

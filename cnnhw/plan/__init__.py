@@ -1,5 +1,7 @@
-"""Hardware plans: how each layer is folded onto the hardware, as a plain JSON-able value."""
+"""The planner: a plan for a board (:mod:`.budget`), priced layer by layer (:mod:`.costs`, with
+the logic-cell model of :mod:`.logic`). The plan itself and the hardware ops it prices live in
+:mod:`cnnhw.hardware`; the names below are re-exported for convenience."""
 
-from .plan import HardwarePlan, LayerPlan, check_plan, default_plan, predict_cycles, predict_latency
+from ..hardware import HardwarePlan, LayerPlan, check_plan, default_plan, predict_cycles, predict_latency
 
 __all__ = ["HardwarePlan", "LayerPlan", "check_plan", "default_plan", "predict_cycles", "predict_latency"]

@@ -34,10 +34,11 @@ import dataclasses
 
 from ..boards import Board
 from ..errors import DoesNotFitError
-from ..quant.qgraph import QConv, QDense, QGlobalPool, QGraph, QPool
+from ..hardware import HardwarePlan, LayerPlan, Network, check_plan, predict_cycles, with_folding
+from ..hardware.plan import divisors
+from ..quant.qgraph import QGraph
+from .costs import block_rams, logic_cells, needs, plan_costs
 from .logic import typical_error
-from .costs import block_rams, board_memories, dsps, logic_cells, needs, plan_costs, products, spram_blocks_of
-from .plan import HardwarePlan, LayerPlan, check_plan, divisors, folding_limits, predict_cycles, with_folding
 
 
 RESOURCE_NAMES = {"logic_cells": "logic cells", "dsp": "DSP (SB_MAC16)", "ebr": "block RAM (EBR, 4 Kbit)",
@@ -80,8 +81,8 @@ def check_fits(needs: dict[str, int], board: Board, note: str) -> None:
 
 def _memory_use(qgraph: QGraph, plan: HardwarePlan, board: Board) -> tuple[int, int]:
     """(EBRs, SPRAM blocks) the plan takes."""
-    memories = board_memories(qgraph, plan, board)
-    return sum(block_rams(qgraph, plan, board, memories).values()), sum(spram_blocks_of(memories).values())
+    network = Network(qgraph, plan)
+    return sum(block_rams(qgraph, network, board).values()), sum(network.spram_blocks().values())
 
 
 def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
@@ -93,10 +94,9 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     no other cost), biggest saving first; then move weights into SPRAM (which costs the loader
     and a weight image in flash), biggest saving first, as long as the SPRAM blocks suffice.
     Finally restore overlap wherever it still fits. Layers the user fixed are left alone."""
-    windowed = [layer.name for layer in qgraph.layers
-                if isinstance(layer, (QConv, QPool, QGlobalPool)) and layer.name not in fixed]
-    weighted = [layer.name for layer in qgraph.layers
-                if isinstance(layer, (QConv, QDense)) and layer.name not in fixed]
+    ops = Network(qgraph, plan).ops
+    windowed = [op.name for op in ops if op.windowed and op.name not in fixed]
+    weighted = [op.name for op in ops if op.foldable and op.name not in fixed]
     ebr, spram = _memory_use(qgraph, plan, board)
     dropped = []
     while ebr > board.budget["ebr"]:
@@ -127,7 +127,7 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
 
 
 def _dsps(qgraph: QGraph, plan: HardwarePlan) -> int:
-    return sum(dsps(layer, plan) for layer in qgraph.layers)
+    return sum(op.dsps for op in Network(qgraph, plan).ops)
 
 
 def _free_dsps(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str]) -> HardwarePlan | None:
@@ -136,11 +136,9 @@ def _free_dsps(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str]
     order of the logic a freed DSP costs: fewest products per freed DSP (an unpacked product frees
     a DSP, a packed pair one), then fewest products; layers the user fixed stay."""
     movable = []
-    for layer in qgraph.layers:
-        dsp, _ = products(layer, plan)
-        if dsp and layer.name not in fixed:
-            count = plan.for_layer(layer.name).pe * plan.for_layer(layer.name).simd
-            movable.append((count / dsp, count, layer.name))
+    for op in Network(qgraph, plan).ops:
+        if op.product_dsps and op.name not in fixed:
+            movable.append((op.products / op.product_dsps, op.products, op.name))
     for _, _, name in sorted(movable):
         if _dsps(qgraph, plan) <= board.budget["dsp"]:
             break
@@ -217,17 +215,17 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
     board = dataclasses.replace(board, budget={**board.budget, "logic_cells": cells, "dsp": dsp})
     fixed = check_plan(fixed, qgraph) if fixed is not None else HardwarePlan(())
     fixed_names = {layer.name for layer in fixed.layers}
-    foldable = {layer.name: folding_limits(layer) for layer in qgraph.layers if isinstance(layer, (QConv, QDense))}
-    packable = {layer.name: layer.in_format.bits <= 8 and layer.weight_format.bits <= 8
-                for layer in qgraph.layers if layer.name in foldable}
+    ops = Network(qgraph, fixed).ops
+    foldable = {op.name: op.folding_limits() for op in ops if op.foldable}
+    packable = {op.name: op.packable for op in ops if op.foldable}
     start = [fixed.for_layer(name) if name in fixed_names else LayerPlan(name, 1, 1, digit_bits) for name in foldable]
     start += [layer for layer in fixed.layers if layer.name not in foldable]
     fitted = _with_room(qgraph, HardwarePlan(tuple(start)), board, fixed_names)
     if fitted is None:
         lean = HardwarePlan(tuple(start))
-        for layer in qgraph.layers:
-            if isinstance(layer, (QConv, QPool, QGlobalPool)) and layer.name not in fixed_names:
-                lean = with_folding(lean, layer.name, overlap=False)
+        for op in ops:
+            if op.windowed and op.name not in fixed_names:
+                lean = with_folding(lean, op.name, overlap=False)
         lean = _fit_memories(qgraph, lean, board, fixed_names)[0]
         _refuse(qgraph, lean, strict, "the smallest plan" if not fixed.layers else "the smallest plan with "
                 "your fixed layers")
@@ -317,14 +315,12 @@ def _narrow_rescalers(qgraph: QGraph, plan: HardwarePlan, fixed: set[str]) -> Ha
     shift-and-add takes less logic and the pipeline is no slower."""
     cycles = predict_cycles(qgraph, plan)
     pace = max(cycles.values())
-    for layer in qgraph.layers:
-        rescales = isinstance(layer, (QConv, QDense)) or (isinstance(layer, (QPool, QGlobalPool))
-                                                          and layer.divider is not None)
-        if layer.name in fixed or not rescales:
+    for op in Network(qgraph, plan).ops:
+        if op.name in fixed or not op.rescales:
             continue
-        for digit_bits in range(1, plan.for_layer(layer.name).digit_bits):
-            narrower = with_folding(plan, layer.name, digit_bits=digit_bits)
-            if predict_cycles(qgraph, narrower)[layer.name] <= pace:
+        for digit_bits in range(1, plan.for_layer(op.name).digit_bits):
+            narrower = with_folding(plan, op.name, digit_bits=digit_bits)
+            if predict_cycles(qgraph, narrower)[op.name] <= pace:
                 plan = narrower
                 break
     return plan

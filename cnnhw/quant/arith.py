@@ -220,6 +220,10 @@ class AverageDivider:
         return AverageDivider(shift, (0,) + tuple(int(round_real(2.0 ** shift / c)) for c in range(1, max_count + 1)),
                               rounding)
 
+    @property
+    def multiplier_bits(self) -> int:
+        return max(1, max(int(m).bit_length() for m in self.multipliers))
+
     def finish(self, product, select: Callable = _numpy_select):
         """After ``product = sum * multipliers[count]``: ``round_shift(product, shift)``."""
         return round_shift(product, self.shift, self.rounding)

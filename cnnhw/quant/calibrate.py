@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from ..golden import run_float
-from ..golden.batches import batches
+from ..ir.batches import batches
+from ..ir.reference import run_float
 from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
 
 INPUT = "<input>"

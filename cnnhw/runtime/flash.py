@@ -20,7 +20,7 @@ from pathlib import Path
 from ..boards import Board, board_names, load_board
 from ..errors import CnnhwError
 from ..outputs import folder_kind
-from .weight_image import check_image_file
+from ..protocol.weight_image import check_image_file
 
 #: build.json is a few kilobytes; anything far larger is not cnnhw's.
 MAX_FACTS_BYTES = 16 << 20

@@ -1,5 +1,5 @@
 """The host side of the serial link (``cnnhw run``): quantize images exactly as the golden model
-does, send them as CLASSIFY frames, read RESULT frames (:mod:`cnnhw.runtime.protocol`).
+does, send them as CLASSIFY frames, read RESULT frames (:mod:`cnnhw.protocol.frames`).
 
 The link is any object with pyserial's ``write(bytes)`` and ``read(n)`` (``read`` returns what
 arrived within the port's timeout, possibly nothing), so tests can put a software board behind it.
@@ -17,8 +17,8 @@ from ..errors import CnnhwError
 from ..ir.ops import is_int
 from ..quant.arith import IntFormat
 from ..quant.qgraph import InputQuantizer
-from ..verify import stream_order
-from .protocol import Error, FrameDecoder, FrameType, Result, Status, decode_result, encode, image_payload
+from ..gateware.streams import stream_order
+from ..protocol.frames import Error, FrameDecoder, FrameType, Result, Status, decode_result, encode, image_payload
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ LOADING_WEIGHTS), waits for the load, and goes on as above (a reset reloads the 
 run on the same build, with one payload byte of the image flipped, must answer BAD_WEIGHTS to
 STATUS and to an image: never a class.
 
-Replies are decoded with :mod:`cnnhw.runtime.protocol`, the code ``cnnhw run`` uses.
+Replies are decoded with :mod:`cnnhw.protocol.frames`, the code ``cnnhw run`` uses.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from amaranth.lib.wiring import In, Out
 
 from ..gateware.board import BoardTop, uart_divisor
 from ..gateware.loader import load_cycles
-from ..plan import HardwarePlan, predict_cycles
+from ..hardware import HardwarePlan, Network, predict_cycles
 from ..quant.qgraph import QGraph
-from ..runtime.protocol import Error, FrameDecoder, FrameType, Status, decode_result, encode, image_payload
-from ..runtime.weight_image import HEADER, WeightImage
+from ..protocol.frames import Error, FrameDecoder, FrameType, Status, decode_result, encode, image_payload
+from ..protocol.weight_image import HEADER, WeightImage
 from ..verify import expected_streams, first_mismatch
 from .primitives import PrimitivesPlatform, primitive_models
 from .runner import run_cocotb
@@ -221,9 +221,9 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
     divisor = uart_divisor(clock_mhz * 1e6, board.uart_baud)
     timeout_cycles = SIM_TIMEOUT_BYTES * 10 * divisor
     offset = board.flash["weights_offset"]
-    top = BoardTop(qgraph, plan, clock_mhz * 1e6, board.uart_baud, timeout_s=timeout_cycles / (clock_mhz * 1e6),
-                   weights_offset=offset)
-    weights = top.weight_image()
+    top = Network(qgraph, plan).board_top(clock_mhz * 1e6, board.uart_baud,
+                                          timeout_s=timeout_cycles / (clock_mhz * 1e6), weights_offset=offset)
+    weights = top.accelerator.weight_image()
     expected = expected_streams(qgraph, x)
     classes = top.accelerator.classes
     logits = [expected.outputs[k * classes:(k + 1) * classes] for k in range(len(x))]

@@ -11,9 +11,10 @@ from amaranth.sim import Simulator
 
 from cnnhw.frontend import load_model
 from cnnhw.gateware.board import BoardTop
+from cnnhw.hardware import Network
 from cnnhw.plan import default_plan
 from cnnhw.quant import QuantOptions, quantize_graph
-from cnnhw.runtime.protocol import Error, FrameDecoder, FrameType, decode_result, encode, image_payload
+from cnnhw.protocol.frames import Error, FrameDecoder, FrameType, decode_result, encode, image_payload
 from cnnhw.verify import expected_streams
 from netgen import random_network
 
@@ -66,7 +67,7 @@ def board(tmp_path_factory):
     path = tmp_path_factory.mktemp("board") / "net.onnx"
     onnx.save(spec.model, path)
     qgraph = quantize_graph(load_model(path), QuantOptions(), spec.calibration())
-    top = BoardTop(qgraph, default_plan(qgraph), clock_hz=4e6, baud=1_000_000, timeout_s=0.0002)
+    top = Network(qgraph, default_plan(qgraph)).board_top(clock_hz=4e6, baud=1_000_000, timeout_s=0.0002)
     return spec, qgraph, top
 
 

@@ -7,8 +7,8 @@ import zlib
 import pytest
 
 from cnnhw.gateware.loader import WeightLoader, load_cycles
-from cnnhw.runtime.protocol import Status
-from cnnhw.runtime.weight_image import HEADER, WeightImage
+from cnnhw.protocol.frames import Status
+from cnnhw.protocol.weight_image import HEADER, WeightImage
 from tests.gateware.streams import run
 
 OFFSET = 0x100

@@ -1,6 +1,5 @@
 """Products made of logic cells: exact for every operand pair, and no DSP in the netlist."""
 
-import json
 
 import pytest
 from amaranth import Elaboratable, Module, Signal, signed, unsigned

@@ -5,7 +5,7 @@ import onnx
 import pytest
 
 from cnnhw.frontend import load_model
-from cnnhw.gateware.accelerator import Accelerator
+from cnnhw.hardware import Network
 from cnnhw.quant import QuantOptions, quantize_graph
 from cnnhw.verify import expected_streams
 from netgen import random_network, random_plan
@@ -37,7 +37,7 @@ def test_the_random_networks_cover_what_they_must(tmp_path):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_network_is_bit_exact(seed, tmp_path):
     spec, qgraph, plan = build(seed, tmp_path)
-    accelerator = Accelerator(qgraph, plan)
+    accelerator = Network(qgraph, plan).accelerator()
     expected = expected_streams(qgraph, spec.calibration(2))
     probes, outputs, classes, _ = simulate(accelerator, expected, seed)
     assert_bit_exact(accelerator, expected, probes, outputs, classes)

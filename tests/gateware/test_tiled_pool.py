@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth import signed, unsigned
 
-from cnnhw.gateware.tiled_pool import TiledMaxPool
+from cnnhw.gateware.tiled_pool import TileGeometry, TiledMaxPool
 from tests.gateware.streams import get_n, put_all, run
 
 
@@ -32,7 +32,7 @@ def test_tiled_max_pool_matches_numpy(shape, kernel, signed_elements, seed):
     element = signed(8) if signed_elements else unsigned(8)
     lo, hi = (-128, 127) if signed_elements else (0, 255)
     images = np.random.default_rng(seed).integers(lo, hi + 1, size=(3, h, w, c))
-    dut = TiledMaxPool(h, w, c, kernel, element)
+    dut = TiledMaxPool(TileGeometry(h, w, c, kernel), element)
     expected = numpy_tiled_max(images, *kernel)
     got = []
 

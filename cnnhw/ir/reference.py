@@ -11,8 +11,8 @@ from functools import singledispatch
 
 import numpy as np
 
-from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
-from ..ir.ops import Op
+from . import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
+from .ops import Op
 from .batches import run_in_batches
 from .windows import pad, pool_windows, window_counts, window_stack
 

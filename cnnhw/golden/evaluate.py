@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..golden import run_float
-from ..golden.batches import batches
-from ..golden.int_ref import run_int
-from .qgraph import QGraph
+from ..ir.batches import batches
+from ..ir.reference import run_float
+from .int_ref import run_int
+from ..quant.qgraph import QGraph
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import DataError
-from ..ir import Graph
+from .graph import Graph
 
 #: Values (float64 or int64) one step of a reference model may hold: 2**27, 1 GiB.
 MAX_WORKING_VALUES = 1 << 27

@@ -1,0 +1,165 @@
+"""A quantized graph's hardware under a plan: one hardware op per layer, and what they add up to.
+
+:class:`Network` is what the planner prices and what the generator builds: cycles per image of
+every stage (the slowest sets the pace: every stage works in parallel with the others), the
+latency of one image, every memory with its owner, and the accelerator and board top made of
+the ops' stages. Building a Network creates no hardware: ops are plain Python objects, and
+``accelerator()`` / ``board_top()`` are the only places that create Amaranth components.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import CnnhwError, UnsupportedModelError
+from ..gateware.accelerator import Accelerator
+from ..gateware.board import BoardTop
+from ..gateware.memories import MemoryShape
+from ..gateware.serial import image_buffer
+from ..gateware.small import Argmax
+from ..gateware.spram import spram_blocks
+from ..gateware.streams import stream_order
+from ..protocol.weight_image import WeightImage
+from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QPool, QReshape
+from .conv import ConvOp
+from .dense import DenseOp
+from .elementwise import ClampOp, FlattenOp
+from .op import HardwareOp
+from .plan import HardwarePlan, LayerPlan, divisors
+from .pool import TiledMaxPoolOp, WindowPoolOp
+
+
+def hardware_op(layer, plan: LayerPlan) -> HardwareOp:
+    """The op for one quantized layer (UnsupportedModelError for a layer without hardware)."""
+    if isinstance(layer, QConv):
+        return ConvOp(layer, plan)
+    if isinstance(layer, QDense):
+        return DenseOp(layer, plan)
+    if isinstance(layer, QPool):
+        return TiledMaxPoolOp(layer, plan) if layer.tiled else WindowPoolOp(layer, plan)
+    if isinstance(layer, QGlobalPool):
+        return WindowPoolOp(layer, plan)
+    if isinstance(layer, QClamp):
+        return ClampOp(layer, plan)
+    if isinstance(layer, QReshape):
+        return FlattenOp(layer, plan)
+    raise UnsupportedModelError(f"{layer.label} '{layer.name}' has no hardware stage")
+
+
+class Network:
+    """The ops of ``qgraph`` under ``plan`` (checked: every layer the plan names exists, and each
+    op accepts its part)."""
+
+    def __init__(self, qgraph: QGraph, plan: HardwarePlan):
+        names = {layer.name for layer in qgraph.layers}
+        for layer_plan in plan.layers:
+            if layer_plan.name not in names:
+                raise CnnhwError(f"plan: no layer named '{layer_plan.name}' (layers: {', '.join(sorted(names))})")
+        self.qgraph, self.plan = qgraph, plan
+        self.ops = [hardware_op(layer, plan.for_layer(layer.name)) for layer in qgraph.layers]
+        if not any(op.has_stage for op in self.ops):
+            raise UnsupportedModelError(f"model '{qgraph.graph.name}' has no layer to build hardware for")
+
+    def op(self, name: str) -> HardwareOp:
+        return next(op for op in self.ops if op.name == name)
+
+    # ------------------------------------------------------------------ throughput and latency
+    def cycles(self) -> dict[str, int]:
+        """Predicted cycles per image of every layer's stage."""
+        return {op.name: op.cycles for op in self.ops}
+
+    @property
+    def cycles_per_inference(self) -> int:
+        """Images back to back: the slowest stage's cycles."""
+        return max(self.cycles().values())
+
+    def latency(self) -> int:
+        """Cycles from an image's first input element to its class, the pipeline otherwise idle and
+        the input offered one element per cycle: input rows are followed through the stages
+        (``HardwareOp.row_times``), then the argmax adds its pipeline."""
+        shape = self.qgraph.graph.input_shape
+        in_c, in_h, in_w = shape if len(shape) == 3 else (1, 1, 1)
+        rows = [(y + 1) * in_w * in_c for y in range(in_h)]  # when each input row is complete
+        for op in self.ops:
+            rows = op.row_times(rows)
+        return math.ceil(rows[-1]) + Argmax.LATENCY
+
+    @property
+    def multipliers(self) -> int:
+        """Weight-by-activation products per cycle of the whole pipeline."""
+        return sum(op.products for op in self.ops)
+
+    # ------------------------------------------------------------------ resources
+    def image_elements(self) -> int:
+        return math.prod(self.qgraph.graph.input_shape)
+
+    def memories(self) -> list[tuple[str, MemoryShape]]:
+        """Every memory of the board top, with its owner (layer name, or "serial" for the serial
+        front end's image buffer)."""
+        return [("serial", image_buffer(self.image_elements()))] + \
+            [(op.name, shape) for op in self.ops for shape in op.memories()]
+
+    def spram_blocks(self) -> dict[str, int]:
+        """SPRAM blocks per layer that keeps its weights there."""
+        counts: dict[str, int] = {}
+        for owner, shape in self.memories():
+            if shape.spram:
+                counts[owner] = counts.get(owner, 0) + spram_blocks(shape.width, shape.depth)
+        return counts
+
+    # ------------------------------------------------------------------ hardware
+    def accelerator(self) -> Accelerator:
+        stages, order, blocks = [], stream_order(self.qgraph.graph.input_shape), 0
+        for op in self.ops:
+            if op.has_stage:
+                stage = op.create(order, blocks)
+                stages.append((op.name, stage))
+                if getattr(stage, "spram", None) is not None:
+                    blocks += stage.spram.blocks  # SPRAM blocks are numbered in stage order
+            order = op.output_order(order)
+        return Accelerator(stages, self.image_elements(), np.asarray(order))
+
+    def weight_image(self) -> WeightImage | None:
+        """The image of the weights the plan keeps in SPRAM, as the loader expects it in flash
+        (None when every weight is in a ROM)."""
+        return self.accelerator().weight_image() if self.spram_blocks() else None
+
+    def board_top(self, clock_hz: float, baud: int, timeout_s: float = 0.05,
+                  weights_offset: int | None = None) -> BoardTop:
+        """The accelerator with the UART, the serial front end and, for weights in SPRAM, the loader
+        (``weights_offset``: where the weight image is in the flash)."""
+        if self.qgraph.layers[0].in_format.bits > 8:
+            raise CnnhwError("the serial protocol sends one byte per input element: use at most 8 input bits")
+        return BoardTop(self.accelerator(), clock_hz, baud, timeout_s, weights_offset)
+
+
+def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
+    """``plan`` if it suits ``qgraph`` (CnnhwError naming the first thing that does not)."""
+    Network(qgraph, plan)
+    return plan
+
+
+def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
+    return Network(qgraph, plan).cycles()
+
+
+def predict_latency(qgraph: QGraph, plan: HardwarePlan) -> int:
+    return Network(qgraph, plan).latency()
+
+
+def default_plan(qgraph: QGraph, products_per_layer: int = 8) -> HardwarePlan:
+    """A simple valid plan: each conv/dense layer gets the largest ``pe * simd`` up to
+    ``products_per_layer`` (SIMD first, as it needs no extra accumulators), and one-cycle
+    rescaler multiplies. It knows no board budget: the resource-aware planner replaces it."""
+    layers = []
+    for op in Network(qgraph, HardwarePlan(())).ops:
+        limits = op.folding_limits()
+        if limits is None:
+            continue
+        outputs, inputs = limits
+        best = max(((pe, simd) for pe in divisors(outputs) for simd in divisors(inputs)
+                    if pe * simd <= products_per_layer), key=lambda f: (f[0] * f[1], f[1]))
+        layers.append(LayerPlan(op.name, best[0], best[1], digit_bits=32))
+    return HardwarePlan(tuple(layers))
