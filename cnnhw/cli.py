@@ -120,7 +120,8 @@ def _inputs(args) -> dict[str, object]:
     """Every file this run reads, by role: no output may land on one of them."""
     calib = _calib_path(args) if hasattr(args, "calib") and (args.calib or _calib_path(args).is_file()) else None
     roles = {"the model": _model_path(args) if hasattr(args, "model") else None, "the calibration data": calib}
-    for role, option in (("the inputs file", "inputs"), ("the evaluation data", "eval"), ("the plan file", "plan")):
+    for role, option in (("the inputs file", "inputs"), ("the evaluation data", "eval"), ("the plan file", "plan"),
+                         ("the build folder", "build")):
         roles[role] = getattr(args, option, None)
     board = getattr(args, "board", None)
     roles["the board profile"] = board if board and board.endswith(".json") else None
@@ -282,19 +283,40 @@ def cmd_sim(args) -> None:
     if args.clock is not None and not args.board:
         raise CnnhwError(f"--clock {args.clock:g} sets the board top's clock; it needs --board (the accelerator "
                          f"alone is simulated in cycles)")
+    if args.build and args.plan:
+        raise CnnhwError(f"--build {args.build} simulates that build's own plan, and --plan {args.plan} gives "
+                         f"another; drop one of them")
     _check_outputs(args)
+    finished = None
+    if args.build:
+        from .runtime.flash import open_build
+
+        finished = open_build(args.build)
+        if args.board and args.board != finished.board.name:
+            raise CnnhwError(f"--build {args.build} was built for the {finished.board.name}, not --board "
+                             f"{args.board}; drop --board or give {finished.board.name}")
     graph = _load(args)
     board = load_board(args.board) if args.board else None
     folder = Path(args.output) if args.output else Path("rtl_out") / (
         identifier(graph.name) + (f"-{board.name}" if board else ""))
     _check_outputs(args, ("-o" if args.output else "the output folder", folder, "board-sim" if board else "rtl"))
     plan_file = _plan_file(args)
+    if finished is not None:
+        from .runtime.flash import build_plan
+
+        plan_file = build_plan(finished)
     data = load_data(args.inputs, graph)
     qgraph = _quantize(args, graph)
     _warn_clipped(qgraph.input, data.x, f"inputs {args.inputs}")
     if board is not None:
-        return _sim_board(args, graph, data, qgraph, board, folder)
-    plan = default_plan(qgraph) if plan_file is None else check_plan(plan_file, qgraph)
+        return _sim_board(args, graph, data, qgraph, board, folder, plan_file)
+    if plan_file is None:
+        plan = default_plan(qgraph)
+        log.info("plan: cnnhw's default folding (up to 8 products per layer, weights in ROM), not a board's; "
+                 "to verify what a build builds, give --build DIR or --plan FILE")
+    else:
+        plan = check_plan(plan_file, qgraph)
+        log.info("plan: %s", f"the build's own ({args.build}/plan.json)" if finished else f"from {args.plan}")
     predicted = max(predict_cycles(qgraph, plan).values())
     with stage(f"generating Verilog into {folder}"):
         export = export_verilog(qgraph, plan, folder)
@@ -325,12 +347,18 @@ def cmd_sim(args) -> None:
         raise SystemExit(1)
 
 
-def _sim_board(args, graph, data, qgraph, board, folder: Path) -> None:
+def _sim_board(args, graph, data, qgraph, board, folder: Path, built_plan=None) -> None:
+    """The board top, with ``built_plan`` (a build's own, ``--build``) or the plan ``build`` would make."""
+    from .hardware import check_plan
     from .outputs import fresh_folder, write_json
     from .report import board_sim_table, console
     from .sim.board import simulate_board
 
-    plan = _board_plan(args, qgraph, board)
+    if built_plan is not None and args.build:
+        plan = check_plan(built_plan, qgraph)
+        log.info("plan: the build's own (%s/plan.json)", args.build)
+    else:
+        plan = _board_plan(args, qgraph, board)
     fresh_folder(folder, "board-sim")
     with stage(f"simulating the {board.name} board top with {args.simulator} ({len(data.x)} images over the UART)"):
         result = simulate_board(qgraph, plan, board, data.x, folder / "sim_build", args.clock, args.simulator)
@@ -580,7 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "replies out, bad frames and a reset (default: the accelerator alone)")
     sim.add_argument("--clock", type=_positive, metavar="MHZ", help="with --board: the fabric clock (sets the UART "
                      "divisor; default the profile's first try)")
-    sim.add_argument("--plan", metavar="FILE", help="a JSON hardware plan (default: cnnhw's default folding)")
+    sim.add_argument("--plan", metavar="FILE", help="a JSON hardware plan (default: cnnhw's default folding; with "
+                     "--board, the plan build would make)")
+    sim.add_argument("--build", metavar="DIR", help="simulate exactly what this cnnhw build folder built (its plan; "
+                     "give the model and quantization options the build was given)")
     sim.add_argument("-o", "--output", metavar="DIR", help="where the Verilog goes (default rtl_out/<model>)")
     sim.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     sim.add_argument("--gap", type=_probability, default=0.2, help="probability of an idle input cycle (default 0.2)")

@@ -64,6 +64,26 @@ def small_cnn(rng, opset=13, batch="N"):
     return make_model(nodes, initializers, [batch, 2, 12, 10], [batch, 5], opset=opset), a
 
 
+def cifar10_tutorial(rng) -> onnx.ModelProto:
+    """The PyTorch CIFAR-10 tutorial network (``Net`` of "Training a classifier"), random weights:
+    conv 3->6 5x5, ReLU, max pool 2, conv 6->16 5x5, ReLU, max pool 2, flatten, dense 120, 84, 10."""
+    shapes = {"w1": (6, 3, 5, 5), "b1": (6,), "w2": (16, 6, 5, 5), "b2": (16,), "w3": (120, 400), "b3": (120,),
+              "w4": (84, 120), "b4": (84,), "w5": (10, 84), "b5": (10,)}
+    arrays = {name: (0.2 * rng.normal(size=shape)).astype(np.float32) for name, shape in shapes.items()}
+    node = helper.make_node
+    nodes = [node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[5, 5], name="conv1"),
+             node("Relu", ["c1"], ["r1"], name="relu1"),
+             node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], name="pool1"),
+             node("Conv", ["p1", "w2", "b2"], ["c2"], kernel_shape=[5, 5], name="conv2"),
+             node("Relu", ["c2"], ["r2"], name="relu2"),
+             node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2], name="pool2"),
+             node("Flatten", ["p2"], ["f"], axis=1, name="flatten"),
+             node("Gemm", ["f", "w3", "b3"], ["g3"], transB=1, name="fc1"), node("Relu", ["g3"], ["r3"], name="relu3"),
+             node("Gemm", ["r3", "w4", "b4"], ["g4"], transB=1, name="fc2"), node("Relu", ["g4"], ["r4"], name="relu4"),
+             node("Gemm", ["r4", "w5", "b5"], ["y"], transB=1, name="fc3")]
+    return make_model(nodes, arrays, ["N", 3, 32, 32], ["N", 10])
+
+
 def small_cnn_npz(arrays) -> dict:
     """The same network as small_cnn, in cnnhw's .npz format.
 

@@ -74,6 +74,14 @@ def test_full_build_of_a_small_cnn_for_the_icebreaker(cli, tmp_path, small_model
     assert verified["cycles_per_inference"] > 0 and verified["latency_cycles"] > 0
     assert "4 images bit-exact" in result.stdout
     assert not (tmp_path / "out" / "verify").exists()  # the compiled simulator is not kept
+    # `sim --build` simulates exactly what the build built.
+    np.savez(tmp_path / "two.npz", x=np.load(tmp_path / "small.calib.npz")["x"][:2])
+    sim = cli("sim", "--model", small_model, "--inputs", "two.npz", "--build", "out", "-o", "simrtl",
+              "--json", "sim.json")
+    assert sim.returncode == 0, sim.stderr
+    assert "plan: the build's own (out/plan.json)" in sim.stderr
+    simulated = json.loads((tmp_path / "sim.json").read_text())
+    assert simulated["bit_exact"] and simulated["plan"] == facts["plan"]
     # A packed UP5K bitstream has a fixed size (the flash layout in the profile relies on it).
     bitstream = tmp_path / "out" / os.path.basename(facts["bitstream"])
     assert bitstream.stat().st_size == board.flash["bitstream_bytes"]

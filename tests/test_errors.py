@@ -192,7 +192,7 @@ def test_npz_with_missing_or_misshaped_arrays(cli, tmp_path, changes, fragments)
 
 def test_npz_without_architecture(cli, tmp_path):
     np.savez(tmp_path / "net.npz", w=np.ones(3))
-    expect_error(cli("inspect", "--model", "net.npz"), "no 'architecture' array", "README")
+    expect_error(cli("inspect", "--model", "net.npz"), "no 'architecture' array", "docs/commands.md")
 
 
 def test_npz_that_is_not_an_archive(cli, tmp_path):

@@ -192,3 +192,13 @@ def test_softmax_is_dropped_and_reported(tmp_path):
     onnx.save(model, tmp_path / "m.onnx")
     qgraph = quantize_graph(load_model(tmp_path / "m.onnx"), QuantOptions(), np.eye(3))
     assert qgraph.dropped_softmax and [layer.label for layer in qgraph.layers] == ["Dense"]
+
+
+def test_a_product_wider_than_int64_is_refused():
+    """The golden model computes ``acc * M`` in int64: a wider product would wrap silently."""
+    from cnnhw.quant.quantize import check_product_bits
+
+    check_product_bits(48, 16, "Conv 'c'")  # exactly 64 bits: fits
+    with pytest.raises(CnnhwError, match=r"Conv 'c': its requantization product needs 48 \+ 17 bits, more than "
+                                         r"the 64 the integer model computes in"):
+        check_product_bits(48, 17, "Conv 'c'")

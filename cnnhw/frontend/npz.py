@@ -1,6 +1,6 @@
 """NumPy weights import: a network as plain arrays plus a JSON architecture.
 
-The file format (also documented in README.md, "Models as .npz"):
+The file format (also documented in docs/commands.md, "Models as .npz"):
 
 * ``architecture``: a string array holding JSON::
 
@@ -84,7 +84,8 @@ def load_npz(path) -> Graph:
 def _build(path: Path, arrays: dict) -> Graph:
     where = f"model {path}"
     if "architecture" not in arrays:
-        raise ModelError(f"{where} has no 'architecture' array; see README 'Models as .npz' for the format")
+        raise ModelError(f"{where} has no 'architecture' array; see cnnhw's docs/commands.md, 'Models as .npz', "
+                         f"for the format")
     text = arrays.pop("architecture")
     if text.ndim != 0 or text.dtype.kind not in "US":
         raise ModelError(f"{where}: 'architecture' must be one JSON string (numpy.savez(..., architecture=json.dumps(...))), "

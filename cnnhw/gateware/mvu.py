@@ -102,6 +102,14 @@ class MatrixParameters:
         return self.banks * self.words
 
     @property
+    def window_lead(self) -> int:
+        """Cycles the unit keeps computing on windows it already holds once its input stops: with
+        several folds the ping-pong buffer holds the next window while this one is computed, so
+        ``2 * cycles_per_window`` of work, less the words of the window being written; with one
+        fold the words go straight into the products, and none."""
+        return 2 * self.cycles_per_window - self.words * self.groups if self.folds > 1 else 0
+
+    @property
     def products(self) -> int:
         """Weight-by-activation products per cycle."""
         return self.pe * self.simd

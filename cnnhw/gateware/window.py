@@ -17,8 +17,8 @@ outside the input emit zeros, flagged ``inside = 0``; positions past the padded 
 
 Throughput: one word per cycle out, one element per cycle in; input rows are written while
 earlier rows are read (the ring holds ``2 * span_h + stride_h`` rows, or ``span_h + stride_h``
-without ``overlap``: see ``rows``; without it the unit also waits at every image boundary,
-``WindowGeometry.boundary_wait``). Handshake: both streams obey ``amaranth.lib.stream`` rules
+without ``overlap``: see ``rows``; without it the unit also waits at every image boundary for
+``WindowGeometry.boundary_rows`` rows of the next image). Handshake: both streams obey ``amaranth.lib.stream`` rules
 (payload held while ``valid`` and not ``ready``). Latency (``WindowGeometry.LATENCY``): three
 cycles from the last needed input element to the window's first word at the output (the row
 count updates, the line-buffer read, the output FIFO).
@@ -76,13 +76,16 @@ class WindowGeometry:
         return (2 if self.overlap else 1) * self.span[0] + self.stride[0]
 
     @property
-    def boundary_wait(self) -> int:
-        """Cycles per image the unit waits without ``overlap``: at an image boundary its ring
-        takes the next image's rows only as the last window frees them, ``(span_h - stride_h)``
-        rows of ``width * channels`` elements beyond what it can take early."""
-        if self.overlap:
-            return 0
-        return max(0, self.span[0] - self.stride[0]) * self.width * self.channels
+    def boundary_rows(self) -> int:
+        """Rows of the next image the unit waits for at every image boundary. While it reads its
+        last output row, the ring holds that row's input rows (from its first to the image's last)
+        and takes as many rows of the next image as the other slots allow; the next image's first
+        window needs its first ``span_h - top pad`` rows. With ``overlap`` the ring has room for
+        them all (none to wait for)."""
+        (span, _), (stride, _), top = self.span, self.stride, self.pads[0]
+        last_first_row = max(0, (self.out_hw[0] - 1) * stride - top)
+        early = self.rows - (self.height - last_first_row)
+        return max(0, min(span - top, self.height) - early)
 
     @property
     def words_per_pixel(self) -> int:

@@ -24,7 +24,7 @@ class ConvOp(HardwareOp):
 
     Cycles per image: the slowest of its parts: the input (one element per cycle), the window
     unit and the MVU (one word per cycle; both also wait at image boundaries without overlap,
-    ``WindowGeometry.boundary_wait``) and the rescaler (``cycles_per_value`` per output)."""
+    ``HardwareOp.boundary_wait``) and the rescaler (``cycles_per_value`` per output)."""
 
     foldable = windowed = rescales = True
 
@@ -54,9 +54,11 @@ class ConvOp(HardwareOp):
     @property
     def cycles(self) -> int:
         in_c, in_h, in_w = self.layer.in_shape
-        wait = self.geometry.boundary_wait
+        wait = self.boundary_wait(self.geometry.boundary_rows)
+        # The MVU waits only for what its buffered windows do not cover (``window_lead``).
+        mvu_wait = max(0, wait + WindowGeometry.LATENCY - self.matrix.window_lead) if wait else 0
         return max(in_c * in_h * in_w, self.geometry.cycles_per_image + wait,
-                   self.pixels * self.matrix.cycles_per_window + wait,
+                   self.pixels * self.matrix.cycles_per_window + mvu_wait,
                    self.pixels * self.layer.out_shape[0] * self.rescaler.cycles_per_value)
 
     def row_times(self, rows):

@@ -10,6 +10,7 @@ the ops' stages. Building a Network creates no hardware: ops are plain Python ob
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -61,6 +62,23 @@ class Network:
         self.ops = [hardware_op(layer, plan.for_layer(layer.name)) for layer in qgraph.layers]
         if not any(op.has_stage for op in self.ops):
             raise UnsupportedModelError(f"model '{qgraph.graph.name}' has no layer to build hardware for")
+        # Rows reach a stage at the pace of the slowest stage before it (images back to back).
+        pace = 0
+        for op in self.ops:
+            if pace and len(op.layer.in_shape) == 3:
+                op.input_row_cycles = -(-pace // op.layer.in_shape[1])
+            pace = max(pace, op.cycles)
+
+    def fed_by_input(self, name: str) -> bool:
+        """Whether the op's input rows come from the accelerator's input at one element per cycle
+        (only pass-through stages before it): then a wait for rows at an image boundary is
+        exactly their elements (``HardwareOp.boundary_wait``)."""
+        for op in self.ops:
+            if op.name == name:
+                return True
+            if op.cycles:
+                return False
+        raise KeyError(name)
 
     def op(self, name: str) -> HardwareOp:
         return next(op for op in self.ops if op.name == name)
@@ -135,6 +153,13 @@ class Network:
         return BoardTop(self.accelerator(), clock_hz, baud, timeout_s, weights_offset)
 
 
+@lru_cache(maxsize=1024)
+def network_of(qgraph: QGraph, plan: HardwarePlan) -> Network:
+    """``Network(qgraph, plan)``, remembered: the planner asks about the same candidate plans many
+    times (a Network is never changed once made)."""
+    return Network(qgraph, plan)
+
+
 def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
     """``plan`` if it suits ``qgraph`` (CnnhwError naming the first thing that does not)."""
     Network(qgraph, plan)
@@ -142,7 +167,7 @@ def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
 
 
 def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
-    return Network(qgraph, plan).cycles()
+    return network_of(qgraph, plan).cycles()
 
 
 def predict_latency(qgraph: QGraph, plan: HardwarePlan) -> int:

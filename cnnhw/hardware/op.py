@@ -45,7 +45,16 @@ class HardwareOp:
     def __init__(self, layer, plan: LayerPlan):
         self.layer, self.plan = layer, plan
         self.name = layer.name
+        #: Cycles between the input rows the op receives: one element per cycle unless the
+        #: stages before it are slower (set by :class:`~cnnhw.hardware.network.Network`).
+        self.input_row_cycles = self.row_elements
         self._check_plan()
+
+    @property
+    def row_elements(self) -> int:
+        """Elements per input row (a feature map's ``width * channels``; a vector's length)."""
+        shape = self.layer.in_shape
+        return shape[0] * shape[2] if len(shape) == 3 else int(shape[0])
 
     # ------------------------------------------------------------------ the plan's part
     def folding_limits(self) -> tuple[int, int] | None:
@@ -88,6 +97,12 @@ class HardwareOp:
                                  f"(choose from {divisors(limit)})")
         if not isinstance(folding.digit_bits, int) or folding.digit_bits < 1:
             raise CnnhwError(f"plan: digit_bits of layer '{layer.name}' must be a positive int")
+
+    def boundary_wait(self, rows: int) -> int:
+        """Cycles a stage waits for ``rows`` input rows of the next image (``WindowGeometry.boundary_rows``):
+        exact when they come from the accelerator's input, one element per cycle; after slower
+        stages an upper estimate, as those stages may have produced part of them while blocked."""
+        return rows * max(self.row_elements, self.input_row_cycles)
 
     # ------------------------------------------------------------------ costs
     @property

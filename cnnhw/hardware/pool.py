@@ -78,7 +78,8 @@ class WindowPoolOp(HardwareOp):
         if self.reducer.rescaler is not None:
             rescale = self.geometry.out_hw[0] * self.geometry.out_hw[1] * channels * \
                 self.reducer.rescaler.cycles_per_value
-        return max(channels * in_h * in_w, self.geometry.cycles_per_image + self.geometry.boundary_wait, rescale)
+        return max(channels * in_h * in_w, self.geometry.cycles_per_image + self.boundary_wait(self.geometry.boundary_rows),
+                   rescale)
 
     def row_times(self, rows):
         if isinstance(self.layer, QGlobalPool):

@@ -35,6 +35,7 @@ import dataclasses
 from ..boards import Board
 from ..errors import DoesNotFitError
 from ..hardware import HardwarePlan, LayerPlan, Network, check_plan, predict_cycles, with_folding
+from ..hardware.network import network_of
 from ..hardware.plan import divisors
 from ..quant.qgraph import QGraph
 from .costs import block_rams, logic_cells, needs, plan_costs
@@ -81,7 +82,7 @@ def check_fits(needs: dict[str, int], board: Board, note: str) -> None:
 
 def _memory_use(qgraph: QGraph, plan: HardwarePlan, board: Board) -> tuple[int, int]:
     """(EBRs, SPRAM blocks) the plan takes."""
-    network = Network(qgraph, plan)
+    network = network_of(qgraph, plan)
     return sum(block_rams(qgraph, network, board).values()), sum(network.spram_blocks().values())
 
 
@@ -90,13 +91,13 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     """``plan`` with its memories made to fit the board as far as possible, and the (EBRs, SPRAM
     blocks) it then takes (maybe still over budget).
 
-    While block RAM is over budget: first give up line-buffer overlap (a few cycles per image,
-    no other cost), biggest saving first; then move weights into SPRAM (which costs the loader
+    While block RAM is over budget: first give up line-buffer overlap of the first windowed stage
+    (a few cycles per image, no other cost; ``_may_drop_overlap``), biggest saving first; then move weights into SPRAM (which costs the loader
     and a weight image in flash), biggest saving first, as long as the SPRAM blocks suffice.
     Finally restore overlap wherever it still fits. Layers the user fixed are left alone."""
-    ops = Network(qgraph, plan).ops
-    windowed = [op.name for op in ops if op.windowed and op.name not in fixed]
-    weighted = [op.name for op in ops if op.foldable and op.name not in fixed]
+    network = network_of(qgraph, plan)
+    windowed = [op.name for op in network.ops if _may_drop_overlap(network, op) and op.name not in fixed]
+    weighted = [op.name for op in network.ops if op.foldable and op.name not in fixed]
     ebr, spram = _memory_use(qgraph, plan, board)
     dropped = []
     while ebr > board.budget["ebr"]:
@@ -126,8 +127,17 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     return plan, ebr, spram
 
 
+def _may_drop_overlap(network: Network, op) -> bool:
+    """Whether the planner may give up a stage's line-buffer overlap: only where the rows it then
+    waits for at each image boundary come from the accelerator's input, one element per cycle, so
+    that the cycle model is exact (``HardwareOp.boundary_wait``). After slower stages the wait
+    couples the stages (they stall one another at every boundary) and would cost more than the
+    block RAM is worth."""
+    return op.windowed and network.fed_by_input(op.name)
+
+
 def _dsps(qgraph: QGraph, plan: HardwarePlan) -> int:
-    return sum(op.dsps for op in Network(qgraph, plan).ops)
+    return sum(op.dsps for op in network_of(qgraph, plan).ops)
 
 
 def _free_dsps(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str]) -> HardwarePlan | None:
@@ -136,7 +146,7 @@ def _free_dsps(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str]
     order of the logic a freed DSP costs: fewest products per freed DSP (an unpacked product frees
     a DSP, a packed pair one), then fewest products; layers the user fixed stay."""
     movable = []
-    for op in Network(qgraph, plan).ops:
+    for op in network_of(qgraph, plan).ops:
         if op.product_dsps and op.name not in fixed:
             movable.append((op.products / op.product_dsps, op.products, op.name))
     for _, _, name in sorted(movable):
@@ -223,8 +233,9 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
     fitted = _with_room(qgraph, HardwarePlan(tuple(start)), board, fixed_names)
     if fitted is None:
         lean = HardwarePlan(tuple(start))
-        for op in ops:
-            if op.windowed and op.name not in fixed_names:
+        network = Network(qgraph, lean)
+        for op in network.ops:
+            if _may_drop_overlap(network, op) and op.name not in fixed_names:
                 lean = with_folding(lean, op.name, overlap=False)
         lean = _fit_memories(qgraph, lean, board, fixed_names)[0]
         _refuse(qgraph, lean, strict, "the smallest plan" if not fixed.layers else "the smallest plan with "
@@ -315,7 +326,7 @@ def _narrow_rescalers(qgraph: QGraph, plan: HardwarePlan, fixed: set[str]) -> Ha
     shift-and-add takes less logic and the pipeline is no slower."""
     cycles = predict_cycles(qgraph, plan)
     pace = max(cycles.values())
-    for op in Network(qgraph, plan).ops:
+    for op in network_of(qgraph, plan).ops:
         if op.name in fixed or not op.rescales:
             continue
         for digit_bits in range(1, plan.for_layer(op.name).digit_bits):

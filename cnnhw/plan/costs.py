@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from ..boards import Board
 from ..gateware.memories import add_terms
 from ..hardware import HardwarePlan, Network
+from ..hardware.network import network_of
 from ..quant.qgraph import QGraph
 from .logic import estimate, memory_terms
 
@@ -69,7 +70,7 @@ def ebr_layout(width: int, depth: int, aspects, rom: bool = False) -> tuple[int,
 
 def network(qgraph: QGraph, plan: HardwarePlan | Network) -> Network:
     """The functions below take a plan, or the plan's Network when the caller has one."""
-    return plan if isinstance(plan, Network) else Network(qgraph, plan)
+    return plan if isinstance(plan, Network) else network_of(qgraph, plan)
 
 
 def block_rams(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> dict[str, int]:
@@ -83,7 +84,7 @@ def block_rams(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> di
 
 def multipliers(qgraph: QGraph, plan: HardwarePlan) -> int:
     """Weight-by-activation products per cycle of the whole pipeline."""
-    return Network(qgraph, plan).multipliers
+    return network_of(qgraph, plan).multipliers
 
 
 def logic_terms(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> dict[str, dict[str, float]]:
@@ -122,7 +123,7 @@ def plan_costs(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> li
 def plan_facts(qgraph: QGraph, plan: HardwarePlan, board: Board) -> dict:
     """What the cost model says of ``plan`` on ``board``, as ``cnnhw plan --json`` and build.json
     write it (DESIGN.md names the keys)."""
-    net = Network(qgraph, plan)
+    net = network_of(qgraph, plan)
     costs = plan_costs(qgraph, net, board)
     macs = qgraph.graph.macs
     return {

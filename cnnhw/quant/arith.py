@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -130,7 +131,7 @@ class Requantizer:
         if any(m < 0 for m in self.multipliers + (self.negative_multipliers or ())):
             raise ValueError("multipliers must be non-negative")
 
-    @property
+    @cached_property
     def multiplier_bits(self) -> int:
         return max(1, max(int(m).bit_length() for m in self.multipliers + (self.negative_multipliers or ())))
 
@@ -220,7 +221,7 @@ class AverageDivider:
         return AverageDivider(shift, (0,) + tuple(int(round_real(2.0 ** shift / c)) for c in range(1, max_count + 1)),
                               rounding)
 
-    @property
+    @cached_property
     def multiplier_bits(self) -> int:
         return max(1, max(int(m).bit_length() for m in self.multipliers))
 

@@ -108,6 +108,19 @@ def quantize_weights(weight: np.ndarray, options: QuantOptions) -> tuple[np.ndar
     return q, scales, fmt
 
 
+#: The integer model computes in int64 (``cnnhw.golden.int_ref``).
+GOLDEN_BITS = 64
+
+
+def check_product_bits(acc_bits: int, multiplier_bits: int, what: str) -> None:
+    """Refuse a layer whose requantization product ``acc * M`` (``acc_bits`` signed times
+    ``multiplier_bits`` unsigned) would not fit the integer model's int64: NumPy would wrap it
+    silently, and the golden model would no longer be the arithmetic the hardware does."""
+    if acc_bits + multiplier_bits > GOLDEN_BITS:
+        raise CnnhwError(f"{what}: its requantization product needs {acc_bits} + {multiplier_bits} bits, more than "
+                         f"the {GOLDEN_BITS} the integer model computes in; use fewer weight or activation bits")
+
+
 def accumulator_format(weight_q: np.ndarray, bias_q: np.ndarray, in_format: IntFormat, what: str) -> IntFormat:
     """The narrowest signed format holding ``sum(w * x) + b`` for every input in ``in_format``.
 
@@ -211,6 +224,7 @@ def _quantize_linear(op, activation, layer, out_layer, in_format, in_scale, rang
     negative = ratios * activation.alpha if isinstance(activation, LeakyRelu) else None
     requant = Requantizer.for_ratios(ratios, options.multiplier_bits, clamp_lo, clamp_hi, options.rounding,
                                      options.power_of_two, negative, what)
+    check_product_bits(acc_format.bits, requant.multiplier_bits, what)
     common = dict(name=op.name, source=out_layer.op.name, in_shape=layer.in_shape, out_shape=out_layer.out_shape,
                   in_format=in_format, out_format=out_format, in_scale=in_scale, out_scale=out_scale,
                   weight=weight_q, bias=bias_q, weight_format=weight_format,

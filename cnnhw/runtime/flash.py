@@ -75,6 +75,18 @@ def open_build(folder) -> FinishedBuild:
     return FinishedBuild(folder, board, bitstream, facts, weights)
 
 
+def build_plan(build: FinishedBuild):
+    """The hardware plan the build built (its plan.json, checked against the recorded digest)."""
+    from ..hardware import HardwarePlan
+    from ..inputs import read_bytes
+
+    path = _recorded_file(build.folder, build.facts, "plan", "plan.json")
+    try:
+        return HardwarePlan.from_json(json.loads(read_bytes(path, "plan", limit=MAX_FACTS_BYTES).decode("utf-8")))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise CnnhwError(f"{path} is damaged (not a JSON plan); rebuild with cnnhw build") from None
+
+
 def _read_facts(path: Path) -> dict:
     if path.is_symlink() or path.stat().st_size > MAX_FACTS_BYTES:
         raise CnnhwError(f"{path} is a link or too big to be cnnhw's; rebuild with cnnhw build")
