@@ -8,12 +8,13 @@ from amaranth.sim import Simulator
 
 from cnnhw.gateware.accelerator import Accelerator
 from cnnhw.verify import ExpectedStreams, first_mismatch
-from tests.gateware.streams import get_n, put_all
+from tests.gateware.streams import StreamMonitor, get_n, put_all
 
 
 def simulate(accelerator: Accelerator, expected: ExpectedStreams, seed: int, gap: float = 0.25,
              stall: float = 0.25, max_cycles: int = 400_000):
-    """Feed the inputs with random gaps, read outputs and classes with random stalls; returns
+    """Feed the inputs with random gaps, read outputs and classes with random stalls, and check the
+    stream rule on every stage's output and the accelerator's ports (``StreamMonitor``); returns
     (per-stage streams, outputs, classes, cycles)."""
     rng = random.Random(seed)
     probes = [[] for _ in accelerator.stages]
@@ -46,12 +47,23 @@ def simulate(accelerator: Accelerator, expected: ExpectedStreams, seed: int, gap
                 if values[2 * k]:
                     probes[k].append(int(values[2 * k + 1]))
 
+    protocol = StreamMonitor()
+    protocol.watch("input", accelerator.i)
+    for name, stage in accelerator.stages:
+        protocol.watch(f"layer '{name}' output", stage.o)
+    protocol.watch("class", accelerator.cls)
+
+    async def probes_then_stop(ctx):
+        await monitor(ctx)
+        protocol.stop = True
+
     simulator = Simulator(accelerator)
     simulator.add_clock(1e-8)
-    for bench in (producer, consumer, class_reader):
+    for bench in (producer, consumer, class_reader, protocol.bench):
         simulator.add_testbench(bench)
-    simulator.add_testbench(monitor)
+    simulator.add_testbench(probes_then_stop)
     simulator.run()
+    protocol.check()
     return probes, [int(v) for v in outputs], [int(c) for c in classes], cycles[0]
 
 

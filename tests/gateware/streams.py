@@ -42,3 +42,45 @@ def run(dut, *benches):
     for bench in benches:
         simulator.add_testbench(bench)
     simulator.run()
+
+
+class StreamMonitor:
+    """Checks the ``amaranth.lib.stream`` rule on streams while a simulation runs: once ``valid``
+    is high it stays high, and the payload stays the same, until the transfer (``ready``).
+    ``watch(name, port)`` adds a stream; ``bench`` is the testbench to add (it runs until
+    ``stop`` is set); ``violations`` lists what broke the rule (stream, cycle)."""
+
+    def __init__(self):
+        self.streams: list[tuple[str, object]] = []
+        self.violations: list[str] = []
+        self.stop = False
+        self.transfers: dict[str, int] = {}
+
+    def watch(self, name: str, port) -> None:
+        self.streams.append((name, port))
+        self.transfers[name] = 0
+
+    async def bench(self, ctx):
+        signals = [s for _, port in self.streams for s in (port.valid, port.ready, port.payload)]
+        waiting: dict[str, object] = {}  # stream -> payload offered and not taken
+        cycle = 0
+        while not self.stop:
+            sampled = (await ctx.tick().sample(*signals))[2:]
+            cycle += 1
+            for k, (name, _) in enumerate(self.streams):
+                valid, ready, payload = sampled[3 * k:3 * k + 3]
+                payload = payload.as_value() if hasattr(payload, "as_value") else payload
+                if name in waiting:
+                    if not valid:
+                        self.violations.append(f"{name}: valid fell before the transfer (cycle {cycle})")
+                    elif repr(payload) != waiting[name]:
+                        self.violations.append(f"{name}: the payload changed before the transfer (cycle {cycle})")
+                    del waiting[name]
+                if valid and ready:
+                    self.transfers[name] += 1
+                elif valid:
+                    waiting[name] = repr(payload)
+
+    def check(self) -> None:
+        assert not self.violations, "; ".join(self.violations[:5])
+        assert all(self.transfers.values()), f"a watched stream never moved: {self.transfers}"

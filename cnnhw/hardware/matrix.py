@@ -1,0 +1,83 @@
+"""What convolution and dense layers share: a MatrixVectorUnit and a RequantUnit, and the costs
+that come from them."""
+
+from __future__ import annotations
+
+from ..gateware.memories import add_terms
+from ..gateware.mvu import MatrixParameters, MatrixVectorUnit
+from ..gateware.rescale import RescalerParameters
+from ..gateware.requant import RequantUnit, requant_terms
+from ..gateware.spram import drive_load
+from .op import HardwareOp, Stage, element_shape
+
+
+class MatrixOp(HardwareOp):
+    """A layer of products (``self.matrix``, set by the subclass before asking for costs) whose
+    accumulators are requantized (``self.rescaler``): PE/SIMD folding, packed or logic products,
+    weights in ROM or SPRAM, a rescaler's digits."""
+
+    foldable = rescales = True
+    matrix: MatrixParameters
+
+    def __init__(self, layer, plan):
+        super().__init__(layer, plan)
+        self.rescaler = RescalerParameters.for_rule(layer.requant, layer.acc_format.bits, plan.digit_bits)
+
+    @property
+    def packable(self) -> bool:
+        return self.layer.in_format.bits <= 8 and self.layer.weight_format.bits <= 8
+
+    def matrix_parameters(self, groups: int, outputs: int, inputs: int) -> MatrixParameters:
+        layer, plan = self.layer, self.plan
+        return MatrixParameters(groups, outputs, inputs, plan.pe, plan.simd, layer.in_format.bits,
+                                layer.in_format.signed, layer.weight_format.bits, layer.acc_format.bits,
+                                plan.packed, plan.logic_products, plan.weights)
+
+    @property
+    def requant_drain(self) -> int:
+        """Cycles from a fold's last word into the MVU to its last element out of the requantizer."""
+        return MatrixParameters.LATENCY + self.plan.pe * self.rescaler.cycles_per_value
+
+    def memories(self):
+        return [*self.matrix.memories(), *self.rescaler.memories()]
+
+    @property
+    def products(self) -> int:
+        return self.matrix.products
+
+    @property
+    def dsps(self) -> int:
+        return self.matrix.dsps + self.rescaler.dsps
+
+    @property
+    def product_dsps(self) -> int:
+        return self.matrix.dsps
+
+    @property
+    def products_in_logic(self) -> int:
+        return self.matrix.products_in_logic
+
+    @property
+    def weight_bits_per_cycle(self) -> int:
+        return self.matrix.weight_bits_per_cycle
+
+    def logic_terms(self):
+        return add_terms(self.matrix.logic_terms(), requant_terms(self.layer.acc_format.bits, self.plan.pe),
+                         self.rescaler.logic_terms())
+
+
+class MatrixStage(Stage):
+    """A stage with a MatrixVectorUnit (``weights`` in its window order) and a RequantUnit; with
+    weights in SPRAM its ``load`` port reaches the MVU."""
+
+    def __init__(self, op: MatrixOp, weights, first_block: int):
+        layer = op.layer
+        super().__init__(layer, spram=op.matrix.home == "spram")
+        self.mvu = MatrixVectorUnit(op.matrix, weights, layer.bias, first_block)
+        self.spram = self.mvu.spram
+        self.requant = RequantUnit(layer.requant, layer.acc_format.bits, op.plan.pe, element_shape(layer.out_format),
+                                   op.plan.digit_bits)
+
+    def connect_load(self, m) -> None:
+        if self.spram is not None:
+            drive_load(m, self.mvu.load, self.load)
