@@ -74,7 +74,7 @@ class WeightLoader(wiring.Component):
         self.image, self.offset = image, offset
         self.wake_cycles, self.half_bit_cycles = wake_cycles(clock_hz), half_bit_cycles(clock_hz)
         super().__init__({"spi": Out(SPIFlashSignature()), "load": Out(LoadSignature()),
-                          "status": Out(2, init=Status.LOADING_WEIGHTS)})
+                          "status": Out(Status, init=Status.LOADING_WEIGHTS)})
 
     def elaborate(self, platform):
         m = Module()

@@ -49,7 +49,7 @@ class SerialFrontEnd(wiring.Component):
             "cls": In(stream.Signature(range(max(classes, 2)))),
             "busy": Out(1),
             "last_class": Out(range(max(classes, 2))),
-            "status": In(2, init=Status.READY),
+            "status": In(Status, init=Status.READY),
         })
 
     def memories(self) -> list[MemoryShape]:

@@ -24,12 +24,17 @@ Board to host:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+
+from amaranth.lib import enum
 
 SYNC = bytes([0xA5, 0x5A])
 
+# The frame types, statuses and errors are Amaranth enums with the width they have on the wire (or
+# on the loader's status lines): the gateware declares its signals with them, the host compares
+# received bytes with them, and both read the same numbers.
 
-class FrameType(IntEnum):
+
+class FrameType(enum.IntEnum, shape=8):
     CLASSIFY = 0x01
     STATUS_REQUEST = 0x02
     RESULT = 0x81
@@ -37,13 +42,13 @@ class FrameType(IntEnum):
     ERROR = 0xE0
 
 
-class Status(IntEnum):
+class Status(enum.IntEnum, shape=2):
     READY = 0
     LOADING_WEIGHTS = 1
     BAD_WEIGHTS = 2
 
 
-class Error(IntEnum):
+class Error(enum.IntEnum, shape=8):
     BAD_CHECKSUM = 1
     BAD_LENGTH = 2
     UNKNOWN_TYPE = 3
