@@ -43,7 +43,7 @@ PLANNED_CYCLE_TOLERANCE = 0.02
 #: (seeds 9, 13 and 19: rescalers at one multiplier bit per cycle, stages of a few hundred cycles,
 #: where the fixed pipeline delays it leaves out weigh most); an exact latency model is still to come.
 PLANNED_LATENCY_TOLERANCE = 0.20
-#: The latency model (``cnnhw.plan.predict_latency``) is within 1 % on most networks here; the
+#: The latency model (``cnnhw.hardware.Network.latency``) is within 1 % on most networks here; the
 #: worst, a small one where fixed pipeline delays weigh most, is 8 % short.
 LATENCY_TOLERANCE = 0.10
 

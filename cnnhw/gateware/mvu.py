@@ -11,7 +11,7 @@ accumulators, for channels ``fold * pe + lane`` in order.
 
 Weights live in a memory of ``groups * folds * words_per_group`` words of ``pe * simd`` lanes:
 a ROM initialized from the quantized model (block RAM or LUTs, as yosys decides), or, with
-``weights_home="spram"``, SPRAM blocks filled at boot through the ``load`` port
+``home=WeightHome.SPRAM``, SPRAM blocks filled at boot through the ``load`` port
 (:mod:`cnnhw.gateware.spram`). Both read one word per cycle, one cycle after the address.
 
 Throughput: one input word (``simd`` products per lane) per cycle when not stalled, so

@@ -74,3 +74,35 @@ def test_window_words_match_numpy(geometry, is_signed, seed):
     decoded = [(tuple(int(v) for v in word.data), int(word.inside), int(word.beyond)) for word in got]
     for index, (want, have) in enumerate(zip(expected, decoded)):
         assert have == want, f"word {index}: expected {want}, got {have} ({geometry})"
+
+
+def test_latency_from_the_last_needed_element_to_the_first_window_word():
+    """``WindowGeometry.LATENCY`` (the latency model's figure) is what the unit takes: the first
+    3x3 window needs input row 2 whole; its first word is offered that many cycles after row 2's
+    last element is taken."""
+    from amaranth import unsigned
+    from amaranth.sim import Simulator
+
+    geometry = WindowGeometry(6, 6, 1, (3, 3), out_hw=(4, 4))
+    dut = SlidingWindow(geometry, unsigned(8))
+    events = {}
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.i.valid, 1)
+        sent = 0
+        for cycle in range(100):
+            ctx.set(dut.i.payload, sent)
+            _, _, taken, offered = await ctx.tick().sample(dut.i.ready, dut.o.valid)
+            if taken:
+                if sent == 2 * 6 + 5:
+                    events["last needed"] = cycle
+                sent += 1
+            if offered and "first word" not in events:
+                events["first word"] = cycle
+
+    simulator = Simulator(dut)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert events["first word"] - events["last needed"] == WindowGeometry.LATENCY
