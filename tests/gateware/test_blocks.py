@@ -38,6 +38,22 @@ def _run_monitored(dut, ports, producers_consumers):
     monitor.check()
 
 
+def _stream_through(dut, payloads, count: int, seed, max_cycles: int = 20_000) -> list:
+    """``payloads`` into ``dut.i`` with random gaps, ``count`` outputs out of ``dut.o`` with random
+    stalls, both ports under the stream monitor."""
+    got = []
+    chooser = random.Random(seed)
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, payloads, chooser, 0.3)
+
+    async def consumer(ctx):
+        await get_n(ctx, dut.o, count, chooser, 0.3, got, max_cycles)
+
+    _run_monitored(dut, [("i", dut.i), ("o", dut.o)], [producer, consumer])
+    return got
+
+
 @pytest.mark.parametrize("groups, outputs, inputs, pe, simd, signed_input", [
     (1, 6, 12, 2, 3, False),  # three folds: the ping-pong window buffer
     (2, 4, 9, 1, 3, True),  # two groups of four folds each
@@ -60,16 +76,7 @@ def test_matrix_vector_unit_computes_every_fold(groups, outputs, inputs, pe, sim
             for fold in range(outputs // pe):
                 channels = range(fold * pe, (fold + 1) * pe)
                 expected.append([int(weights[g, c] @ window[g] + bias[g * outputs + c]) for c in channels])
-    got = []
-    chooser = random.Random(7)
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, words, chooser, 0.3)
-
-    async def consumer(ctx):
-        await get_n(ctx, dut.o, len(expected), chooser, 0.3, got, 20_000)
-
-    _run_monitored(dut, [("i", dut.i), ("o", dut.o)], [producer, consumer])
+    got = _stream_through(dut, words, len(expected), 7, 20_000)
     assert [[int(v) for v in word] for word in got] == expected
 
 
@@ -82,16 +89,7 @@ def test_requant_unit_serialises_lanes_in_channel_order(pe, digit_bits):
     accumulators = rng.integers(-(2**23), 2**23, size=(4, channels))
     words = [[int(v) for v in row[fold * pe:(fold + 1) * pe]] for row in accumulators for fold in range(2)]
     expected = [int(requant.scalar(np.int64(v), c)) for row in accumulators for c, v in enumerate(row)]
-    got = []
-    chooser = random.Random(pe)
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, words, chooser, 0.3)
-
-    async def consumer(ctx):
-        await get_n(ctx, dut.o, len(expected), chooser, 0.3, got, 20_000)
-
-    _run_monitored(dut, [("i", dut.i), ("o", dut.o)], [producer, consumer])
+    got = _stream_through(dut, words, len(expected), pe, 20_000)
     assert [int(v) for v in got] == expected
 
 
@@ -116,16 +114,7 @@ def test_pool_reducer_matches_numpy(kind, count_include_pad):
             counted = row_i | (~row_b if count_include_pad else False)
             total = int(np.where(row_i, row_v, 0).sum())
             expected.append(int(divider(np.array([total]), np.array([int(counted.sum())]))[0]))
-    got = []
-    chooser = random.Random(kind == "avg")
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, words, chooser, 0.3)
-
-    async def consumer(ctx):
-        await get_n(ctx, dut.o, len(expected), chooser, 0.3, got, 20_000)
-
-    _run_monitored(dut, [("i", dut.i), ("o", dut.o)], [producer, consumer])
+    got = _stream_through(dut, words, len(expected), kind == "avg", 20_000)
     assert [int(v) for v in got] == expected
 
 
@@ -133,16 +122,7 @@ def test_pool_reducer_matches_numpy(kind, count_include_pad):
 def test_packer_gathers_words_in_lane_order(simd):
     dut = Packer(unsigned(8), simd)
     elements = list(range(7, 7 + simd * 5))
-    got = []
-    chooser = random.Random(simd)
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, elements, chooser, 0.3)
-
-    async def consumer(ctx):
-        await get_n(ctx, dut.o, 5, chooser, 0.3, got, 5_000)
-
-    _run_monitored(dut, [("i", dut.i), ("o", dut.o)], [producer, consumer])
+    got = _stream_through(dut, elements, 5, simd, 5_000)
     assert [[int(v) for v in word] for word in got] == [elements[k:k + simd] for k in range(0, len(elements), simd)]
 
 
