@@ -28,4 +28,4 @@ test: install
 	$(BIN)/python -m pytest -n auto
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build .cache *.egg-info

@@ -38,7 +38,7 @@ from cnnhw.plan import HardwarePlan, predict_cycles, predict_latency  # noqa: E4
 from cnnhw.plan.budget import plan_for_board  # noqa: E402
 from cnnhw.quant import QuantOptions, quantize_graph  # noqa: E402
 from cnnhw.golden.evaluate import accuracy  # noqa: E402
-from cnnhw.sim.runner import simulate_rtl  # noqa: E402
+from cnnhw.sim.runner import simulate_export  # noqa: E402
 from cnnhw.verify import expected_streams  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/bench.py"
@@ -90,9 +90,7 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
     folder = work / f"rtl_{len(name)}"
     export = export_verilog(qgraph, plan, folder)
     expected = expected_streams(qgraph, images)
-    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
-    sim = simulate_rtl(export.verilog, export.top, expected, signed, folder / "sim_build", images=len(images),
-                       timing_images=3)
+    sim = simulate_export(export, expected, folder / "sim_build", timing_images=3)
     row.update(bit_exact=sim.bit_exact, sim_cycles=sim.cycles_per_inference,
                prediction_error=abs(sim.cycles_per_inference - row["predicted_cycles"]) / sim.cycles_per_inference,
                sim_cycles_per_second=sim.cycles_per_second, sim_latency=sim.latency_cycles,

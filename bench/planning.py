@@ -29,11 +29,14 @@ REPEATS = 5
 
 
 def models():
+    """(name, quantized graph, its real test images) of each bench model."""
     lenet = load_model(ROOT / "examples" / "lenet.onnx")
-    yield "LeNet-5 (examples/lenet.onnx)", quantize_graph(lenet, QuantOptions(),
-                                                          np.load(ROOT / "examples" / "lenet.calib.npz")["x"])
+    yield ("LeNet-5 (examples/lenet.onnx)",
+           quantize_graph(lenet, QuantOptions(), np.load(ROOT / "examples" / "lenet.calib.npz")["x"]),
+           np.load(ROOT / "examples" / "lenet.test.npz")["x"])
     mnist = load_model(ROOT / "tests" / "data" / "mnist8" / "mnist-8.onnx")
-    yield "mnist-8 (ONNX model zoo)", quantize_graph(mnist, QuantOptions(), input_range=(0, 255))
+    yield ("mnist-8 (ONNX model zoo)", quantize_graph(mnist, QuantOptions(), input_range=(0, 255)),
+           np.load(ROOT / "tests" / "data" / "mnist8" / "mnist_digits_10.npz")["x"])
 
 
 def main() -> None:
@@ -41,7 +44,7 @@ def main() -> None:
     print(f"Measured with `{COMMAND}` ({REPEATS} runs each):\n")
     print("| model | planning, s (fastest / slowest) | cycles per inference | products per cycle |")
     print("|---|---|---|---|")
-    for name, qgraph in models():
+    for name, qgraph, _ in models():
         seconds = []
         for _ in range(REPEATS):
             network_of.cache_clear()  # each run plans from nothing

@@ -277,7 +277,7 @@ def cmd_sim(args) -> None:
     from .outputs import write_json
     from .plan import check_plan, default_plan, predict_cycles, predict_latency
     from .report import console, sim_table
-    from .sim.runner import simulate_rtl
+    from .sim.runner import simulate_export
     from .verify import expected_streams
 
     if args.clock is not None and not args.board:
@@ -321,11 +321,9 @@ def cmd_sim(args) -> None:
     with stage(f"generating Verilog into {folder}"):
         export = export_verilog(qgraph, plan, folder)
     expected = expected_streams(qgraph, data.x)
-    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
     with stage(f"building and simulating {len(data.x)} images with {args.simulator}"):
-        result = simulate_rtl(export.verilog, export.top, expected, signed, folder / "sim_build", args.simulator,
-                              images=len(data.x), timing_images=args.timing_images, gap=args.gap, stall=args.stall,
-                              seed=args.seed)
+        result = simulate_export(export, expected, folder / "sim_build", args.simulator,
+                                 timing_images=args.timing_images, gap=args.gap, stall=args.stall, seed=args.seed)
     predicted_latency = predict_latency(qgraph, plan)
     console().print(sim_table(graph.name, result, predicted, predicted_latency))
     for mismatch in result.mismatches:

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 EXAMPLES = ROOT / "examples"
 MNIST8 = DATA / "mnist8"
+
+# The suite builds about a hundred Verilator simulators; they share one compiled Verilator runtime
+# (cnnhw/sim/objcache.py), kept in the clone's .cache/ (git ignores it).
+os.environ.setdefault("CNNHW_CACHE_DIR", str(ROOT / ".cache"))
 
 
 class CliResult:

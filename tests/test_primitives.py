@@ -18,8 +18,8 @@ def test_sb_mac16_8x8_products_are_exact(b_signed, tmp_path):
     assert "SB_MAC16" in text and "MODE_8x8" in text
     source.write_text(text)
     results = tmp_path / "results.json"
-    run_cocotb(source, "packed", "cocotb_packed", tmp_path, "verilator",
-               {"PACKED_B_SIGNED": str(int(b_signed)), "PACKED_RESULTS": str(results)}, [primitive_models(tmp_path)])
+    run_cocotb([source, primitive_models(tmp_path)], "packed", "cocotb_packed", tmp_path, "verilator",
+               {"PACKED_B_SIGNED": str(int(b_signed)), "PACKED_RESULTS": str(results)})
     seen = json.loads(results.read_text())
     assert len(seen) > 3000
     for a0, b0, a1, b1, p0, p1 in seen:

