@@ -15,6 +15,12 @@ MNIST8 = DATA / "mnist8"
 os.environ.setdefault("CNNHW_CACHE_DIR", str(ROOT / ".cache"))
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked ``long`` first: pytest-xdist hands tests out in this order, so the longest
+    start at once on every worker instead of leaving one worker busy after the others are done."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 class CliResult:
     def __init__(self, completed: subprocess.CompletedProcess):
         self.returncode = completed.returncode

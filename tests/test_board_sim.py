@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 
 from cnnhw.boards import load_board
 from cnnhw.frontend import load_model
@@ -19,6 +20,7 @@ from conftest import MNIST8, ROOT
 from netgen import random_network
 
 
+@pytest.mark.long
 def test_mnist8_board_top_classifies_over_the_uart(cli, tmp_path):
     digits = np.load(MNIST8 / "mnist_digits_10.npz")
     np.savez(tmp_path / "five.npz", x=digits["x"][:5], y=digits["y"][:5])
@@ -34,6 +36,7 @@ def test_mnist8_board_top_classifies_over_the_uart(cli, tmp_path):
     assert all(steps.values())
 
 
+@pytest.mark.long
 def test_lenet_board_top_loads_its_weights_from_flash_then_classifies(cli, tmp_path):
     """From power-up: the loader reads the weight image from the SPI flash model into SPRAM (yosys'
     SB_SPRAM256KA models, empty until then); images sent meanwhile get LOADING_WEIGHTS; then three

@@ -41,6 +41,7 @@ def small_model(tmp_path):
     return tmp_path / "small.onnx"
 
 
+@pytest.mark.long
 def test_full_build_of_a_small_cnn_for_the_icebreaker(cli, tmp_path, small_model):
     result = cli("build", "--model", small_model, "--board", "icebreaker", "-o", "out", "--json", "build.json")
     assert result.returncode == 0, result.stderr
@@ -94,6 +95,7 @@ def test_full_build_of_a_small_cnn_for_the_icebreaker(cli, tmp_path, small_model
     assert leftovers == [], leftovers
 
 
+@pytest.mark.long
 def test_timing_not_met_at_a_requested_clock_leaves_no_build(cli, tmp_path, small_model):
     result = cli("build", "--model", small_model, "--board", "icebreaker", "-o", "out", "--clock", "48",
                  "--no-verify")
@@ -116,6 +118,7 @@ def test_a_plan_too_big_for_the_board_gets_the_budget_table(cli, tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "big.json"]  # refused before anything was written
 
 
+@pytest.mark.long
 def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path):
     """README's main command: LeNet-5's weights (61.5 KB) do not fit block RAM; the build puts the dense
     layers' weights in SPRAM, writes the weight image the loader expects, fits (the 8-DSP plan takes

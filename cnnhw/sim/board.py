@@ -46,6 +46,10 @@ from ..verify import expected_streams, first_mismatch
 from .primitives import PrimitivesPlatform, primitive_models
 from .runner import run_cocotb
 
+#: The board top's module name, and the control file that makes its pins (only) visible to cocotb.
+BOARD_TOP = "cnnhw_board"
+PUBLIC_PINS = Path(__file__).with_name("board_public.vlt")
+
 #: A short mid-frame timeout (in bytes on the wire) keeps the timeout step quick to simulate.
 SIM_TIMEOUT_BYTES = 64
 
@@ -233,7 +237,7 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
 
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    name = "cnnhw_board"
+    name = BOARD_TOP
     source = build_dir / f"{name}.v"
     models = [primitive_models(build_dir)]
     # With the primitives the bitstream uses (SB_MAC16, SB_SPRAM256KA), simulated by yosys' models.
@@ -252,8 +256,9 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
              "quiet_cycles": s.quiet_cycles, "reset": s.reset, "after_reset_cycles": s.after_reset_cycles}
             for s in steps]}))
         results_path.unlink(missing_ok=True)
-        seconds = run_cocotb([source, *models], name, "cnnhw.sim.cocotb_board", build_dir, simulator,
-                             {"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path)}, plusargs)
+        seconds = run_cocotb([PUBLIC_PINS, source, *models], name, "cnnhw.sim.cocotb_board", build_dir, simulator,
+                             {"CNNHW_SIM_DATA": str(data_path), "CNNHW_SIM_RESULTS": str(results_path)}, plusargs,
+                             every_signal_public=False)
         if not results_path.is_file():
             raise CnnhwError(f"the board simulation wrote no results; see {build_dir / 'sim.log'}")
         return [bytes.fromhex(r) for r in json.loads(results_path.read_text())["replies"]], *seconds
