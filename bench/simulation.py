@@ -41,7 +41,8 @@ def main() -> None:
         for index, (name, qgraph, images) in enumerate(models()):
             plan = plan_for_board(qgraph, board)
             export = export_verilog(qgraph, plan, Path(work) / f"rtl{index}")
-            result = simulate_export(export, expected_streams(qgraph, images[:IMAGES]), Path(work) / f"sim{index}")
+            x = qgraph.graph.check_batch(images[:IMAGES], name)
+            result = simulate_export(export, expected_streams(qgraph, x), Path(work) / f"sim{index}")
             print(f"| {name} | {result.cycles:,} | {'yes' if result.bit_exact else 'NO'} | "
                   f"{result.cycles_per_second:,.0f} | {result.run_seconds:.1f} | {result.build_seconds:.1f} |")
 

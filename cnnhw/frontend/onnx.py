@@ -19,7 +19,7 @@ from ..errors import ModelError, UnsupportedModelError
 from ..inputs import read_bytes, regular_file
 from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape,
                   Softmax, simplify)
-from ..ir.ops import window_span
+from ..ir.ops import PoolKind, window_span
 
 #: Default-domain opsets this importer knows (the semantics of every supported op are
 #: unchanged between 13 and 25; older ones differ in attributes, handled below).
@@ -589,10 +589,10 @@ def _identity(imp, node, attrs, name, where):
 
 _CONVERTERS = {
     "Conv": _conv,
-    "MaxPool": _pool("max"),
-    "AveragePool": _pool("avg"),
-    "GlobalAveragePool": _global_pool("avg"),
-    "GlobalMaxPool": _global_pool("max"),
+    "MaxPool": _pool(PoolKind.MAX),
+    "AveragePool": _pool(PoolKind.AVG),
+    "GlobalAveragePool": _global_pool(PoolKind.AVG),
+    "GlobalMaxPool": _global_pool(PoolKind.MAX),
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Add": _add,

@@ -17,6 +17,7 @@ from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..ir.ops import PoolKind, pool_kind
 from ..quant.arith import AverageDivider
 from .memories import MemoryShape, add_terms
 from .rescale import Rescaler, RescalerParameters, rescale_input
@@ -25,10 +26,10 @@ from .window import window_payload
 
 @dataclass(frozen=True)
 class ReducerParameters:
-    """``kind`` ("max" or "avg") over windows of ``window`` words; an average sums in
+    """``kind`` (max or average) over windows of ``window`` words; an average sums in
     ``sum_bits`` and divides with ``divider``, ``digit_bits`` multiplier bits per cycle."""
 
-    kind: str
+    kind: PoolKind
     window: int
     element_bits: int
     count_include_pad: bool = False
@@ -37,9 +38,8 @@ class ReducerParameters:
     digit_bits: int = 4
 
     def __post_init__(self):
-        if self.kind not in ("max", "avg"):
-            raise ValueError(f"kind must be 'max' or 'avg', not {self.kind!r}")
-        if (self.kind == "avg") != (self.divider is not None):
+        object.__setattr__(self, "kind", pool_kind(self.kind, "a pool reducer's"))
+        if (self.kind == PoolKind.AVG) != (self.divider is not None):
             raise ValueError("an average pool needs a divider, a max pool none")
 
     @property
@@ -70,7 +70,7 @@ class PoolReducer(wiring.Component):
         self.divider = parameters.divider
         self.sum_shape = signed(parameters.sum_bits)
         self.rescaler = None
-        if self.kind == "avg":
+        if self.kind == PoolKind.AVG:
             self.rescaler = Rescaler(self.sum_shape, self.element, self.divider.multipliers, self.divider, None,
                                      parameters.digit_bits)
         super().__init__({
@@ -88,14 +88,14 @@ class PoolReducer(wiring.Component):
         last = position == self.window - 1
         word = self.i.payload
         element = word.data[0]
-        if self.kind == "max":
+        if self.kind == PoolKind.MAX:
             out = self.o
         else:
             m.submodules.rescaler = rescaler = self.rescaler
             wiring.connect(m, wiring.flipped(self.o), rescaler.o)
             out = rescaler.i
 
-        held = Signal(self.element if self.kind == "max" else rescale_input(self.sum_shape, len(self.divider.multipliers)))
+        held = Signal(self.element if self.kind == PoolKind.MAX else rescale_input(self.sum_shape, len(self.divider.multipliers)))
         m.d.comb += out.payload.eq(held)
         valid = Signal()
         m.d.comb += out.valid.eq(valid)
@@ -104,7 +104,7 @@ class PoolReducer(wiring.Component):
         with m.If(out.ready):
             m.d.sync += valid.eq(0)
 
-        if self.kind == "max":
+        if self.kind == PoolKind.MAX:
             best = Signal(self.element, init=self.element_min())
             candidate = Mux(word.inside, element, self.element_min())
             new_best = Mux(first | (candidate > best), candidate, best)

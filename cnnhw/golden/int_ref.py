@@ -14,6 +14,7 @@ import numpy as np
 from ..quant.arith import saturate
 from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QPool, QReshape
 from ..ir.batches import run_in_batches
+from ..ir.ops import PoolKind
 from ..ir.windows import pad, pool_windows, window_counts, window_stack
 
 
@@ -76,7 +77,7 @@ def _(layer: QDense, x):
 @apply_int.register
 def _(layer: QPool, x):
     out_hw = layer.out_shape[1:]
-    if layer.kind == "max":
+    if layer.kind == PoolKind.MAX:
         # Padding never wins: it holds the format's minimum, which no window falls below.
         return pool_windows(x, layer, out_hw, layer.in_format.lo).max(axis=2)
     sums = pool_windows(x, layer, out_hw, 0).sum(axis=2)
@@ -85,7 +86,7 @@ def _(layer: QPool, x):
 
 @apply_int.register
 def _(layer: QGlobalPool, x):
-    if layer.kind == "max":
+    if layer.kind == PoolKind.MAX:
         return x.max(axis=(2, 3), keepdims=True)
     sums = x.sum(axis=(2, 3), keepdims=True)
     return layer.divider(sums, np.full(sums.shape, x.shape[2] * x.shape[3]))

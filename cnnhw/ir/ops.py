@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -197,6 +198,21 @@ class Conv2d(Op):
         return " ".join(parts)
 
 
+class PoolKind(str, Enum):
+    """What a pooling window computes. A ``str`` enum: it compares equal to its word, which is how
+    ``.npz`` architectures and plans spell it."""
+
+    MAX = "max"
+    AVG = "avg"
+
+
+def pool_kind(kind, what: str) -> PoolKind:
+    try:
+        return PoolKind(kind)
+    except ValueError:
+        raise ValueError(f"{what} kind must be 'max' or 'avg', not {kind!r}") from None
+
+
 @dataclass(frozen=True, eq=False)
 class Pool2d(Op):
     """Max or average pooling over a 2-D window, with the ONNX semantics.
@@ -206,7 +222,7 @@ class Pool2d(Op):
     beyond the padded input (possible with ``ceil_mode``) never count.
     """
 
-    kind: str  # "max" or "avg"
+    kind: PoolKind
     kernel: tuple[int, int]
     stride: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -215,8 +231,7 @@ class Pool2d(Op):
     count_include_pad: bool = False
 
     def __post_init__(self):
-        if self.kind not in ("max", "avg"):
-            raise ValueError(f"Pool2d kind must be 'max' or 'avg', not {self.kind!r}")
+        object.__setattr__(self, "kind", pool_kind(self.kind, "Pool2d"))
         what = f"{self.label} '{self.name}'"
         object.__setattr__(self, "kernel", _pair(self.kernel, f"kernel of {what}"))
         object.__setattr__(self, "stride", _pair(self.stride, f"stride of {what}"))
@@ -232,7 +247,7 @@ class Pool2d(Op):
 
     @property
     def label(self) -> str:  # type: ignore[override]
-        return "MaxPool" if self.kind == "max" else "AvgPool"
+        return "MaxPool" if self.kind == PoolKind.MAX else "AvgPool"
 
     def _out_size(self, size: int, axis: int) -> int:
         begin, end = self.pads[axis], self.pads[axis + 2]
@@ -257,7 +272,7 @@ class Pool2d(Op):
         parts = describe_window(self.kernel, self.stride, self.pads, self.dilation)
         if self.ceil_mode:
             parts.append("ceil")
-        if self.kind == "avg" and self.count_include_pad:
+        if self.kind == PoolKind.AVG and self.count_include_pad:
             parts.append("count pads")
         return " ".join(parts)
 
@@ -266,15 +281,14 @@ class Pool2d(Op):
 class GlobalPool(Op):
     """Max or average over all H x W positions of each channel: ``(C, H, W) -> (C, 1, 1)``."""
 
-    kind: str  # "max" or "avg"
+    kind: PoolKind
 
     def __post_init__(self):
-        if self.kind not in ("max", "avg"):
-            raise ValueError(f"GlobalPool kind must be 'max' or 'avg', not {self.kind!r}")
+        object.__setattr__(self, "kind", pool_kind(self.kind, "GlobalPool"))
 
     @property
     def label(self) -> str:  # type: ignore[override]
-        return "GlobalMaxPool" if self.kind == "max" else "GlobalAvgPool"
+        return "GlobalMaxPool" if self.kind == PoolKind.MAX else "GlobalAvgPool"
 
     def output_shape(self, in_shape: Shape) -> Shape:
         self._need_rank(in_shape, 3, "(C, H, W)")

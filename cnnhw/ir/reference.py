@@ -12,7 +12,7 @@ from functools import singledispatch
 import numpy as np
 
 from . import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
-from .ops import Op
+from .ops import Op, PoolKind
 from .batches import run_in_batches
 from .windows import pad, pool_windows, window_counts, window_stack
 
@@ -61,14 +61,14 @@ def _(op: Conv2d, x):
 @apply.register
 def _(op: Pool2d, x):
     out_hw = op.output_shape(x.shape[1:])[1:]
-    if op.kind == "max":
+    if op.kind == PoolKind.MAX:
         return pool_windows(x, op, out_hw, -np.inf).max(axis=2)
     return pool_windows(x, op, out_hw, 0.0).sum(axis=2) / window_counts(op, x.shape[2:], out_hw)
 
 
 @apply.register
 def _(op: GlobalPool, x):
-    reduce = np.max if op.kind == "max" else np.mean
+    reduce = np.max if op.kind == PoolKind.MAX else np.mean
     return reduce(x, axis=(2, 3), keepdims=True)
 
 

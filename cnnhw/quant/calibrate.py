@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..ir.batches import batches
+from ..ir.ops import PoolKind
 from ..ir.reference import run_float
 from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
 
@@ -69,7 +70,7 @@ def interval_bounds(graph: Graph, lo: float, hi: float) -> dict[str, tuple[float
         elif isinstance(op, LeakyRelu):
             low = low if low >= 0 else op.alpha * low
         elif isinstance(op, (Pool2d, GlobalPool)):
-            if isinstance(op, Pool2d) and op.kind == "avg" and op.count_include_pad:
+            if isinstance(op, Pool2d) and op.kind == PoolKind.AVG and op.count_include_pad:
                 low, high = min(low, 0.0), max(high, 0.0)
         elif isinstance(op, Softmax):
             low, high = 0.0, 1.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph
-from ..ir.ops import Shape
+from ..ir.ops import PoolKind, Shape
 from .arith import AverageDivider, IntFormat, Requantizer, round_real, saturate
 
 
@@ -97,7 +97,7 @@ class QPool(QLayer):
     count includes padding only with ``count_include_pad`` (never positions past it).
     """
 
-    kind: str = "max"
+    kind: PoolKind = PoolKind.MAX
     kernel: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -109,7 +109,7 @@ class QPool(QLayer):
 
     @property
     def label(self) -> str:  # type: ignore[override]
-        return "MaxPool" if self.kind == "max" else "AvgPool"
+        return "MaxPool" if self.kind == PoolKind.MAX else "AvgPool"
 
     @property
     def tiled(self) -> bool:
@@ -117,19 +117,19 @@ class QPool(QLayer):
         the hardware needs no sliding window for it (``gateware/tiled_pool.py``)."""
         _, in_h, in_w = self.in_shape
         _, out_h, out_w = self.out_shape
-        return (self.kind == "max" and self.stride == self.kernel and self.pads == (0, 0, 0, 0)
+        return (self.kind == PoolKind.MAX and self.stride == self.kernel and self.pads == (0, 0, 0, 0)
                 and self.dilation == (1, 1) and (out_h, out_w) == (in_h // self.kernel[0], in_w // self.kernel[1]))
 
 
 @dataclass(frozen=True, eq=False)
 class QGlobalPool(QLayer):
-    kind: str = "max"
+    kind: PoolKind = PoolKind.MAX
     sum_format: IntFormat | None = None
     divider: AverageDivider | None = None
 
     @property
     def label(self) -> str:  # type: ignore[override]
-        return "GlobalMaxPool" if self.kind == "max" else "GlobalAvgPool"
+        return "GlobalMaxPool" if self.kind == PoolKind.MAX else "GlobalAvgPool"
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import CnnhwError, UnsupportedModelError
 from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
+from ..ir.ops import PoolKind
 from .arith import AverageDivider, IntFormat, Requantizer, round_real
 from .calibrate import INPUT
 from .qgraph import (InputQuantizer, QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QPool, QReshape,
@@ -52,7 +53,7 @@ def lower_for_integers(graph: Graph) -> tuple[Graph, bool]:
         moved = False
         for i in range(1, len(lowered)):
             op, before = lowered[i], lowered[i - 1]
-            commutes = isinstance(before, Reshape) or (isinstance(before, (Pool2d, GlobalPool)) and before.kind == "max")
+            commutes = isinstance(before, Reshape) or (isinstance(before, (Pool2d, GlobalPool)) and before.kind == PoolKind.MAX)
             if isinstance(op, _ACTIVATIONS) and commutes and not (isinstance(op, LeakyRelu) and op.alpha < 0):
                 lowered[i - 1], lowered[i] = op, before
                 moved = True
@@ -170,9 +171,9 @@ def quantize(graph: Graph, ranges: dict, options: QuantOptions, calibration: str
             index += 1
         elif isinstance(op, GlobalPool):
             count = layer.in_shape[1] * layer.in_shape[2]
-            sum_format = IntFormat.holding(fmt.lo * count, fmt.hi * count) if op.kind == "avg" else None
+            sum_format = IntFormat.holding(fmt.lo * count, fmt.hi * count) if op.kind == PoolKind.AVG else None
             divider = (AverageDivider.for_counts(count, options.rounding, what=f"GlobalAveragePool '{op.name}'")
-                       if op.kind == "avg" else None)
+                       if op.kind == PoolKind.AVG else None)
             q = QGlobalPool(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, op.kind,
                             sum_format, divider)
             index += 1
@@ -237,7 +238,7 @@ def _quantize_linear(op, activation, layer, out_layer, in_format, in_scale, rang
 
 def _quantize_pool(op: Pool2d, layer, fmt: IntFormat, scale: float, options: QuantOptions) -> QPool:
     sum_format = divider = None
-    if op.kind == "avg":
+    if op.kind == PoolKind.AVG:
         count = op.kernel[0] * op.kernel[1]
         sum_format = IntFormat.holding(min(fmt.lo * count, 0), fmt.hi * count)
         divider = AverageDivider.for_counts(count, options.rounding, what=f"AveragePool '{op.name}'")
