@@ -1,13 +1,24 @@
 """The serial protocol's host side: framing, CRC, resynchronisation."""
 
 import random
+import zlib
 
 from cnnhw.protocol.frames import (SYNC, Frame, FrameDecoder, FrameType, crc8, decode_result, encode,
                                     image_payload)
+from cnnhw.protocol.weight_image import IMAGE_CRC, WeightImage
 
 
 def test_crc8_check_value():
     assert crc8(b"123456789") == 0xF4  # the catalogued check value of CRC-8/SMBUS
+
+
+def test_the_weight_image_crc_is_zlibs_byte_wise_and_bit_serially():
+    """The host checks images with zlib; the loader runs IMAGE_CRC a bit per cycle, each byte least
+    significant bit first: all three agree."""
+    data = random.Random(1).randbytes(300)
+    bits = [(byte >> bit) & 1 for byte in data for bit in range(8)]
+    assert IMAGE_CRC(data_width=8).compute(data) == IMAGE_CRC(data_width=1).compute(bits) == zlib.crc32(data)
+    assert WeightImage((150,), data).crc32 == zlib.crc32(data)
 
 
 def test_round_trip_and_resync_after_garbage_and_corruption():

@@ -30,7 +30,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..protocol.frames import Status
-from ..protocol.weight_image import WeightImage
+from ..protocol.weight_image import IMAGE_CRC, WeightImage
 from .spram import LoadSignature
 
 #: Flash commands (JEDEC, every SPI NOR flash).
@@ -40,8 +40,6 @@ WAKE_US = 20
 #: Shortest half SCK period: from the falling edge (the flash's data changes) to the sample, the pads
 #: and the flash's clock-to-output (W25Q128JV tCLQV 7 ns) take about 20 ns. Up to 40 MHz one cycle.
 MIN_HALF_BIT_NS = 25
-#: CRC-32 (zlib), least significant bit first.
-CRC32_POLY_REVERSED = 0xEDB88320
 
 
 def wake_cycles(clock_hz: float) -> int:
@@ -115,14 +113,15 @@ class WeightLoader(wiring.Component):
         with m.If(got):
             m.d.sync += received.eq(received + 1)
 
-        # ------------------------------------------------------------ CRC-32 of the payload
-        crc = Signal(32, init=0xFFFFFFFF)
+        # ------------------------------------------------------------ the payload's CRC
+        # IMAGE_CRC a bit per cycle; it takes each byte least significant bit first, and bytes come
+        # most significant bit first, so each is held and shifted out while the next arrives.
+        m.submodules.crc = crc = IMAGE_CRC(data_width=1).create()
         crc_byte = Signal(8)
         crc_bits = Signal(range(9))  # bits of crc_byte still to fold in
+        m.d.comb += [crc.data.eq(crc_byte[0]), crc.valid.eq(crc_bits != 0)]
         with m.If(crc_bits != 0):
-            feedback = crc[0] ^ crc_byte[0]
-            m.d.sync += [crc.eq((crc >> 1) ^ Mux(feedback, CRC32_POLY_REVERSED, 0)), crc_byte.eq(crc_byte >> 1),
-                         crc_bits.eq(crc_bits - 1)]
+            m.d.sync += [crc_byte.eq(crc_byte >> 1), crc_bits.eq(crc_bits - 1)]
 
         # ------------------------------------------------------------ writing words
         block = Signal(range(max(len(layout), 2)))
@@ -184,7 +183,7 @@ class WeightLoader(wiring.Component):
             with m.State("CHECK"):
                 with m.If(crc_bits == 0):
                     m.d.sync += [load.loading.eq(0),
-                                 self.status.eq(Mux(crc == (~self.image.crc32 & 0xFFFFFFFF), Status.READY,
+                                 self.status.eq(Mux(crc.crc == self.image.crc32, Status.READY,
                                                     Status.BAD_WEIGHTS))]
                     m.next = "DONE"
             with m.State("DONE"):

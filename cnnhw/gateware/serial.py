@@ -24,7 +24,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..protocol.frames import SYNC, Error, FrameType, Status, crc8_update
+from ..protocol.frames import FRAME_CRC, SYNC, Error, FrameType, Status
 from .memories import MemoryShape
 
 
@@ -69,7 +69,6 @@ class SerialFrontEnd(wiring.Component):
         frame_type = Signal(8)
         length = Signal(16)
         count = Signal(16)
-        crc = Signal(8)
         idle_cycles = Signal(range(self.timeout_cycles + 1))
         feeding = Signal()
         dropping = Signal()  # this frame's payload is not stored (busy, or not a CLASSIFY)
@@ -95,23 +94,15 @@ class SerialFrontEnd(wiring.Component):
             with m.Else():
                 m.d.sync += idle_cycles.eq(idle_cycles + 1)
 
-        def crc_of(previous, value):
-            """crc8_update in logic, each bit step in its own signal."""
-            def keep(expression):
-                step = Signal(8)
-                m.d.comb += step.eq(expression)
-                return step
-            return crc8_update(previous, value, Mux, keep)
-
-        crc_next = crc_of(crc, byte)
-        m.d.comb += [write.addr.eq(count), write.data.eq(byte)]
+        m.submodules.crc = crc = FRAME_CRC.create()  # restarted at the type byte, fed every byte after it
+        m.d.comb += [write.addr.eq(count), write.data.eq(byte), crc.data.eq(byte)]
         with m.FSM(name="receive"):
             with m.State("SYNC0"):
                 m.d.sync += idle_cycles.eq(0)
                 with m.If(got & (byte == SYNC[0])):
                     m.next = "SYNC1"
             with m.State("SYNC1"):
-                m.d.sync += crc.eq(0)  # the checksum starts at the type byte
+                m.d.comb += crc.start.eq(1)
                 with m.If(got):
                     with m.If(byte == SYNC[1]):
                         m.next = "TYPE"
@@ -120,18 +111,21 @@ class SerialFrontEnd(wiring.Component):
             with m.State("TYPE"):
                 watch_timeout()
                 with m.If(got):
-                    m.d.sync += [frame_type.eq(byte), crc.eq(crc_next)]
+                    m.d.comb += crc.valid.eq(1)
+                    m.d.sync += frame_type.eq(byte)
                     m.next = "LENGTH0"
             with m.State("LENGTH0"):
                 watch_timeout()
                 with m.If(got):
-                    m.d.sync += [length[:8].eq(byte), crc.eq(crc_next)]
+                    m.d.comb += crc.valid.eq(1)
+                    m.d.sync += length[:8].eq(byte)
                     m.next = "LENGTH1"
             with m.State("LENGTH1"):
                 watch_timeout()
                 with m.If(got):
                     full_length = (byte << 8) | length[:8]
-                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0),
+                    m.d.comb += crc.valid.eq(1)
+                    m.d.sync += [length[8:].eq(byte), count.eq(0),
                                  dropping.eq((frame_type != FrameType.CLASSIFY) | feeding)]
                     with m.If(full_length > n):
                         answer(FrameType.ERROR, Error.BAD_LENGTH)  # cannot be ours: resynchronise now
@@ -143,14 +137,14 @@ class SerialFrontEnd(wiring.Component):
             with m.State("PAYLOAD"):
                 watch_timeout()
                 with m.If(got):
-                    m.d.comb += write.en.eq(~dropping)
-                    m.d.sync += [crc.eq(crc_next), count.eq(count + 1)]
+                    m.d.comb += [write.en.eq(~dropping), crc.valid.eq(1)]
+                    m.d.sync += count.eq(count + 1)
                     with m.If(count + 1 == length):
                         m.next = "CHECK"
             with m.State("CHECK"):
                 watch_timeout()
                 with m.If(got):
-                    with m.If(byte != crc):
+                    with m.If(byte != crc.crc):
                         answer(FrameType.ERROR, Error.BAD_CHECKSUM)
                     with m.Elif(frame_type == FrameType.STATUS_REQUEST):
                         answer(FrameType.STATUS, self.status)
@@ -184,11 +178,11 @@ class SerialFrontEnd(wiring.Component):
         # ------------------------------------------------------------ answering
         out = self.tx_byte
         # One checksum circuit for every byte sent: a byte counts when it is taken and
-        # `tx_checksum` is set (`tx_first`: it is the first, so the checksum starts from 0).
-        tx_crc = Signal(8)
+        # `tx_checksum` is set (`tx_first`: it is the first, so the checksum starts again).
+        m.submodules.tx_crc = tx_crc = FRAME_CRC.create()
         tx_checksum, tx_first = Signal(), Signal()
-        with m.If(out.valid & out.ready & tx_checksum):
-            m.d.sync += tx_crc.eq(crc_of(Mux(tx_first, 0, tx_crc), out.payload))
+        m.d.comb += [tx_crc.data.eq(out.payload), tx_crc.start.eq(out.valid & out.ready & tx_first),
+                     tx_crc.valid.eq(out.valid & out.ready & tx_checksum)]
         logit = Signal(self.logit.width)
         part = Signal(range(max(self.logit_bytes, 2)))
         sent_logits = Signal(range(self.classes + 1))
@@ -222,7 +216,7 @@ class SerialFrontEnd(wiring.Component):
             with m.State("REPLY_CODE"):
                 emit(reply_code, "REPLY_CRC")
             with m.State("REPLY_CRC"):
-                emit(tx_crc, "IDLE", checksum=False)
+                emit(tx_crc.crc, "IDLE", checksum=False)
                 with m.If(out.ready & ~answering):  # a reply set meanwhile is the next one to send
                     m.d.sync += reply.eq(0)
             # RESULT: sync, type, length, every logit (little endian), class, crc.
@@ -262,7 +256,7 @@ class SerialFrontEnd(wiring.Component):
                     m.d.sync += self.last_class.eq(self.cls.payload)
                     m.next = "RESULT_CRC"
             with m.State("RESULT_CRC"):
-                emit(tx_crc, "IDLE", checksum=False)
+                emit(tx_crc.crc, "IDLE", checksum=False)
                 with m.If(out.ready):
                     m.d.sync += in_result.eq(0)
         return m

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.lib import enum
+from amaranth.lib import crc, enum
 
 SYNC = bytes([0xA5, 0x5A])
 
@@ -56,23 +56,15 @@ class Error(enum.IntEnum, shape=8):
     BUSY = 5  # a CLASSIFY arrived while the previous image was still being fed
 
 
-def crc8_update(crc, byte, select=lambda condition, a, b: a if condition else b, keep=lambda value: value):
-    """One byte of CRC-8/SMBUS (polynomial 0x07, MSB first), on ints or, with ``select=Mux``, on
-    Amaranth values: the board's checksum logic is this function. ``keep`` lets hardware hold each
-    bit step in a signal (each step reads the previous one three times: as an expression tree the
-    eight steps would grow 3**8-fold)."""
-    crc = keep(crc ^ byte)
-    for _ in range(8):
-        shifted = (crc << 1) & 0xFF
-        crc = keep(select(crc & 0x80, shifted ^ 0x07, shifted))
-    return crc
+#: The frame checksum, CRC-8/SMBUS (polynomial 0x07, initial value 0, no reflection), a byte at a
+#: time: the host computes it with ``FRAME_CRC.compute``, the board's front end is
+#: ``FRAME_CRC.create()``.
+FRAME_CRC = crc.catalog.CRC8_SMBUS(data_width=8)
 
 
-def crc8(data: bytes, crc: int = 0) -> int:
-    """CRC-8/SMBUS of ``data`` (initial value 0)."""
-    for byte in data:
-        crc = crc8_update(crc, byte)
-    return crc
+def crc8(data: bytes) -> int:
+    """The frame checksum of ``data``."""
+    return FRAME_CRC.compute(data)
 
 
 def encode(frame_type: int, payload: bytes = b"") -> bytes:

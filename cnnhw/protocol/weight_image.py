@@ -7,7 +7,7 @@ Layout (all integers little endian)::
            4   version    u16 = 1
            6   blocks     u16: SPRAM blocks the payload fills, in block order 0, 1, ...
            8   length     u32: payload bytes
-          12   crc32      u32: CRC-32 (zlib's) of the payload
+          12   crc32      u32: IMAGE_CRC of the payload (CRC-32/ISO-HDLC, zlib's)
           16   payload    for each block, its words from address 0 as u16
 
 How many words each block gets is fixed by the build (the ``layout``: one entry per block), so the
@@ -23,8 +23,14 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from amaranth.lib import crc
+
 from ..errors import CnnhwError
 
+#: The payload's checksum. The loader is ``IMAGE_CRC(data_width=1).create()``, fed each byte least
+#: significant bit first; the host computes the same CRC with ``zlib.crc32``, 100 times as fast as
+#: ``IMAGE_CRC.compute`` (a test checks they agree).
+IMAGE_CRC = crc.catalog.CRC32_ISO_HDLC
 MAGIC = b"CNNW"
 VERSION = 1
 HEADER = struct.Struct("<4sHHII")
@@ -46,6 +52,7 @@ class WeightImage:
 
     @property
     def crc32(self) -> int:
+        """IMAGE_CRC of the payload."""
         return zlib.crc32(self.payload)
 
     @property
