@@ -59,7 +59,6 @@ from ..sim.runner import simulate_export
 from ..verify import expected_streams
 from ..runtime.flash import file_digest
 from ..protocol.frames import FrameType, encode
-from ..protocol.weight_image import WeightImage
 from .tools import PlaceRouteReport, Toolchain, find_toolchain, run_tool, synthesis_cells, synthesis_needs
 from .verilog import Export, export_verilog, identifier
 
@@ -228,11 +227,6 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
     return attempt
 
 
-def weight_image(qgraph: QGraph, plan: HardwarePlan, board: Board) -> WeightImage | None:
-    """The image of the weights ``plan`` keeps in SPRAM (None if there are none)."""
-    return Network(qgraph, plan).weight_image()
-
-
 def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
     """The timing search's next frequency (see the module docstring), or None to stop. When no
     untried setting is left, a missed setting at or below the Fmax a slower attempt reached is
@@ -273,7 +267,7 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
                 verified = verify_export(qgraph, export, verify, staging / "verify")
             shutil.rmtree(staging / "verify")  # the compiled simulator: tens of MB, and rebuilt in seconds
         (staging / "plan.json").write_text(plan.dumps() + "\n")
-        image = weight_image(qgraph, plan, board)
+        image = export.accelerator.weight_image()  # the verified accelerator's
         if image is not None:
             (staging / WEIGHT_IMAGE_FILE).write_bytes(image.to_bytes())
         attempts: list[Attempt] = []

@@ -40,6 +40,10 @@ WAKE_US = 20
 #: Shortest half SCK period: from the falling edge (the flash's data changes) to the sample, the pads
 #: and the flash's clock-to-output (W25Q128JV tCLQV 7 ns) take about 20 ns. Up to 40 MHz one cycle.
 MIN_HALF_BIT_NS = 25
+#: IMAGE_CRC is reflected (bytes least significant bit first), so its register shifts right with the
+#: polynomial's bits reversed (0xEDB88320 for CRC-32).
+assert IMAGE_CRC.reflect_input and IMAGE_CRC.reflect_output
+CRC_POLYNOMIAL_REFLECTED = int(f"{IMAGE_CRC.polynomial:0{IMAGE_CRC.crc_width}b}"[::-1], 2)
 
 
 def wake_cycles(clock_hz: float) -> int:
@@ -113,15 +117,16 @@ class WeightLoader(wiring.Component):
         with m.If(got):
             m.d.sync += received.eq(received + 1)
 
-        # ------------------------------------------------------------ the payload's CRC
-        # IMAGE_CRC a bit per cycle; it takes each byte least significant bit first, and bytes come
-        # most significant bit first, so each is held and shifted out while the next arrives.
-        m.submodules.crc = crc = IMAGE_CRC(data_width=1).create()
+        # ------------------------------------------------------------ IMAGE_CRC of the payload
+        # A bit per cycle, as a shift register: ``amaranth.lib.crc``'s Processor computes the same
+        # as an XOR matrix in a few more logic cells, which LeNet-5's 8-DSP plan does not have.
+        crc = Signal(IMAGE_CRC.crc_width, init=int(f"{IMAGE_CRC.initial_crc:0{IMAGE_CRC.crc_width}b}"[::-1], 2))
         crc_byte = Signal(8)
         crc_bits = Signal(range(9))  # bits of crc_byte still to fold in
-        m.d.comb += [crc.data.eq(crc_byte[0]), crc.valid.eq(crc_bits != 0)]
         with m.If(crc_bits != 0):
-            m.d.sync += [crc_byte.eq(crc_byte >> 1), crc_bits.eq(crc_bits - 1)]
+            feedback = crc[0] ^ crc_byte[0]
+            m.d.sync += [crc.eq((crc >> 1) ^ Mux(feedback, CRC_POLYNOMIAL_REFLECTED, 0)), crc_byte.eq(crc_byte >> 1),
+                         crc_bits.eq(crc_bits - 1)]
 
         # ------------------------------------------------------------ writing words
         block = Signal(range(max(len(layout), 2)))
@@ -183,7 +188,7 @@ class WeightLoader(wiring.Component):
             with m.State("CHECK"):
                 with m.If(crc_bits == 0):
                     m.d.sync += [load.loading.eq(0),
-                                 self.status.eq(Mux(crc.crc == self.image.crc32, Status.READY,
+                                 self.status.eq(Mux(crc == self.image.crc32 ^ IMAGE_CRC.xor_output, Status.READY,
                                                     Status.BAD_WEIGHTS))]
                     m.next = "DONE"
             with m.State("DONE"):

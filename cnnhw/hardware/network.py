@@ -22,7 +22,6 @@ from ..gateware.serial import image_buffer
 from ..gateware.small import Argmax
 from ..gateware.spram import spram_blocks
 from ..gateware.streams import stream_order
-from ..protocol.weight_image import WeightImage
 from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QPool, QReshape
 from .conv import ConvOp
 from .dense import DenseOp
@@ -138,11 +137,6 @@ class Network:
                     blocks += stage.spram.blocks  # SPRAM blocks are numbered in stage order
             order = op.output_order(order)
         return Accelerator(stages, self.image_elements(), np.asarray(order))
-
-    def weight_image(self) -> WeightImage | None:
-        """The image of the weights the plan keeps in SPRAM, as the loader expects it in flash
-        (None when every weight is in a ROM)."""
-        return self.accelerator().weight_image() if self.spram_blocks() else None
 
     def board_top(self, clock_hz: float, baud: int, timeout_s: float = 0.05,
                   weights_offset: int | None = None) -> BoardTop:

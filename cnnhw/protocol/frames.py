@@ -56,15 +56,15 @@ class Error(enum.IntEnum, shape=8):
     BUSY = 5  # a CLASSIFY arrived while the previous image was still being fed
 
 
-#: The frame checksum, CRC-8/SMBUS (polynomial 0x07, initial value 0, no reflection), a byte at a
-#: time: the host computes it with ``FRAME_CRC.compute``, the board's front end is
-#: ``FRAME_CRC.create()``.
-FRAME_CRC = crc.catalog.CRC8_SMBUS(data_width=8)
+#: The frame checksum, CRC-8/SMBUS (polynomial 0x07, initial value 0, no reflection): the host
+#: computes it with ``amaranth.lib.crc``, the board's front end from its parameters
+#: (``gateware/serial.py``).
+FRAME_CRC = crc.catalog.CRC8_SMBUS
 
 
 def crc8(data: bytes) -> int:
     """The frame checksum of ``data``."""
-    return FRAME_CRC.compute(data)
+    return FRAME_CRC(data_width=8).compute(data)
 
 
 def encode(frame_type: int, payload: bytes = b"") -> bytes:

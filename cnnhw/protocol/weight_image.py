@@ -27,9 +27,9 @@ from amaranth.lib import crc
 
 from ..errors import CnnhwError
 
-#: The payload's checksum. The loader is ``IMAGE_CRC(data_width=1).create()``, fed each byte least
-#: significant bit first; the host computes the same CRC with ``zlib.crc32``, 100 times as fast as
-#: ``IMAGE_CRC.compute`` (a test checks they agree).
+#: The payload's checksum. The loader computes it from these parameters a bit per cycle, each byte
+#: least significant bit first (``gateware/loader.py``); the host with ``zlib.crc32``, 100 times as
+#: fast as ``IMAGE_CRC(data_width=8).compute`` (a test checks that all of them agree).
 IMAGE_CRC = crc.catalog.CRC32_ISO_HDLC
 MAGIC = b"CNNW"
 VERSION = 1

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import CnnhwError
 from ..verify import ExpectedStreams, Mismatch
