@@ -39,10 +39,10 @@ from netgen import random_network, random_plan
 CYCLE_TOLERANCE = 0.05
 #: On the planner's plans (``test_planner_plans_take_the_predicted_cycles``).
 PLANNED_CYCLE_TOLERANCE = 0.02
-#: The latency model reads up to 15 % short on the planner's plans of some small random networks
-#: (seeds 9, 13 and 19: rescalers at one multiplier bit per cycle, stages of a few hundred cycles,
-#: where the fixed pipeline delays it leaves out weigh most); an exact latency model is still to come.
-PLANNED_LATENCY_TOLERANCE = 0.20
+#: The latency model is within 4 % on 19 of the planner's 20 plans and 9 % over on seed 11: a
+#: windowed stage's row is counted from its last input row in full, though most of its work
+#: overlaps the row's arrival (two average pools there); an exact latency model is still to come.
+PLANNED_LATENCY_TOLERANCE = 0.10
 #: The latency model (``cnnhw.hardware.Network.latency``) is within 1 % on most networks here; the
 #: worst, a small one where fixed pipeline delays weigh most, is 8 % short.
 LATENCY_TOLERANCE = 0.10

@@ -34,10 +34,13 @@ class DenseOp(MatrixOp):
 
     def row_times(self, rows):
         # The first fold runs while the input arrives (one word per element group), the other
-        # folds after its last element; then the last word is rescaled.
+        # folds after its last element, at the pace of the MVU or of the rescaler, whichever is
+        # slower (a fold waits for the rescaler to take the one before); then the last fold is
+        # rescaled.
         folds, words = self.matrix.folds, self.matrix.words
         first_fold = max(rows[-1], rows[0] + words)
-        return [first_fold + (folds - 1) * words + self.requant_drain]
+        pace = max(words, self.plan.pe * self.rescaler.cycles_per_value)
+        return [first_fold + (folds - 1) * pace + self.requant_drain]
 
     def logic_terms(self):
         return add_terms(Packer.logic_terms(self.layer.in_format.bits, self.plan.simd), super().logic_terms())
