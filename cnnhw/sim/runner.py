@@ -95,7 +95,7 @@ class SimResult:
         return self.cycles / self.simulated_seconds if self.simulated_seconds else 0.0
 
 
-HARNESS_TOP = "cnnhw_check"
+HARNESS_TOP = "cnnhw_check"  # the module sim_clock.v instantiates and harness_public.vlt opens to cocotb
 CLOCK_SOURCE, CLOCK_TOP = Path(__file__).with_name("sim_clock.v"), "cnnhw_sim_clock"
 PUBLIC_RESULTS = Path(__file__).with_name("harness_public.vlt")  # the harness's ports, for cocotb to read
 STEP_CYCLES = 4096  # how often the testbench looks at ``done``: a wake-up of Python per step

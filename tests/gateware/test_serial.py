@@ -44,11 +44,9 @@ def _run(script: list[tuple[bytes, int]], status: Status = Status.READY, seed: i
         image = []
         await ctx.tick().repeat(first_take + 1)
         while True:
-            ready = rng.random() < 0.6
-            ctx.set(front.image.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(front.image.valid, front.image.payload)
-            if valid and ready:
-                image.append(payload)
+            taken = await _take(ctx, front.image, rng.random() < 0.6)
+            if taken is not None:
+                image.append(taken)
             if len(image) == ELEMENTS:
                 images.append(image)
                 total = sum(image)
@@ -60,11 +58,9 @@ def _run(script: list[tuple[bytes, int]], status: Status = Status.READY, seed: i
 
     async def receiver(ctx):
         while True:
-            ready = rng.random() < 0.7
-            ctx.set(front.tx_byte.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(front.tx_byte.valid, front.tx_byte.payload)
-            if valid and ready:
-                replies.append(payload)
+            taken = await _take(ctx, front.tx_byte, rng.random() < 0.7)
+            if taken is not None:
+                replies.append(taken)
 
     simulator = Simulator(front)
     simulator.add_clock(1e-8)
@@ -73,6 +69,13 @@ def _run(script: list[tuple[bytes, int]], status: Status = Status.READY, seed: i
     simulator.add_testbench(receiver, background=True)
     simulator.run()
     return FrameDecoder().feed(bytes(replies)), images
+
+
+async def _take(ctx, port, ready: bool):
+    """One cycle of the stream ``port``'s sink, ready or not: the payload it took, or None."""
+    ctx.set(port.ready, ready)
+    _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+    return payload if valid and ready else None
 
 
 async def _give(ctx, port, value):
