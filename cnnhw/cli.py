@@ -275,6 +275,7 @@ def cmd_sim(args) -> None:
     from .datafiles import load_data
     from .flow.verilog import export_verilog, identifier
     from .outputs import write_json
+    from .hardware import Network
     from .plan import check_plan, default_plan, predict_cycles, predict_latency
     from .report import console, sim_table
     from .sim.runner import simulate_export
@@ -337,6 +338,8 @@ def cmd_sim(args) -> None:
             "class_mismatches": result.class_mismatches,
             "cycles_per_inference": result.cycles_per_inference, "predicted_cycles_per_inference": predicted,
             "latency_cycles": result.latency_cycles, "predicted_latency_cycles": predicted_latency,
+            "stage_latency_cycles": dict(result.stage_latencies),
+            "predicted_stage_latency_cycles": dict(Network(qgraph, plan).stage_latencies()),
             "cycles": result.cycles,
             "cycles_per_second": result.cycles_per_second, "build_seconds": result.build_seconds,
             "run_seconds": result.run_seconds, "verilog": str(export.verilog), "plan": plan.to_json(),

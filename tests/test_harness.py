@@ -44,6 +44,11 @@ def test_a_wrong_value_is_named_and_the_simulator_is_reused(small_network):
     export, expected, folder = small_network
     right = simulate_export(export, expected, folder / "sim")
     assert right.bit_exact
+    # Each stage's first image ends after the stage before it (its last output needs its last
+    # input), and the last stage's before the class.
+    assert [layer for layer, _ in right.stage_latencies] == [layer for layer, _ in expected.stages]
+    ends = [cycles for _, cycles in right.stage_latencies]
+    assert all(a < b for a, b in zip(ends, ends[1:])) and 0 < ends[0] and ends[-1] < right.latency_cycles
     simulator = folder / "sim" / CLOCK_TOP
     built = simulator.stat().st_mtime_ns
     layer, words = expected.stages[1]

@@ -92,16 +92,24 @@ class Network:
         """Images back to back: the slowest stage's cycles."""
         return max(self.cycles().values())
 
-    def latency(self) -> int:
-        """Cycles from an image's first input element to its class, the pipeline otherwise idle and
-        the input offered one element per cycle: input rows are followed through the stages
-        (``HardwareOp.row_times``), then the argmax adds its pipeline."""
+    def stage_latencies(self) -> list[tuple[str, int]]:
+        """(layer, cycles from an image's first input element to the stage's last output element)
+        for every stage, the pipeline otherwise idle and the input offered one element per cycle:
+        input rows are followed through the stages (``HardwareOp.row_times``)."""
         shape = self.qgraph.graph.input_shape
         in_c, in_h, in_w = shape if len(shape) == 3 else (1, 1, 1)
         rows = [(y + 1) * in_w * in_c for y in range(in_h)]  # when each input row is complete
+        stages = []
         for op in self.ops:
             rows = op.row_times(rows)
-        return math.ceil(rows[-1]) + Argmax.LATENCY
+            if op.has_stage:
+                stages.append((op.name, math.ceil(rows[-1])))
+        return stages
+
+    def latency(self) -> int:
+        """Cycles from an image's first input element to its class (as :meth:`stage_latencies`):
+        the last stage's, then the argmax's pipeline."""
+        return self.stage_latencies()[-1][1] + Argmax.LATENCY
 
     @property
     def multipliers(self) -> int:

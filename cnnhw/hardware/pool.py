@@ -27,8 +27,12 @@ class TiledMaxPoolOp(HardwareOp):
         return self.tiles.cycles_per_image
 
     def row_times(self, rows):
-        return window_row_times(rows, self.layer.out_shape[1], self.layer.kernel[0], self.layer.kernel[0], 0,
-                                self.cycles, WindowGeometry.LATENCY)
+        # It takes each element as it arrives, so a row of maxima is out TileGeometry.LATENCY
+        # cycles after the last element of its tiles (the window model would count a whole row's
+        # time after that element: a row too many).
+        kernel = self.layer.kernel[0]
+        return [rows[min(len(rows) - 1, (r + 1) * kernel - 1)] + TileGeometry.LATENCY
+                for r in range(self.layer.out_shape[1])]
 
     def memories(self):
         return self.tiles.memories(self.layer.in_format.bits)

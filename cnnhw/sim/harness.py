@@ -152,12 +152,13 @@ class StreamChecker(Elaboratable):
     ``fire`` marks a transfer of ``data`` this cycle. ``count`` counts transfers and ``errors``
     those that differ from their expected word or come after the last one. The first of those is
     kept in ``first_index``, ``first_got`` and ``first_extra`` (it came after the last expected
-    word). ``complete``: every expected word has come."""
+    word). ``complete``: every expected word has come. ``image_cycle``: the value of ``cycles``
+    when the first image's last word (word ``image_words - 1``) came."""
 
-    FIELDS = ("count", "errors", "first_index", "first_got", "first_extra")
+    FIELDS = ("count", "errors", "first_index", "first_got", "first_extra", "image_cycle")
 
-    def __init__(self, stream: CheckedStream):
-        self.length = len(stream.expected)
+    def __init__(self, stream: CheckedStream, image_words: int, cycles: Signal):
+        self.length, self.image_words, self.cycles = len(stream.expected), image_words, cycles
         self.rom = HexRom(stream.width, self.length, stream.file)
         self.fire = Signal()
         self.data = Signal(stream.width)
@@ -166,6 +167,7 @@ class StreamChecker(Elaboratable):
         self.first_index = Signal(COUNTER_BITS)
         self.first_got = Signal(stream.width)
         self.first_extra = Signal()
+        self.image_cycle = Signal(COUNTER_BITS)
         self.complete = Signal()
 
     def elaborate(self, platform):
@@ -175,6 +177,8 @@ class StreamChecker(Elaboratable):
         m.d.comb += [self.rom.addr.eq(self.count), self.complete.eq(extra)]
         with m.If(self.fire):
             m.d.sync += self.count.eq(self.count + 1)
+            with m.If(self.count == self.image_words - 1):
+                m.d.sync += self.image_cycle.eq(self.cycles)
             with m.If(extra | (self.data != self.rom.data)):
                 m.d.sync += self.errors.eq(self.errors + 1)
                 with m.If(self.errors == 0):
@@ -189,6 +193,7 @@ class Outcome:
 
     mismatches: list[Mismatch]
     class_mismatches: int  # classes that differ, are missing or are extra
+    stage_cycles: list[tuple[str, int]]  # (layer, cycle of its first image's last element), stage by stage
     cycles: int
     first_input_cycle: int
     first_class_cycle: int
@@ -215,9 +220,10 @@ class CheckingHarness(Elaboratable):
                         for k, (name, words) in enumerate(expected.stages)]
         self.streams.append(self._stream("output", "output", expected.outputs, "o__payload"))
         self.streams.append(self._stream("classes", "class", expected.classes, "cls__payload"))
-        self.checkers = [StreamChecker(stream) for stream in self.streams]
         self.done = Signal()
         self.cycles = Signal(COUNTER_BITS)
+        self.checkers = [StreamChecker(stream, len(stream.expected) // self.images, self.cycles)
+                         for stream in self.streams]
         self.first_input_cycle = Signal(COUNTER_BITS)
         self.first_class_cycle = Signal(COUNTER_BITS)
         self.timed_class_cycle = Signal(COUNTER_BITS)
@@ -260,7 +266,8 @@ class CheckingHarness(Elaboratable):
                 mismatches.append(Mismatch(stream.layer, index, want, got))
             elif missing:
                 mismatches.append(Mismatch(stream.layer, count, stream.expected[count], None))
-        return Outcome(mismatches, class_mismatches, read["cycles"], read["first_input_cycle"],
+        stage_cycles = [(stream.layer, read[f"{stream.key}_image_cycle"]) for stream in self.streams[:-2]]
+        return Outcome(mismatches, class_mismatches, stage_cycles, read["cycles"], read["first_input_cycle"],
                        read["first_class_cycle"], read["timed_class_cycle"])
 
     def elaborate(self, platform):

@@ -80,6 +80,7 @@ class SimResult:
     class_mismatches: int
     cycles_per_inference: float  # steady state: the timed images, back to back
     latency_cycles: int  # first input element accepted to first class out
+    stage_latencies: list[tuple[str, int]]  # (layer, first input element to the first image's last element out)
     cycles: int
     build_seconds: float  # compiling the simulator (0.1 s when an unchanged one is reused)
     run_seconds: float  # running it, start-up included
@@ -138,7 +139,8 @@ def simulate_export(export, expected: ExpectedStreams, build_dir: Path, simulato
     steady = ((outcome.timed_class_cycle - outcome.first_class_cycle) / (timed - 1)
               if timed >= 2 and read["classes_count"] >= timed else float("nan"))
     latency = outcome.first_class_cycle - outcome.first_input_cycle if read["classes_count"] else -1
-    return SimResult(simulator, harness.images, outcome.mismatches, outcome.class_mismatches, steady, latency,
+    stages = [(layer, cycle - outcome.first_input_cycle) for layer, cycle in outcome.stage_cycles]
+    return SimResult(simulator, harness.images, outcome.mismatches, outcome.class_mismatches, steady, latency, stages,
                      outcome.cycles, built_seconds, run_seconds, read["seconds"])
 
 
