@@ -40,9 +40,9 @@ class CliResult:
 def cli(tmp_path):
     """Run the real ``cnnhw`` command (a fresh process, as a user would) inside tmp_path."""
 
-    def run(*args, env: dict | None = None) -> CliResult:
+    def run(*args, env: dict | None = None, timeout: int = 600) -> CliResult:
         completed = subprocess.run([sys.executable, "-m", "cnnhw", *map(str, args)], capture_output=True,
-                                   text=True, cwd=tmp_path, timeout=600, env=env)
+                                   text=True, cwd=tmp_path, timeout=timeout, env=env)
         return CliResult(completed)
 
     return run
