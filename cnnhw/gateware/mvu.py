@@ -15,8 +15,8 @@ a ROM initialized from the quantized model (block RAM or LUTs, as yosys decides)
 (:mod:`cnnhw.gateware.spram`). Both read one word per cycle, one cycle after the address.
 
 Throughput: one input word (``simd`` products per lane) per cycle when not stalled, so
-``groups * folds * words_per_group`` cycles per window. Latency: 3 cycles from the last word
-of a fold to its output. Handshake: the whole pipeline advances only when the output
+``groups * folds * words_per_group`` cycles per window. Latency: 2 cycles from taking the last
+word of a fold to offering its output. Handshake: the whole pipeline advances only when the output
 register is free or being read (a global stall), so nothing is lost or duplicated.
 """
 
@@ -69,8 +69,8 @@ class MatrixParameters:
     logic_products: bool = False
     home: WeightHome = WeightHome.ROM
 
-    #: Cycles from the last word of a fold to its output.
-    LATENCY = 3
+    #: Cycles from taking the last word of a fold to offering its output.
+    LATENCY = 2
 
     def __post_init__(self):
         if self.outputs % self.pe:

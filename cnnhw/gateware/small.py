@@ -64,7 +64,7 @@ class Argmax(wiring.Component):
     carries the index of the largest (the first one on ties, as NumPy's argmax), ``LATENCY``
     cycles after that logit was offered."""
 
-    LATENCY = 2
+    LATENCY = 1
 
     def __init__(self, element: Shape, classes: int):
         self.element, self.classes = Shape.cast(element), classes

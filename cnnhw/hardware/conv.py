@@ -11,7 +11,8 @@ from ..gateware.memories import add_terms
 from ..gateware.window import SlidingWindow, WindowGeometry
 from ..quant.qgraph import QConv
 from .matrix import MatrixOp, MatrixStage
-from .op import element_shape, window_row_times
+from .op import element_shape
+from .timing import MatrixTiming, window_stage_times
 
 
 class ConvOp(MatrixOp):
@@ -50,11 +51,8 @@ class ConvOp(MatrixOp):
                    self.pixels * self.matrix.cycles_per_window + mvu_wait,
                    self.pixels * self.layer.out_shape[0] * self.rescaler.cycles_per_value)
 
-    def row_times(self, rows):
-        # After a row's last window word: the window's read and FIFO, then the MVU's pipeline and
-        # the rescaling of its last word.
-        return window_row_times(rows, self.layer.out_shape[1], self.geometry.span[0], self.geometry.stride[0],
-                                self.geometry.pads[0], self.cycles, WindowGeometry.LATENCY + self.requant_drain)
+    def element_times(self, times):
+        return window_stage_times(self.geometry, times, self.matrix_timing(), self.matrix.words)
 
     def memories(self):
         return [self.geometry.line_buffer(self.layer.in_format.bits), *super().memories()]

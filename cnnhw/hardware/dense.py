@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Module
 
 from ..gateware.memories import add_terms
@@ -32,15 +33,11 @@ class DenseOp(MatrixOp):
         outputs, inputs = self.layer.weight.shape
         return max(inputs, self.matrix.cycles_per_window, outputs * self.rescaler.cycles_per_value)
 
-    def row_times(self, rows):
-        # The first fold runs while the input arrives (one word per element group), the other
-        # folds after its last element, at the pace of the MVU or of the rescaler, whichever is
-        # slower (a fold waits for the rescaler to take the one before); then the last fold is
-        # rescaled.
-        folds, words = self.matrix.folds, self.matrix.words
-        first_fold = max(rows[-1], rows[0] + words)
-        pace = max(words, self.plan.pe * self.rescaler.cycles_per_value)
-        return [first_fold + (folds - 1) * pace + self.requant_drain]
+    def element_times(self, times):
+        # The packer takes each element as it arrives and offers a word the cycle after its last.
+        words = times.reshape(-1, self.plan.simd)[:, -1] + 1
+        _, outputs = self.matrix_timing().segment(words)
+        return np.asarray(outputs, dtype=np.int64)
 
     def logic_terms(self):
         return add_terms(Packer.logic_terms(self.layer.in_format.bits, self.plan.simd), super().logic_terms())

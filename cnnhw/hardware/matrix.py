@@ -9,6 +9,7 @@ from ..gateware.rescale import RescalerParameters
 from ..gateware.requant import RequantUnit, requant_terms
 from ..gateware.spram import drive_load
 from .op import HardwareOp, Stage, element_shape
+from .timing import MatrixTiming
 
 
 class MatrixOp(HardwareOp):
@@ -33,10 +34,9 @@ class MatrixOp(HardwareOp):
                                 layer.in_format.signed, layer.weight_format.bits, layer.acc_format.bits,
                                 plan.packed, plan.logic_products, plan.weights)
 
-    @property
-    def requant_drain(self) -> int:
-        """Cycles from a fold's last word into the MVU to its last element out of the requantizer."""
-        return MatrixParameters.LATENCY + self.plan.pe * self.rescaler.cycles_per_value
+    def matrix_timing(self) -> MatrixTiming:
+        """The latency model of its MatrixVectorUnit and RequantUnit, for one image."""
+        return MatrixTiming(self.matrix, self.plan.pe, self.rescaler.cycles_per_value)
 
     def memories(self):
         return [*self.matrix.memories(), *self.rescaler.memories()]

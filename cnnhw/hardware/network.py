@@ -93,22 +93,20 @@ class Network:
         return max(self.cycles().values())
 
     def stage_latencies(self) -> list[tuple[str, int]]:
-        """(layer, cycles from an image's first input element to the stage's last output element)
-        for every stage, the pipeline otherwise idle and the input offered one element per cycle:
-        input rows are followed through the stages (``HardwareOp.row_times``)."""
-        shape = self.qgraph.graph.input_shape
-        in_c, in_h, in_w = shape if len(shape) == 3 else (1, 1, 1)
-        rows = [(y + 1) * in_w * in_c for y in range(in_h)]  # when each input row is complete
+        """(layer, cycle of the stage's last output element) for every stage: one image, its first
+        input element at cycle 0 and one element per cycle, the pipeline otherwise idle
+        (``HardwareOp.element_times``, :mod:`cnnhw.hardware.timing`)."""
+        times = np.arange(self.image_elements(), dtype=np.int64)
         stages = []
         for op in self.ops:
-            rows = op.row_times(rows)
+            times = op.element_times(times)
             if op.has_stage:
-                stages.append((op.name, math.ceil(rows[-1])))
+                stages.append((op.name, int(times.max())))
         return stages
 
     def latency(self) -> int:
         """Cycles from an image's first input element to its class (as :meth:`stage_latencies`):
-        the last stage's, then the argmax's pipeline."""
+        the last stage's last element, then the argmax."""
         return self.stage_latencies()[-1][1] + Argmax.LATENCY
 
     @property

@@ -4,8 +4,8 @@ An op owns the layer's geometry, memory shapes, rescaler and tables, and answers
 the planner, the reports and the cycle model ask about it, without building anything:
 
 * ``cycles``: cycles per image in the steady state (images back to back, every stage busy);
-* ``row_times(rows)``: when its output rows are complete, given when its input rows are (the
-  latency model, :func:`cnnhw.hardware.network.Network.latency`);
+* ``element_times(times)``: the transfer cycle of each output element, given each input
+  element's (the latency model, :mod:`cnnhw.hardware.timing`);
 * ``memories()``: every memory its hardware creates (shape and kind);
 * ``dsps``, ``products_in_logic``, ``products``, ``weight_bits_per_cycle``, ``logic_terms()``;
 * ``output_order(input_order)``: the golden index of each element of its output stream;
@@ -17,6 +17,7 @@ and ``create()`` gives its Amaranth component (an element stream in, one out). T
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Shape, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -115,10 +116,11 @@ class HardwareOp:
         """Cycles per image, steady state."""
         return 0
 
-    def row_times(self, rows: list[float]) -> list[float]:
-        """When each output row is complete, given ``rows``, when each input row is (element-wise
-        stages and reshapes pass times through)."""
-        return rows
+    def element_times(self, times: np.ndarray) -> np.ndarray:
+        """The cycle each output element transfers, in stream order, given ``times``, the cycle each
+        input element does (:mod:`cnnhw.hardware.timing`; element-wise stages and reshapes pass
+        elements through in the same cycle)."""
+        return times
 
     def memories(self) -> list[MemoryShape]:
         return []
@@ -183,18 +185,3 @@ def chain(m, stage: wiring.Component, parts) -> None:
         wiring.connect(m, previous, part.i)
         previous = part.o
     wiring.connect(m, previous, wiring.flipped(stage.o))
-
-
-def window_row_times(rows: list[float], out_h: int, span: int, stride: int, top: int, cycles: int,
-                     drain: int) -> list[float]:
-    """The row model of a windowed stage: it spends ``cycles / out_h`` per output row, starting a
-    row once the last input row its window needs (``span`` rows from ``row * stride - top``) has
-    arrived and the previous row is done; a row is complete ``drain`` cycles after its last
-    window word is read."""
-    per_row = cycles / out_h
-    done, out_rows = 0.0, []
-    for r in range(out_h):
-        needed = min(len(rows) - 1, max(0, r * stride - top + span - 1))
-        done = max(rows[needed], done) + per_row
-        out_rows.append(done + drain)
-    return out_rows

@@ -10,7 +10,8 @@ from ..gateware.pool import PoolReducer, ReducerParameters
 from ..gateware.tiled_pool import TileGeometry, TiledMaxPool
 from ..gateware.window import SlidingWindow, WindowGeometry
 from ..quant.qgraph import QGlobalPool, QPool
-from .op import HardwareOp, Stage, chain, element_shape, window_row_times
+from .op import HardwareOp, Stage, chain, element_shape
+from .timing import ReducerTiming, window_stage_times
 
 
 class TiledMaxPoolOp(HardwareOp):
@@ -26,13 +27,12 @@ class TiledMaxPoolOp(HardwareOp):
     def cycles(self) -> int:
         return self.tiles.cycles_per_image
 
-    def row_times(self, rows):
-        # It takes each element as it arrives, so a row of maxima is out TileGeometry.LATENCY
-        # cycles after the last element of its tiles (the window model would count a whole row's
-        # time after that element: a row too many).
-        kernel = self.layer.kernel[0]
-        return [rows[min(len(rows) - 1, (r + 1) * kernel - 1)] + TileGeometry.LATENCY
-                for r in range(self.layer.out_shape[1])]
+    def element_times(self, times):
+        # Each maximum leaves TileGeometry.LATENCY cycles after the last element of its tile.
+        channels, in_h, in_w = self.layer.in_shape
+        (kh, kw), out_h, out_w = self.layer.kernel, self.tiles.out_h, self.tiles.out_w
+        last = times.reshape(in_h, in_w, channels)[kh - 1:out_h * kh:kh, kw - 1:out_w * kw:kw]
+        return (last + TileGeometry.LATENCY).reshape(-1)
 
     def memories(self):
         return self.tiles.memories(self.layer.in_format.bits)
@@ -85,15 +85,10 @@ class WindowPoolOp(HardwareOp):
         return max(channels * in_h * in_w, self.geometry.cycles_per_image + self.boundary_wait(self.geometry.boundary_rows),
                    rescale)
 
-    def row_times(self, rows):
-        if isinstance(self.layer, QGlobalPool):
-            span, stride, top = len(rows), 1, 0
-        else:
-            span, stride, top = self.geometry.span[0], self.geometry.stride[0], self.geometry.pads[0]
-        drain = WindowGeometry.LATENCY
-        if self.reducer.rescaler is not None:
-            drain += self.reducer.rescaler.cycles_per_value
-        return window_row_times(rows, self.layer.out_shape[1], span, stride, top, self.cycles, drain)
+    def element_times(self, times):
+        window = self.geometry.kernel[0] * self.geometry.kernel[1]
+        cycles = self.reducer.rescaler.cycles_per_value if self.reducer.rescaler is not None else None
+        return window_stage_times(self.geometry, times, ReducerTiming(cycles), window)
 
     def memories(self):
         return [self.geometry.line_buffer(self.layer.in_format.bits), *self.reducer.memories()]
