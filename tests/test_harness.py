@@ -11,6 +11,7 @@ import sys
 import onnx
 import pytest
 
+from cnnhw.errors import CnnhwError
 from cnnhw.flow.verilog import export_verilog
 from cnnhw.frontend import load_model
 from cnnhw.plan import default_plan
@@ -81,6 +82,14 @@ def test_gaps_and_stalls_slow_the_run_and_keep_it_exact(small_network):
     assert steady.bit_exact and choppy.bit_exact and other_seed.bit_exact
     assert choppy.cycles > steady.cycles
     assert other_seed.cycles != choppy.cycles
+
+
+def test_a_folder_with_a_space_is_refused_before_verilator_runs(small_network):
+    """GNU make cannot build in such a folder: one clear line, and nothing built."""
+    export, expected, folder = small_network
+    with pytest.raises(CnnhwError, match="path has a space.*choose an output folder without spaces"):
+        simulate_export(export, expected, folder / "my builds")
+    assert not (folder / "my builds" / f"V{CLOCK_TOP}").exists()
 
 
 def test_hex_words_are_twos_complement_of_the_width():

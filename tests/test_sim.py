@@ -6,7 +6,8 @@ The cycle rule: an image takes as long as the slowest stage (``cnnhw.hardware.Ne
 On the plans the planner chooses (20 random networks under several budgets, the PyTorch CIFAR-10
 tutorial network with a non-overlapped first stage) the measured steady state (images back to
 back) must be within 2 % of it, on random foldings within 5 %; on every network here it is exact
-but for a few cycles. The latency (first input to class) must be within 10 %.
+but for a few cycles. The latency model (``cnnhw.hardware.timing``) is exact: the cycle of every
+stage's last element of the first image, and of its class, equal the simulation's.
 """
 
 import dataclasses
@@ -26,7 +27,7 @@ from cnnhw.errors import DoesNotFitError
 from cnnhw.flow.verilog import export_verilog
 from cnnhw.frontend import load_model
 from cnnhw.hardware import Network
-from cnnhw.plan import default_plan, predict_cycles, predict_latency
+from cnnhw.plan import default_plan, predict_cycles
 from cnnhw.plan.budget import plan_for_board
 from cnnhw.plan.costs import needs, plan_costs
 from cnnhw.quant import QuantOptions, quantize_graph
@@ -39,21 +40,16 @@ from netgen import random_network, random_plan
 CYCLE_TOLERANCE = 0.05
 #: On the planner's plans (``test_planner_plans_take_the_predicted_cycles``).
 PLANNED_CYCLE_TOLERANCE = 0.02
-#: The latency model (``cnnhw.hardware.Network.latency``) is within 1 % on the bench models. On
-#: small networks a windowed pool's row is still counted from its last input row in full, though
-#: most of its work overlaps the row's arrival (seed 11 of the planner's plans: two average pools,
-#: 9 % over); an exact latency model is still to come. The same bound holds for each stage of
-#: LeNet-5 (``stage_latency_cycles``).
-PLANNED_LATENCY_TOLERANCE = 0.10
-LATENCY_TOLERANCE = 0.10
 
 
 def check_cycles(measured: float, predicted: int, tolerance: float = CYCLE_TOLERANCE) -> None:
     assert abs(measured - predicted) <= tolerance * predicted, (measured, predicted)
 
 
-def check_latency(measured: int, predicted: int, tolerance: float = LATENCY_TOLERANCE) -> None:
-    assert abs(measured - predicted) <= tolerance * measured, (measured, predicted)
+def check_latencies(measured: list[tuple[str, int]], latency: int, network: Network) -> None:
+    """Every stage's last element and the class, simulated (``SimResult``), equal the model's."""
+    assert measured == network.stage_latencies()
+    assert latency == network.latency()
 
 
 def test_lenet_20_test_images_bit_exact(cli, tmp_path):
@@ -65,12 +61,10 @@ def test_lenet_20_test_images_bit_exact(cli, tmp_path):
     assert facts["bit_exact"] and facts["images"] == 20 and facts["mismatches"] == []
     assert facts["simulator"] == "verilator"
     check_cycles(facts["cycles_per_inference"], facts["predicted_cycles_per_inference"])
-    check_latency(facts["latency_cycles"], facts["predicted_latency_cycles"])
+    assert facts["latency_cycles"] == facts["predicted_latency_cycles"]
     stages = facts["stage_latency_cycles"]
-    assert list(stages) == list(facts["predicted_stage_latency_cycles"])
+    assert stages == facts["predicted_stage_latency_cycles"]
     assert len(stages) == 7  # two conv + pool pairs, three dense layers
-    for layer, cycles in stages.items():
-        check_latency(cycles, facts["predicted_stage_latency_cycles"][layer])
     assert sorted(p.name for p in (tmp_path / "rtl_out" / "lenet").iterdir()) == [
         ".cnnhw", "cnnhw_lenet.v", "manifest.json", "sim_build"]
     manifest = json.loads((tmp_path / "rtl_out" / "lenet" / "manifest.json").read_text())
@@ -86,7 +80,8 @@ def test_mnist8_ten_digits_bit_exact(cli, tmp_path):
     facts = json.loads((tmp_path / "sim.json").read_text())
     assert facts["bit_exact"] and facts["images"] == 10
     check_cycles(facts["cycles_per_inference"], facts["predicted_cycles_per_inference"])
-    check_latency(facts["latency_cycles"], facts["predicted_latency_cycles"])
+    assert facts["latency_cycles"] == facts["predicted_latency_cycles"]
+    assert facts["stage_latency_cycles"] == facts["predicted_stage_latency_cycles"]
     assert (tmp_path / "rtl" / "cnnhw_mnist_8.v").is_file()
 
 
@@ -103,7 +98,7 @@ def test_random_network_rtl_bit_exact(seed, tmp_path):
     assert result.mismatches == [], "; ".join(map(str, result.mismatches))
     assert result.class_mismatches == 0
     check_cycles(result.cycles_per_inference, max(predict_cycles(qgraph, plan).values()))
-    check_latency(result.latency_cycles, predict_latency(qgraph, plan))
+    check_latencies(result.stage_latencies, result.latency_cycles, Network(qgraph, plan))
 
 
 #: The budgets the planner plans the random networks for, in turn: the iCEBreaker's, few DSPs
@@ -146,7 +141,7 @@ def test_planner_plans_take_the_predicted_cycles(seed, tmp_path):
     result = _simulate_plan(qgraph, plan, spec.calibration(3), tmp_path, seed)
     network = Network(qgraph, plan)
     check_cycles(result.cycles_per_inference, network.cycles_per_inference, PLANNED_CYCLE_TOLERANCE)
-    check_latency(result.latency_cycles, network.latency(), PLANNED_LATENCY_TOLERANCE)
+    check_latencies(result.stage_latencies, result.latency_cycles, network)
 
 
 def test_cifar10_tutorial_network_takes_the_predicted_cycles(tmp_path):
@@ -163,7 +158,7 @@ def test_cifar10_tutorial_network_takes_the_predicted_cycles(tmp_path):
     result = _simulate_plan(qgraph, plan, rng.uniform(0, 1, size=(2, 3, 32, 32)), tmp_path, 3)
     network = Network(qgraph, plan)
     check_cycles(result.cycles_per_inference, network.cycles_per_inference, PLANNED_CYCLE_TOLERANCE)
-    check_latency(result.latency_cycles, network.latency())
+    check_latencies(result.stage_latencies, result.latency_cycles, network)
 
 
 def test_verilog_is_byte_identical_for_identical_inputs(tmp_path):

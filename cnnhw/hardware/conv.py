@@ -12,7 +12,7 @@ from ..gateware.window import SlidingWindow, WindowGeometry
 from ..quant.qgraph import QConv
 from .matrix import MatrixOp, MatrixStage
 from .op import element_shape
-from .timing import MatrixTiming, window_stage_times
+from .timing import WindowSource
 
 
 class ConvOp(MatrixOp):
@@ -51,8 +51,8 @@ class ConvOp(MatrixOp):
                    self.pixels * self.matrix.cycles_per_window + mvu_wait,
                    self.pixels * self.layer.out_shape[0] * self.rescaler.cycles_per_value)
 
-    def element_times(self, times):
-        return window_stage_times(self.geometry, times, self.matrix_timing(), self.matrix.words)
+    def timing(self, upstream):
+        return self.matrix_timing(WindowSource(self.geometry, upstream, self.matrix.words))
 
     def memories(self):
         return [self.geometry.line_buffer(self.layer.in_format.bits), *super().memories()]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from amaranth import Module
 
 from ..gateware.memories import add_terms
@@ -10,6 +9,7 @@ from ..gateware.small import Packer
 from ..quant.qgraph import QDense
 from .matrix import MatrixOp, MatrixStage
 from .op import chain, element_shape
+from .timing import DenseSource
 
 
 class DenseOp(MatrixOp):
@@ -33,11 +33,8 @@ class DenseOp(MatrixOp):
         outputs, inputs = self.layer.weight.shape
         return max(inputs, self.matrix.cycles_per_window, outputs * self.rescaler.cycles_per_value)
 
-    def element_times(self, times):
-        # The packer takes each element as it arrives and offers a word the cycle after its last.
-        words = times.reshape(-1, self.plan.simd)[:, -1] + 1
-        _, outputs = self.matrix_timing().segment(words)
-        return np.asarray(outputs, dtype=np.int64)
+    def timing(self, upstream):
+        return self.matrix_timing(DenseSource(upstream, self.matrix.inputs, self.plan.simd))
 
     def logic_terms(self):
         return add_terms(Packer.logic_terms(self.layer.in_format.bits, self.plan.simd), super().logic_terms())

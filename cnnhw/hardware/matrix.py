@@ -34,9 +34,9 @@ class MatrixOp(HardwareOp):
                                 layer.in_format.signed, layer.weight_format.bits, layer.acc_format.bits,
                                 plan.packed, plan.logic_products, plan.weights)
 
-    def matrix_timing(self) -> MatrixTiming:
-        """The latency model of its MatrixVectorUnit and RequantUnit, for one image."""
-        return MatrixTiming(self.matrix, self.plan.pe, self.rescaler.cycles_per_value)
+    def matrix_timing(self, source) -> MatrixTiming:
+        """The latency model of its MatrixVectorUnit and RequantUnit, fed by ``source``."""
+        return MatrixTiming(self.matrix, self.plan.pe, self.rescaler.cycles_per_value, source)
 
     def memories(self):
         return [*self.matrix.memories(), *self.rescaler.memories()]

@@ -29,6 +29,7 @@ from .elementwise import ClampOp, FlattenOp
 from .op import HardwareOp
 from .plan import HardwarePlan, LayerPlan, divisors
 from .pool import TiledMaxPoolOp, WindowPoolOp
+from .timing import NEVER, InputTiming
 
 
 def hardware_op(layer, plan: LayerPlan) -> HardwareOp:
@@ -95,14 +96,15 @@ class Network:
     def stage_latencies(self) -> list[tuple[str, int]]:
         """(layer, cycle of the stage's last output element) for every stage: one image, its first
         input element at cycle 0 and one element per cycle, the pipeline otherwise idle
-        (``HardwareOp.element_times``, :mod:`cnnhw.hardware.timing`)."""
-        times = np.arange(self.image_elements(), dtype=np.int64)
-        stages = []
+        (``HardwareOp.timing``, :mod:`cnnhw.hardware.timing`)."""
+        producer, stages = InputTiming(), []
         for op in self.ops:
-            times = op.element_times(times)
-            if op.has_stage:
-                stages.append((op.name, int(times.max())))
-        return stages
+            producer = op.timing(producer)
+            stages.append((op, producer))
+        for _ in range(math.prod(self.ops[-1].layer.out_shape)):
+            producer.take(NEVER)  # the argmax takes each logit as it comes
+        producer.finish()  # and the stages before take what remains of their inputs
+        return [(op.name, stage.last) for op, stage in stages if op.has_stage]
 
     def latency(self) -> int:
         """Cycles from an image's first input element to its class (as :meth:`stage_latencies`):

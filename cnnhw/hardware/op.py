@@ -4,8 +4,8 @@ An op owns the layer's geometry, memory shapes, rescaler and tables, and answers
 the planner, the reports and the cycle model ask about it, without building anything:
 
 * ``cycles``: cycles per image in the steady state (images back to back, every stage busy);
-* ``element_times(times)``: the transfer cycle of each output element, given each input
-  element's (the latency model, :mod:`cnnhw.hardware.timing`);
+* ``timing(upstream)``: the latency model of its stage, a producer of the transfer cycles of its
+  output elements that pulls its input from ``upstream`` (:mod:`cnnhw.hardware.timing`);
 * ``memories()``: every memory its hardware creates (shape and kind);
 * ``dsps``, ``products_in_logic``, ``products``, ``weight_bits_per_cycle``, ``logic_terms()``;
 * ``output_order(input_order)``: the golden index of each element of its output stream;
@@ -17,7 +17,6 @@ and ``create()`` gives its Amaranth component (an element stream in, one out). T
 
 from __future__ import annotations
 
-import numpy as np
 from amaranth import Shape, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -28,6 +27,7 @@ from ..gateware.spram import LoadSignature
 from ..gateware.streams import stream_order
 from ..quant.arith import IntFormat
 from .plan import WEIGHT_HOMES, LayerPlan, WeightHome, divisors
+from .timing import Producer
 
 
 def element_shape(fmt: IntFormat) -> Shape:
@@ -116,11 +116,11 @@ class HardwareOp:
         """Cycles per image, steady state."""
         return 0
 
-    def element_times(self, times: np.ndarray) -> np.ndarray:
-        """The cycle each output element transfers, in stream order, given ``times``, the cycle each
-        input element does (:mod:`cnnhw.hardware.timing`; element-wise stages and reshapes pass
-        elements through in the same cycle)."""
-        return times
+    def timing(self, upstream: Producer) -> Producer:
+        """The stage's latency model: a producer of its output stream pulling its input from
+        ``upstream`` (:mod:`cnnhw.hardware.timing`). Element-wise stages and reshapes pass each
+        element on in the cycle it comes."""
+        return upstream
 
     def memories(self) -> list[MemoryShape]:
         return []

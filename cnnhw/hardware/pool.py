@@ -11,7 +11,7 @@ from ..gateware.tiled_pool import TileGeometry, TiledMaxPool
 from ..gateware.window import SlidingWindow, WindowGeometry
 from ..quant.qgraph import QGlobalPool, QPool
 from .op import HardwareOp, Stage, chain, element_shape
-from .timing import ReducerTiming, window_stage_times
+from .timing import ReducerTiming, TiledPoolTiming, WindowSource
 
 
 class TiledMaxPoolOp(HardwareOp):
@@ -27,12 +27,8 @@ class TiledMaxPoolOp(HardwareOp):
     def cycles(self) -> int:
         return self.tiles.cycles_per_image
 
-    def element_times(self, times):
-        # Each maximum leaves TileGeometry.LATENCY cycles after the last element of its tile.
-        channels, in_h, in_w = self.layer.in_shape
-        (kh, kw), out_h, out_w = self.layer.kernel, self.tiles.out_h, self.tiles.out_w
-        last = times.reshape(in_h, in_w, channels)[kh - 1:out_h * kh:kh, kw - 1:out_w * kw:kw]
-        return (last + TileGeometry.LATENCY).reshape(-1)
+    def timing(self, upstream):
+        return TiledPoolTiming(self.tiles, upstream)
 
     def memories(self):
         return self.tiles.memories(self.layer.in_format.bits)
@@ -85,10 +81,10 @@ class WindowPoolOp(HardwareOp):
         return max(channels * in_h * in_w, self.geometry.cycles_per_image + self.boundary_wait(self.geometry.boundary_rows),
                    rescale)
 
-    def element_times(self, times):
-        window = self.geometry.kernel[0] * self.geometry.kernel[1]
+    def timing(self, upstream):
+        window = self.geometry.kernel[0] * self.geometry.kernel[1]  # words: one channel's window
         cycles = self.reducer.rescaler.cycles_per_value if self.reducer.rescaler is not None else None
-        return window_stage_times(self.geometry, times, ReducerTiming(cycles), window)
+        return ReducerTiming(cycles, WindowSource(self.geometry, upstream, window))
 
     def memories(self):
         return [self.geometry.line_buffer(self.layer.in_format.bits), *self.reducer.memories()]

@@ -1,16 +1,21 @@
-"""The latency model's machinery: when each element of a stage's output stream transfers, given
-when each element of its input stream does.
+"""The latency model's machinery: the clock cycle of every transfer of one image through the
+pipeline.
 
-Times are clock cycles of transfers (``valid & ready``), counted from the image's first input
-element (cycle 0). The model follows one image through an otherwise idle pipeline, its input
-offered one element per cycle, every output taken as soon as it is offered. It follows each
-block's handshake as the gateware has it (the blocks' docstrings give the cycles), so within a
-stage it is exact, stalls included: a matrix unit waiting for its rescaler, a window unit waiting
-for its ring to free a row. Between stages it assumes no stage makes the one before it wait
-(a full line buffer only delays the elements it cannot take yet, not the stages before).
+Each op gives a *producer* of its output stream (``HardwareOp.timing``): ``take(ready_from,
+stalls)`` returns the cycle its next element transfers, given that the consumer can take it from
+``ready_from`` on, outside its ``stalls`` (``[begin, end)`` windows in which it takes nothing).
+A producer pulls its own input from the producer before it the same way, so a stage that cannot
+take an element yet (a line buffer without a free row, a pool waiting for its output to go) holds
+up the stages before it exactly as the handshake does. Cycles count from the image's first input
+element (cycle 0); the input is offered one element per cycle, the class is read as it comes,
+and the pipeline holds no other image.
 
-The shared step is :func:`consume`: a consumer that takes one word per cycle at most, never
-before it is offered, and not while it is stalled.
+Each producer follows its blocks' handshakes as the gateware has them (the blocks' docstrings give
+their cycles): the window unit's ring of rows and three-word FIFO, the MVU's ping-pong halves and
+its global stall while the requantizer is busy, each Rescaler's cycles per value, the pool
+reducer's wait for its divider, the tiled pool's global stall. The shared step is
+:func:`consume`: a consumer that takes one word per cycle at most, never before it is offered,
+and not while stalled.
 """
 
 from __future__ import annotations
@@ -18,26 +23,28 @@ from __future__ import annotations
 import numpy as np
 
 from ..gateware.mvu import MatrixParameters
+from ..gateware.tiled_pool import TileGeometry
 from ..gateware.window import WindowGeometry
 
 #: A time before any other (``-inf`` would make the arrays float).
 NEVER = -(1 << 40)
 
+Stalls = list[tuple[int, int]]
 
-def consume(offered: np.ndarray | None, start: int, stalls: list[tuple[int, int]] = ()) -> np.ndarray:
+
+def first_ready(cycle: int, stalls: Stalls = ()) -> int:
+    """The first cycle at or after ``cycle`` outside every stall (sorted, not overlapping)."""
+    for begin, end in stalls:
+        if begin <= cycle < end:
+            cycle = end
+    return cycle
+
+
+def consume(offered: np.ndarray | None, start: int, stalls: Stalls = (), count: int | None = None) -> np.ndarray:
     """Cycles at which a one-word-per-cycle consumer takes each word: word ``k`` at the first
-    cycle at or after ``offered[k]`` (``None``: every word is there), after word ``k - 1`` and
-    at or after ``start``, outside every stall ``[begin, end)`` (sorted, not overlapping)."""
-    count = len(offered) if offered is not None else 0
-    return _consume(offered, start, stalls, count)
-
-
-def consume_count(count: int, start: int, stalls: list[tuple[int, int]] = ()) -> np.ndarray:
-    """:func:`consume` of ``count`` words that are all there."""
-    return _consume(None, start, stalls, count)
-
-
-def _consume(offered, start, stalls, count) -> np.ndarray:
+    cycle at or after ``offered[k]`` (``None``: ``count`` words, all there), after word ``k - 1``
+    and at or after ``start``, outside every stall."""
+    count = len(offered) if offered is not None else count
     steps = np.arange(count, dtype=np.int64)
     if offered is None:
         taken = start + steps
@@ -46,165 +53,278 @@ def _consume(offered, start, stalls, count) -> np.ndarray:
     for begin, end in stalls:
         hit = int(np.searchsorted(taken, begin))
         if hit < count and taken[hit] < end:
-            rest = None if offered is None else offered[hit:]
-            taken[hit:] = _consume(rest, end, (), count - hit)
+            taken[hit:] = consume(None if offered is None else offered[hit:], end, (), count - hit)
     return taken
+
+
+class Producer:
+    """A stream's producer (see the module docstring). ``last``: the transfer cycle of the last
+    element taken so far; ``finish()`` takes the rest of the image's input, so that the stream
+    before it ends too (a stage may need fewer input elements than it gets, as a floor-mode pool
+    ignoring the last rows)."""
+
+    last = NEVER
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        pass
+
+
+class InputTiming(Producer):
+    """The accelerator's input: each element offered the cycle after the one before transfers."""
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        self.last = first_ready(max(self.last + 1, 0, ready_from), stalls)
+        return self.last
 
 
 class RescalerTiming:
     """A Rescaler (``gateware/rescale.py``): takes a value when idle, offers its result
-    ``cycles_per_value - 1`` cycles later and is idle again the cycle after (the result is taken
-    as soon as it is offered)."""
+    ``cycles_per_value - 1`` cycles later, and is idle again the cycle after it is taken."""
 
     def __init__(self, cycles_per_value: int):
         self.cycles_per_value = cycles_per_value
         self.idle_from = NEVER
 
-    def take(self, offered: int) -> int:
-        """The cycle the value offered at ``offered`` is taken; its result transfers at
-        ``taken + cycles_per_value - 1``."""
-        taken = max(offered, self.idle_from)
-        self.idle_from = taken + self.cycles_per_value
-        return taken
+    def result(self, taken: int, ready_from: int, stalls: Stalls) -> int:
+        """The transfer cycle of the result of the value taken at ``taken``."""
+        done = first_ready(max(taken + self.cycles_per_value - 1, ready_from), stalls)
+        self.idle_from = done + 1
+        return done
 
 
-class MatrixTiming:
-    """A MatrixVectorUnit and its RequantUnit (``gateware/mvu.py``, ``gateware/requant.py``).
+class MatrixTiming(Producer):
+    """A MatrixVectorUnit and its RequantUnit (``gateware/mvu.py``, ``gateware/requant.py``):
+    the output elements of the window segments ``source`` offers (``next_segment()``: when each
+    of a segment's words is offered; ``segment_taken(taken)``: when the unit took them).
 
-    The unit takes a window segment (one group's ``words`` words) at a time: with one fold each
-    word is multiplied as it is taken; with several, words go into the ping-pong buffer (a half
-    is free once the segment two before is computed) and fold 0 reads each word the cycle after
-    it is written. A fold's accumulators are offered ``MatrixParameters.LATENCY`` cycles after its
-    last word; while they wait for the requantizer, the whole unit stalls. The requantizer takes a
-    word once it has handed over the last lane of the one before, and hands lanes to its Rescaler
-    one after another."""
+    With one fold each word is multiplied as it is taken; with several, words go into the
+    ping-pong buffer (a half is free once the segment two before is computed) and fold 0 reads a
+    word the cycle after it is written. A fold's accumulators are offered
+    ``MatrixParameters.LATENCY`` cycles after its last word; while they wait for the requantizer,
+    the whole unit stalls. The requantizer takes a word in the cycle it hands the last lane of the
+    one before to its Rescaler (or any cycle once it is empty), and hands each lane as the
+    Rescaler becomes idle."""
 
-    def __init__(self, matrix: MatrixParameters, pe: int, cycles_per_value: int):
-        self.matrix, self.pe = matrix, pe
+    def __init__(self, matrix: MatrixParameters, pe: int, cycles_per_value: int, source):
+        self.matrix, self.pe, self.source = matrix, pe, source
         self.rescaler = RescalerTiming(cycles_per_value)
         self.last_fire = self.last_write = NEVER
-        self.stalls: list[tuple[int, int]] = []
+        self.stalls: Stalls = []
         self.finished: list[int] = []  # cycle of each segment's last fire
-        self.lane_free = NEVER  # the requantizer can take a word from this cycle
+        self.folds_done = matrix.folds  # of the current segment
+        self.written = None  # when the current segment's words were taken
+        self.lanes_left = 0  # of the current fold's output word
+        self.word_taken = NEVER  # when the requantizer took the current word
+        self.lane_free = NEVER  # the requantizer may take the next word from this cycle
 
-    def segment(self, offered: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        """Take one segment offered at ``offered`` (one cycle per word); return the cycles its
-        words are taken and the transfer cycles of the ``folds * pe`` outputs it makes."""
-        mx = self.matrix
-        outputs: list[int] = []
-        if mx.folds == 1:
-            fires = self._fire(offered)
-            outputs += self._bank(int(fires[-1]))
-            taken = fires
-        else:
-            n = len(self.finished)
-            half_free = self.finished[n - 2] + 1 if n >= 2 else NEVER
-            taken = consume(offered, max(self.last_write + 1, half_free))
-            self.last_write = int(taken[-1])
-            for fold in range(mx.folds):
-                fires = self._fire(taken + 1 if fold == 0 else None, mx.words)
-                outputs += self._bank(int(fires[-1]))
-        self.finished.append(self.last_fire)
-        return taken, outputs
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        if not self.lanes_left:
+            self._fold()
+        handed = max(self.rescaler.idle_from, self.word_taken + 1)
+        self.last = self.rescaler.result(handed, ready_from, stalls)
+        self.lanes_left -= 1
+        if not self.lanes_left:
+            self.lane_free = handed
+        return self.last
 
-    def _fire(self, offered, count: int | None = None) -> np.ndarray:
+    def finish(self) -> None:
+        self.source.finish()
+
+    def _fire(self, offered, count: int | None = None) -> int:
         self.stalls = [stall for stall in self.stalls if stall[1] > self.last_fire + 1]
-        start = self.last_fire + 1
-        fires = consume(offered, start, self.stalls) if offered is not None else \
-            consume_count(count, start, self.stalls)
+        fires = consume(offered, self.last_fire + 1, self.stalls, count)
         self.last_fire = int(fires[-1])
         return fires
 
-    def _bank(self, last_fire: int) -> list[int]:
-        """A fold's output, its last word fired at ``last_fire``: the transfer cycle of each lane."""
-        moves = last_fire + 1  # its word moves into the accumulate stage at the next unstalled cycle
-        for begin, end in self.stalls:
-            if begin <= moves < end:
-                moves = end
-        offered = moves + MatrixParameters.LATENCY - 1
+    def _fold(self) -> None:
+        """The next fold's output word, up to the requantizer taking it."""
+        mx = self.matrix
+        if self.folds_done == mx.folds:  # a new segment
+            offered = self.source.next_segment()
+            if mx.folds == 1:
+                taken = self._fire(offered)
+            else:
+                half_free = self.finished[-2] + 1 if len(self.finished) >= 2 else NEVER
+                taken = consume(offered, max(self.last_write + 1, half_free))
+                self.last_write = int(taken[-1])
+            self.source.segment_taken(taken)
+            self.written, self.folds_done = taken, 0
+        if mx.folds > 1:
+            self._fire(self.written + 1 if self.folds_done == 0 else None, mx.words)
+        self.folds_done += 1
+        if self.folds_done == mx.folds:
+            self.finished.append(self.last_fire)
+        # The word moves into the accumulate stage at the next cycle the unit is not stalled.
+        offered = first_ready(self.last_fire + 1, self.stalls) + MatrixParameters.LATENCY - 1
         taken = max(offered, self.lane_free)
         if taken > offered:
             self.stalls.append((offered, taken))
-        cycles = self.rescaler.cycles_per_value
-        first = self.rescaler.take(taken + 1)
-        lanes = [first + lane * cycles for lane in range(self.pe)]
-        self.rescaler.idle_from = lanes[-1] + cycles
-        self.lane_free = lanes[-1]
-        return [lane + cycles - 1 for lane in lanes]
+        self.word_taken, self.lanes_left = taken, self.pe
 
 
-class ReducerTiming:
-    """A PoolReducer (``gateware/pool.py``): one word per cycle; each window's result is offered
-    the cycle after its last word, as the output (max) or to its Rescaler (average), and the
-    reducer takes no word while a result waits."""
+class WindowSource:
+    """A SlidingWindow's side of a segmented consumer (MatrixTiming or ReducerTiming): it offers
+    each output row's words in segments of ``segment_words``, pulling input rows from
+    ``upstream`` as the rows need them.
 
-    def __init__(self, cycles_per_value: int | None):
-        self.rescaler = RescalerTiming(cycles_per_value) if cycles_per_value is not None else None
-        self.last = NEVER
-        self.stalls: list[tuple[int, int]] = []
+    The writer takes an element once its row has a slot in the ring (row ``y`` needs the reader
+    past row ``y - rows``); a row counts one cycle after its last element. An output row is
+    issued once its last input row counts, one word per cycle, each offered two cycles after its
+    issue (``WindowGeometry.LATENCY`` from the last needed element), and the unit issues only
+    while fewer than three words wait in its FIFO."""
 
-    def segment(self, offered: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        self.stalls = [stall for stall in self.stalls if stall[1] > self.last + 1]
-        taken = consume(offered, self.last + 1, self.stalls)
-        self.last = int(taken[-1])
-        result = self.last + 1
-        if self.rescaler is None:
-            return taken, [result]
-        handed = self.rescaler.take(result)
-        if handed > result:
-            self.stalls.append((result, handed))
-        return taken, [handed + self.rescaler.cycles_per_value - 1]
+    def __init__(self, geometry: WindowGeometry, upstream: Producer, segment_words: int):
+        self.geometry, self.upstream, self.segment_words = geometry, upstream, segment_words
+        self.row_counts: list[int] = []  # the cycle each input row counts as written
+        self.reader_done: list[int] = []  # the cycle the reader left each output row
+        self.last_write = NEVER
+        self.segments_left = 0
+        self.ready = NEVER
+        self.row_taken: list[np.ndarray] = []
+        self.issued_tail = NEVER
+        self.taken_tail = np.full(3, NEVER, dtype=np.int64)
 
+    def _write_row(self) -> None:
+        g = self.geometry
+        row = len(self.row_counts)
+        # The reader must have left the output row before the first one whose first row is past
+        # row - rows (once it leaves the last one, the image is done and every slot is free).
+        allowed, threshold = NEVER, row - g.rows + 1
+        if threshold > 0:
+            leaves = min(-(-(threshold + g.pads[0]) // g.stride[0]) - 1, g.out_hw[0] - 1)
+            allowed = self.reader_done[leaves]
+        for _ in range(g.width * g.channels):
+            self.last_write = self.upstream.take(max(self.last_write + 1, allowed))
+        self.row_counts.append(self.last_write + 1)
 
-def window_stage_times(geometry: WindowGeometry, times: np.ndarray, consumer, segment_words: int) -> np.ndarray:
-    """Output transfer cycles of a SlidingWindow feeding ``consumer`` (a MatrixTiming or a
-    ReducerTiming, taking ``segment_words`` words at a time), given the input's ``times`` in
-    stream order (HWC).
+    def next_segment(self) -> np.ndarray:
+        g = self.geometry
+        if not self.segments_left:
+            row = len(self.reader_done)
+            (span, _), (stride, _), top = g.span, g.stride, g.pads[0]
+            needed = min(g.height - 1, max(0, row * stride - top + span - 1))
+            while len(self.row_counts) <= needed:
+                self._write_row()
+            self.ready = self.row_counts[needed]
+            self.segments_left = g.out_hw[1] * g.words_per_window // self.segment_words
+        self.segments_left -= 1
+        return np.full(self.segment_words, self.ready + WindowGeometry.LATENCY - 1, dtype=np.int64)
 
-    The writer takes an element when it arrives and the ring has a slot for its row (row ``y``
-    needs the reader past row ``y - rows``); a row counts one cycle after its last element. An
-    output row is issued once its last input row counts, one word per cycle, each word offered
-    two cycles after its issue (``WindowGeometry.LATENCY`` from the last needed element), and
-    the unit issues only while fewer than three words wait in its FIFO."""
-    g = geometry
-    height, (span, _), (stride, _), top = g.height, g.span, g.stride, g.pads[0]
-    row_elements = g.width * g.channels
-    arrivals = np.asarray(times, dtype=np.int64).reshape(height, row_elements)
-    row_counts = [NEVER] * height  # the cycle each input row counts as written
-    reader_row_done: list[int] = []  # cycle the reader moved past each output row
-    written, last_write = 0, NEVER
-    words_per_row = g.out_hw[1] * g.words_per_window
-    issued_tail = NEVER
-    taken_tail = np.full(3, NEVER, dtype=np.int64)
-    outputs: list[int] = []
-    for row in range(g.out_hw[0]):
-        needed = min(height - 1, max(0, row * stride - top + span - 1))
-        while written <= needed:
-            # Row `written` may go into the ring once the reader's first row is past
-            # written - rows: once it has left the output row before the first one starting there.
-            allowed, threshold = NEVER, written - g.rows + 1
-            if threshold > 0:
-                leaves = -(-(threshold + top) // stride) - 1  # the output row the reader must leave
-                allowed = reader_row_done[leaves]
-            taken = consume(arrivals[written], max(last_write + 1, allowed))
-            last_write = int(taken[-1])
-            row_counts[written] = last_write + 1
-            written += 1
-        ready = row_counts[needed]
-        offered = np.full(segment_words, ready + WindowGeometry.LATENCY - 1, dtype=np.int64)
-        row_taken = []
-        for _ in range(words_per_row // segment_words):
-            taken, made = consumer.segment(offered)
-            row_taken.append(taken)
-            outputs += made
-        row_taken = np.concatenate(row_taken)
-        # Issue cycles: word j no earlier than the row is ready, the word before it, and the read
-        # of word j - 3 (the FIFO's room); the reader leaves the row the cycle after its last issue.
-        before = np.concatenate([taken_tail, row_taken])[:len(row_taken)]
-        earliest = np.maximum(ready, before + 1)
+    def segment_taken(self, taken: np.ndarray) -> None:
+        self.row_taken.append(taken)
+        if self.segments_left:
+            return
+        # Issue cycles of the row's words: no earlier than the row is ready, the word before, and
+        # the read of the word three before (the FIFO's room). The reader leaves the row the
+        # cycle after its last issue.
+        row_taken = np.concatenate(self.row_taken)
+        before = np.concatenate([self.taken_tail, row_taken])[:len(row_taken)]
+        earliest = np.maximum(self.ready, before + 1)
         steps = np.arange(len(row_taken), dtype=np.int64)
-        issued = np.maximum.accumulate(np.maximum(earliest - steps, issued_tail + 1)) + steps
-        issued_tail = int(issued[-1])
-        taken_tail = np.concatenate([taken_tail, row_taken])[-3:]
-        reader_row_done.append(issued_tail + 1)
-    return np.asarray(outputs, dtype=np.int64)
+        issued = np.maximum.accumulate(np.maximum(earliest - steps, self.issued_tail + 1)) + steps
+        self.issued_tail = int(issued[-1])
+        self.taken_tail = np.concatenate([self.taken_tail, row_taken])[-3:]
+        self.reader_done.append(self.issued_tail + 1)
+        self.row_taken = []
+
+    def finish(self) -> None:
+        while len(self.row_counts) < self.geometry.height:
+            self._write_row()
+        self.upstream.finish()
+
+
+class ReducerTiming(Producer):
+    """A PoolReducer (``gateware/pool.py``) after a SlidingWindow: one word per cycle; each
+    window's result is offered the cycle after its last word, as the output (max) or to its
+    Rescaler (average), and the reducer takes no word while a result waits."""
+
+    def __init__(self, cycles_per_value: int | None, source: WindowSource):
+        self.rescaler = RescalerTiming(cycles_per_value) if cycles_per_value is not None else None
+        self.source = source
+        self.last_word = NEVER
+        self.stalls: Stalls = []
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        self.stalls = [stall for stall in self.stalls if stall[1] > self.last_word + 1]
+        taken = consume(self.source.next_segment(), self.last_word + 1, self.stalls)
+        self.source.segment_taken(taken)
+        self.last_word = int(taken[-1])
+        result = self.last_word + 1
+        if self.rescaler is None:
+            held_until = self.last = first_ready(max(result, ready_from), stalls)
+        else:
+            held_until = max(result, self.rescaler.idle_from)
+            self.last = self.rescaler.result(held_until, ready_from, stalls)
+        if held_until > result:
+            self.stalls.append((result, held_until))
+        return self.last
+
+    def finish(self) -> None:
+        self.source.finish()
+
+
+class TiledPoolTiming(Producer):
+    """A TiledMaxPool (``gateware/tiled_pool.py``): takes each input element (used or not) as it
+    comes, offers a tile's maximum ``TileGeometry.LATENCY`` cycles after its last element, and
+    stalls whole while a maximum waits to be taken."""
+
+    def __init__(self, tiles: TileGeometry, upstream: Producer):
+        self.tiles, self.upstream = tiles, upstream
+        self.accepted = 0
+        self.last_accept = NEVER
+        self.stalls: Stalls = []
+        channels, width = tiles.channels, tiles.width
+        (kh, kw), out_w = tiles.kernel, tiles.out_w
+        # The input element that ends each output's tile, in output order.
+        rows, columns, channel = np.meshgrid(np.arange(tiles.out_h), np.arange(out_w), np.arange(channels),
+                                             indexing="ij")
+        self.ends = (((rows + 1) * kh - 1) * width + (columns + 1) * kw - 1) * channels + channel
+        self.ends = self.ends.reshape(-1)
+        self.outputs = 0
+
+    def _accept(self) -> int:
+        self.last_accept = self.upstream.take(self.last_accept + 1, self.stalls)
+        self.accepted += 1
+        return self.last_accept
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        end = int(self.ends[self.outputs])
+        while self.accepted <= end:
+            self._accept()
+        offered = first_ready(self.last_accept + 1, self.stalls) + TileGeometry.LATENCY - 1
+        self.last = first_ready(max(offered, ready_from), stalls)
+        if self.last > offered:
+            self.stalls.append((offered, self.last))
+        self.outputs += 1
+        return self.last
+
+    def finish(self) -> None:
+        total = self.tiles.height * self.tiles.width * self.tiles.channels
+        while self.accepted < total:
+            self._accept()
+        self.upstream.finish()
+
+
+class DenseSource:
+    """A Packer's side of a dense layer's MatrixTiming: one segment, the whole input, each word
+    offered the cycle after its last element arrives. (The packer never waits on the first
+    image: the MVU takes every word of its first segment as it is offered.)"""
+
+    def __init__(self, upstream: Producer, inputs: int, simd: int):
+        self.upstream, self.inputs, self.simd = upstream, inputs, simd
+
+    def next_segment(self) -> np.ndarray:
+        arrivals = np.empty(self.inputs, dtype=np.int64)
+        last = NEVER
+        for index in range(self.inputs):
+            last = arrivals[index] = self.upstream.take(last + 1)
+        return arrivals[self.simd - 1::self.simd] + 1
+
+    def segment_taken(self, taken: np.ndarray) -> None:
+        pass
+
+    def finish(self) -> None:
+        self.upstream.finish()

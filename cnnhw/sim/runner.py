@@ -175,6 +175,11 @@ def run_cocotb(sources: list[Path], top: str, test_module: str, build_dir: Path,
     simulator must keep (Verilator's ``--timing``); ``every_signal_public=False``: the testbench
     reads only signals the sources declare public (Verilator). A second call on an unchanged build
     reuses it. Returns (build seconds, run seconds)."""
+    if simulator == "verilator" and any(character.isspace() for character in str(build_dir)):
+        # verilated.mk refuses such a folder (GNU make cannot quote its paths), after a whole
+        # Verilator run: say so first, and how to avoid it.
+        raise CnnhwError(f"Verilator builds with GNU make, which cannot work in a folder whose path has a space "
+                         f"({build_dir}): choose an output folder without spaces")
     _prepare_environment(simulator)
     from cocotb_tools.runner import get_runner
 
