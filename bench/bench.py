@@ -34,7 +34,7 @@ from cnnhw.errors import DoesNotFitError  # noqa: E402
 from cnnhw.flow.build import build_fitting  # noqa: E402
 from cnnhw.flow.verilog import export_verilog  # noqa: E402
 from cnnhw.frontend import load_model  # noqa: E402
-from cnnhw.plan import HardwarePlan, predict_cycles, predict_latency  # noqa: E402
+from cnnhw.plan import HardwarePlan, predict_cycles_per_inference, predict_latency  # noqa: E402
 from cnnhw.plan.budget import plan_for_board  # noqa: E402
 from cnnhw.quant import QuantOptions, quantize_graph  # noqa: E402
 from cnnhw.golden.evaluate import accuracy  # noqa: E402
@@ -85,7 +85,7 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
         row["build"] = f"not built: {error}"
         plan = plan_for_board(qgraph, replace(board, budget={**board.budget, "ebr": 10**6, "spram": 10**6}))
     row["plan"] = plan.to_json()
-    row["predicted_cycles"] = max(predict_cycles(qgraph, plan).values())
+    row["predicted_cycles"] = predict_cycles_per_inference(qgraph, plan)
     row["predicted_latency"] = predict_latency(qgraph, plan)
     folder = work / f"rtl_{len(name)}"
     export = export_verilog(qgraph, plan, folder)

@@ -256,17 +256,19 @@ def _plan_file(args):
 def _board_plan(args, qgraph, board, max_logic_cells: int | None = None):
     """A plan for ``board``: the planner's, keeping every layer ``--plan FILE`` lists as given
     (within ``max_logic_cells`` estimated logic cells, when the build asks for fewer)."""
-    from .plan import predict_cycles
+    from .hardware.network import network_of
     from .plan.budget import plan_for_board
-    from .plan.costs import multipliers, plan_costs
+    from .plan.costs import plan_costs
     from .report import console, plan_table
 
     started = time.perf_counter()
     plan = plan_for_board(qgraph, board, fixed=_plan_file(args), max_logic_cells=max_logic_cells)
+    seconds = time.perf_counter() - started
+    network = network_of(qgraph, plan)
     log.info("plan: %d products per cycle, %s cycles per inference predicted (planned in %.2f s)",
-             multipliers(qgraph, plan), f"{max(predict_cycles(qgraph, plan).values()):,}", time.perf_counter() - started)
-    console().print(plan_table(f"the plan for the {board.name} (cost model)", plan, plan_costs(qgraph, plan, board),
-                               board.budget))
+             network.multipliers, f"{network.cycles_per_inference:,}", seconds)
+    console().print(plan_table(f"the plan for the {board.name} (cost model)", plan, plan_costs(qgraph, network, board),
+                               board.budget, network.cycles_per_inference, network.coupled()))
     return plan
 
 
@@ -276,7 +278,7 @@ def cmd_sim(args) -> None:
     from .flow.verilog import export_verilog, identifier
     from .outputs import write_json
     from .hardware import Network
-    from .plan import check_plan, default_plan, predict_cycles, predict_latency
+    from .plan import check_plan, default_plan, predict_cycles_per_inference, predict_latency
     from .report import console, sim_table
     from .sim.runner import simulate_export
     from .verify import expected_streams
@@ -318,7 +320,7 @@ def cmd_sim(args) -> None:
     else:
         plan = check_plan(plan_file, qgraph)
         log.info("plan: %s", f"the build's own ({args.build}/plan.json)" if finished else f"from {args.plan}")
-    predicted = max(predict_cycles(qgraph, plan).values())
+    predicted = predict_cycles_per_inference(qgraph, plan)
     with stage(f"generating Verilog into {folder}"):
         export = export_verilog(qgraph, plan, folder)
     expected = expected_streams(qgraph, data.x)

@@ -161,9 +161,12 @@ def sim_table(name: str, result, predicted: int, predicted_latency: int) -> Tabl
     return table
 
 
-def plan_table(title: str, plan, costs, budget: dict[str, int]) -> Table:
-    """The plan's cost model, layer by layer (``plan.costs.plan_costs``), with the board's budget.
-    *products*: PE x SIMD and how they are made (a DSP each, packed two per DSP, or in logic)."""
+def plan_table(title: str, plan, costs, budget: dict[str, int], cycles_per_inference: int,
+               coupled: list[str] = ()) -> Table:
+    """The plan's cost model, layer by layer (``plan.costs.plan_costs``), with the board's budget
+    and the pipeline's cycles per inference (``Network.cycles_per_inference``). *products*: PE x
+    SIMD and how they are made (a DSP each, packed two per DSP, or in logic). The cycles of a
+    ``coupled`` stage (``Network.coupled``) are an upper estimate, marked ``<=``."""
     table = Table(title=title)
     for column, justify in (("layer", "left"), ("op", "left"), ("products", "left"), ("weights", "left"),
                             ("cycles", "right"), ("DSP", "right"), ("logic cells", "right"), ("EBR", "right"),
@@ -174,18 +177,22 @@ def plan_table(title: str, plan, costs, budget: dict[str, int]) -> Table:
         weighted = cost.weight_bits_per_cycle > 0
         how = "in logic" if folding.logic_products else "packed" if folding.packed else "on DSPs"
         table.add_row(cost.name, cost.op, f"{folding.pe} x {folding.simd} {how}" if weighted else "",
-                      folding.weights if weighted else "", f"{cost.cycles:,}" if cost.cycles else "",
+                      folding.weights if weighted else "",
+                      (f"<= {cost.cycles:,}" if cost.name in coupled else f"{cost.cycles:,}") if cost.cycles else "",
                       str(cost.dsp or ""), f"{cost.logic_cells:,}" if cost.logic_cells else "", str(cost.ebr or ""),
                       str(cost.spram or ""), f"{cost.weight_bits_per_cycle:,}" if weighted else "")
     table.add_section()
     total = {key: sum(getattr(cost, key) for cost in costs) for key in ("dsp", "logic_cells", "ebr", "spram")}
-    table.add_row("total / budget", "", "", "", f"{max(cost.cycles for cost in costs):,}",
+    table.add_row("total / budget", "", "", "", f"{cycles_per_inference:,}",
                   f"{total['dsp']}/{budget['dsp']}", f"{total['logic_cells']:,}/{budget['logic_cells']:,}",
                   f"{total['ebr']}/{budget['ebr']}", f"{total['spram']}/{budget['spram']}", "")
     from .plan.logic import typical_error
 
     table.caption = (f"logic cells are estimated (mean error {typical_error():.1%}, either way): the build packs the "
                      f"netlist and plans again if it is over")
+    if coupled:
+        table.caption += (f"; {', '.join(coupled)} without line-buffer overlap waits at each image boundary for rows "
+                          f"of the stages before, which it stalls: the total is the timing model's")
     return table
 
 

@@ -50,7 +50,7 @@ import numpy as np
 from ..boards import Board
 from ..errors import BuildError, DoesNotFitError
 from ..outputs import mark_folder, replace_folder, staging_folder, write_json
-from ..hardware import HardwarePlan, Network, predict_cycles
+from ..hardware import HardwarePlan, Network, predict_cycles_per_inference
 from ..plan.budget import budget_table, check_fits
 from ..plan.costs import needs, plan_costs, plan_facts
 from ..progress import stage
@@ -336,7 +336,7 @@ def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callabl
                 raise
             planned = needs(plan_costs(qgraph, plan, board))
             cells, available = error.needs.get("logic_cells", 0), board.budget["logic_cells"]
-            refits.append({"dsp": planned["dsp"], "cycles_per_inference": max(predict_cycles(qgraph, plan).values()),
+            refits.append({"dsp": planned["dsp"], "cycles_per_inference": predict_cycles_per_inference(qgraph, plan),
                            "logic_cells": cells, "estimated_logic_cells": planned["logic_cells"]})
             cap = planned["logic_cells"] - (cells - available)
             log.info("%s logic cells needed (%s estimated, %s available): planning again within an estimate of %s",

@@ -42,7 +42,8 @@ def _fmt(fmt) -> dict:
 
 
 def manifest(qgraph: QGraph, plan: HardwarePlan, accelerator: Accelerator, top: str) -> dict:
-    cycles = Network(qgraph, plan).cycles()
+    network = Network(qgraph, plan)
+    cycles = network.cycles()
     first, last = qgraph.layers[0], qgraph.layers[-1]
     return {
         "generator": f"cnnhw {__version__}",
@@ -63,7 +64,7 @@ def manifest(qgraph: QGraph, plan: HardwarePlan, accelerator: Accelerator, top: 
             for k, (name, stage) in enumerate(accelerator.stages)
         ],
         "plan": plan.to_json(),
-        "predicted_cycles_per_inference": max(cycles.values()),
+        "predicted_cycles_per_inference": network.cycles_per_inference,
         "quantization": {"calibration": qgraph.calibration, "rounding": qgraph.options.rounding},
     }
 

@@ -50,9 +50,14 @@ class TileGeometry:
         return self.width // self.kernel[1]
 
     @property
+    def elements(self) -> int:
+        """Input elements per image."""
+        return self.channels * self.height * self.width
+
+    @property
     def cycles_per_image(self) -> int:
         """One input element per cycle, never waiting."""
-        return self.channels * self.height * self.width
+        return self.elements
 
     def memories(self, element_bits: int) -> list[MemoryShape]:
         return [MemoryShape("pool partials", element_bits, max(2, self.out_w * self.channels))]

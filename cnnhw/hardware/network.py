@@ -29,7 +29,11 @@ from .elementwise import ClampOp, FlattenOp
 from .op import HardwareOp
 from .plan import HardwarePlan, LayerPlan, divisors
 from .pool import TiledMaxPoolOp, WindowPoolOp
-from .timing import NEVER, InputTiming
+from .timing import NEVER, InputTiming, Probe
+
+#: Images the timing model sends back to back for the steady state of a pipeline with coupled
+#: stages (``Network.cycles_per_inference``); the first half fill the pipeline.
+STEADY_IMAGES = 6
 
 
 def hardware_op(layer, plan: LayerPlan) -> HardwareOp:
@@ -59,6 +63,7 @@ class Network:
             if layer_plan.name not in names:
                 raise CnnhwError(f"plan: no layer named '{layer_plan.name}' (layers: {', '.join(sorted(names))})")
         self.qgraph, self.plan = qgraph, plan
+        self._timelines: dict[int, list] = {}
         self.ops = [hardware_op(layer, plan.for_layer(layer.name)) for layer in qgraph.layers]
         if not any(op.has_stage for op in self.ops):
             raise UnsupportedModelError(f"model '{qgraph.graph.name}' has no layer to build hardware for")
@@ -88,28 +93,54 @@ class Network:
         """Predicted cycles per image of every layer's stage."""
         return {op.name: op.cycles for op in self.ops}
 
+    def coupled(self) -> list[str]:
+        """Stages without line-buffer overlap whose rows come from slower stages: at every image
+        boundary such a stage waits for rows the stages before produce while it stalls them, a
+        coupling that no stage's own cycles capture (``HardwareOp.boundary_wait``)."""
+        return [op.name for op in self.ops if op.windowed and not op.plan.overlap and not self.fed_by_input(op.name)]
+
     @property
     def cycles_per_inference(self) -> int:
-        """Images back to back: the slowest stage's cycles."""
+        """Images back to back: the slowest stage's cycles; with :meth:`coupled` stages, the timing
+        model's steady state instead (the cycles between classes once the pipeline is full)."""
+        if self.coupled():
+            return math.ceil(self.interval(STEADY_IMAGES, skip=STEADY_IMAGES // 2))
         return max(self.cycles().values())
 
+    def timeline(self, images: int = 1) -> list[tuple[str, list[int]]]:
+        """(layer, the cycle of each image's last output element) for every stage, ``images``
+        images back to back, the first input element at cycle 0 and one element per cycle, every
+        output taken as it comes (:mod:`cnnhw.hardware.timing`: each stage's producer pulls its
+        input from the one before, following the blocks' handshakes)."""
+        if images not in self._timelines:
+            producer, probes = InputTiming(), []
+            for op in self.ops:
+                producer = op.timing(producer)
+                if op.has_stage:
+                    producer = Probe(producer, math.prod(op.layer.out_shape))
+                    probes.append((op.name, producer))
+            for _ in range(images * producer.elements):
+                producer.take(NEVER)  # the argmax takes each logit as it comes
+            producer.finish()  # and the stages before take what remains of the last image
+            self._timelines[images] = [(name, probe.image_ends[:images]) for name, probe in probes]
+        return self._timelines[images]
+
     def stage_latencies(self) -> list[tuple[str, int]]:
-        """(layer, cycle of the stage's last output element) for every stage: one image, its first
-        input element at cycle 0 and one element per cycle, the pipeline otherwise idle
-        (``HardwareOp.timing``, :mod:`cnnhw.hardware.timing`)."""
-        producer, stages = InputTiming(), []
-        for op in self.ops:
-            producer = op.timing(producer)
-            stages.append((op, producer))
-        for _ in range(math.prod(self.ops[-1].layer.out_shape)):
-            producer.take(NEVER)  # the argmax takes each logit as it comes
-        producer.finish()  # and the stages before take what remains of their inputs
-        return [(op.name, stage.last) for op, stage in stages if op.has_stage]
+        """(layer, cycles from an image's first input element to the stage's last output element)
+        for every stage, the pipeline otherwise idle (:meth:`timeline` of one image)."""
+        return [(name, ends[0]) for name, ends in self.timeline(1)]
 
     def latency(self) -> int:
         """Cycles from an image's first input element to its class (as :meth:`stage_latencies`):
         the last stage's last element, then the argmax."""
         return self.stage_latencies()[-1][1] + Argmax.LATENCY
+
+    def interval(self, images: int = 3, skip: int = 0) -> float:
+        """Mean cycles between the classes of ``images`` images sent back to back, from the class of
+        image ``skip`` on (the simulation measures cycles per inference so, from the first), every
+        stall between the stages counted."""
+        ends = self.timeline(images)[-1][1]
+        return (ends[-1] - ends[skip]) / (images - 1 - skip)
 
     @property
     def multipliers(self) -> int:
@@ -170,6 +201,10 @@ def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:
 
 def predict_cycles(qgraph: QGraph, plan: HardwarePlan) -> dict[str, int]:
     return network_of(qgraph, plan).cycles()
+
+
+def predict_cycles_per_inference(qgraph: QGraph, plan: HardwarePlan) -> int:
+    return network_of(qgraph, plan).cycles_per_inference
 
 
 def predict_latency(qgraph: QGraph, plan: HardwarePlan) -> int:

@@ -20,6 +20,8 @@ and not while stalled.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 
 from ..gateware.mvu import MatrixParameters
@@ -70,6 +72,26 @@ class Producer:
 
     def finish(self) -> None:
         pass
+
+
+class Probe(Producer):
+    """Passes a stage's stream on and notes the transfer cycle of each image's last element
+    (``elements`` per image), as the simulation harness's checkers stamp them."""
+
+    def __init__(self, inner: Producer, elements: int):
+        self.inner, self.elements = inner, elements
+        self.count = 0
+        self.image_ends: list[int] = []
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        self.last = self.inner.take(ready_from, stalls)
+        self.count += 1
+        if self.count % self.elements == 0:
+            self.image_ends.append(self.last)
+        return self.last
+
+    def finish(self) -> None:
+        self.inner.finish()
 
 
 class InputTiming(Producer):
@@ -168,18 +190,22 @@ class MatrixTiming(Producer):
 class WindowSource:
     """A SlidingWindow's side of a segmented consumer (MatrixTiming or ReducerTiming): it offers
     each output row's words in segments of ``segment_words``, pulling input rows from
-    ``upstream`` as the rows need them.
+    ``upstream`` as the rows need them, image after image.
 
-    The writer takes an element once its row has a slot in the ring (row ``y`` needs the reader
-    past row ``y - rows``); a row counts one cycle after its last element. An output row is
-    issued once its last input row counts, one word per cycle, each offered two cycles after its
-    issue (``WindowGeometry.LATENCY`` from the last needed element), and the unit issues only
-    while fewer than three words wait in its FIFO."""
+    The writer takes an element once its row has a slot in the ring: row ``G`` of the stream
+    needs the reader's first row (counted over the stream) past ``G - rows``; a row counts one
+    cycle after its last element. An output row is issued once its last input row counts, one
+    word per cycle, each offered two cycles after its issue (``WindowGeometry.LATENCY`` from the
+    last needed element), and the unit issues only while fewer than three words wait in its
+    FIFO. The reader leaves a row the cycle after its last issue; leaving an image's last row, it
+    moves to the next image's row 0."""
 
     def __init__(self, geometry: WindowGeometry, upstream: Producer, segment_words: int):
         self.geometry, self.upstream, self.segment_words = geometry, upstream, segment_words
-        self.row_counts: list[int] = []  # the cycle each input row counts as written
-        self.reader_done: list[int] = []  # the cycle the reader left each output row
+        self.row_counts: list[int] = []  # the cycle each input row of the stream counts as written
+        self.moves: list[int] = []  # the cycles the reader's first row moved on ...
+        self.first_rows: list[int] = []  # ... and the row it moved to (over the stream)
+        self.output_rows = 0  # output rows the reader has begun
         self.last_write = NEVER
         self.segments_left = 0
         self.ready = NEVER
@@ -187,15 +213,18 @@ class WindowSource:
         self.issued_tail = NEVER
         self.taken_tail = np.full(3, NEVER, dtype=np.int64)
 
+    def _first_row(self, output_row: int) -> int:
+        """The first input row (over the stream) that the stream's ``output_row`` reads."""
+        g = self.geometry
+        image, row = divmod(output_row, g.out_hw[0])
+        return image * g.height + max(0, row * g.stride[0] - g.pads[0])
+
     def _write_row(self) -> None:
         g = self.geometry
-        row = len(self.row_counts)
-        # The reader must have left the output row before the first one whose first row is past
-        # row - rows (once it leaves the last one, the image is done and every slot is free).
-        allowed, threshold = NEVER, row - g.rows + 1
+        threshold = len(self.row_counts) - g.rows + 1
+        allowed = NEVER
         if threshold > 0:
-            leaves = min(-(-(threshold + g.pads[0]) // g.stride[0]) - 1, g.out_hw[0] - 1)
-            allowed = self.reader_done[leaves]
+            allowed = self.moves[bisect_left(self.first_rows, threshold)]
         for _ in range(g.width * g.channels):
             self.last_write = self.upstream.take(max(self.last_write + 1, allowed))
         self.row_counts.append(self.last_write + 1)
@@ -203,13 +232,14 @@ class WindowSource:
     def next_segment(self) -> np.ndarray:
         g = self.geometry
         if not self.segments_left:
-            row = len(self.reader_done)
+            image, row = divmod(self.output_rows, g.out_hw[0])
             (span, _), (stride, _), top = g.span, g.stride, g.pads[0]
-            needed = min(g.height - 1, max(0, row * stride - top + span - 1))
+            needed = image * g.height + min(g.height - 1, max(0, row * stride - top + span - 1))
             while len(self.row_counts) <= needed:
                 self._write_row()
             self.ready = self.row_counts[needed]
             self.segments_left = g.out_hw[1] * g.words_per_window // self.segment_words
+            self.output_rows += 1
         self.segments_left -= 1
         return np.full(self.segment_words, self.ready + WindowGeometry.LATENCY - 1, dtype=np.int64)
 
@@ -218,8 +248,7 @@ class WindowSource:
         if self.segments_left:
             return
         # Issue cycles of the row's words: no earlier than the row is ready, the word before, and
-        # the read of the word three before (the FIFO's room). The reader leaves the row the
-        # cycle after its last issue.
+        # the read of the word three before (the FIFO's room).
         row_taken = np.concatenate(self.row_taken)
         before = np.concatenate([self.taken_tail, row_taken])[:len(row_taken)]
         earliest = np.maximum(self.ready, before + 1)
@@ -227,11 +256,13 @@ class WindowSource:
         issued = np.maximum.accumulate(np.maximum(earliest - steps, self.issued_tail + 1)) + steps
         self.issued_tail = int(issued[-1])
         self.taken_tail = np.concatenate([self.taken_tail, row_taken])[-3:]
-        self.reader_done.append(self.issued_tail + 1)
+        self.moves.append(self.issued_tail + 1)
+        self.first_rows.append(self._first_row(self.output_rows))
         self.row_taken = []
 
     def finish(self) -> None:
-        while len(self.row_counts) < self.geometry.height:
+        images = -(-self.output_rows // self.geometry.out_hw[0])
+        while len(self.row_counts) < images * self.geometry.height:
             self._write_row()
         self.upstream.finish()
 
@@ -291,7 +322,8 @@ class TiledPoolTiming(Producer):
         return self.last_accept
 
     def take(self, ready_from: int, stalls: Stalls = ()) -> int:
-        end = int(self.ends[self.outputs])
+        image, index = divmod(self.outputs, len(self.ends))
+        end = image * self.tiles.elements + int(self.ends[index])
         while self.accepted <= end:
             self._accept()
         offered = first_ready(self.last_accept + 1, self.stalls) + TileGeometry.LATENCY - 1
@@ -302,8 +334,7 @@ class TiledPoolTiming(Producer):
         return self.last
 
     def finish(self) -> None:
-        total = self.tiles.height * self.tiles.width * self.tiles.channels
-        while self.accepted < total:
+        while self.accepted % self.tiles.elements:
             self._accept()
         self.upstream.finish()
 

@@ -91,12 +91,13 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     """``plan`` with its memories made to fit the board as far as possible, and the (EBRs, SPRAM
     blocks) it then takes (maybe still over budget).
 
-    While block RAM is over budget: first give up line-buffer overlap of the first windowed stage
-    (a few cycles per image, no other cost; ``_may_drop_overlap``), biggest saving first; then move weights into SPRAM (which costs the loader
-    and a weight image in flash), biggest saving first, as long as the SPRAM blocks suffice.
+    While block RAM is over budget: first give up line-buffer overlap of windowed stages (a wait at
+    each image boundary, no other cost), biggest saving first; then move weights into SPRAM (which
+    costs the loader and a weight image in flash), biggest saving first, as long as the SPRAM blocks
+    suffice.
     Finally restore overlap wherever it still fits. Layers the user fixed are left alone."""
     network = network_of(qgraph, plan)
-    windowed = [op.name for op in network.ops if _may_drop_overlap(network, op) and op.name not in fixed]
+    windowed = [op.name for op in network.ops if op.windowed and op.name not in fixed]
     weighted = [op.name for op in network.ops if op.foldable and op.name not in fixed]
     ebr, spram = _memory_use(qgraph, plan, board)
     dropped = []
@@ -125,15 +126,6 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
         if use[0] <= board.budget["ebr"]:
             plan, (ebr, spram) = restored, use
     return plan, ebr, spram
-
-
-def _may_drop_overlap(network: Network, op) -> bool:
-    """Whether the planner may give up a stage's line-buffer overlap: only where the rows it then
-    waits for at each image boundary come from the accelerator's input, one element per cycle, so
-    that the cycle model is exact (``HardwareOp.boundary_wait``). After slower stages the wait
-    couples the stages (they stall one another at every boundary) and would cost more than the
-    block RAM is worth."""
-    return op.windowed and network.fed_by_input(op.name)
 
 
 def _dsps(qgraph: QGraph, plan: HardwarePlan) -> int:
@@ -235,7 +227,7 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
         lean = HardwarePlan(tuple(start))
         network = Network(qgraph, lean)
         for op in network.ops:
-            if _may_drop_overlap(network, op) and op.name not in fixed_names:
+            if op.windowed and op.name not in fixed_names:
                 lean = with_folding(lean, op.name, overlap=False)
         lean = _fit_memories(qgraph, lean, board, fixed_names)[0]
         _refuse(qgraph, lean, strict, "the smallest plan" if not fixed.layers else "the smallest plan with "

@@ -38,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..gateware.board import BoardTop, uart_divisor
 from ..gateware.loader import load_cycles
-from ..hardware import HardwarePlan, Network, predict_cycles
+from ..hardware import HardwarePlan, Network, predict_cycles_per_inference
 from ..quant.qgraph import QGraph
 from ..protocol.frames import Error, FrameDecoder, FrameType, Status, decode_result, encode, image_payload
 from ..protocol.weight_image import HEADER, WeightImage
@@ -112,7 +112,7 @@ def scenario(qgraph: QGraph, plan: HardwarePlan, inputs: list[int], images: int,
     byte_cycles = 10 * divisor
     result_bytes = len(encode(FrameType.RESULT, bytes(classes * logit_bytes + 1)))
     short = len(encode(FrameType.ERROR, bytes(1)))
-    compute = 4 * max(predict_cycles(qgraph, plan).values()) + 100_000
+    compute = 4 * predict_cycles_per_inference(qgraph, plan) + 100_000
 
     def classify(k, label):
         return Step(label, encode(FrameType.CLASSIFY, payloads[k]), [(FrameType.RESULT, k)], result_bytes,
