@@ -17,9 +17,9 @@ import numpy as np
 
 from ..errors import ModelError, UnsupportedModelError
 from ..inputs import read_bytes, regular_file
-from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape,
+from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Transpose,
                   Softmax, simplify)
-from ..ir.ops import PoolKind, window_span
+from ..ir.ops import Pad, PoolKind, window_span
 
 #: Default-domain opsets this importer knows (the semantics of every supported op are
 #: unchanged between 13 and 25; older ones differ in attributes, handled below).
@@ -36,8 +36,18 @@ def load_onnx(path) -> Graph:
 
     path = Path(path)
     model = _read_model(path, onnx)
-    graph = _Importer(model, path.stem).run()
-    return simplify(graph)
+    graph = simplify(_Importer(model, path.stem).run())
+    for layer in graph.layers:  # what the passes could not fold into a layer the hardware has
+        if isinstance(layer.op, Transpose):
+            raise UnsupportedModelError(
+                f"Transpose node '{layer.op.name}' reorders each image; cnnhw takes a transpose only on the model "
+                f"input (an NHWC layout) or right before a flatten into a dense layer (it becomes part of the "
+                f"weights)")
+        if isinstance(layer.op, Pad):
+            raise UnsupportedModelError(
+                f"Pad node '{layer.op.name}' is not followed by a convolution; cnnhw takes explicit zero padding "
+                f"only as part of the convolution after it")
+    return graph
 
 
 def _read_model(path: Path, onnx):
@@ -361,10 +371,6 @@ class _Importer:
         return not self.ops and self.input_shape is None
 
     def permute_input(self, perm: tuple[int, ...], where: str) -> None:
-        if not self.at_model_input():
-            raise UnsupportedModelError(
-                f"{where}: a transpose is supported only on the model input (NHWC exports); this one is mid-network"
-            )
         if sorted(perm) != list(range(len(self.file_dims))):
             raise ModelError(f"{where}: perm {perm} is not a permutation of {len(self.file_dims)} axes")
         self.input_perm = perm if self.input_perm is None else tuple(self.input_perm[p] for p in perm)
@@ -483,6 +489,29 @@ def _add(imp: _Importer, node, attrs, name, where):
     imp.add(Affine(name, np.ones(()), constant))
 
 
+def _sub(imp: _Importer, node, attrs, name, where):
+    """``x - c`` (a normalising layer's mean), or ``c - x``."""
+    data_first = node.input[0] == imp.tail
+    constant = imp.per_image_constant(imp.const_input(node, 1 if data_first else 0, where, "subtrahend"), where)
+    imp.add(Affine(name, np.ones(()), -constant) if data_first else Affine(name, -np.ones(()), constant))
+
+
+def _mul(imp: _Importer, node, attrs, name, where):
+    """``x * c``: a per-channel scale (tf2onnx writes a folded BatchNormalization as Mul then Add)."""
+    position = 1 if node.input[0] == imp.tail else 0
+    constant = imp.per_image_constant(imp.const_input(node, position, where, "factor"), where)
+    imp.add(Affine(name, constant, np.zeros(())))
+
+
+def _div(imp: _Importer, node, attrs, name, where):
+    """``x / c`` (a normalising layer's standard deviation); ``c / x`` is not affine."""
+    imp.require_data_first(node, where)
+    constant = imp.per_image_constant(imp.const_input(node, 1, where, "divisor"), where)
+    if np.any(constant == 0):
+        raise ModelError(f"{where} divides by a constant that is 0 somewhere")
+    imp.add(Affine(name, 1.0 / constant, np.zeros(())))
+
+
 def _relu(imp, node, attrs, name, where):
     imp.add(Relu(name))
 
@@ -560,9 +589,20 @@ def _reshape(imp: _Importer, node, attrs, name, where):
 
 
 def _transpose(imp: _Importer, node, attrs, name, where):
-    rank = len(imp.file_dims)
+    """On the model input, a layout the data files do not have (NHWC); elsewhere a permutation of
+    each image's axes (``ir.Transpose``)."""
+    if imp.at_model_input():
+        rank = len(imp.file_dims)
+        imp.permute_input(tuple(int(p) for p in attrs.get("perm", range(rank - 1, -1, -1))), where)
+        return
+    rank = len(imp._canonical_shape()) + 1
     perm = tuple(int(p) for p in attrs.get("perm", range(rank - 1, -1, -1)))
-    imp.permute_input(perm, where)
+    if sorted(perm) != list(range(rank)):
+        raise ModelError(f"{where}: perm {perm} is not a permutation of {rank} axes")
+    if perm[0] != 0:
+        raise UnsupportedModelError(f"{where} moves the batch dimension (perm {perm}); cnnhw needs dimension 0 to "
+                                    f"stay the batch")
+    imp.add(Transpose(name, tuple(p - 1 for p in perm[1:])))
 
 
 def _softmax(imp: _Importer, node, attrs, name, where):
@@ -587,6 +627,75 @@ def _identity(imp, node, attrs, name, where):
     pass
 
 
+def _pad(imp: _Importer, node, attrs, name, where):
+    """Zero padding of the spatial axes (becomes the next convolution's padding)."""
+    mode = attrs.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise UnsupportedModelError(f"{where} pads in mode '{mode}'; cnnhw pads with zeros only (mode 'constant')")
+    if imp.opset < 11:
+        pads, value = attrs.get("pads"), attrs.get("value", 0.0)
+    else:
+        pads = imp.const_input(node, 1, where, "pads")
+        value = imp.const_input(node, 2, where, "constant_value", required=False)
+        if imp.const_input(node, 3, where, "axes", required=False) is not None:
+            raise UnsupportedModelError(f"{where} names the axes it pads; cnnhw takes pads for every axis")
+    value = 0.0 if value is None else float(np.asarray(value).reshape(()))
+    if value != 0:
+        raise UnsupportedModelError(f"{where} pads with {value:g}; cnnhw pads with zeros only")
+    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    if len(imp._canonical_shape()) != 3 or len(pads) != 8:
+        raise UnsupportedModelError(f"{where} pads a tensor of shape {imp._canonical_shape()}; cnnhw pads "
+                                    f"(C, H, W) images only")
+    begin, end = pads[:4], pads[4:]
+    if begin[:2] != [0, 0] or end[:2] != [0, 0]:
+        raise UnsupportedModelError(f"{where} pads the batch or the channels (pads {pads}); cnnhw pads the height "
+                                    f"and width only")
+    if min(pads) < 0:
+        raise UnsupportedModelError(f"{where} crops (negative pads {pads}); cnnhw pads only")
+    imp.add(Pad(name, (begin[2], begin[3], end[2], end[3])))
+
+
+def _axes(imp: _Importer, node, attrs, where: str, rank_of) -> list[int] | None:
+    """The ``axes`` of a Squeeze/Unsqueeze (an attribute before opset 13, an input since), made
+    non-negative for the rank ``rank_of(count)`` gives for ``count`` axes; None when absent."""
+    axes = attrs.get("axes") if imp.opset < 13 else imp.const_input(node, 1, where, "axes", required=False)
+    if axes is None:
+        return None
+    axes = [int(a) for a in np.asarray(axes).reshape(-1)]
+    rank = rank_of(len(axes))
+    if any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) != len(axes):
+        raise ModelError(f"{where}: axes {axes} are out of range or repeated for rank {rank}")
+    return sorted(a % rank for a in axes)
+
+
+def _squeeze(imp: _Importer, node, attrs, name, where):
+    shape = imp._canonical_shape()
+    full = [imp.batch, *shape]
+    axes = _axes(imp, node, attrs, where, lambda count: len(full))
+    if axes is None:  # every dimension of size 1: the batch too, when it is 1
+        axes = [axis for axis, dim in enumerate(full) if dim == 1]
+    if 0 in axes:
+        raise UnsupportedModelError(f"{where} removes the batch dimension; cnnhw needs dimension 0 to stay the batch")
+    if any(full[axis] != 1 for axis in axes):
+        raise ModelError(f"{where}: axes {axes} of shape {tuple(d or 'N' for d in full)} are not all of size 1")
+    kept = tuple(dim for axis, dim in enumerate(shape, start=1) if axis not in axes)
+    imp.add(Reshape(name, kept or (1,)))
+
+
+def _unsqueeze(imp: _Importer, node, attrs, name, where):
+    full = [imp.batch, *imp._canonical_shape()]
+    axes = _axes(imp, node, attrs, where, lambda count: len(full) + count)  # axes of the output
+    if axes is None:
+        raise ModelError(f"{where} lacks its axes")
+    if 0 in axes:
+        raise UnsupportedModelError(f"{where} adds a dimension before the batch; cnnhw needs dimension 0 to stay "
+                                    f"the batch")
+    for axis in axes:
+        full.insert(axis, 1)
+    imp.add(Reshape(name, tuple(full[1:])))
+
+
 _CONVERTERS = {
     "Conv": _conv,
     "MaxPool": _pool(PoolKind.MAX),
@@ -596,6 +705,12 @@ _CONVERTERS = {
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Add": _add,
+    "Sub": _sub,
+    "Mul": _mul,
+    "Div": _div,
+    "Squeeze": _squeeze,
+    "Pad": _pad,
+    "Unsqueeze": _unsqueeze,
     "Relu": _relu,
     "Clip": _clip,
     "LeakyRelu": _leaky_relu,

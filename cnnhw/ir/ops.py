@@ -454,6 +454,43 @@ class Reshape(Op):
 
 
 @dataclass(frozen=True, eq=False)
+class Pad(Op):
+    """Zeros around each channel of a (C, H, W) image: ``pads`` = (top, left, bottom, right), as
+    ONNX's explicit Pad (PyTorch's ZeroPad2d, Keras' ZeroPadding2D). The ``fold_pad_into_conv``
+    pass makes it part of the convolution after it."""
+
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    label = "Pad"
+
+    def __post_init__(self):
+        object.__setattr__(self, "pads", _pads(self.pads, f"pads of Pad '{self.name}'"))
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        self._need_rank(in_shape, 3, "(C, H, W)")
+        top, left, bottom, right = self.pads
+        return (in_shape[0], in_shape[1] + top + bottom, in_shape[2] + left + right)
+
+
+@dataclass(frozen=True, eq=False)
+class Transpose(Op):
+    """A permutation of one image's axes (``perm`` of its axes, the batch excluded), as tf2onnx
+    writes before a Keras Flatten (NCHW back to NHWC). The ``fold_transpose_into_dense`` pass
+    folds it into the dense layer after that flatten; the hardware streams no other."""
+
+    perm: tuple[int, ...] = ()
+    label = "Transpose"
+
+    def __post_init__(self):
+        object.__setattr__(self, "perm", tuple(int(p) for p in self.perm))
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        if sorted(self.perm) != list(range(len(in_shape))):
+            raise ModelError(f"Transpose '{self.name}': perm {self.perm} is not a permutation of the "
+                             f"{len(in_shape)} axes of an image of shape {in_shape}")
+        return tuple(in_shape[p] for p in self.perm)
+
+
+@dataclass(frozen=True, eq=False)
 class Softmax(Op):
     """Softmax over ``axes`` of one image (the network's last op only)."""
 

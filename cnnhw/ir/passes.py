@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .graph import Graph
-from .ops import Affine, Conv2d, Dense, Reshape
+from .ops import Affine, Conv2d, Dense, Pad, Reshape, Transpose
 
 
 def _per_channel(constant: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -56,8 +56,144 @@ def drop_noop_reshapes(graph: Graph) -> Graph:
     )
 
 
+def _compact(constant: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``constant`` broadcast onto ``shape``, kept as one value per channel (axis 0) when it does
+    not vary over the other axes."""
+    full = np.broadcast_to(constant, shape)
+    first = full[(slice(None),) + (slice(0, 1),) * (len(shape) - 1)]
+    return first if np.array_equal(np.broadcast_to(first, shape), full) else np.array(full)
+
+
+def affine_before_reshapes(graph: Graph) -> Graph:
+    """Move an Affine that follows reshapes of a Conv/Dense output to right after that layer, its
+    constants reshaped (an element-wise op commutes with a row-major reshape), when they are then
+    one value per channel, so that ``fold_affine`` merges it. This is PyTorch's BatchNorm1d:
+    Unsqueeze, BatchNormalization, Squeeze after a dense layer."""
+    ops: list = []
+    shapes: list[tuple[int, ...]] = []
+    for layer in graph.layers:
+        op = layer.op
+        start = len(ops)
+        while start > 0 and isinstance(ops[start - 1], Reshape):
+            start -= 1
+        if isinstance(op, Affine) and start < len(ops) and start > 0 and isinstance(ops[start - 1], (Conv2d, Dense)):
+            shape = shapes[start - 1]
+            scale = _compact(np.broadcast_to(op.scale, layer.out_shape).reshape(shape), shape)
+            shift = _compact(np.broadcast_to(op.shift, layer.out_shape).reshape(shape), shape)
+            if _per_channel(scale, shape) is not None and _per_channel(shift, shape) is not None:
+                ops.insert(start, Affine(op.name, scale, shift))
+                shapes.insert(start, shape)
+                continue
+        ops.append(op)
+        shapes.append(layer.out_shape)
+    return graph.replace_ops(ops)
+
+
+def merge_reshapes(graph: Graph) -> Graph:
+    """A reshape straight into another is the second alone (each names its whole target shape)."""
+    layers = graph.layers
+    return graph.replace_ops(
+        layer.op for index, layer in enumerate(layers)
+        if not (isinstance(layer.op, Reshape) and index + 1 < len(layers) and isinstance(layers[index + 1].op, Reshape))
+    )
+
+
+def merge_affines(graph: Graph) -> Graph:
+    """Two Affines in a row are one: ``(x * a + b) * c + d == x * (a * c) + (b * c + d)`` (a
+    normalising layer's Sub then Div)."""
+    ops: list = []
+    for op in (layer.op for layer in graph.layers):
+        if isinstance(op, Affine) and ops and isinstance(ops[-1], Affine):
+            first = ops.pop()
+            op = Affine(first.name, first.scale * op.scale, first.shift * op.scale + op.shift)
+        ops.append(op)
+    return graph.replace_ops(ops)
+
+
+def fold_affine_into_next(graph: Graph) -> Graph:
+    """Merge an Affine that is one value per input channel into the Conv/Dense after it:
+    ``W (x * s + t) + b == (W * s) x + (W t + b)``. A convolution must not pad, unless ``t`` is
+    0: its zeros are zeros of the Affine's output, not of its input. (A normalising layer on
+    the model input, as Keras writes one.)"""
+    ops: list = []
+    layers = graph.layers
+    index = 0
+    while index < len(layers):
+        layer, op = layers[index], layers[index].op
+        following = layers[index + 1].op if index + 1 < len(layers) else None
+        if isinstance(op, Affine) and isinstance(following, (Conv2d, Dense)):
+            merged = _affine_into(op, following, layer.out_shape)
+            if merged is not None:
+                ops.append(merged)
+                index += 2
+                continue
+        ops.append(op)
+        index += 1
+    return graph.replace_ops(ops)
+
+
+def _affine_into(affine: Affine, op, shape: tuple[int, ...]):
+    """``op`` (Conv2d or Dense) reading ``affine``'s output of ``shape``, with the affine folded
+    in; None when it cannot be."""
+    if isinstance(op, Dense):
+        scale = np.broadcast_to(affine.scale, shape).reshape(-1).astype(np.float64)
+        shift = np.broadcast_to(affine.shift, shape).reshape(-1).astype(np.float64)
+        weight = op.weight.astype(np.float64)
+        return Dense(op.name, weight * scale, op.bias + weight @ shift)
+    scale, shift = _per_channel(affine.scale, shape), _per_channel(affine.shift, shape)
+    if scale is None or shift is None or (any(op.pads) and np.any(shift != 0)):
+        return None
+    weight = op.weight.astype(np.float64)
+    out_channels, per_group = weight.shape[0], weight.shape[1]
+    groups = op.groups
+    # The input channel each weight reads: group (output channel // outputs per group) * per_group + i.
+    channel = (np.arange(out_channels)[:, None] // (out_channels // groups)) * per_group + np.arange(per_group)
+    factor = scale[channel][:, :, None, None]
+    bias = op.bias + (weight * shift[channel][:, :, None, None]).sum(axis=(1, 2, 3))
+    return Conv2d(op.name, weight * factor, bias, op.stride, op.pads, op.dilation, op.groups)
+
+
+def fold_transpose_into_dense(graph: Graph) -> Graph:
+    """A Transpose, then a flatten, then a dense layer is a flatten of the untransposed image and a
+    dense layer with its columns permuted: ``W flatten(transpose(x)) == W' flatten(x)`` with
+    ``W'[:, order] = W``, where ``order`` is the untransposed index of each transposed element.
+    (tf2onnx writes a Keras Flatten as Transpose to NHWC, then Reshape.)"""
+    ops: list = []
+    layers = graph.layers
+    index = 0
+    while index < len(layers):
+        op = layers[index].op
+        window = [layer.op for layer in layers[index + 1:index + 3]]
+        if isinstance(op, Transpose) and len(window) == 2 and isinstance(window[0], Reshape) \
+                and len(window[0].shape) == 1 and isinstance(window[1], Dense):
+            in_shape = layers[index].in_shape
+            order = np.arange(int(np.prod(in_shape))).reshape(in_shape).transpose(op.perm).reshape(-1)
+            dense = window[1]
+            weight = np.empty_like(dense.weight)
+            weight[:, order] = dense.weight
+            ops += [window[0], Dense(dense.name, weight, dense.bias)]
+            index += 3
+            continue
+        ops.append(op)
+        index += 1
+    return graph.replace_ops(ops)
+
+
+def fold_pad_into_conv(graph: Graph) -> Graph:
+    """Zeros padded in front of a convolution are the convolution's own padding, added to it."""
+    ops: list = []
+    for op in (layer.op for layer in graph.layers):
+        if isinstance(op, Conv2d) and ops and isinstance(ops[-1], Pad):
+            extra = ops.pop().pads
+            op = Conv2d(op.name, op.weight, op.bias, op.stride, tuple(a + b for a, b in zip(op.pads, extra)),
+                        op.dilation, op.groups)
+        ops.append(op)
+    return graph.replace_ops(ops)
+
+
 #: The passes every imported model goes through, in order.
-STANDARD_PASSES = (drop_noop_reshapes, fold_affine)
+STANDARD_PASSES = (drop_noop_reshapes, fold_pad_into_conv, fold_transpose_into_dense, affine_before_reshapes,
+                   merge_reshapes, drop_noop_reshapes, merge_affines, fold_affine, fold_affine_into_next)
 
 
 def simplify(graph: Graph) -> Graph:

@@ -11,8 +11,8 @@ from functools import singledispatch
 
 import numpy as np
 
-from . import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
-from .ops import Op, PoolKind
+from . import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax, Transpose
+from .ops import Op, Pad, PoolKind
 from .batches import run_in_batches
 from .windows import pad, pool_windows, window_counts, window_stack
 
@@ -102,6 +102,17 @@ def _(op: LeakyRelu, x):
 @apply.register
 def _(op: Reshape, x):
     return x.reshape((x.shape[0],) + op.shape)
+
+
+@apply.register
+def _(op: Pad, x):
+    top, left, bottom, right = op.pads
+    return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+
+
+@apply.register
+def _(op: Transpose, x):
+    return np.transpose(x, (0, *(axis + 1 for axis in op.perm)))
 
 
 @apply.register
