@@ -255,3 +255,34 @@ def test_pads_the_hardware_cannot_take_are_named(pad, message, tmp_path):
     onnx.save(model, tmp_path / "model.onnx")
     with pytest.raises(CnnhwError, match=message):
         load_model(tmp_path / "model.onnx")
+
+
+def test_keras_input_reshape_then_transpose_is_the_input_layout(tmp_path):
+    """tf2onnx, a Keras model taking (N, 28, 28): Reshape to (N, 28, 28, 1), Transpose to NCHW, Conv.
+    The graph computes on (1, 28, 28) images, as every image model's data files hold them."""
+    inits = [_tensor("new_shape__10", [-1, 28, 28, 1]), _tensor("conv2d/kernel", RNG.normal(size=(2, 1, 3, 3)))]
+    nodes = [
+        helper.make_node("Reshape", ["input_1", "new_shape__10"], ["sequential/reshape/Reshape:0"],
+                         "sequential/reshape/Reshape"),
+        helper.make_node("Transpose", ["sequential/reshape/Reshape:0"], ["sequential/conv2d/Conv2D__6:0"],
+                         "sequential/conv2d/Conv2D__6", perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["sequential/conv2d/Conv2D__6:0", "conv2d/kernel"], ["conv"], "sequential/conv2d/Conv2D",
+                         kernel_shape=[3, 3]),
+    ]
+    model = _model(nodes, [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["unk__15", 28, 28])],
+                   helper.make_tensor_value_info("conv", TensorProto.FLOAT, ["unk__16", 2, 26, 26]), inits, 13,
+                   "tf2onnx")
+    x = RNG.uniform(0, 1, size=(2, 28, 28)).astype(np.float32)
+    graph = _imported(model, x, tmp_path)
+    assert graph.input_shape == (1, 28, 28) and _labels(graph) == ["Conv"]
+
+
+def test_pytorch_input_view_of_a_flat_vector_is_the_input_layout(tmp_path):
+    """torch.onnx, ``x.view(-1, 1, 8, 8)`` of a (N, 64) input before the first conv."""
+    inits = [_tensor("/Constant_output_0", [-1, 1, 8, 8]), _tensor("conv.weight", RNG.normal(size=(2, 1, 3, 3)))]
+    nodes = [helper.make_node("Reshape", ["input", "/Constant_output_0"], ["/Reshape_output_0"], "/Reshape"),
+             helper.make_node("Conv", ["/Reshape_output_0", "conv.weight"], ["output"], "/conv/Conv", kernel_shape=[3, 3])]
+    model = _model(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+                   helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 2, 6, 6]), inits, 17, "pytorch")
+    graph = _imported(model, RNG.normal(size=(3, 64)).astype(np.float32), tmp_path)
+    assert graph.input_shape == (1, 8, 8) and _labels(graph) == ["Conv"]

@@ -161,6 +161,7 @@ class _Importer:
         self.ops: list = []
         self.used_names: set[str] = set()
         self.input_perm: tuple[int, ...] | None = None
+        self.input_reshape: tuple[int, ...] | None = None
         inputs = [i for i in self.onnx_graph.input if i.name not in self.consts]
         if len(inputs) != 1:
             raise UnsupportedModelError(
@@ -262,7 +263,8 @@ class _Importer:
             )
         self._canonical_shape()
         graph = Graph(self.name, self.input_shape, tuple(self.ops), input_name=self.input.name,
-                      output_name=output, input_perm=self.input_perm, source=f"ONNX opset {self.opset}")
+                      output_name=output, input_perm=self.input_perm, source=f"ONNX opset {self.opset}",
+                      input_reshape=self.input_reshape)
         return graph
 
     def _visit(self, node, index: int) -> None:
@@ -369,6 +371,21 @@ class _Importer:
 
     def at_model_input(self) -> bool:
         return not self.ops and self.input_shape is None
+
+    def reshape_input(self, per_image: tuple[int, ...], where: str) -> None:
+        """A reshape that makes images of the model input, before anything else: part of its layout."""
+        if self.input_perm is not None:
+            raise UnsupportedModelError(f"{where} reshapes the model input after transposing it; cnnhw takes a "
+                                        f"reshape of the input before a transpose only")
+        self.input_reshape = tuple(per_image)
+        self.file_dims = [self.file_dims[0], *per_image]
+
+    def per_image_shape(self) -> tuple[int, ...]:
+        """The tail's per-image shape, without fixing the input's while the chain has not begun."""
+        if self.at_model_input():
+            return tuple(self.file_dims[1:]) if all(isinstance(d, int) for d in self.file_dims[1:]) \
+                else self._canonical_shape()
+        return self._canonical_shape()
 
     def permute_input(self, perm: tuple[int, ...], where: str) -> None:
         if sorted(perm) != list(range(len(self.file_dims))):
@@ -553,7 +570,9 @@ def _flatten(imp: _Importer, node, attrs, name, where):
 
 
 def _reshape(imp: _Importer, node, attrs, name, where):
-    shape = imp._canonical_shape()
+    """A reshape of each image. One that makes an image (C, H, W) of the model input's plane or
+    vector is part of the input's layout: the data files hold images as the model computes on them."""
+    shape = imp.per_image_shape()
     target = [int(v) for v in np.asarray(imp.const_input(node, 1, where, "shape")).reshape(-1)]
     allow_zero = bool(attrs.get("allowzero", 0))
     full = [imp.batch, *shape]
@@ -585,7 +604,10 @@ def _reshape(imp: _Importer, node, attrs, name, where):
             f"{where} reshapes {tuple(d or 'N' for d in full)} to {tuple(target)}, which moves data between "
             f"images of the batch; cnnhw needs each image reshaped on its own"
         )
-    imp.add(Reshape(name, tuple(per_image)))
+    if imp.at_model_input() and len(per_image) == 3 > len(shape):
+        imp.reshape_input(tuple(per_image), where)  # an image made of a plane or a vector
+    else:
+        imp.add(Reshape(name, tuple(per_image)))
 
 
 def _transpose(imp: _Importer, node, attrs, name, where):
@@ -684,7 +706,7 @@ def _squeeze(imp: _Importer, node, attrs, name, where):
 
 
 def _unsqueeze(imp: _Importer, node, attrs, name, where):
-    full = [imp.batch, *imp._canonical_shape()]
+    full = [imp.batch, *imp.per_image_shape()]
     axes = _axes(imp, node, attrs, where, lambda count: len(full) + count)  # axes of the output
     if axes is None:
         raise ModelError(f"{where} lacks its axes")
@@ -693,7 +715,10 @@ def _unsqueeze(imp: _Importer, node, attrs, name, where):
                                     f"the batch")
     for axis in axes:
         full.insert(axis, 1)
-    imp.add(Reshape(name, tuple(full[1:])))
+    if imp.at_model_input() and len(full) - 1 == 3:
+        imp.reshape_input(tuple(full[1:]), where)  # an image made of a plane or a vector
+    else:
+        imp.add(Reshape(name, tuple(full[1:])))
 
 
 _CONVERTERS = {

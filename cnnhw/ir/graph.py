@@ -42,11 +42,12 @@ class Layer:
 class Graph:
     """A chain of ops applied to one image of ``input_shape``.
 
-    ``input_perm`` records a transpose the *model file* applies to its input before the
-    chain (an NHWC export's leading Transpose, or Gemm's ``transA`` on the input). It
-    permutes the whole file-layout tensor, batch axis included, into ``(N, *input_shape)``.
-    DATA files given to cnnhw are always in that canonical layout; :meth:`from_file_layout`
-    converts a tensor laid out as the model file expects.
+    ``input_reshape`` and ``input_perm`` record what the *model file* does to its input before
+    the chain: a reshape of each image to ``input_reshape`` (tf2onnx's (N, 28, 28) ->
+    (N, 28, 28, 1), PyTorch's (N, 784) -> (N, 1, 28, 28)), then a transpose of the whole tensor,
+    batch axis included (an NHWC export's leading Transpose, or Gemm's ``transA`` on the input),
+    into ``(N, *input_shape)``. DATA files given to cnnhw are always in that canonical layout;
+    :meth:`from_file_layout` converts a tensor laid out as the model file expects.
     """
 
     name: str
@@ -56,6 +57,7 @@ class Graph:
     output_name: str = "output"
     input_perm: tuple[int, ...] | None = None
     source: str = ""
+    input_reshape: tuple[int, ...] | None = None
     layers: tuple[Layer, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -114,13 +116,15 @@ class Graph:
     def replace_ops(self, ops) -> "Graph":
         """The same graph with another op chain (passes use this; shapes are re-checked)."""
         return Graph(self.name, self.input_shape, tuple(ops), self.input_name, self.output_name,
-                     self.input_perm, self.source)
+                     self.input_perm, self.source, self.input_reshape)
 
     def check_batch(self, x: np.ndarray, what: str = "inputs") -> np.ndarray:
         return check_batch(x, self.input_shape, self.name, what)
 
     def from_file_layout(self, x: np.ndarray) -> np.ndarray:
         """Convert a batch laid out as the model file's input into the canonical layout."""
+        if self.input_reshape is not None:
+            x = np.reshape(x, (len(x), *self.input_reshape))
         return np.transpose(x, self.input_perm) if self.input_perm is not None else x
 
 
