@@ -11,8 +11,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cnnhw.errors import CnnhwError
 from cnnhw.frontend import load_model
+from cnnhw.flow.verilog import export_verilog
 from cnnhw.golden import run_float
+from cnnhw.plan import default_plan
 from cnnhw.quant import QuantOptions, quantize_graph
+from cnnhw.sim.runner import simulate_export
+from cnnhw.verify import expected_streams
 from models import onnxruntime_reference, relative_error
 
 RNG = np.random.default_rng(7)
@@ -119,7 +123,12 @@ def test_keras_batchnorm_as_mul_and_add_and_the_squeeze_after_global_pooling(tmp
     x = RNG.uniform(0, 1, size=(4, 8, 8, 3)).astype(np.float32)
     graph = _imported(model, x, tmp_path)
     assert _labels(graph) == ["Conv", "Relu", "GlobalAvgPool", "Reshape", "Dense"]
-    quantize_graph(graph, QuantOptions(), graph.from_file_layout(x))
+    # And in hardware: the exported Verilog computes every layer as the golden model does.
+    images = graph.from_file_layout(x)
+    qgraph = quantize_graph(graph, QuantOptions(), images)
+    export = export_verilog(qgraph, default_plan(qgraph), tmp_path / "rtl")
+    result = simulate_export(export, expected_streams(qgraph, images), tmp_path / "sim")
+    assert result.bit_exact, result.mismatches
 
 
 @pytest.mark.parametrize("opset", [11, 13])
