@@ -202,3 +202,20 @@ def test_a_product_wider_than_int64_is_refused():
     with pytest.raises(CnnhwError, match=r"Conv 'c': its requantization product needs 48 \+ 17 bits, more than "
                                          r"the 64 the integer model computes in"):
         check_product_bits(48, 17, "Conv 'c'")
+
+
+def test_a_layer_without_relu_stays_signed_when_its_calibration_is_positive(tmp_path):
+    """A one-logit model whose calibration images all give a positive logit: the output format is
+    still signed, so an image with a negative logit keeps its sign (it came out 0, as u16)."""
+    weight = np.array([[1.0, -1.0]])
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="logit", transB=1)]
+    model = make_model(nodes, {"w": weight.astype(np.float32), "b": np.zeros(1, np.float32)}, ["N", 2], "y")
+    onnx.save(model, tmp_path / "m.onnx")
+    graph = load_model(tmp_path / "m.onnx")
+    calibration = np.array([[1.0, 0.0], [0.9, 0.1], [0.7, 0.2]])  # logits 1.0, 0.8, 0.5
+    qgraph = quantize_graph(graph, QuantOptions(), calibration)
+    assert qgraph.layers[-1].out_format.signed
+    x = np.array([[0.1, 0.9], [0.8, 0.1]])  # logits -0.8 and 0.7
+    logits = run_int(qgraph, x) * qgraph.layers[-1].out_scale
+    assert np.sign(logits).reshape(-1).tolist() == [-1, 1]
+    assert np.allclose(logits, run_float(graph, x), atol=0.01)  # within the 8-bit input's steps

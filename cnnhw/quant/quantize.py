@@ -211,10 +211,13 @@ def _clamp_bounds(activation, fmt: IntFormat, scale: float, rounding: str) -> tu
 
 def _quantize_linear(op, activation, layer, out_layer, in_format, in_scale, ranges, bits, options) -> QLayer:
     lo, hi = ranges[out_layer.op.name]
-    if isinstance(activation, Relu) or (isinstance(activation, Clip) and activation.low is not None
-                                        and activation.low >= 0):
+    # Signed unless the activation keeps the output at 0 or above: the calibration images may all
+    # give a layer (a one-logit classifier's output, say) positive values that others do not.
+    non_negative = isinstance(activation, Relu) or (isinstance(activation, Clip) and activation.low is not None
+                                                    and activation.low >= 0)
+    if non_negative:
         lo = 0.0
-    out_format = activation_format(bits, lo)
+    out_format = IntFormat(bits, signed=not non_negative)
     out_scale = scale_for(lo, hi, out_format, options.power_of_two)
     weight_q, weight_scales, weight_format = quantize_weights(op.weight, options)
     bias_q = round_real(op.bias.astype(np.float64) / (in_scale * weight_scales), options.rounding)
