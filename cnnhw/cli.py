@@ -528,7 +528,7 @@ def cmd_inspect(args) -> None:
 
 def cmd_predict(args) -> None:
     from .datafiles import load_data
-    from .golden import run_float
+    from .golden import classes_of, run_float
     from .golden.int_ref import run_int
     from .outputs import write_json, write_npz
     from .report import console
@@ -547,7 +547,7 @@ def cmd_predict(args) -> None:
         outputs = run_int(qgraph, data.x)
         logits = outputs.reshape(len(outputs), -1).astype(np.int64)
     log.info("ran the %s model on %d images in %.2f s", args.golden, len(data.x), time.perf_counter() - started)
-    classes = logits.argmax(axis=1)
+    classes = classes_of(logits)
     facts = {"model": str(_model_path(args)), "golden": args.golden, "images": int(len(classes)),
              "classes": classes.tolist()}
     if qgraph is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .gateware.streams import stream_order
+from .golden.classes import classes_of
 from .golden.int_ref import run_int
 from .quant.qgraph import QGraph, QReshape
 
@@ -38,7 +39,7 @@ def expected_streams(qgraph: QGraph, x: np.ndarray) -> ExpectedStreams:
         stages.append((layer.name, [int(v) for image in output for v in image.ravel()[order]]))
     final = values[-1].reshape(len(x), -1)
     order = stream_order(qgraph.layers[-1].out_shape) if qgraph.layers else np.arange(final.shape[1])
-    classes = [int(c) for c in final[:, order].argmax(axis=1)]  # the hardware's argmax walks stream order
+    classes = [int(c) for c in classes_of(final[:, order])]  # the hardware's argmax walks stream order
     return ExpectedStreams(inputs, stages, classes)
 
 

@@ -236,3 +236,26 @@ def test_impossible_plan_is_a_clear_error(cli, tmp_path):
                  "--input-range", "0", "255", "--plan", "plan.json")
     assert result.returncode == 2
     assert "plan: pe 3 of layer 'Convolution28' must divide 8 (choose from [1, 2, 4, 8])" in result.error_line
+
+
+def test_a_one_logit_model_classifies_by_the_sign_of_its_logit(tmp_path):
+    """A binary classifier with one logit: the class is 1 when the logit is above 0 (not always 0,
+    the index of the only logit), in the golden model and in the hardware's Argmax alike."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.normal(size=(8, 6)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(size=(1, 8)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], "hidden", transB=1),
+             helper.make_node("Relu", ["h"], ["r"], "relu"),
+             helper.make_node("Gemm", ["r", "w2"], ["y"], "logit", transB=1)]
+    graph = helper.make_graph(nodes, "binary", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "binary.onnx")
+    x = rng.uniform(-1, 1, size=(16, 6))
+    qgraph = quantize_graph(load_model(tmp_path / "binary.onnx"), QuantOptions(), x)
+    expected = expected_streams(qgraph, x[:8])
+    assert set(expected.classes) == {0, 1}
+    export = export_verilog(qgraph, default_plan(qgraph), tmp_path / "rtl")
+    result = simulate_export(export, expected, tmp_path / "build")
+    assert result.bit_exact and result.class_mismatches == 0

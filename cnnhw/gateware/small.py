@@ -61,8 +61,9 @@ class Clamp(wiring.Component):
 
 class Argmax(wiring.Component):
     """Logits pass through from ``i`` to ``o``; after the last of every ``classes`` logits, ``cls``
-    carries the index of the largest (the first one on ties, as NumPy's argmax), ``LATENCY``
-    cycles after that logit was offered."""
+    carries the index of the largest (the first one on ties, as NumPy's argmax), or with a single
+    logit whether it is above 0 (``cnnhw.golden.classes_of``), ``LATENCY`` cycles after that logit
+    was offered."""
 
     LATENCY = 1
 
@@ -83,7 +84,7 @@ class Argmax(wiring.Component):
         with m.If(self.cls.ready):
             m.d.sync += self.cls.valid.eq(0)
         better = (index == 0) | (self.i.payload > best)
-        new_best_index = Mux(better, index, best_index)
+        new_best_index = Mux(better, index, best_index) if self.classes > 1 else self.i.payload > 0
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [best.eq(Mux(better, self.i.payload, best)), best_index.eq(new_best_index),
                          index.eq(Mux(last, 0, index + 1))]

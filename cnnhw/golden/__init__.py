@@ -3,5 +3,6 @@ float meaning of the graph it came from (``cnnhw.ir.reference``, re-exported her
 apart they are (:mod:`.evaluate`)."""
 
 from ..ir.reference import run_float
+from .classes import classes_of
 
-__all__ = ["run_float"]
+__all__ = ["classes_of", "run_float"]

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..ir.batches import batches
 from ..ir.reference import run_float
+from .classes import classes_of
 from .int_ref import run_int
 from ..quant.qgraph import QGraph
 
@@ -51,8 +52,8 @@ class Accuracy:
 
 
 def accuracy(qgraph: QGraph, x: np.ndarray, y: np.ndarray | None) -> Accuracy:
-    float_classes = run_float(qgraph.graph, x).reshape(len(x), -1).argmax(axis=1)
-    int_classes = run_int(qgraph, x).reshape(len(x), -1).argmax(axis=1)
+    float_classes = classes_of(run_float(qgraph.graph, x))
+    int_classes = classes_of(run_int(qgraph, x))
     return Accuracy(
         len(x),
         None if y is None else float(np.mean(float_classes == y)),
