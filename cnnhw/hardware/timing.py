@@ -1,14 +1,14 @@
-"""The latency model's machinery: the clock cycle of every transfer of one image through the
-pipeline.
+"""The timing model: the clock cycle of every transfer of images sent back to back through the
+pipeline (the latency and the cycles between classes, ``Network.timeline``).
 
 Each op gives a *producer* of its output stream (``HardwareOp.timing``): ``take(ready_from,
 stalls)`` returns the cycle its next element transfers, given that the consumer can take it from
 ``ready_from`` on, outside its ``stalls`` (``[begin, end)`` windows in which it takes nothing).
 A producer pulls its own input from the producer before it the same way, so a stage that cannot
 take an element yet (a line buffer without a free row, a pool waiting for its output to go) holds
-up the stages before it exactly as the handshake does. Cycles count from the image's first input
-element (cycle 0); the input is offered one element per cycle, the class is read as it comes,
-and the pipeline holds no other image.
+up the stages before it exactly as the handshake does. Cycles count from the first image's first
+input element (cycle 0); the images are offered one element per cycle, back to back, and every
+class is read as it comes.
 
 Each producer follows its blocks' handshakes as the gateware has them (the blocks' docstrings give
 their cycles): the window unit's ring of rows and three-word FIFO, the MVU's ping-pong halves and
