@@ -277,8 +277,8 @@ def cmd_sim(args) -> None:
     from .datafiles import load_data
     from .flow.verilog import export_verilog, identifier
     from .outputs import write_json
-    from .hardware import Network
-    from .plan import check_plan, default_plan, predict_cycles_per_inference, predict_latency
+    from .hardware.network import network_of
+    from .plan import check_plan, default_plan
     from .report import console, sim_table
     from .sim.runner import simulate_export
     from .verify import expected_streams
@@ -320,14 +320,15 @@ def cmd_sim(args) -> None:
     else:
         plan = check_plan(plan_file, qgraph)
         log.info("plan: %s", f"the build's own ({args.build}/plan.json)" if finished else f"from {args.plan}")
-    predicted = predict_cycles_per_inference(qgraph, plan)
+    network = network_of(qgraph, plan)
+    predicted = network.cycles_per_inference
     with stage(f"generating Verilog into {folder}"):
         export = export_verilog(qgraph, plan, folder)
     expected = expected_streams(qgraph, data.x)
     with stage(f"building and simulating {len(data.x)} images with {args.simulator}"):
         result = simulate_export(export, expected, folder / "sim_build", args.simulator,
                                  timing_images=args.timing_images, gap=args.gap, stall=args.stall, seed=args.seed)
-    predicted_latency = predict_latency(qgraph, plan)
+    predicted_latency = network.latency()
     console().print(sim_table(graph.name, result, predicted, predicted_latency))
     for mismatch in result.mismatches:
         print(f"cnnhw: mismatch: {mismatch}", file=sys.stderr)
@@ -341,7 +342,7 @@ def cmd_sim(args) -> None:
             "cycles_per_inference": result.cycles_per_inference, "predicted_cycles_per_inference": predicted,
             "latency_cycles": result.latency_cycles, "predicted_latency_cycles": predicted_latency,
             "stage_latency_cycles": dict(result.stage_latencies),
-            "predicted_stage_latency_cycles": dict(Network(qgraph, plan).stage_latencies()),
+            "predicted_stage_latency_cycles": dict(network.stage_latencies()),
             "cycles": result.cycles,
             "cycles_per_second": result.cycles_per_second, "build_seconds": result.build_seconds,
             "run_seconds": result.run_seconds, "verilog": str(export.verilog), "plan": plan.to_json(),

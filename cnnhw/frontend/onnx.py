@@ -500,23 +500,26 @@ def _matmul(imp: _Importer, node, attrs, name, where):
     imp.add(Dense(name, b.T, np.zeros(b.shape[1])))
 
 
+def _constant_operand(imp: _Importer, node, where: str, what: str) -> tuple[np.ndarray, bool]:
+    """The per-image constant of a binary op on the layer input, and whether the data comes first."""
+    data_first = node.input[0] == imp.tail
+    return imp.per_image_constant(imp.const_input(node, 1 if data_first else 0, where, what), where), data_first
+
+
 def _add(imp: _Importer, node, attrs, name, where):
-    position = 1 if node.input[0] == imp.tail else 0
-    constant = imp.per_image_constant(imp.const_input(node, position, where, "addend"), where)
+    constant, _ = _constant_operand(imp, node, where, "addend")
     imp.add(Affine(name, np.ones(()), constant))
 
 
 def _sub(imp: _Importer, node, attrs, name, where):
     """``x - c`` (a normalising layer's mean), or ``c - x``."""
-    data_first = node.input[0] == imp.tail
-    constant = imp.per_image_constant(imp.const_input(node, 1 if data_first else 0, where, "subtrahend"), where)
+    constant, data_first = _constant_operand(imp, node, where, "subtrahend")
     imp.add(Affine(name, np.ones(()), -constant) if data_first else Affine(name, -np.ones(()), constant))
 
 
 def _mul(imp: _Importer, node, attrs, name, where):
     """``x * c``: a per-channel scale (tf2onnx writes a folded BatchNormalization as Mul then Add)."""
-    position = 1 if node.input[0] == imp.tail else 0
-    constant = imp.per_image_constant(imp.const_input(node, position, where, "factor"), where)
+    constant, _ = _constant_operand(imp, node, where, "factor")
     imp.add(Affine(name, constant, np.zeros(())))
 
 

@@ -208,7 +208,7 @@ def predict_cycles_per_inference(qgraph: QGraph, plan: HardwarePlan) -> int:
 
 
 def predict_latency(qgraph: QGraph, plan: HardwarePlan) -> int:
-    return Network(qgraph, plan).latency()
+    return network_of(qgraph, plan).latency()
 
 
 def default_plan(qgraph: QGraph, products_per_layer: int = 8) -> HardwarePlan:

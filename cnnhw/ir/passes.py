@@ -6,6 +6,8 @@ the network is written, never what it computes (up to float rounding).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .graph import Graph
@@ -139,7 +141,7 @@ def _affine_into(affine: Affine, op, shape: tuple[int, ...]):
         scale = np.broadcast_to(affine.scale, shape).reshape(-1).astype(np.float64)
         shift = np.broadcast_to(affine.shift, shape).reshape(-1).astype(np.float64)
         weight = op.weight.astype(np.float64)
-        return Dense(op.name, weight * scale, op.bias + weight @ shift)
+        return replace(op, weight=weight * scale, bias=op.bias + weight @ shift)
     scale, shift = _per_channel(affine.scale, shape), _per_channel(affine.shift, shape)
     if scale is None or shift is None or (any(op.pads) and np.any(shift != 0)):
         return None
@@ -150,7 +152,7 @@ def _affine_into(affine: Affine, op, shape: tuple[int, ...]):
     channel = (np.arange(out_channels)[:, None] // (out_channels // groups)) * per_group + np.arange(per_group)
     factor = scale[channel][:, :, None, None]
     bias = op.bias + (weight * shift[channel][:, :, None, None]).sum(axis=(1, 2, 3))
-    return Conv2d(op.name, weight * factor, bias, op.stride, op.pads, op.dilation, op.groups)
+    return replace(op, weight=weight * factor, bias=bias)
 
 
 def fold_transpose_into_dense(graph: Graph) -> Graph:
@@ -171,7 +173,7 @@ def fold_transpose_into_dense(graph: Graph) -> Graph:
             dense = window[1]
             weight = np.empty_like(dense.weight)
             weight[:, order] = dense.weight
-            ops += [window[0], Dense(dense.name, weight, dense.bias)]
+            ops += [window[0], replace(dense, weight=weight)]
             index += 3
             continue
         ops.append(op)
@@ -185,8 +187,7 @@ def fold_pad_into_conv(graph: Graph) -> Graph:
     for op in (layer.op for layer in graph.layers):
         if isinstance(op, Conv2d) and ops and isinstance(ops[-1], Pad):
             extra = ops.pop().pads
-            op = Conv2d(op.name, op.weight, op.bias, op.stride, tuple(a + b for a, b in zip(op.pads, extra)),
-                        op.dilation, op.groups)
+            op = replace(op, pads=tuple(a + b for a, b in zip(op.pads, extra)))
         ops.append(op)
     return graph.replace_ops(ops)
 
