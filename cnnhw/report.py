@@ -109,7 +109,7 @@ def quant_facts(qgraph, errors=None) -> dict:
                     "per_channel": options.per_channel, "power_of_two": options.power_of_two,
                     "rounding": options.rounding},
         "input": {"format": str(qgraph.input.format), "scale": qgraph.input.scale},
-        "dropped_softmax": qgraph.dropped_softmax,
+        "dropped": qgraph.dropped or None,
         "layers": layers,
     }
 
@@ -139,8 +139,8 @@ def quant_table(qgraph, errors=None, measured_on: str | None = None) -> Table:
             "" if error is None else f"{error.sqnr_db:.1f}",
             "" if error is None else f"{error.max_error_lsb:.2f}",
         )
-    if qgraph.dropped_softmax:
-        table.add_row("(softmax)", "dropped", "", "", "", "", "", "", "", "")
+    if qgraph.dropped:
+        table.add_row(f"({qgraph.dropped.lower()})", "dropped", "", "", "", "", "", "", "", "")
     return table
 
 

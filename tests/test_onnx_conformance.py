@@ -45,6 +45,7 @@ REFUSED = {
     "test_reshape_reordered_all_dims": "changing the batch dimension",
     "test_reshape_negative_extended_dims": "moves data between images",
     "test_softmax_axis_0": "the batch",
+    "test_hardswish_expanded": "cnnhw supports chain networks",  # x * HardSigmoid(x): a branch
     "test_training_dropout": "training mode",
     "test_training_dropout_default": "training mode",
     "test_training_dropout_zero_ratio": "training mode",
@@ -75,7 +76,7 @@ def test_the_suite_covers_every_supported_op():
     ops = {node.op_type for case in CASES if expected_refusal(case) is None for node in case.model.graph.node}
     assert ops >= {"Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Gemm", "MatMul",
                    "Add", "Relu", "Clip", "LeakyRelu", "BatchNormalization", "Flatten", "Reshape", "Transpose",
-                   "Softmax", "Identity", "Dropout"}
+                   "Softmax", "Identity", "Dropout", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu"}
     assert sum(expected_refusal(case) is None for case in CASES) >= 70
 
 

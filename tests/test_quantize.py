@@ -191,7 +191,7 @@ def test_softmax_is_dropped_and_reported(tmp_path):
     model = make_model(nodes, {"w": np.eye(3, dtype=np.float32)}, ["N", 3])
     onnx.save(model, tmp_path / "m.onnx")
     qgraph = quantize_graph(load_model(tmp_path / "m.onnx"), QuantOptions(), np.eye(3))
-    assert qgraph.dropped_softmax and [layer.label for layer in qgraph.layers] == ["Dense"]
+    assert qgraph.dropped == "Softmax" and [layer.label for layer in qgraph.layers] == ["Dense"]
 
 
 def test_a_product_wider_than_int64_is_refused():

@@ -29,6 +29,11 @@ Layer types and their keys (ints may be given once for both axes):
 ``relu``, ``relu6``     (none)
 ``clip``                min, max (null for unbounded)
 ``leakyrelu``           alpha=0.01
+``sigmoid``, ``tanh``,  (none)
+``hardswish``
+``hardsigmoid``         alpha=0.2, beta=0.5
+``elu``                 alpha=1
+``selu``                alpha=1.67326..., gamma=1.05070... (the self-normalising constants)
 ``flatten``             (none)
 ``softmax``             (none; the last layer only)
 ======================  ==============================================================
@@ -48,10 +53,13 @@ import numpy as np
 from ..errors import ModelError
 from ..inputs import read_npz
 from ..ir.ops import is_int
-from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape,
-                  Softmax, simplify)
+from ..ir import (Affine, Clip, Conv2d, Dense, Elu, GlobalPool, Graph, HardSigmoid, HardSwish, LeakyRelu, Pool2d, Relu,
+                  Reshape, Selu, Sigmoid, Softmax, Tanh, simplify)
 
 FORMAT, VERSION = "cnnhw-npz", 1
+
+_LOOKUP_ACTIVATIONS = {"sigmoid": Sigmoid, "tanh": Tanh, "hardswish": HardSwish, "hardsigmoid": HardSigmoid,
+                       "elu": Elu, "selu": Selu}
 
 _LAYER_KEYS = {
     "conv": {"stride", "pads", "dilation", "groups"},
@@ -65,6 +73,12 @@ _LAYER_KEYS = {
     "relu6": set(),
     "clip": {"min", "max"},
     "leakyrelu": {"alpha"},
+    "sigmoid": set(),
+    "tanh": set(),
+    "hardswish": set(),
+    "hardsigmoid": {"alpha", "beta"},
+    "elu": {"alpha"},
+    "selu": {"alpha", "gamma"},
     "flatten": set(),
     "softmax": set(),
 }
@@ -210,6 +224,10 @@ def _layer(where: str, index: int, spec: dict, arrays: dict, used: set, shape):
         return Clip(name, low, high)
     if kind == "leakyrelu":
         return LeakyRelu(name, number("alpha", 0.01))
+    if kind in _LOOKUP_ACTIVATIONS:
+        activation = _LOOKUP_ACTIVATIONS[kind]
+        defaults = {key: getattr(activation, key) for key in _LAYER_KEYS[kind]}
+        return activation(name, **{key: number(key, value) for key, value in sorted(defaults.items())})
     if kind == "flatten":
         return Reshape(name, (math.prod(shape),))
     return Softmax(name, tuple(range(len(shape))))

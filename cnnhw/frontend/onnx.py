@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import ModelError, UnsupportedModelError
 from ..inputs import read_bytes, regular_file
-from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Transpose,
-                  Softmax, simplify)
+from ..ir import (Affine, Clip, Conv2d, Dense, Elu, GlobalPool, Graph, HardSigmoid, HardSwish, LeakyRelu, Pool2d, Relu,
+                  Reshape, Selu, Sigmoid, Softmax, Tanh, Transpose, simplify)
 from ..ir.ops import Pad, PoolKind, window_span
 
 #: Default-domain opsets this importer knows (the semantics of every supported op are
@@ -532,12 +532,11 @@ def _div(imp: _Importer, node, attrs, name, where):
     imp.add(Affine(name, 1.0 / constant, np.zeros(())))
 
 
-def _relu(imp, node, attrs, name, where):
-    imp.add(Relu(name))
-
-
-def _leaky_relu(imp, node, attrs, name, where):
-    imp.add(LeakyRelu(name, float(attrs.get("alpha", 0.01))))
+def _activation(kind, **defaults):
+    """A converter for an activation whose attributes are floats with ONNX's ``defaults``."""
+    def convert(imp, node, attrs, name, where):
+        imp.add(kind(name, **{key: float(attrs.get(key, value)) for key, value in defaults.items()}))
+    return convert
 
 
 def _clip(imp: _Importer, node, attrs, name, where):
@@ -739,9 +738,15 @@ _CONVERTERS = {
     "Squeeze": _squeeze,
     "Pad": _pad,
     "Unsqueeze": _unsqueeze,
-    "Relu": _relu,
+    "Relu": _activation(Relu),
     "Clip": _clip,
-    "LeakyRelu": _leaky_relu,
+    "LeakyRelu": _activation(LeakyRelu, alpha=0.01),
+    "Sigmoid": _activation(Sigmoid),
+    "Tanh": _activation(Tanh),
+    "HardSigmoid": _activation(HardSigmoid, alpha=0.2, beta=0.5),
+    "HardSwish": _activation(HardSwish),
+    "Elu": _activation(Elu, alpha=1.0),
+    "Selu": _activation(Selu, alpha=Selu.alpha, gamma=Selu.gamma),
     "BatchNormalization": _batch_norm,
     "Flatten": _flatten,
     "Reshape": _reshape,

@@ -1,12 +1,14 @@
-"""Small stream stages: packing scalars into SIMD words, clamping, and the class (argmax)."""
+"""Small stream stages: packing scalars into SIMD words, clamping, lookup tables, and the class (argmax)."""
 
 from __future__ import annotations
 
 from amaranth import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..quant.arith import saturate
+from ..quant.arith import LookupTable, saturate
+from .memories import MemoryShape
 
 
 class Packer(wiring.Component):
@@ -56,6 +58,44 @@ class Clamp(wiring.Component):
         m = Module()
         m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready),
                      self.o.payload.eq(saturate(self.i.payload, self.lo, self.hi, Mux))]
+        return m
+
+
+class Lookup(wiring.Component):
+    """``o = table(i)``: each element's entry of a :class:`~cnnhw.quant.arith.LookupTable`, read from a
+    ROM. ``LATENCY`` cycle after an element is taken its entry is offered; a new element is taken
+    in any cycle in which the output register is empty or being read (1 element per cycle)."""
+
+    LATENCY = 1
+
+    @staticmethod
+    def logic_terms(out_bits: int) -> dict[str, float]:
+        """The logic-cell model's terms (``cnnhw.plan.logic``): the output register, a word register
+        like a packer's (the ROM is priced with the memories)."""
+        return {"packer_bits": out_bits}
+
+    def __init__(self, table: LookupTable, out_shape: Shape):
+        self.table, self.out_shape = table, Shape.cast(out_shape)
+        in_format = table.in_format
+        in_shape = Shape(in_format.bits, in_format.signed)
+        super().__init__({"i": In(stream.Signature(in_shape)), "o": Out(stream.Signature(self.out_shape))})
+
+    def memories(self) -> list[MemoryShape]:
+        return [MemoryShape("activation table", self.out_shape.width, len(self.table.entries), rom=True)]
+
+    def elaborate(self, platform):
+        m = Module()
+        (shape,) = self.memories()
+        m.submodules.rom = rom = Memory(shape=self.out_shape, depth=shape.depth, init=self.table.entries)
+        read = rom.read_port()
+        advance = ~self.o.valid | self.o.ready
+        bits = self.table.in_format.bits
+        # Entry k is for the integer lo + k: the address is the input minus lo, modulo the depth.
+        address = (self.i.payload - self.table.in_format.lo).as_unsigned()[:bits]
+        m.d.comb += [self.i.ready.eq(advance), read.en.eq(advance), read.addr.eq(address),
+                     self.o.payload.eq(read.data)]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(self.i.valid)
         return m
 
 

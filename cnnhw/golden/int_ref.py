@@ -12,7 +12,7 @@ from functools import singledispatch
 import numpy as np
 
 from ..quant.arith import saturate
-from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QPool, QReshape
+from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QLookup, QPool, QReshape
 from ..ir.batches import run_in_batches
 from ..ir.ops import PoolKind
 from ..ir.windows import pad, pool_windows, window_counts, window_stack
@@ -100,3 +100,8 @@ def _(layer: QReshape, x):
 @apply_int.register
 def _(layer: QClamp, x):
     return saturate(x, layer.lo, layer.hi)
+
+
+@apply_int.register
+def _(layer: QLookup, x):
+    return layer.table(x)

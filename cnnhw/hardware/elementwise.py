@@ -1,14 +1,15 @@
 """Stages that move data without computing on windows: a stand-alone clamp (ReLU/Clip not
-fused into a layer), and a flatten, which has no stage at all."""
+fused into a layer), a lookup table (a smooth activation), and a flatten, which has no stage at all."""
 
 from __future__ import annotations
 
 from amaranth import Module
 
 from ..errors import UnsupportedModelError
-from ..gateware.small import Clamp
-from ..quant.qgraph import QClamp, QReshape
+from ..gateware.small import Clamp, Lookup
+from ..quant.qgraph import QClamp, QLookup, QReshape
 from .op import HardwareOp, Stage, chain, element_shape
+from .timing import RegisterTiming
 
 
 class ClampOp(HardwareOp):
@@ -35,6 +36,44 @@ class ClampStage(Stage):
     def elaborate(self, platform):
         m = Module()
         chain(m, self, [self.clamp])
+        return m
+
+
+class LookupOp(HardwareOp):
+    """A smooth activation as a ROM of one entry per input integer (``gateware/small.Lookup``):
+    one element per cycle, each ``Lookup.LATENCY`` cycle after it is taken. Like a clamp it never
+    sets the pace (``cycles`` 0), and the stages after it see their rows at the pace before it."""
+
+    def __init__(self, layer: QLookup, plan):
+        super().__init__(layer, plan)
+
+    def _lookup(self) -> Lookup:
+        return Lookup(self.layer.table, element_shape(self.layer.out_format))
+
+    def timing(self, upstream):
+        return RegisterTiming(upstream, Lookup.LATENCY)
+
+    def memories(self):
+        return self._lookup().memories()
+
+    def output_order(self, input_order):
+        return input_order
+
+    def logic_terms(self):
+        return Lookup.logic_terms(self.layer.out_format.bits)
+
+    def create(self, input_order, first_block: int = 0):
+        return LookupStage(self.layer, self._lookup())
+
+
+class LookupStage(Stage):
+    def __init__(self, layer: QLookup, lookup: Lookup):
+        super().__init__(layer)
+        self.lookup = lookup
+
+    def elaborate(self, platform):
+        m = Module()
+        chain(m, self, [self.lookup])
         return m
 
 

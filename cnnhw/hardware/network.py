@@ -22,10 +22,10 @@ from ..gateware.serial import image_buffer
 from ..gateware.small import Argmax
 from ..gateware.spram import spram_blocks
 from ..gateware.streams import stream_order
-from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QPool, QReshape
+from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QLookup, QPool, QReshape
 from .conv import ConvOp
 from .dense import DenseOp
-from .elementwise import ClampOp, FlattenOp
+from .elementwise import ClampOp, FlattenOp, LookupOp
 from .op import HardwareOp
 from .plan import HardwarePlan, LayerPlan, divisors
 from .pool import TiledMaxPoolOp, WindowPoolOp
@@ -48,6 +48,8 @@ def hardware_op(layer, plan: LayerPlan) -> HardwareOp:
         return WindowPoolOp(layer, plan)
     if isinstance(layer, QClamp):
         return ClampOp(layer, plan)
+    if isinstance(layer, QLookup):
+        return LookupOp(layer, plan)
     if isinstance(layer, QReshape):
         return FlattenOp(layer, plan)
     raise UnsupportedModelError(f"{layer.label} '{layer.name}' has no hardware stage")

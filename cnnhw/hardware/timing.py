@@ -102,6 +102,23 @@ class InputTiming(Producer):
         return self.last
 
 
+class RegisterTiming(Producer):
+    """A stage with one output register (``gateware/small.Lookup``): it takes an element when the
+    register is empty or being read, and offers it ``latency`` cycle later."""
+
+    def __init__(self, upstream: Producer, latency: int = 1):
+        self.upstream, self.latency = upstream, latency
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        # Ready again in the cycle the element before leaves the register (or from the start).
+        taken = self.upstream.take(self.last)
+        self.last = first_ready(max(taken + self.latency, ready_from), stalls)
+        return self.last
+
+    def finish(self) -> None:
+        self.upstream.finish()
+
+
 class RescalerTiming:
     """A Rescaler (``gateware/rescale.py``): takes a value when idle, offers its result
     ``cycles_per_value - 1`` cycles later, and is idle again the cycle after it is taken."""

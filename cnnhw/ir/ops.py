@@ -17,6 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import ClassVar
 
 import numpy as np
 
@@ -430,6 +431,120 @@ class LeakyRelu(Activation):
 
     def describe(self) -> str:
         return f"alpha {self.alpha:g}"
+
+
+@dataclass(frozen=True, eq=False)
+class LookupActivation(Activation):
+    """Base of the smooth (and piecewise) activations the hardware computes as a table from each
+    input integer to an output integer (``quant.arith.LookupTable``): :meth:`function` is the real
+    function, the one definition the float reference and the table both evaluate."""
+
+    #: Points other than 0 where the function turns (its range over an interval is reached at the
+    #: interval's ends, at 0 or at one of these).
+    turning_points: ClassVar[tuple[float, ...]] = ()
+
+    def function(self, x: np.ndarray) -> np.ndarray:
+        """The activation of float64 ``x``, element-wise."""
+        raise NotImplementedError
+
+    def image(self, lo: float, hi: float) -> tuple[float, float]:
+        """The smallest and largest value the function takes on ``[lo, hi]``."""
+        points = [lo, hi] + [p for p in (0.0, *self.turning_points) if lo <= p <= hi]
+        values = self.function(np.asarray(points, dtype=np.float64))
+        return float(values.min()), float(values.max())
+
+
+@dataclass(frozen=True, eq=False)
+class Sigmoid(LookupActivation):
+    label = "Sigmoid"
+
+    def function(self, x):
+        # exp of a negative argument only: no overflow for large |x|.
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+@dataclass(frozen=True, eq=False)
+class Tanh(LookupActivation):
+    label = "Tanh"
+
+    def function(self, x):
+        return np.tanh(x)
+
+
+@dataclass(frozen=True, eq=False)
+class HardSigmoid(LookupActivation):
+    """``max(0, min(1, alpha * x + beta))`` (ONNX's defaults: alpha 0.2, beta 0.5)."""
+
+    alpha: float = 0.2
+    beta: float = 0.5
+    label = "HardSigmoid"
+
+    def __post_init__(self):
+        for what in ("alpha", "beta"):
+            value = _bound(getattr(self, what), f"{what} of HardSigmoid '{self.name}'")
+            if value is None:
+                raise ModelError(f"{what} of HardSigmoid '{self.name}' must be a finite number, not None")
+            object.__setattr__(self, what, value)
+
+    def function(self, x):
+        return np.clip(self.alpha * x + self.beta, 0.0, 1.0)
+
+    def describe(self) -> str:
+        return f"alpha {self.alpha:g} beta {self.beta:g}"
+
+
+@dataclass(frozen=True, eq=False)
+class HardSwish(LookupActivation):
+    """``x * max(0, min(1, x / 6 + 1/2))``: its least value, -3/8, is at x = -3/2."""
+
+    turning_points = (-1.5,)
+    label = "HardSwish"
+
+    def function(self, x):
+        return x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class Elu(LookupActivation):
+    """``x`` for x > 0, ``alpha * (exp(x) - 1)`` below (ONNX's default alpha: 1)."""
+
+    alpha: float = 1.0
+    label = "Elu"
+
+    def __post_init__(self):
+        alpha = _bound(self.alpha, f"alpha of {self.label} '{self.name}'")
+        if alpha is None:
+            raise ModelError(f"alpha of {self.label} '{self.name}' must be a finite number, not None")
+        object.__setattr__(self, "alpha", alpha)
+
+    def function(self, x):
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0.0)))
+
+    def describe(self) -> str:
+        return f"alpha {self.alpha:g}"
+
+
+@dataclass(frozen=True, eq=False)
+class Selu(Elu):
+    """``gamma * Elu(alpha)(x)``, ONNX's defaults the self-normalising constants."""
+
+    alpha: float = 1.67326319217681884765625
+    gamma: float = 1.05070102214813232421875
+    label = "Selu"
+
+    def __post_init__(self):
+        super().__post_init__()
+        gamma = _bound(self.gamma, f"gamma of Selu '{self.name}'")
+        if gamma is None:
+            raise ModelError(f"gamma of Selu '{self.name}' must be a finite number, not None")
+        object.__setattr__(self, "gamma", gamma)
+
+    def function(self, x):
+        return self.gamma * super().function(x)
+
+    def describe(self) -> str:
+        return f"alpha {self.alpha:g} gamma {self.gamma:g}"
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ from functools import singledispatch
 import numpy as np
 
 from . import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax, Transpose
-from .ops import Op, Pad, PoolKind
+from .ops import LookupActivation, Op, Pad, PoolKind
 from .batches import run_in_batches
 from .windows import pad, pool_windows, window_counts, window_stack
 
@@ -97,6 +97,11 @@ def _(op: Clip, x):
 @apply.register
 def _(op: LeakyRelu, x):
     return np.where(x >= 0, x, op.alpha * x)
+
+
+@apply.register
+def _(op: LookupActivation, x):
+    return op.function(x)
 
 
 @apply.register

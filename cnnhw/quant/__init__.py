@@ -37,7 +37,7 @@ def quantize_graph(graph: Graph, options: QuantOptions = QuantOptions(), calib: 
         lo, hi = input_range or DEFAULT_INPUT_RANGE
         ranges = interval_bounds(lowered, lo, hi)
         label = f"data-free bounds from input range [{lo:g}, {hi:g}]"
-    return replace(quantize(lowered, ranges, options, label), dropped_softmax=dropped)
+    return replace(quantize(lowered, ranges, options, label), dropped=dropped)
 
 
 __all__ = ["IntFormat", "Requantizer", "round_shift", "QGraph", "QuantOptions", "quantize_graph",

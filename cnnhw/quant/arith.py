@@ -14,6 +14,8 @@ the hardware generator in ``cnnhw.gateware``) takes its rules from this module:
 * **Requantization.** ``y = saturate(round_shift(acc * M, shift), lo, hi)``, with an unsigned
   integer multiplier ``M`` per output channel and one ``shift`` per layer
   (:class:`Requantizer`). In power-of-two mode ``M`` is a power of two.
+* **Lookup tables.** A smooth activation is a table with one entry per input integer,
+  ``saturate(round(f(x * s_in) / s_out))`` (:class:`LookupTable`).
 
 Changing a rule here changes the golden model and the hardware together; every test then
 checks the new rule.
@@ -232,3 +234,39 @@ class AverageDivider:
     def __call__(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         multipliers = np.asarray(self.multipliers, dtype=np.int64)[counts]
         return self.finish(sums * multipliers)
+
+
+#: Inputs wider than this are refused by a lookup table (its entries double with each bit).
+MAX_TABLE_INPUT_BITS = 12
+
+
+@dataclass(frozen=True)
+class LookupTable:
+    """An element-wise function on integers: ``y = entries[x - in_format.lo]``, one entry for each
+    integer of ``in_format`` (a smooth activation: sigmoid, tanh, ELU...).
+
+    The entries are computed once (:meth:`for_function`) from the real function with the
+    project's rounding and saturation; the golden model and the hardware both only index them."""
+
+    in_format: IntFormat
+    entries: tuple[int, ...]
+
+    def __post_init__(self):
+        if len(self.entries) != 1 << self.in_format.bits:
+            raise ValueError(f"a table over {self.in_format} needs {1 << self.in_format.bits} entries, "
+                             f"not {len(self.entries)}")
+
+    @staticmethod
+    def for_function(function: Callable, in_format: IntFormat, in_scale: float, out_format: IntFormat,
+                     out_scale: float, rounding: str, what: str = "activation") -> "LookupTable":
+        """``entries[k] = saturate(round(function((lo + k) * in_scale) / out_scale))``, in ``out_format``."""
+        if in_format.bits > MAX_TABLE_INPUT_BITS:
+            raise CnnhwError(f"{what}: its input is {in_format}; a lookup table takes inputs of up to "
+                             f"{MAX_TABLE_INPUT_BITS} bits (use fewer activation bits)")
+        steps = np.arange(in_format.lo, in_format.hi + 1, dtype=np.int64)
+        real = function(steps.astype(np.float64) * in_scale)
+        entries = saturate(round_real(np.asarray(real) / out_scale, rounding), out_format.lo, out_format.hi)
+        return LookupTable(in_format, tuple(int(v) for v in entries))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.entries, dtype=np.int64)[np.asarray(x, dtype=np.int64) - self.in_format.lo]

@@ -12,7 +12,8 @@ from ..errors import DataError
 from ..ir.batches import batches
 from ..ir.ops import PoolKind
 from ..ir.reference import run_float
-from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
+from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, LookupActivation, Pool2d, Relu, Reshape,
+                  Softmax)
 
 INPUT = "<input>"
 
@@ -69,6 +70,8 @@ def interval_bounds(graph: Graph, lo: float, hi: float) -> dict[str, tuple[float
             low, high = (float(np.clip(v, *bounds)) for v in (low, high))
         elif isinstance(op, LeakyRelu):
             low = low if low >= 0 else op.alpha * low
+        elif isinstance(op, LookupActivation):
+            low, high = op.image(low, high)
         elif isinstance(op, (Pool2d, GlobalPool)):
             if isinstance(op, Pool2d) and op.kind == PoolKind.AVG and op.count_include_pad:
                 low, high = min(low, 0.0), max(high, 0.0)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.ops import PoolKind, Shape
-from .arith import AverageDivider, IntFormat, Requantizer, round_real, saturate
+from .arith import AverageDivider, IntFormat, LookupTable, Requantizer, round_real, saturate
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,6 +148,18 @@ class QClamp(QLayer):
     label = "Clamp"
 
 
+@dataclass(frozen=True, eq=False)
+class QLookup(QLayer):
+    """A smooth activation (sigmoid, tanh, ELU...) as ``table``: each input integer's output."""
+
+    table: LookupTable = field(repr=False, default=None)
+    function: str = ""  # the float op's label, for reports
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return self.function
+
+
 @dataclass(frozen=True)
 class InputQuantizer:
     """The only float step: ``x_q = saturate(round(x / scale), format)`` with the graph's rounding."""
@@ -184,7 +196,7 @@ class QGraph:
     layers: tuple[QLayer, ...]
     options: "QuantOptions"
     calibration: str  # where the ranges came from ("calibration data x.npz (256 images)", ...)
-    dropped_softmax: bool = False
+    dropped: str = ""  # the label of a final op dropped because the class does not need it (Softmax, Sigmoid)
 
     @property
     def output_scale(self) -> float:

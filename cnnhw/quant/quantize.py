@@ -17,11 +17,12 @@ import math
 import numpy as np
 
 from ..errors import CnnhwError, UnsupportedModelError
-from ..ir import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax
+from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, LookupActivation, Pool2d, Relu, Reshape,
+                  Sigmoid, Softmax)
 from ..ir.ops import PoolKind
-from .arith import AverageDivider, IntFormat, Requantizer, round_real
+from .arith import AverageDivider, IntFormat, LookupTable, Requantizer, round_real
 from .calibrate import INPUT
-from .qgraph import (InputQuantizer, QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QPool, QReshape,
+from .qgraph import (InputQuantizer, QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QLookup, QPool, QReshape,
                      QuantOptions)
 
 #: Accumulators wider than this are refused (the hardware keeps them in DSP/fabric registers).
@@ -30,17 +31,19 @@ MAX_ACCUMULATOR_BITS = 48
 _ACTIVATIONS = (Relu, Clip, LeakyRelu)  # the element-wise activations a conv/dense layer absorbs
 
 
-def lower_for_integers(graph: Graph) -> tuple[Graph, bool]:
-    """Rewrite ``graph`` for integer inference; returns (graph, whether a final Softmax was dropped).
+def lower_for_integers(graph: Graph) -> tuple[Graph, str]:
+    """Rewrite ``graph`` for integer inference; returns (graph, the label of the final op dropped
+    or "").
 
-    Softmax is monotonic, so the class (argmax) does not change without it. ReLU, Clip and
-    LeakyReLU (alpha >= 0) are monotonic, so they commute with max-pooling and reshapes and
+    Softmax is monotonic, so the class (argmax) does not change without it; nor does a one-output
+    model's Sigmoid (its class is whether the logit is above 0: ``golden.classes_of``). ReLU, Clip
+    and LeakyReLU (alpha >= 0) are monotonic, so they commute with max-pooling and reshapes and
     can move back to fuse into the conv/dense before them.
     """
     ops = list(graph.ops)
-    dropped = bool(ops) and isinstance(ops[-1], Softmax)
-    if dropped:
-        ops.pop()
+    dropped = ""
+    if ops and (isinstance(ops[-1], Softmax) or (isinstance(ops[-1], Sigmoid) and graph.classes == 1)):
+        dropped = ops.pop().label
     shapes = [layer.in_shape for layer in graph.layers]
     lowered = []
     for op, in_shape in zip(ops, shapes):
@@ -163,7 +166,9 @@ def quantize(graph: Graph, ranges: dict, options: QuantOptions, calibration: str
         if isinstance(op, (Conv2d, Dense)):
             activation = following if isinstance(following, _ACTIVATIONS) else None
             out_layer = graph.layers[index + 1] if activation else layer
-            bits = options.output_bits if index == last_linear else options.activation_bits
+            # The logits are wide (the class is not decided by saturation), unless a table reads them.
+            logits = index == last_linear and not isinstance(following, LookupActivation)
+            bits = options.output_bits if logits else options.activation_bits
             q = _quantize_linear(op, activation, layer, out_layer, fmt, scale, ranges, bits, options)
             index += 2 if activation else 1
         elif isinstance(op, Pool2d):
@@ -183,6 +188,9 @@ def quantize(graph: Graph, ranges: dict, options: QuantOptions, calibration: str
         elif isinstance(op, (Relu, Clip)):
             lo, hi = _clamp_bounds(op, fmt, scale, options.rounding)
             q = QClamp(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, lo, hi)
+            index += 1
+        elif isinstance(op, LookupActivation):
+            q = _quantize_lookup(op, layer, fmt, scale, options)
             index += 1
         elif isinstance(op, LeakyRelu):
             raise UnsupportedModelError(
@@ -237,6 +245,18 @@ def _quantize_linear(op, activation, layer, out_layer, in_format, in_scale, rang
     if isinstance(op, Conv2d):
         return QConv(**common, stride=op.stride, pads=op.pads, dilation=op.dilation, groups=op.groups)
     return QDense(**common)
+
+
+def _quantize_lookup(op, layer, fmt: IntFormat, scale: float, options: QuantOptions) -> QLookup:
+    """The table of ``op`` over every integer of ``fmt``. The output range is the function's image
+    of everything the input format represents, so no entry saturates."""
+    out_lo, out_hi = op.image(fmt.lo * scale, fmt.hi * scale)
+    out_format = activation_format(options.activation_bits, out_lo)
+    out_scale = scale_for(min(out_lo, 0.0), max(out_hi, 0.0), out_format, options.power_of_two)
+    table = LookupTable.for_function(op.function, fmt, scale, out_format, out_scale, options.rounding,
+                                     f"{op.label} '{op.name}'")
+    return QLookup(op.name, op.name, layer.in_shape, layer.out_shape, fmt, out_format, scale, out_scale, table,
+                   op.label)
 
 
 def _quantize_pool(op: Pool2d, layer, fmt: IntFormat, scale: float, options: QuantOptions) -> QPool:

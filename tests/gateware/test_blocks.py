@@ -1,7 +1,7 @@
 """Blocks that whole networks use, each on its own against NumPy, with random input gaps and
 output stalls, and the stream rule checked on every port (``StreamMonitor``): the matrix-vector
-unit with several folds and groups, the requantizer's lanes, the pool reducer, the packer, the
-argmax and the register FIFO."""
+unit with several folds and groups, the requantizer's lanes, the pool reducer, the packer, a
+lookup table, the argmax and the register FIFO."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from cnnhw.gateware.fifo import RegisterFIFO
 from cnnhw.gateware.mvu import MatrixParameters, MatrixVectorUnit
 from cnnhw.gateware.pool import PoolReducer, ReducerParameters
 from cnnhw.gateware.requant import RequantUnit
-from cnnhw.gateware.small import Argmax, Packer
-from cnnhw.quant.arith import AverageDivider, Requantizer
+from cnnhw.gateware.small import Argmax, Lookup, Packer
+from cnnhw.quant.arith import AverageDivider, IntFormat, LookupTable, Requantizer
 from tests.gateware.streams import StreamMonitor, get_n, put_all, run
 
 
@@ -124,6 +124,18 @@ def test_packer_gathers_words_in_lane_order(simd):
     elements = list(range(7, 7 + simd * 5))
     got = _stream_through(dut, elements, 5, simd, 5_000)
     assert [[int(v) for v in word] for word in got] == [elements[k:k + simd] for k in range(0, len(elements), simd)]
+
+
+@pytest.mark.parametrize("in_format, out_format", [(IntFormat(8, True), IntFormat(8, False)),
+                                                   (IntFormat(4, False), IntFormat(6, True))])
+def test_lookup_gives_each_elements_entry(in_format, out_format):
+    rng = np.random.default_rng(in_format.bits)
+    entries = tuple(int(v) for v in rng.integers(out_format.lo, out_format.hi + 1, size=1 << in_format.bits))
+    table = LookupTable(in_format, entries)
+    dut = Lookup(table, signed(out_format.bits) if out_format.signed else unsigned(out_format.bits))
+    elements = [int(v) for v in rng.integers(in_format.lo, in_format.hi + 1, size=60)] + [in_format.lo, in_format.hi]
+    got = _stream_through(dut, elements, len(elements), in_format.bits)
+    assert [int(v) for v in got] == [int(v) for v in table(np.array(elements))]
 
 
 def test_argmax_takes_the_first_of_equal_logits():
