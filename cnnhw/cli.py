@@ -175,7 +175,7 @@ def _quantize(args, graph, return_calibration: bool = False):
     started = time.perf_counter()
     calib = None
     if args.calib or calib_path.is_file():
-        calib = load_data(calib_path, graph, "calibration data")
+        calib = load_data(calib_path, graph, "calibration data", use_labels=False)
         if args.input_range:
             log.warning("--input-range is ignored: calibration data %s gives the ranges", calib_path)
         qgraph = quantize_graph(graph, options, calib.x, calib_label=f"{calib_path.name}, {len(calib.x)} images")
@@ -219,7 +219,12 @@ def cmd_quantize(args) -> None:
     out = console()
     out.print(quant_table(qgraph, errors, measured_on))
     facts = {"model": str(_model_path(args)), **quant_facts(qgraph, errors)}
-    if evaluation is not None:
+    if evaluation is not None and not qgraph.has_classes:
+        last = errors[-1]
+        facts.update(images=len(evaluation.x), output_sqnr_db=last.sqnr_db)
+        out.print(f"the model gives values, not classes: integer output vs float on {len(evaluation.x)} images of "
+                  f"{Path(args.eval).name}: SQNR {last.sqnr_db:.1f} dB, largest error {last.max_error_lsb:.2f} LSB")
+    elif evaluation is not None:
         result = accuracy(qgraph, evaluation.x, evaluation.y)
         facts.update(images=result.images, accuracy_float=result.float_accuracy, accuracy_int=result.int_accuracy,
                      agreement=result.agreement)
@@ -329,11 +334,11 @@ def cmd_sim(args) -> None:
         result = simulate_export(export, expected, folder / "sim_build", args.simulator,
                                  timing_images=args.timing_images, gap=args.gap, stall=args.stall, seed=args.seed)
     predicted_latency = network.latency()
-    console().print(sim_table(graph.name, result, predicted, predicted_latency))
+    console().print(sim_table(graph.name, result, predicted, predicted_latency, qgraph.has_classes))
     for mismatch in result.mismatches:
         print(f"cnnhw: mismatch: {mismatch}", file=sys.stderr)
     if args.json:
-        write_json(args.json, {
+        write_json(args.json, {**_output_facts(qgraph, expected, data.x, result.bit_exact),
             "model": str(_model_path(args)), "images": result.images, "simulator": result.simulator,
             "bit_exact": result.bit_exact,
             "mismatches": [{"layer": m.layer, "index": m.index, "expected": m.expected, "got": m.got}
@@ -349,6 +354,20 @@ def cmd_sim(args) -> None:
         })
     if not result.bit_exact:
         raise SystemExit(1)
+
+
+def _output_facts(qgraph, expected, x, bit_exact: bool) -> dict:
+    """The simulated outputs for ``sim --json``: the RTL's, which are the golden model's integers
+    when it is bit-exact (every element compared), with their scale; and the classes, for a model
+    that has them."""
+    from .golden.int_ref import run_int
+
+    facts = {"output_scale": qgraph.output_scale}
+    if bit_exact:
+        facts["outputs"] = run_int(qgraph, x).tolist()
+        if qgraph.has_classes:
+            facts["classes"] = expected.classes
+    return facts
 
 
 def _sim_board(args, graph, data, qgraph, board, folder: Path, built_plan=None) -> None:
@@ -470,7 +489,7 @@ def cmd_run(args) -> None:
     build = open_build(args.build)
     facts = LinkFacts.from_build(build.facts)
     data = load_data(args.data, InputSpec(str(build.facts.get("model", build.folder.name)), facts.input_shape,
-                                          facts.classes))
+                                          facts.classes, facts.has_classes))
     _warn_clipped(facts.quantizer, data.x, args.data)
     try:
         import serial
@@ -490,8 +509,12 @@ def cmd_run(args) -> None:
             latencies.append((time.perf_counter() - started) * 1e3)
             classes.append(result.cls)
             label = f"  label {data.y[index]}" if data.y is not None else ""
-            if not args.quiet:
+            if not args.quiet and facts.has_classes:
                 out.print(f"image {index}: class {result.cls}{label}  ({latencies[-1]:.1f} ms)")
+            elif not args.quiet:
+                values = " ".join(f"{v * facts.output_scale:.4g}" for v in result.logits[:8])
+                out.print(f"image {index}: outputs {values}{' ...' if len(result.logits) > 8 else ''}  "
+                          f"({latencies[-1]:.1f} ms)")
     finally:
         port.close()
     summary = f"{len(classes)} images, median latency {statistics.median(latencies):.1f} ms per image"
@@ -542,28 +565,37 @@ def cmd_predict(args) -> None:
         _warn_clipped(qgraph.input, data.x, f"inputs {args.inputs}")
     started = time.perf_counter()
     if qgraph is None:
-        outputs = run_float(graph, data.x)
-        logits = outputs.reshape(len(outputs), -1).astype(np.float32)
+        outputs = run_float(graph, data.x).astype(np.float32)
     else:
-        outputs = run_int(qgraph, data.x)
-        logits = outputs.reshape(len(outputs), -1).astype(np.int64)
+        outputs = run_int(qgraph, data.x).astype(np.int64)
     log.info("ran the %s model on %d images in %.2f s", args.golden, len(data.x), time.perf_counter() - started)
-    classes = classes_of(logits)
-    facts = {"model": str(_model_path(args)), "golden": args.golden, "images": int(len(classes)),
-             "classes": classes.tolist()}
+    facts = {"model": str(_model_path(args)), "golden": args.golden, "images": int(len(outputs)),
+             "output_shape": list(outputs.shape[1:]), "outputs": outputs.tolist()}
     if qgraph is not None:
         facts["output_scale"] = qgraph.output_scale
     out = console()
-    if data.y is not None:
-        accuracy = float(np.mean(classes == data.y))
-        facts["accuracy"] = accuracy
-        out.print(f"{args.golden} model: {accuracy:.2%} top-1 accuracy on {len(classes)} images "
-                  f"({int(np.sum(classes == data.y))} correct)")
+    arrays = {"outputs": outputs}
+    if graph.has_classes:
+        # The integer model's output is logits even where the float model ends in a Sigmoid.
+        classes = classes_of(outputs, graph.class_threshold if qgraph is None else 0.0)
+        facts["classes"] = classes.tolist()
+        arrays.update(logits=outputs.reshape(len(outputs), -1), classes=classes)
+        if data.y is not None:
+            accuracy = float(np.mean(classes == data.y))
+            facts["accuracy"] = accuracy
+            out.print(f"{args.golden} model: {accuracy:.2%} top-1 accuracy on {len(classes)} images "
+                      f"({int(np.sum(classes == data.y))} correct)")
+        else:
+            shown = " ".join(map(str, classes[:20])) + (" ..." if len(classes) > 20 else "")
+            out.print(f"{args.golden} model: classes of {len(classes)} images: {shown}")
     else:
-        shown = " ".join(map(str, classes[:20])) + (" ..." if len(classes) > 20 else "")
-        out.print(f"{args.golden} model: classes of {len(classes)} images: {shown}")
+        first = outputs[0].ravel()
+        shown = " ".join(f"{v:.4g}" if qgraph is None else str(v) for v in first[:8]) + (" ..." if first.size > 8 else "")
+        unit = "" if qgraph is None else f" (integers; times {qgraph.output_scale:.4g} in the model's units)"
+        out.print(f"{args.golden} model: outputs of {len(outputs)} images, "
+                  f"{'x'.join(map(str, outputs.shape[1:]))} values each{unit}; image 0: {shown}")
     if args.output:
-        write_npz(args.output, logits=logits, classes=classes.astype(np.int64))
+        write_npz(args.output, **arrays)
     if args.json:
         write_json(args.json, facts)
 
@@ -587,7 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--inputs", "-i", required=True, metavar="DATA", help=".npz with x (N, C, H, W) and optional y")
     predict.add_argument("--golden", choices=("float", "int"), default="float",
                          help="float: the float reference; int: the bit-exact integer model the hardware computes")
-    predict.add_argument("-o", "--output", metavar="OUT.npz", help="write logits (N, classes) and classes (N,)")
+    predict.add_argument("-o", "--output", metavar="OUT.npz",
+                         help="write outputs (N, *output shape), and for a classifier logits (N, classes) and "
+                              "classes (N,)")
     predict.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     _add_quant_options(predict)
     predict.set_defaults(run=cmd_predict)

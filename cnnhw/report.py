@@ -144,13 +144,14 @@ def quant_table(qgraph, errors=None, measured_on: str | None = None) -> Table:
     return table
 
 
-def sim_table(name: str, result, predicted: int, predicted_latency: int) -> Table:
+def sim_table(name: str, result, predicted: int, predicted_latency: int, has_classes: bool = True) -> Table:
     table = Table(title=f"{name}: RTL simulation ({result.simulator}, {result.images} images)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("bit-exact (every layer, every element)", "yes" if result.bit_exact else "NO")
     table.add_row("mismatching layers", str(len(result.mismatches)))
-    table.add_row("mismatching classes", str(result.class_mismatches))
+    if has_classes:
+        table.add_row("mismatching classes", str(result.class_mismatches))
     table.add_row("cycles per inference (steady state)", f"{result.cycles_per_inference:,.0f}")
     table.add_row("cycles per inference (plan's prediction)", f"{predicted:,}")
     table.add_row("latency (first input to class), cycles", f"{result.latency_cycles:,}")

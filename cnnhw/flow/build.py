@@ -350,7 +350,8 @@ def host_facts(qgraph: QGraph, board: Board) -> dict:
     return {"input_shape": list(qgraph.graph.input_shape), "input_scale": qgraph.input.scale,
             "input_bits": qgraph.input.format.bits, "input_signed": qgraph.input.format.signed,
             "rounding": qgraph.input.rounding, "classes": math.prod(last.out_shape),
-            "logit_bytes": (last.out_format.bits + 7) // 8, "output_scale": last.out_scale, "baud": board.uart_baud}
+            "logit_bytes": (last.out_format.bits + 7) // 8, "output_scale": last.out_scale, "baud": board.uart_baud,
+            "has_classes": qgraph.has_classes, "output_signed": last.out_format.signed}
 
 
 def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attempt, attempts: list[Attempt],

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import DataError, ModelError, UnsupportedModelError
-from .ops import Op, Shape, Softmax
+from .ops import Op, Shape, Sigmoid, Softmax
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,30 @@ class Graph:
     def classes(self) -> int:
         """How many values the output has (the classes of a classifier)."""
         return math.prod(self.output_shape)
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether the output scores classes, so that a class means something (``golden.classes_of``).
+        A model ending in Softmax or Sigmoid does. An output of more than one position per channel
+        (a segmentation map, a decoder's image) or shaped as the input (an autoencoder's
+        reconstruction) does not. Any other output is logits (one logit: a binary classifier)."""
+        if self.ops and isinstance(self.ops[-1], (Softmax, Sigmoid)):
+            return True
+        shape = self.output_shape
+        if len(shape) == 3 and shape[1] * shape[2] > 1:
+            return False
+        return shape != self.input_shape
+
+    @property
+    def labels(self) -> int:
+        """How many classes a label may name: a one-output (binary) classifier has two."""
+        return max(self.classes, 2)
+
+    @property
+    def class_threshold(self) -> float:
+        """Above it a one-output model's output is class 1: 0.5 for a probability (a final
+        Sigmoid), else 0 (a logit)."""
+        return 0.5 if self.ops and isinstance(self.ops[-1], Sigmoid) else 0.0
 
     @property
     def macs(self) -> int:

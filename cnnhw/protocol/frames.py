@@ -14,8 +14,9 @@ Host to board:
                      two's complement for signed input formats; length = elements per image.
     STATUS   (0x02): empty payload.
 Board to host:
-    RESULT (0x81): payload = every logit as a little-endian two's-complement integer of
-                   ``logit_bytes`` bytes, in output stream order, then the class (1 byte). (The class
+    RESULT (0x81): payload = every logit as a little-endian integer of ``logit_bytes`` bytes
+                   (two's complement for a signed output format), in output stream order, then the
+                   class (1 byte). (The class
                    comes last because the board knows it only after the last logit.)
     STATUS (0x82): payload = one status byte (see ``Status``).
     ERROR  (0xE0): payload = one error byte (see ``Error``).
@@ -137,10 +138,10 @@ class Result:
     logits: list[int]
 
 
-def decode_result(frame: Frame, logit_bytes: int) -> Result:
+def decode_result(frame: Frame, logit_bytes: int, signed: bool = True) -> Result:
     if frame.type != FrameType.RESULT:
         raise ValueError(f"expected a RESULT frame, got type 0x{frame.type:02X}")
     count = (len(frame.payload) - 1) // logit_bytes
-    logits = [int.from_bytes(frame.payload[i * logit_bytes:(i + 1) * logit_bytes], "little", signed=True)
+    logits = [int.from_bytes(frame.payload[i * logit_bytes:(i + 1) * logit_bytes], "little", signed=signed)
               for i in range(count)]
     return Result(frame.payload[-1], logits)

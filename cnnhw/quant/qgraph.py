@@ -199,6 +199,12 @@ class QGraph:
     dropped: str = ""  # the label of a final op dropped because the class does not need it (Softmax, Sigmoid)
 
     @property
+    def has_classes(self) -> bool:
+        """Whether the output scores classes (``Graph.has_classes`` of the model before its final
+        Softmax or Sigmoid was dropped)."""
+        return bool(self.dropped) or self.graph.has_classes
+
+    @property
     def output_scale(self) -> float:
         return self.layers[-1].out_scale if self.layers else self.input.scale
 

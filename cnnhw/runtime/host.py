@@ -31,6 +31,8 @@ class LinkFacts:
     logit_bytes: int
     output_scale: float
     baud: int
+    has_classes: bool = True  # whether a class means something (``Graph.has_classes``)
+    output_signed: bool = True  # the output format's signedness (how RESULT's logits decode)
 
     @staticmethod
     def from_build(facts: dict) -> "LinkFacts":
@@ -40,7 +42,8 @@ class LinkFacts:
             quantizer = InputQuantizer(float(host["input_scale"]), IntFormat(int(host["input_bits"]),
                                        bool(host["input_signed"])), str(host["rounding"]))
             link = LinkFacts(shape, quantizer, int(host["classes"]), int(host["logit_bytes"]),
-                             float(host["output_scale"]), int(host["baud"]))
+                             float(host["output_scale"]), int(host["baud"]), bool(host.get("has_classes", True)),
+                             bool(host.get("output_signed", True)))
             sane = (shape and all(is_int(d) and 0 < d <= 1 << 16 for d in shape)
                     and math.prod(shape) <= 1 << 20 and 0 < link.classes <= 1 << 16 and 1 <= link.logit_bytes <= 4
                     and link.baud > 0 and 0 < quantizer.scale < math.inf and 2 <= quantizer.format.bits <= 16
@@ -104,7 +107,7 @@ class BoardLink:
             raise CnnhwError(f"the board refused the image ({name}); is it flashed with this build?")
         if frame.type == FrameType.STATUS:
             raise CnnhwError(f"the board is not ready ({Status(frame.payload[0]).name}); wait, or reflash")
-        result = decode_result(frame, self.facts.logit_bytes)
+        result = decode_result(frame, self.facts.logit_bytes, self.facts.output_signed)
         if len(result.logits) != self.facts.classes:
             raise CnnhwError(f"the board sent {len(result.logits)} logits, this build has {self.facts.classes}: "
                              f"it runs another bitstream; flash this build")

@@ -143,7 +143,8 @@ def scenario(qgraph: QGraph, plan: HardwarePlan, inputs: list[int], images: int,
 
 
 def check_replies(steps: list[Step], replies: list[bytes], expected_logits: list[list[int]],
-                  expected_classes: list[int], logit_bytes: int) -> tuple[int, list[str], list[tuple[str, bool]]]:
+                  expected_classes: list[int], logit_bytes: int,
+                  signed: bool = True) -> tuple[int, list[str], list[tuple[str, bool]]]:
     """Compare every step's reply bytes with what it expects; (RESULTs equal to golden, failures, checks)."""
     classified, failures, checks = 0, [], []
     for step, reply in zip(steps, replies):
@@ -159,7 +160,7 @@ def check_replies(steps: list[Step], replies: list[bytes], expected_logits: list
             if frame.type != kind:
                 problem = f"expected a frame of type 0x{kind:02X}, got 0x{frame.type:02X} ({frame.payload.hex()})"
             elif kind == FrameType.RESULT:
-                result = decode_result(frame, logit_bytes)
+                result = decode_result(frame, logit_bytes, signed)
                 mismatch = first_mismatch(f"logits of image {want}", expected_logits[want], result.logits)
                 if mismatch is not None:
                     problem = str(mismatch)
@@ -268,7 +269,8 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
         write_flash_hex(build_dir / "flash.hex", image, offset, board.flash["bitstream_bytes"])
         plusargs = [f"+FLASH_HEX={build_dir / 'flash.hex'}"]
     replies, build_seconds, run_seconds = run(steps, "", plusargs)
-    classified, failures, checks = check_replies(steps, replies, logits, expected.classes, top.front.logit_bytes)
+    classified, failures, checks = check_replies(steps, replies, logits, expected.classes, top.front.logit_bytes,
+                                                 top.front.logit.signed)
     if weights is not None:
         write_flash_hex(build_dir / "flash_corrupted.hex", corrupted(image), offset, board.flash["bitstream_bytes"])
         byte_cycles = 10 * divisor
@@ -282,7 +284,7 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
             step.label = f"corrupted weight image: {step.label}"
         bad_replies, more_build, more_run = run(bad_steps, "_corrupted", [f"+FLASH_HEX={build_dir / 'flash_corrupted.hex'}"])
         _, bad_failures, bad_checks = check_replies(bad_steps, bad_replies, logits, expected.classes,
-                                                    top.front.logit_bytes)
+                                                    top.front.logit_bytes, top.front.logit.signed)
         failures += bad_failures
         checks += bad_checks
         build_seconds += more_build
