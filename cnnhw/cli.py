@@ -152,7 +152,8 @@ def _quantize(args, graph, return_calibration: bool = False):
     (``--calib``, else ``MODEL.calib.npz`` beside the model, else data-free bounds with a warning).
     With ``return_calibration``, also return the calibration Dataset (or None)."""
     from .datafiles import load_data
-    from .quant import QuantOptions, quantize_graph
+    from .golden.evaluate import check_data_free
+    from .quant import DEFAULT_INPUT_RANGE, QuantOptions, quantize_graph
 
     if args.percentile is not None and args.calib_method != "percentile":
         raise CnnhwError(f"--percentile {args.percentile:g} needs --calib-method percentile (the calibration method "
@@ -180,11 +181,22 @@ def _quantize(args, graph, return_calibration: bool = False):
             log.warning("--input-range is ignored: calibration data %s gives the ranges", calib_path)
         qgraph = quantize_graph(graph, options, calib.x, calib_label=f"{calib_path.name}, {len(calib.x)} images")
     else:
+        input_range = tuple(args.input_range) if args.input_range else DEFAULT_INPUT_RANGE
         log.warning("no calibration data (%s not found, no --calib): quantizing from data-free bounds of input "
-                    "range %s; accuracy may suffer", calib_path.name, tuple(args.input_range or (0, 1)))
-        qgraph = quantize_graph(graph, options, input_range=tuple(args.input_range) if args.input_range else None)
+                    "range %s; accuracy may suffer", calib_path.name, input_range)
+        qgraph = quantize_graph(graph, options, input_range=input_range)
+        check_data_free(qgraph, input_range)
     log.info("quantized %s (%s) in %.2f s", graph.name, qgraph.calibration, time.perf_counter() - started)
     return (qgraph, calib) if return_calibration else qgraph
+
+
+def _warn_unbuildable(graph) -> None:
+    """Say once, on commands that work without hardware, when sim and build will refuse the model."""
+    from .hardware import hardware_refusal
+
+    refusal = hardware_refusal(graph)
+    if refusal is not None:
+        log.warning("the hardware cannot take this model (sim and build will refuse it): %s", refusal)
 
 
 def _warn_clipped(quantizer, x, what: str) -> None:
@@ -206,6 +218,7 @@ def cmd_quantize(args) -> None:
 
     _check_outputs(args)
     graph = _load(args)
+    _warn_unbuildable(graph)
     qgraph, calib = _quantize(args, graph, return_calibration=True)
     evaluation = load_data(args.eval, graph, "evaluation data") if args.eval else None
     if evaluation is not None:
@@ -540,14 +553,22 @@ def cmd_boards(args) -> None:
 
 
 def cmd_inspect(args) -> None:
+    from .hardware import hardware_refusal
     from .outputs import write_json
     from .report import console, graph_facts, graph_table
 
     _check_outputs(args)
     graph = _load(args)
-    console().print(graph_table(graph))
+    refusal = hardware_refusal(graph)
+    out = console()
+    out.print(graph_table(graph))
+    if refusal is None:
+        out.print("hardware: every layer has a stage (plan --board says whether it fits)")
+    else:
+        out.print(f"hardware: cnnhw cannot build it: {refusal}")
     if args.json:
-        write_json(args.json, {"model": str(_model_path(args)), **graph_facts(graph)})
+        write_json(args.json, {"model": str(_model_path(args)), **graph_facts(graph),
+                               "hardware": {"supported": refusal is None, "reason": refusal}})
 
 
 def cmd_predict(args) -> None:
@@ -562,6 +583,7 @@ def cmd_predict(args) -> None:
     data = load_data(args.inputs, graph)
     qgraph = _quantize(args, graph) if args.golden == "int" else None
     if qgraph is not None:
+        _warn_unbuildable(graph)
         _warn_clipped(qgraph.input, data.x, f"inputs {args.inputs}")
     started = time.perf_counter()
     if qgraph is None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import CnnhwError
 from ..ir.batches import batches
 from ..ir.reference import run_float
 from .classes import classes_of
@@ -60,3 +61,34 @@ def accuracy(qgraph: QGraph, x: np.ndarray, y: np.ndarray | None) -> Accuracy:
         None if y is None else float(np.mean(int_classes == y)),
         float(np.mean(float_classes == int_classes)),
     )
+
+
+#: A data-free quantization whose output is further from the float model's than this, on images
+#: spread over the input range, is refused: its error is nearly as large as the output itself.
+DATA_FREE_SQNR_FLOOR_DB = 1.0
+
+#: Images drawn over the input range to probe a data-free quantization (fixed: the verdict is
+#: deterministic).
+PROBE_IMAGES = 16
+
+
+def check_data_free(qgraph: QGraph, input_range: tuple[float, float]) -> None:
+    """Refuse (CnnhwError) a degenerate data-free quantization: one in which a layer gives 0 for
+    every probe image where the float model does not, or whose output's SQNR is below
+    ``DATA_FREE_SQNR_FLOOR_DB``. The probes are uniform over ``input_range``, inside the bounds
+    the ranges were derived from, so only their looseness can make the integers degenerate."""
+    lo, hi = input_range
+    probes = np.random.default_rng(0).uniform(lo, hi, size=(PROBE_IMAGES, *qgraph.graph.input_shape))
+    advice = ("the ranges derived from the input range alone are too loose for this model: pass --calib DATA "
+              "with real images")
+    names = [layer.op.name for layer in qgraph.graph.layers]
+    floats = dict(zip(names, run_float(qgraph.graph, probes, every_layer=True)))
+    for layer, value in zip(qgraph.layers, run_int(qgraph, probes, every_layer=True)[1:]):
+        if not np.any(value) and np.any(floats[layer.source]):
+            raise CnnhwError(f"data-free quantization: layer '{layer.name}' gives 0 for every one of "
+                             f"{PROBE_IMAGES} probe images in [{lo:g}, {hi:g}]; {advice}")
+    output = layer_errors(qgraph, probes)[-1]
+    if output.sqnr_db < DATA_FREE_SQNR_FLOOR_DB:
+        raise CnnhwError(f"data-free quantization: the output's SQNR is {output.sqnr_db:.1f} dB on {PROBE_IMAGES} "
+                         f"probe images in [{lo:g}, {hi:g}], below the floor of {DATA_FREE_SQNR_FLOOR_DB:g} dB; "
+                         f"{advice}")

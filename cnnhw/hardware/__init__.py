@@ -4,10 +4,11 @@ logic-cell terms, weight bandwidth, stream order) and creates it (:mod:`.op`); a
 :class:`Network` is a graph's ops under a plan, which the planner prices and the generator
 builds (:mod:`.network`). The plan itself is a plain value (:mod:`.plan`)."""
 
-from .network import (Network, check_plan, default_plan, hardware_op, predict_cycles, predict_cycles_per_inference,
-                      predict_latency)
+from .network import (Network, check_plan, default_plan, hardware_op, hardware_refusal, predict_cycles,
+                      predict_cycles_per_inference, predict_latency)
 from .op import HardwareOp
 from .plan import HardwarePlan, LayerPlan, WeightHome, with_folding
 
 __all__ = ["HardwareOp", "HardwarePlan", "LayerPlan", "Network", "WeightHome", "check_plan", "default_plan",
-           "hardware_op", "predict_cycles", "predict_cycles_per_inference", "predict_latency", "with_folding"]
+           "hardware_op", "hardware_refusal", "predict_cycles", "predict_cycles_per_inference", "predict_latency",
+           "with_folding"]

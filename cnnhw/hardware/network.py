@@ -227,3 +227,18 @@ def default_plan(qgraph: QGraph, products_per_layer: int = 8) -> HardwarePlan:
                     if pe * simd <= products_per_layer), key=lambda f: (f[0] * f[1], f[1]))
         layers.append(LayerPlan(op.name, best[0], best[1], digit_bits=32))
     return HardwarePlan(tuple(layers))
+
+
+def hardware_refusal(graph) -> str | None:
+    """Why the hardware cannot take the float ``graph`` (the first op or layer it has no stage
+    for), or None; answered before anyone quantizes, by the rules the quantizer and the hardware
+    ops apply, on a data-free trial quantization (no data: only the graph's structure decides)."""
+    from ..quant import quantize_graph
+
+    try:
+        Network(quantize_graph(graph, quiet=True), HardwarePlan(()))
+    except UnsupportedModelError as error:
+        return str(error)
+    except CnnhwError:
+        return None  # a matter of ranges or options, which quantize reports with the user's data
+    return None

@@ -21,12 +21,14 @@ DEFAULT_INPUT_RANGE = (0.0, 1.0)
 
 
 def quantize_graph(graph: Graph, options: QuantOptions = QuantOptions(), calib: np.ndarray | None = None,
-                   input_range: tuple[float, float] | None = None, calib_label: str = "") -> QGraph:
-    """Lower, find ranges (from ``calib`` images, else data-free from ``input_range``), quantize."""
+                   input_range: tuple[float, float] | None = None, calib_label: str = "",
+                   quiet: bool = False) -> QGraph:
+    """Lower, find ranges (from ``calib`` images, else data-free from ``input_range``), quantize
+    (``quiet``: without warnings about the model, for a trial)."""
     options.check()
     lowered, dropped = lower_for_integers(graph)
     for op in graph.ops:
-        if isinstance(op, (Conv2d, Dense)) and not np.any(op.weight):
+        if not quiet and isinstance(op, (Conv2d, Dense)) and not np.any(op.weight):
             log.warning("%s '%s' has all-zero weights: its output is its bias alone, whatever the input "
                         "(a dead layer; is the model trained?)", op.label, op.name)
     if calib is not None:
