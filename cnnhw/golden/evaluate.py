@@ -76,19 +76,30 @@ def check_data_free(qgraph: QGraph, input_range: tuple[float, float]) -> None:
     """Refuse (CnnhwError) a degenerate data-free quantization: one in which a layer gives 0 for
     every probe image where the float model does not, or whose output's SQNR is below
     ``DATA_FREE_SQNR_FLOOR_DB``. The probes are uniform over ``input_range``, inside the bounds
-    the ranges were derived from, so only their looseness can make the integers degenerate."""
+    the ranges were derived from, so only their looseness can make the integers degenerate.
+    They run one at a time: a probe holds no more memory than one image does."""
     lo, hi = input_range
     probes = np.random.default_rng(0).uniform(lo, hi, size=(PROBE_IMAGES, *qgraph.graph.input_shape))
     advice = ("the ranges derived from the input range alone are too loose for this model: pass --calib DATA "
               "with real images")
     names = [layer.op.name for layer in qgraph.graph.layers]
-    floats = dict(zip(names, run_float(qgraph.graph, probes, every_layer=True)))
-    for layer, value in zip(qgraph.layers, run_int(qgraph, probes, every_layer=True)[1:]):
-        if not np.any(value) and np.any(floats[layer.source]):
+    nonzero_int = np.zeros(len(qgraph.layers), dtype=bool)
+    nonzero_float = np.zeros(len(qgraph.layers), dtype=bool)
+    power = noise = 0.0
+    for probe in probes:
+        floats = dict(zip(names, run_float(qgraph.graph, probe[None], every_layer=True)))
+        for k, (layer, value) in enumerate(zip(qgraph.layers, run_int(qgraph, probe[None], every_layer=True)[1:])):
+            nonzero_int[k] |= bool(np.any(value))
+            nonzero_float[k] |= bool(np.any(floats[layer.source]))
+        reference = floats[qgraph.layers[-1].source]
+        power += float(np.sum(reference ** 2))
+        noise += float(np.sum((reference - value * qgraph.layers[-1].out_scale) ** 2))
+    for layer, int_any, float_any in zip(qgraph.layers, nonzero_int, nonzero_float):
+        if float_any and not int_any:
             raise CnnhwError(f"data-free quantization: layer '{layer.name}' gives 0 for every one of "
                              f"{PROBE_IMAGES} probe images in [{lo:g}, {hi:g}]; {advice}")
-    output = layer_errors(qgraph, probes)[-1]
-    if output.sqnr_db < DATA_FREE_SQNR_FLOOR_DB:
-        raise CnnhwError(f"data-free quantization: the output's SQNR is {output.sqnr_db:.1f} dB on {PROBE_IMAGES} "
+    sqnr = float("inf") if noise == 0 else (10 * np.log10(power / noise) if power > 0 else float("-inf"))
+    if sqnr < DATA_FREE_SQNR_FLOOR_DB:
+        raise CnnhwError(f"data-free quantization: the output's SQNR is {sqnr:.1f} dB on {PROBE_IMAGES} "
                          f"probe images in [{lo:g}, {hi:g}], below the floor of {DATA_FREE_SQNR_FLOOR_DB:g} dB; "
                          f"{advice}")
