@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .ir import Graph
+from .ir.graph import INPUT
 
 
 def shape_text(shape) -> str:
@@ -28,6 +29,7 @@ def graph_facts(graph: Graph) -> dict:
                 "params": layer.op.params,
                 "macs": layer.macs,
                 "attributes": layer.op.describe(),
+                "inputs": list(layer.inputs),
             }
             for layer in graph.layers
         ],
@@ -58,12 +60,17 @@ def graph_table(graph: Graph) -> Table:
     for column, justify in (("#", "right"), ("layer", "left"), ("op", "left"), ("attributes", "left"),
                             ("output", "right"), ("params", "right"), ("MACs", "right")):
         table.add_column(column, justify=justify)
+    names = [INPUT] + [layer.op.name for layer in graph.layers]
     for row in _shown(list(enumerate(graph.layers))):
         if isinstance(row, int):
             _elision_row(table, row, 1)
         else:
-            table.add_row(str(row[0]), row[1].op.name, row[1].op.label, row[1].op.describe(),
-                          shape_text(row[1].out_shape), f"{row[1].op.params:,}", f"{row[1].macs:,}")
+            index, layer = row
+            attributes = layer.op.describe()
+            if layer.inputs != (names[index],):  # a join, or a branch that does not read the layer above
+                attributes = " ".join(filter(None, (attributes, "reads " + ", ".join(layer.inputs))))
+            table.add_row(str(index), layer.op.name, layer.op.label, attributes, shape_text(layer.out_shape),
+                          f"{layer.op.params:,}", f"{layer.macs:,}")
     table.add_section()
     table.add_row("", "total", "", "", "", f"{graph.params:,}", f"{graph.macs:,}")
     return table
@@ -96,9 +103,12 @@ def quant_facts(qgraph, errors=None) -> dict:
             "output_format": str(layer.out_format), "input_scale": layer.in_scale, "output_scale": layer.out_scale,
         }
         if hasattr(layer, "requant"):
-            entry.update(weight_format=str(layer.weight_format), activation=layer.activation,
-                         accumulator_bits=layer.acc_format.bits, multipliers=list(layer.requant.multipliers),
+            entry.update(activation=layer.activation, multipliers=list(layer.requant.multipliers),
                          shift=layer.requant.shift, clamp=[layer.requant.lo, layer.requant.hi])
+        if hasattr(layer, "weight_format"):
+            entry.update(weight_format=str(layer.weight_format), accumulator_bits=layer.acc_format.bits)
+        if hasattr(layer, "in_formats"):  # a join: each input's format and scale
+            entry.update(input_formats=[str(f) for f in layer.in_formats], input_scales=list(layer.in_scales))
         if layer.name in errors:
             entry.update(sqnr_db=errors[layer.name].sqnr_db, max_error_lsb=errors[layer.name].max_error_lsb)
         layers.append(entry)
@@ -128,13 +138,13 @@ def quant_table(qgraph, errors=None, measured_on: str | None = None) -> Table:
         if isinstance(layer, int):
             _elision_row(table, layer, 0)
             continue
-        linear = hasattr(layer, "requant")
+        linear = hasattr(layer, "weight_format")
         error = errors.get(layer.name)
         table.add_row(
             layer.name, layer.label, str(layer.in_format),
             (f"{layer.weight_format}{' /ch' if qgraph.options.per_channel else ''}" if linear else ""),
             (f"s{layer.acc_format.bits}" if linear else (f"s{layer.sum_format.bits}" if getattr(layer, "sum_format", None) else "")),
-            _requant_text(layer), layer.activation if linear and layer.activation != "none" else "",
+            _requant_text(layer), "" if getattr(layer, "activation", "none") == "none" else layer.activation,
             str(layer.out_format),
             "" if error is None else f"{error.sqnr_db:.1f}",
             "" if error is None else f"{error.max_error_lsb:.2f}",

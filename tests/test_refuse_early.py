@@ -31,13 +31,14 @@ def _reshape_at_output(path):
 def _deep_mlp(path, depth: int = 4, width: int = 64):
     """Dense layers whose data-free interval bounds outgrow their values by a factor of about
     ``sqrt(width)`` each: after four, 8-bit integers round every value to 0."""
+    rng = np.random.default_rng(3)  # the message names the layer: the weights must not depend on test order
     nodes, arrays, tensor = [], {}, "x"
     for k in range(depth):
-        arrays[f"w{k}"] = (RNG.normal(size=(width, width)) / 8).astype(np.float32)
+        arrays[f"w{k}"] = (rng.normal(size=(width, width)) / 8).astype(np.float32)
         nodes += [helper.make_node("MatMul", [tensor, f"w{k}"], [f"m{k}"], name=f"fc{k}"),
                   helper.make_node("Relu", [f"m{k}"], [f"r{k}"], name=f"relu{k}")]
         tensor = f"r{k}"
-    arrays["out"] = RNG.normal(size=(width, 10)).astype(np.float32)
+    arrays["out"] = rng.normal(size=(width, 10)).astype(np.float32)
     nodes.append(helper.make_node("MatMul", [tensor, "out"], ["y"], name="logits"))
     onnx.save(make_model(nodes, arrays, ["N", width], ["N", 10]), path)
 

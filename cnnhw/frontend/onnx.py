@@ -19,6 +19,8 @@ from ..errors import ModelError, UnsupportedModelError
 from ..inputs import read_bytes, regular_file
 from ..ir import (Affine, Clip, Conv2d, Dense, Elu, GlobalPool, Graph, HardSigmoid, HardSwish, LeakyRelu, Pool2d, Relu,
                   Reshape, Selu, Sigmoid, Softmax, Tanh, Transpose, simplify)
+from ..ir.graph import INPUT
+from ..ir.ops import Add, Concat
 from ..ir.ops import Pad, PoolKind, window_span
 
 #: Default-domain opsets this importer knows (the semantics of every supported op are
@@ -146,7 +148,9 @@ def _attributes(node) -> dict:
 
 
 class _Importer:
-    """Walks the nodes of one ONNX graph (in its topological order) into an op chain."""
+    """Walks the nodes of one ONNX graph (in its topological order) into ops, each reading the ops
+    that write its data inputs (a tensor read by several nodes is a fork; an Add or Concat of two
+    computed tensors, a join)."""
 
     def __init__(self, model, name: str):
         from onnx import numpy_helper
@@ -159,6 +163,7 @@ class _Importer:
         for tensor in self.onnx_graph.initializer:
             self.consts[tensor.name] = self._to_array(tensor, numpy_helper)
         self.ops: list = []
+        self.reads: list[tuple[str, ...]] = []  # for each op, the ops (or INPUT) whose outputs it reads
         self.used_names: set[str] = set()
         self.input_perm: tuple[int, ...] | None = None
         self.input_reshape: tuple[int, ...] | None = None
@@ -176,9 +181,11 @@ class _Importer:
             )
         self.input = inputs[0]
         self.file_dims = self._input_dims(self.input)
-        self.tail = self.input.name  # the tensor the chain has reached
+        self.writer = {self.input.name: INPUT}  # ONNX tensor -> the op that writes it (or INPUT)
+        self.out_shapes: dict[str, tuple[int, ...]] = {}  # op name -> its per-image output shape
+        self.data = self.input.name  # the data tensor the node being converted reads
+        self.source = INPUT  # ... and the op its next op reads (the last op this node added, once it adds one)
         self.input_shape: tuple[int, ...] | None = None  # per-image, fixed at the first real op
-        self.shape: tuple[int, ...] | None = None  # per-image shape of the tail
         self.consumed = {name for node in self.onnx_graph.node for name in node.input if name}
         self.consumed |= {o.name for o in outputs}
 
@@ -232,7 +239,8 @@ class _Importer:
         return dims
 
     def _canonical_shape(self) -> tuple[int, ...]:
-        """The tail's per-image shape; the first call fixes the input shape (after input transposes)."""
+        """The per-image shape of the data the next op reads; the first call fixes the input shape
+        (after input transposes)."""
         if self.input_shape is None:
             per_image = self.file_dims[1:]
             for axis, dim in enumerate(per_image, start=1):
@@ -241,8 +249,11 @@ class _Importer:
                         f"model input '{self.input.name}' has symbolic size '{dim}' in dimension {axis}; cnnhw "
                         f"builds fixed-size hardware: export with a fixed input size (only the batch may vary)"
                     )
-            self.input_shape = self.shape = tuple(per_image)
-        return self.shape
+            self.input_shape = tuple(per_image)
+        return self._shape_of(self.source)
+
+    def _shape_of(self, writer: str) -> tuple[int, ...]:
+        return self.input_shape if writer == INPUT else self.out_shapes[writer]
 
     @property
     def batch(self) -> int | None:
@@ -256,15 +267,17 @@ class _Importer:
         output = self.onnx_graph.output[0].name
         if output in self.consts:
             raise UnsupportedModelError(f"model output '{output}' is a constant; it does not depend on the input")
-        if output != self.tail:
+        last = self.ops[-1].name if self.ops else INPUT
+        if self.writer.get(output) != last:
             raise UnsupportedModelError(
-                f"model output '{output}' is not the end of the layer chain ('{self.tail}'); cnnhw supports chain "
-                f"networks with one output"
+                f"model output '{output}' is not the last layer's output; cnnhw takes models with one output, "
+                f"written by their last node"
             )
+        self.source = INPUT
         self._canonical_shape()
         graph = Graph(self.name, self.input_shape, tuple(self.ops), input_name=self.input.name,
                       output_name=output, input_perm=self.input_perm, source=f"ONNX opset {self.opset}",
-                      input_reshape=self.input_reshape)
+                      input_reshape=self.input_reshape, op_inputs=tuple(self.reads))
         return graph
 
     def _visit(self, node, index: int) -> None:
@@ -286,10 +299,10 @@ class _Importer:
                 f"unsupported op '{node.op_type}' at node {label}; cnnhw supports "
                 f"{', '.join(SUPPORTED_OPS)}"
             )
-        if len(data) > 1 or data[0] != self.tail:
+        if len(set(data)) > 1 and node.op_type not in _JOINS:
             raise UnsupportedModelError(
-                f"{where} reads {', '.join(repr(d) for d in data)}, not only the previous layer's output "
-                f"'{self.tail}'; cnnhw supports chain networks (no branches, skip connections or computed weights)"
+                f"{where} reads {', '.join(repr(d) for d in data)}; cnnhw computes on two tensors only to add or "
+                f"concatenate them ({', '.join(sorted(_JOINS))}): every other op's weights must be constants"
             )
         for extra in node.output[1:]:
             if extra and extra in self.consumed:
@@ -301,8 +314,11 @@ class _Importer:
         while name in self.used_names:
             name += "_"
         self.used_names.add(name)
+        self.data = data[0]
+        self.source = self.writer[data[0]]
         converter(self, node, _attributes(node), name, where)
-        self.tail = node.output[0]
+        # The op the node added writes its output; a node that added none passes its input on.
+        self.writer[node.output[0]] = self.source
 
     def _fold_constant(self, node, where: str) -> None:
         from onnx import helper
@@ -343,15 +359,30 @@ class _Importer:
         return self.consts[name]
 
     def require_data_first(self, node, where: str) -> None:
-        if node.input[0] != self.tail:
+        if node.input[0] != self.data:
             raise UnsupportedModelError(
                 f"{where}: the layer input must be its first operand; cnnhw supports data x constant products only"
             )
 
     def add(self, op) -> None:
-        shape = self._canonical_shape()
-        self.shape = op.output_shape(shape)
+        """Add ``op``, reading the node's data (or the op the node added before it)."""
+        self.out_shapes[op.name] = op.output_shape(self._canonical_shape())
         self.ops.append(op)
+        self.reads.append((self.source,))
+        self.source = op.name
+
+    def add_join(self, op, tensors: list[str]) -> None:
+        """Add ``op``, reading the ONNX ``tensors`` (each written by an earlier op or the input)."""
+        self._canonical_shape()
+        sources = tuple(self.writer[tensor] for tensor in tensors)
+        self.out_shapes[op.name] = op.output_shape_of(tuple(self._shape_of(source) for source in sources))
+        self.ops.append(op)
+        self.reads.append(sources)
+        self.source = op.name
+
+    def data_inputs(self, node) -> list[str]:
+        """The node's inputs that are computed (not constants), in order."""
+        return [name for name in node.input if name and name not in self.consts]
 
     def per_image_constant(self, value: np.ndarray, where: str) -> np.ndarray:
         """A constant broadcast against (batch, *shape) reduced to its per-image part."""
@@ -381,7 +412,7 @@ class _Importer:
         self.file_dims = [self.file_dims[0], *per_image]
 
     def per_image_shape(self) -> tuple[int, ...]:
-        """The tail's per-image shape, without fixing the input's while the chain has not begun."""
+        """The data's per-image shape, without fixing the input's while no op has been added."""
         if self.at_model_input():
             return tuple(self.file_dims[1:]) if all(isinstance(d, int) for d in self.file_dims[1:]) \
                 else self._canonical_shape()
@@ -502,13 +533,34 @@ def _matmul(imp: _Importer, node, attrs, name, where):
 
 def _constant_operand(imp: _Importer, node, where: str, what: str) -> tuple[np.ndarray, bool]:
     """The per-image constant of a binary op on the layer input, and whether the data comes first."""
-    data_first = node.input[0] == imp.tail
+    data_first = node.input[0] == imp.data
     return imp.per_image_constant(imp.const_input(node, 1 if data_first else 0, where, what), where), data_first
 
 
 def _add(imp: _Importer, node, attrs, name, where):
+    """``x + c`` (a bias, a normalising mean, half a BatchNormalization), or ``x + y`` of two
+    computed tensors (a residual connection)."""
+    data = imp.data_inputs(node)
+    if len(data) == 2:
+        imp.add_join(Add(name), data)
+        return
     constant, _ = _constant_operand(imp, node, where, "addend")
     imp.add(Affine(name, np.ones(()), constant))
+
+
+def _concat(imp: _Importer, node, attrs, name, where):
+    """Computed tensors along the channels (axis 1 with the batch)."""
+    data = imp.data_inputs(node)
+    if len(data) != len([n for n in node.input if n]):
+        raise UnsupportedModelError(f"{where} concatenates a constant; cnnhw concatenates computed tensors only")
+    rank = len(imp._canonical_shape()) + 1
+    axis = int(attrs.get("axis", 1))
+    if axis not in (1, 1 - rank):
+        raise UnsupportedModelError(f"{where} concatenates along axis {axis}; cnnhw concatenates along the "
+                                    f"channels (axis 1) only")
+    if len(data) == 1:
+        return  # one tensor: nothing to join
+    imp.add_join(Concat(name), data)
 
 
 def _sub(imp: _Importer, node, attrs, name, where):
@@ -732,6 +784,7 @@ _CONVERTERS = {
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Add": _add,
+    "Concat": _concat,
     "Sub": _sub,
     "Mul": _mul,
     "Div": _div,
@@ -755,6 +808,9 @@ _CONVERTERS = {
     "Identity": _identity,
     "Dropout": _dropout,
 }
+
+#: The ops that read two or more computed tensors.
+_JOINS = {"Add", "Concat"}
 
 #: The ONNX ops cnnhw imports (plus Constant, and any op whose inputs are all constants).
 SUPPORTED_OPS = tuple(sorted(_CONVERTERS))

@@ -12,8 +12,9 @@ from functools import singledispatch
 import numpy as np
 
 from ..quant.arith import saturate
-from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QLookup, QPool, QReshape
+from ..quant.qgraph import QAdd, QClamp, QConcat, QConv, QDense, QGlobalPool, QGraph, QLayer, QLookup, QPool, QReshape
 from ..ir.batches import run_in_batches
+from ..ir.graph import INPUT
 from ..ir.ops import PoolKind
 from ..ir.windows import pad, pool_windows, window_counts, window_stack
 
@@ -32,10 +33,11 @@ def run_int(qgraph: QGraph, x: np.ndarray, *, every_layer: bool = False):
 
 
 def _run(qgraph: QGraph, x: np.ndarray) -> list[np.ndarray]:
-    value = qgraph.input(x)
-    outputs = [value]
-    for layer in qgraph.layers:
-        value = apply_int(layer, value)
+    values = {INPUT: qgraph.input(x)}
+    outputs = [values[INPUT]]
+    for layer, reads in zip(qgraph.layers, qgraph.layer_inputs):
+        value = apply_int(layer, *(values[name] for name in reads))
+        values[layer.name] = value
         outputs.append(value)
     return outputs
 
@@ -49,8 +51,20 @@ def _check_accumulator(acc: np.ndarray, layer) -> np.ndarray:
 
 
 @singledispatch
-def apply_int(layer: QLayer, x: np.ndarray) -> np.ndarray:
+def apply_int(layer: QLayer, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
+    """One layer on a batch (a join on one batch of each of its inputs)."""
     raise TypeError(f"no integer model for {type(layer).__name__}")
+
+
+@apply_int.register
+def _(layer: QAdd, *inputs):
+    multipliers = layer.requant.multipliers
+    return layer.requant.finish(sum(x * m for x, m in zip(inputs, multipliers)))
+
+
+@apply_int.register
+def _(layer: QConcat, *inputs):
+    return np.concatenate([layer.requant.finish(x * m) for x, m in zip(inputs, layer.requant.multipliers)], axis=1)
 
 
 @apply_int.register

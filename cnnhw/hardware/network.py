@@ -36,6 +36,17 @@ from .timing import NEVER, InputTiming, Probe
 STEADY_IMAGES = 6
 
 
+def _branch_refusal(qgraph: QGraph) -> str:
+    """The first join or fork of a graph with branches, and what takes it."""
+    names = ["<input>"] + [layer.name for layer in qgraph.layers]
+    for k, (layer, reads) in enumerate(zip(qgraph.layers, qgraph.layer_inputs)):
+        if reads != (names[k],):
+            what = f"{layer.label} '{layer.name}' reads {', '.join(repr(n) for n in reads)}"
+            return (f"{what}: the hardware streams a chain of layers, one reading the one before; branches "
+                    f"(forks, Add and Concat joins) are computed by the golden models, not by the hardware")
+    raise AssertionError("a chain")
+
+
 def hardware_op(layer, plan: LayerPlan) -> HardwareOp:
     """The op for one quantized layer (UnsupportedModelError for a layer without hardware)."""
     if isinstance(layer, QConv):
@@ -64,6 +75,8 @@ class Network:
         for layer_plan in plan.layers:
             if layer_plan.name not in names:
                 raise CnnhwError(f"plan: no layer named '{layer_plan.name}' (layers: {', '.join(sorted(names))})")
+        if not qgraph.is_chain:
+            raise UnsupportedModelError(_branch_refusal(qgraph))
         self.qgraph, self.plan = qgraph, plan
         self._timelines: dict[int, list] = {}
         self.ops = [hardware_op(layer, plan.for_layer(layer.name)) for layer in qgraph.layers]

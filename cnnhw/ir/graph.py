@@ -1,8 +1,9 @@
-"""The graph: a chain of ops from one image input to one output.
+"""The graph: ops from one image input to one output, in topological order.
 
-cnnhw builds streaming pipelines, one stage per layer, so the IR is a chain: each op
-takes the previous op's output. Constructing a :class:`Graph` infers and checks every
-shape, so a ``Graph`` that exists is consistent.
+Each op reads the outputs of earlier ops (by name) or the model input (:data:`INPUT`): most
+read the one op before them, a join (Add, Concat) reads two or more, and an output read by
+several ops is a fork. Constructing a :class:`Graph` infers and checks every shape, so a
+``Graph`` that exists is consistent.
 """
 
 from __future__ import annotations
@@ -16,14 +17,21 @@ import numpy as np
 from ..errors import DataError, ModelError, UnsupportedModelError
 from .ops import Op, Shape, Sigmoid, Softmax
 
+#: The name by which ops read the model input.
+INPUT = "<input>"
+
 
 @dataclass(frozen=True)
 class Layer:
-    """One op with the shapes it sees, as reports and later stages want it."""
+    """One op with the shapes it sees, as reports and later stages want it: ``inputs`` names the
+    tensors it reads (earlier ops, or :data:`INPUT`), ``in_shapes`` their shapes, ``in_shape``
+    the first's."""
 
     op: Op
     in_shape: Shape
     out_shape: Shape
+    inputs: tuple[str, ...] = (INPUT,)
+    in_shapes: tuple[Shape, ...] = ()
 
     @property
     def macs(self) -> int:
@@ -35,12 +43,15 @@ class Layer:
         output and, for windowed ops, every window (``ir/windows.window_stack``)."""
         kernel = getattr(self.op, "kernel", None)
         windows = math.prod(kernel) * self.in_shape[0] * math.prod(self.out_shape[1:]) if kernel else 0
-        return math.prod(self.in_shape) + math.prod(self.out_shape) + windows
+        return sum(math.prod(shape) for shape in self.in_shapes) + math.prod(self.out_shape) + windows
 
 
 @dataclass(frozen=True, eq=False)
 class Graph:
-    """A chain of ops applied to one image of ``input_shape``.
+    """Ops applied to one image of ``input_shape``, in topological order; the last op's output is
+    the model's. ``op_inputs`` gives, for each op, the names of the tensors it reads (earlier
+    ops, or :data:`INPUT`); without it the ops are a chain, each reading the one before. Every
+    op but the last is read by a later one.
 
     ``input_reshape`` and ``input_perm`` record what the *model file* does to its input before
     the chain: a reshape of each image to ``input_reshape`` (tf2onnx's (N, 28, 28) ->
@@ -58,29 +69,56 @@ class Graph:
     input_perm: tuple[int, ...] | None = None
     source: str = ""
     input_reshape: tuple[int, ...] | None = None
+    op_inputs: tuple[tuple[str, ...], ...] | None = None
     layers: tuple[Layer, ...] = field(init=False, repr=False)
+    _consumers: dict[str, list[str]] = field(init=False, repr=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "ops", tuple(self.ops))
+        ops = tuple(self.ops)
+        object.__setattr__(self, "ops", ops)
         shape = tuple(int(d) for d in self.input_shape)
         if not shape or any(d < 1 for d in shape):
             raise ModelError(f"model '{self.name}': input shape {shape} must have positive sizes")
         object.__setattr__(self, "input_shape", shape)
         seen: set[str] = set()
-        duplicate = next((op.name for op in self.ops if op.name in seen or seen.add(op.name)), None)
+        duplicate = next((op.name for op in ops if op.name in seen or seen.add(op.name)), None)
         if duplicate is not None:
             raise ModelError(f"model '{self.name}': two layers are named '{duplicate}'; layer names must be unique")
-        for op in self.ops[:-1]:
+        if INPUT in seen:
+            raise ModelError(f"model '{self.name}': a layer is named '{INPUT}', the name of the model input")
+        for op in ops[:-1]:
             if isinstance(op, Softmax):
                 raise UnsupportedModelError(
                     f"Softmax '{op.name}' is not the last op; cnnhw supports Softmax only at the output"
                 )
+        if self.op_inputs is None:
+            reads = tuple((ops[k - 1].name if k else INPUT,) for k in range(len(ops)))
+        else:
+            reads = tuple(tuple(names) for names in self.op_inputs)
+            if len(reads) != len(ops):
+                raise ModelError(f"model '{self.name}': {len(reads)} input lists for {len(ops)} layers")
+        object.__setattr__(self, "op_inputs", reads)
+        shapes = {INPUT: shape}
         layers = []
-        for op in self.ops:
-            out_shape = op.output_shape(shape)
-            layers.append(Layer(op, shape, out_shape))
-            shape = out_shape
+        for op, names in zip(ops, reads):
+            unknown = next((n for n in names if n not in shapes), None)
+            if unknown is not None:
+                raise ModelError(f"model '{self.name}': layer '{op.name}' reads '{unknown}', which no earlier "
+                                 f"layer writes")
+            in_shapes = tuple(shapes[n] for n in names)
+            out_shape = op.output_shape_of(in_shapes)
+            layers.append(Layer(op, in_shapes[0], out_shape, names, in_shapes))
+            shapes[op.name] = out_shape
         object.__setattr__(self, "layers", tuple(layers))
+        consumers: dict[str, list[str]] = {INPUT: [], **{op.name: [] for op in ops}}
+        for layer in layers:
+            for name in dict.fromkeys(layer.inputs):
+                consumers[name].append(layer.op.name)
+        object.__setattr__(self, "_consumers", consumers)
+        unused = next((layer for layer in layers[:-1] if not consumers[layer.op.name]), None)
+        if unused is not None:
+            raise UnsupportedModelError(f"model '{self.name}': the output of {unused.op.label} '{unused.op.name}' is "
+                                        f"not used; cnnhw takes models with one output")
 
     @property
     def output_shape(self) -> Shape:
@@ -88,8 +126,71 @@ class Graph:
 
     @property
     def working_values(self) -> int:
-        """Values the reference models hold at once for one image (the largest layer's need)."""
-        return max((layer.working_values for layer in self.layers), default=math.prod(self.input_shape))
+        """Values the reference models hold at once for one image: the largest layer's need, with
+        the outputs that wait meanwhile for a layer of another branch."""
+        last_read: dict[str, int] = {}
+        for k, layer in enumerate(self.layers):
+            for name in layer.inputs:
+                last_read[name] = k
+        sizes = {INPUT: math.prod(self.input_shape), **{lay.op.name: math.prod(lay.out_shape) for lay in self.layers}}
+        most, live = sizes[INPUT], {INPUT}
+        for k, layer in enumerate(self.layers):
+            waiting = sum(sizes[name] for name in live if name not in layer.inputs)
+            most = max(most, layer.working_values + waiting)
+            live = {name for name in live if last_read.get(name, -1) > k}
+            if last_read.get(layer.op.name, -1) > k:
+                live.add(layer.op.name)
+        return most
+
+    def consumers(self, name: str) -> list[str]:
+        """The layers that read the output ``name`` (an op's, or :data:`INPUT`), in order."""
+        return self._consumers[name]
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether each op reads only the one before it (no fork, no join)."""
+        return all(layer.inputs == ((self.layers[k - 1].op.name if k else INPUT),)
+                   for k, layer in enumerate(self.layers))
+
+    def segments(self) -> list[list[Layer]]:
+        """The graph cut into maximal chains: a layer continues the chain of the layer before it
+        when it reads that layer alone and is its only reader. A chain starts at the model input,
+        a join, or a reader of a fork. In the order of their first layers (topological)."""
+        chains: list[list[Layer]] = []
+        ends: dict[str, list[Layer]] = {}
+        for layer in self.layers:
+            source = layer.inputs[0]
+            chain = ends.pop(source, None) if len(layer.inputs) == 1 and source != INPUT \
+                and self._consumers[source] == [layer.op.name] else None
+            if chain is None:
+                chain = []
+                chains.append(chain)
+            chain.append(layer)
+            ends[layer.op.name] = chain
+        return chains
+
+    def map_segments(self, rewrite) -> "Graph":
+        """The graph with each of :meth:`segments` replaced by ``rewrite(layers)`` (a list of ops, each
+        reading the one before; the first reads what the segment's first layer read). The
+        segment's readers read its new last op; a segment rewritten to nothing (a no-op reshape)
+        passes its input on. Passes that merge neighbouring ops are such rewrites: within a
+        segment, an op is the only reader of the one before."""
+        renamed = {INPUT: INPUT}
+        ops, reads = [], []
+        for segment in self.segments():
+            new = list(rewrite(segment))
+            first = tuple(renamed[name] for name in segment[0].inputs)
+            if not new:
+                if len(first) != 1:
+                    raise ValueError(f"a pass removed the join '{segment[0].op.name}'")
+                renamed[segment[-1].op.name] = first[0]
+                continue
+            for k, op in enumerate(new):
+                ops.append(op)
+                reads.append(first if k == 0 else (new[k - 1].name,))
+            renamed[segment[-1].op.name] = new[-1].name
+        return Graph(self.name, self.input_shape, tuple(ops), self.input_name, self.output_name,
+                     self.input_perm, self.source, self.input_reshape, tuple(reads))
 
     @property
     def output_values(self) -> int:
@@ -138,7 +239,10 @@ class Graph:
         return iter(self.layers)
 
     def replace_ops(self, ops) -> "Graph":
-        """The same graph with another op chain (passes use this; shapes are re-checked)."""
+        """The same graph with another op chain (shapes are re-checked); for a chain only: a graph
+        with branches is rewritten by :meth:`map_segments`."""
+        if not self.is_chain:
+            raise ValueError(f"model '{self.name}' has branches: rewrite it with map_segments")
         return Graph(self.name, self.input_shape, tuple(ops), self.input_name, self.output_name,
                      self.input_perm, self.source, self.input_reshape)
 

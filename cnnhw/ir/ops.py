@@ -99,9 +99,18 @@ class Op(ABC):
     #: Short label shown in reports (``Conv``, ``MaxPool``...).
     label = "Op"
 
+    #: How many tensors the op reads (None: two or more, as a Concat).
+    arity: ClassVar[int | None] = 1
+
     @abstractmethod
     def output_shape(self, in_shape: Shape) -> Shape:
         """The output shape for ``in_shape``; raises ModelError if the op cannot take it."""
+
+    def output_shape_of(self, in_shapes: tuple[Shape, ...]) -> Shape:
+        """The output shape for the shapes of every tensor the op reads (a join overrides it)."""
+        if len(in_shapes) != 1:
+            raise ModelError(f"{self.label} '{self.name}' reads one tensor, not {len(in_shapes)}")
+        return self.output_shape(in_shapes[0])
 
     def macs(self, in_shape: Shape) -> int:
         """Multiply-accumulates for one image (only conv and dense layers count)."""
@@ -603,6 +612,57 @@ class Transpose(Op):
             raise ModelError(f"Transpose '{self.name}': perm {self.perm} is not a permutation of the "
                              f"{len(in_shape)} axes of an image of shape {in_shape}")
         return tuple(in_shape[p] for p in self.perm)
+
+
+@dataclass(frozen=True, eq=False)
+class Join(Op):
+    """Base of the ops that read two or more tensors (where branches meet)."""
+
+    def output_shape(self, in_shape: Shape) -> Shape:
+        raise ModelError(f"{self.label} '{self.name}' joins two or more tensors, not one")
+
+    def output_shape_of(self, in_shapes: tuple[Shape, ...]) -> Shape:
+        if len(in_shapes) < 2 or (self.arity is not None and len(in_shapes) != self.arity):
+            wanted = self.arity or "two or more"
+            raise ModelError(f"{self.label} '{self.name}' reads {wanted} tensors, not {len(in_shapes)}")
+        return self.joined_shape(tuple(tuple(shape) for shape in in_shapes))
+
+    def joined_shape(self, in_shapes: tuple[Shape, ...]) -> Shape:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class Add(Join):
+    """The element-wise sum of two tensors of one shape (a residual connection). A sum with a
+    constant is an :class:`Affine`."""
+
+    arity = 2
+    label = "Add"
+
+    def joined_shape(self, in_shapes):
+        if in_shapes[0] != in_shapes[1]:
+            raise UnsupportedModelError(f"Add '{self.name}' adds tensors of shapes {in_shapes[0]} and {in_shapes[1]}; "
+                                        f"cnnhw adds tensors of one shape (no broadcasting between two tensors)")
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Concat(Join):
+    """The tensors one after the other along the channels (axis 0 of each image), as an
+    Inception block's branches meet; every other size must agree."""
+
+    arity = None
+    label = "Concat"
+
+    def joined_shape(self, in_shapes):
+        rest = {shape[1:] for shape in in_shapes}
+        if len({len(shape) for shape in in_shapes}) != 1 or len(rest) != 1:
+            raise ModelError(f"Concat '{self.name}' joins tensors of shapes "
+                             f"{', '.join(map(str, in_shapes))}; all sizes but the channels must agree")
+        return (sum(shape[0] for shape in in_shapes), *in_shapes[0][1:])
+
+    def describe(self) -> str:
+        return "channels"
 
 
 @dataclass(frozen=True, eq=False)

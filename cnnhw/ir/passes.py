@@ -1,17 +1,28 @@
 """Pure graph passes, each ``Graph -> Graph``, run in an explicit order.
 
 Every pass returns a new graph (the constructor re-checks all shapes). They change how
-the network is written, never what it computes (up to float rounding).
+the network is written, never what it computes (up to float rounding). Each merges
+neighbouring ops, so each is a rewrite of the graph's segments (``Graph.map_segments``): within
+a segment an op is the only reader of the one before, so no other branch sees the change.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
 
-from .graph import Graph
+from .graph import Graph, Layer
 from .ops import Affine, Conv2d, Dense, Pad, Reshape, Transpose
+
+
+def per_segment(rewrite):
+    """The pass that applies ``rewrite(layers) -> ops`` to each segment of a graph."""
+    @functools.wraps(rewrite)
+    def graph_pass(graph: Graph) -> Graph:
+        return graph.map_segments(rewrite)
+    return graph_pass
 
 
 def _per_channel(constant: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -22,7 +33,8 @@ def _per_channel(constant: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray
     return np.broadcast_to(padded.reshape(-1), (out_shape[0],)).astype(np.float64)
 
 
-def fold_affine(graph: Graph) -> Graph:
+@per_segment
+def fold_affine(layers: list[Layer]) -> list:
     """Merge each Affine (folded BatchNorm, Add/Mul of constants) into the Conv/Dense before it.
 
     ``(W x + b) * s + t == (W * s) x + (b * s + t)`` when ``s`` and ``t`` are one value per
@@ -30,7 +42,7 @@ def fold_affine(graph: Graph) -> Graph:
     space, stays in the graph.
     """
     ops: list = []
-    for layer in graph.layers:
+    for layer in layers:
         op = layer.op
         previous = ops[-1] if ops else None
         if isinstance(op, Affine) and isinstance(previous, (Conv2d, Dense)):
@@ -47,15 +59,13 @@ def fold_affine(graph: Graph) -> Graph:
                     ops[-1] = Dense(previous.name, weight, bias)
                 continue
         ops.append(op)
-    return graph.replace_ops(ops)
+    return ops
 
 
-def drop_noop_reshapes(graph: Graph) -> Graph:
+@per_segment
+def drop_noop_reshapes(layers: list[Layer]) -> list:
     """Remove reshapes that leave the shape unchanged (e.g. a Flatten of a vector)."""
-    return graph.replace_ops(
-        layer.op for layer in graph.layers
-        if not (isinstance(layer.op, Reshape) and layer.in_shape == layer.out_shape)
-    )
+    return [layer.op for layer in layers if not (isinstance(layer.op, Reshape) and layer.in_shape == layer.out_shape)]
 
 
 def _compact(constant: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -66,14 +76,15 @@ def _compact(constant: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return first if np.array_equal(np.broadcast_to(first, shape), full) else np.array(full)
 
 
-def affine_before_reshapes(graph: Graph) -> Graph:
+@per_segment
+def affine_before_reshapes(layers: list[Layer]) -> list:
     """Move an Affine that follows reshapes of a Conv/Dense output to right after that layer, its
     constants reshaped (an element-wise op commutes with a row-major reshape), when they are then
     one value per channel, so that ``fold_affine`` merges it. This is PyTorch's BatchNorm1d:
     Unsqueeze, BatchNormalization, Squeeze after a dense layer."""
     ops: list = []
     shapes: list[tuple[int, ...]] = []
-    for layer in graph.layers:
+    for layer in layers:
         op = layer.op
         start = len(ops)
         while start > 0 and isinstance(ops[start - 1], Reshape):
@@ -88,37 +99,37 @@ def affine_before_reshapes(graph: Graph) -> Graph:
                 continue
         ops.append(op)
         shapes.append(layer.out_shape)
-    return graph.replace_ops(ops)
+    return ops
 
 
-def merge_reshapes(graph: Graph) -> Graph:
+@per_segment
+def merge_reshapes(layers: list[Layer]) -> list:
     """A reshape straight into another is the second alone (each names its whole target shape)."""
-    layers = graph.layers
-    return graph.replace_ops(
-        layer.op for index, layer in enumerate(layers)
-        if not (isinstance(layer.op, Reshape) and index + 1 < len(layers) and isinstance(layers[index + 1].op, Reshape))
-    )
+    return [layer.op for index, layer in enumerate(layers)
+            if not (isinstance(layer.op, Reshape) and index + 1 < len(layers)
+                    and isinstance(layers[index + 1].op, Reshape))]
 
 
-def merge_affines(graph: Graph) -> Graph:
+@per_segment
+def merge_affines(layers: list[Layer]) -> list:
     """Two Affines in a row are one: ``(x * a + b) * c + d == x * (a * c) + (b * c + d)`` (a
     normalising layer's Sub then Div)."""
     ops: list = []
-    for op in (layer.op for layer in graph.layers):
+    for op in (layer.op for layer in layers):
         if isinstance(op, Affine) and ops and isinstance(ops[-1], Affine):
             first = ops.pop()
             op = Affine(first.name, first.scale * op.scale, first.shift * op.scale + op.shift)
         ops.append(op)
-    return graph.replace_ops(ops)
+    return ops
 
 
-def fold_affine_into_next(graph: Graph) -> Graph:
+@per_segment
+def fold_affine_into_next(layers: list[Layer]) -> list:
     """Merge an Affine that is one value per input channel into the Conv/Dense after it:
     ``W (x * s + t) + b == (W * s) x + (W t + b)``. A convolution must not pad, unless ``t`` is
     0: its zeros are zeros of the Affine's output, not of its input. (A normalising layer on
     the model input, as Keras writes one.)"""
     ops: list = []
-    layers = graph.layers
     index = 0
     while index < len(layers):
         layer, op = layers[index], layers[index].op
@@ -131,7 +142,7 @@ def fold_affine_into_next(graph: Graph) -> Graph:
                 continue
         ops.append(op)
         index += 1
-    return graph.replace_ops(ops)
+    return ops
 
 
 def _affine_into(affine: Affine, op, shape: tuple[int, ...]):
@@ -155,13 +166,13 @@ def _affine_into(affine: Affine, op, shape: tuple[int, ...]):
     return replace(op, weight=weight * factor, bias=bias)
 
 
-def fold_transpose_into_dense(graph: Graph) -> Graph:
+@per_segment
+def fold_transpose_into_dense(layers: list[Layer]) -> list:
     """A Transpose, then a flatten, then a dense layer is a flatten of the untransposed image and a
     dense layer with its columns permuted: ``W flatten(transpose(x)) == W' flatten(x)`` with
     ``W'[:, order] = W``, where ``order`` is the untransposed index of each transposed element.
     (tf2onnx writes a Keras Flatten as Transpose to NHWC, then Reshape.)"""
     ops: list = []
-    layers = graph.layers
     index = 0
     while index < len(layers):
         op = layers[index].op
@@ -178,18 +189,19 @@ def fold_transpose_into_dense(graph: Graph) -> Graph:
             continue
         ops.append(op)
         index += 1
-    return graph.replace_ops(ops)
+    return ops
 
 
-def fold_pad_into_conv(graph: Graph) -> Graph:
+@per_segment
+def fold_pad_into_conv(layers: list[Layer]) -> list:
     """Zeros padded in front of a convolution are the convolution's own padding, added to it."""
     ops: list = []
-    for op in (layer.op for layer in graph.layers):
+    for op in (layer.op for layer in layers):
         if isinstance(op, Conv2d) and ops and isinstance(ops[-1], Pad):
             extra = ops.pop().pads
             op = replace(op, pads=tuple(a + b for a, b in zip(op.pads, extra)))
         ops.append(op)
-    return graph.replace_ops(ops)
+    return ops
 
 
 #: The passes every imported model goes through, in order.

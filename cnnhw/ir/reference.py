@@ -12,7 +12,8 @@ from functools import singledispatch
 import numpy as np
 
 from . import Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, Pool2d, Relu, Reshape, Softmax, Transpose
-from .ops import LookupActivation, Op, Pad, PoolKind
+from .graph import INPUT
+from .ops import Add, Concat, LookupActivation, Op, Pad, PoolKind
 from .batches import run_in_batches
 from .windows import pad, pool_windows, window_counts, window_stack
 
@@ -28,19 +29,30 @@ def run_float(graph: Graph, x: np.ndarray, *, every_layer: bool = False):
     return run_in_batches(graph, x, lambda batch: _run(graph, batch), every_layer)
 
 
-def _run(graph: Graph, value: np.ndarray) -> list[np.ndarray]:
-    value = np.asarray(value, dtype=np.float64)
+def _run(graph: Graph, x: np.ndarray) -> list[np.ndarray]:
+    values = {INPUT: np.asarray(x, dtype=np.float64)}
     outputs = []
     for layer in graph.layers:
-        value = apply(layer.op, value)
+        value = apply(layer.op, *(values[name] for name in layer.inputs))
+        values[layer.op.name] = value
         outputs.append(value)
     return outputs
 
 
 @singledispatch
-def apply(op: Op, x: np.ndarray) -> np.ndarray:
-    """Apply one op to a batch."""
+def apply(op: Op, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
+    """Apply one op to a batch (a join to one batch of each of its inputs)."""
     raise TypeError(f"no float reference for {type(op).__name__}")
+
+
+@apply.register
+def _(op: Add, a, b):
+    return a + b
+
+
+@apply.register
+def _(op: Concat, *parts):
+    return np.concatenate(parts, axis=1)
 
 
 @apply.register

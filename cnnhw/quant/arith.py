@@ -115,7 +115,8 @@ class Requantizer:
     """``acc (scale s_acc[c]) -> y (scale s_out)``: ``saturate(round_shift(acc * M[c], shift), lo, hi)``.
 
     ``multipliers[c]`` is for output channel ``c``; ``negative_multipliers`` (LeakyReLU) is used
-    instead where ``acc < 0``. ``lo``/``hi`` are the output format's range, narrowed by a fused
+    instead where ``acc < 0``. A join's requantizer (Add, Concat) has one multiplier per input
+    instead: ``finish(sum(x[k] * M[k]))`` for a sum. ``lo``/``hi`` are the output format's range, narrowed by a fused
     ReLU/ReLU6/Clip. The product ``acc * M`` needs ``acc_bits + multiplier_bits`` bits.
     """
 

@@ -10,12 +10,12 @@ import numpy as np
 
 from ..errors import DataError
 from ..ir.batches import batches
-from ..ir.ops import PoolKind
+from ..ir.graph import INPUT
+from ..ir.ops import Add, Concat, PoolKind
 from ..ir.reference import run_float
 from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, LookupActivation, Pool2d, Relu, Reshape,
                   Softmax)
 
-INPUT = "<input>"
 
 
 def calibrate(graph: Graph, x: np.ndarray, method: str = "minmax", percentile: float = 99.99) -> dict[str, tuple[float, float]]:
@@ -51,9 +51,9 @@ def interval_bounds(graph: Graph, lo: float, hi: float) -> dict[str, tuple[float
     quantization steps are coarse. Calibration data gives much better accuracy.
     """
     ranges = {INPUT: (min(lo, 0.0), max(hi, 0.0))}
-    low, high = ranges[INPUT]
     for layer in graph.layers:
         op = layer.op
+        low, high = ranges[layer.inputs[0]]
         if isinstance(op, (Conv2d, Dense)):
             weight = op.weight.astype(np.float64).reshape(op.weight.shape[0], -1)
             a, b = min(low, 0.0), max(high, 0.0)  # padding inserts zeros
@@ -72,6 +72,10 @@ def interval_bounds(graph: Graph, lo: float, hi: float) -> dict[str, tuple[float
             low = low if low >= 0 else op.alpha * low
         elif isinstance(op, LookupActivation):
             low, high = op.image(low, high)
+        elif isinstance(op, Add):
+            low, high = (sum(ranges[name][end] for name in layer.inputs) for end in (0, 1))
+        elif isinstance(op, Concat):
+            low, high = min(ranges[name][0] for name in layer.inputs), max(ranges[name][1] for name in layer.inputs)
         elif isinstance(op, (Pool2d, GlobalPool)):
             if isinstance(op, Pool2d) and op.kind == PoolKind.AVG and op.count_include_pad:
                 low, high = min(low, 0.0), max(high, 0.0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph
+from ..ir.graph import INPUT
 from ..ir.ops import PoolKind, Shape
 from .arith import AverageDivider, IntFormat, LookupTable, Requantizer, round_real, saturate
 
@@ -149,6 +150,33 @@ class QClamp(QLayer):
 
 
 @dataclass(frozen=True, eq=False)
+class QJoin(QLayer):
+    """Base of the layers that read two or more tensors: ``in_formats`` and ``in_scales`` are each
+    input's (``in_format``/``in_scale`` the first's). ``requant`` has one multiplier per input: it
+    brings every input to the output scale by the one requantization rule."""
+
+    in_formats: tuple[IntFormat, ...] = ()
+    in_scales: tuple[float, ...] = ()
+    requant: Requantizer = None
+    activation: str = "none"
+
+
+@dataclass(frozen=True, eq=False)
+class QAdd(QJoin):
+    """``y = requant.finish(sum(x[k] * M[k]))``: the inputs' sum at the output scale, rounded once."""
+
+    label = "Add"
+
+
+@dataclass(frozen=True, eq=False)
+class QConcat(QJoin):
+    """Each input requantized on its own, ``requant.finish(x[k] * M[k])``, then all of them along
+    the channels."""
+
+    label = "Concat"
+
+
+@dataclass(frozen=True, eq=False)
 class QLookup(QLayer):
     """A smooth activation (sigmoid, tanh, ELU...) as ``table``: each input integer's output."""
 
@@ -197,6 +225,20 @@ class QGraph:
     options: "QuantOptions"
     calibration: str  # where the ranges came from ("calibration data x.npz (256 images)", ...)
     dropped: str = ""  # the label of a final op dropped because the class does not need it (Softmax, Sigmoid)
+    #: For each layer, the layers whose outputs it reads (``ir.graph.INPUT``: the quantized input);
+    #: None: a chain, each layer reading the one before.
+    layer_inputs: tuple[tuple[str, ...], ...] | None = None
+
+    def __post_init__(self):
+        if self.layer_inputs is None:
+            names = [INPUT] + [layer.name for layer in self.layers]
+            object.__setattr__(self, "layer_inputs", tuple((names[k],) for k in range(len(self.layers))))
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether each layer reads only the one before it (no fork, no join)."""
+        names = [INPUT] + [layer.name for layer in self.layers]
+        return all(reads == (names[k],) for k, reads in enumerate(self.layer_inputs))
 
     @property
     def has_classes(self) -> bool:

@@ -19,11 +19,11 @@ import numpy as np
 from ..errors import CnnhwError, UnsupportedModelError
 from ..ir import (Affine, Clip, Conv2d, Dense, GlobalPool, Graph, LeakyRelu, LookupActivation, Pool2d, Relu, Reshape,
                   Sigmoid, Softmax)
-from ..ir.ops import PoolKind
+from ..ir.graph import INPUT
+from ..ir.ops import Add, Join, PoolKind
 from .arith import AverageDivider, IntFormat, LookupTable, Requantizer, round_real
-from .calibrate import INPUT
-from .qgraph import (InputQuantizer, QClamp, QConv, QDense, QGlobalPool, QGraph, QLayer, QLookup, QPool, QReshape,
-                     QuantOptions)
+from .qgraph import (InputQuantizer, QAdd, QClamp, QConcat, QConv, QDense, QGlobalPool, QGraph, QJoin, QLayer, QLookup,
+                     QPool, QReshape, QuantOptions)
 
 #: Accumulators wider than this are refused (the hardware keeps them in DSP/fabric registers).
 MAX_ACCUMULATOR_BITS = 48
@@ -38,29 +38,30 @@ def lower_for_integers(graph: Graph) -> tuple[Graph, str]:
     Softmax is monotonic, so the class (argmax) does not change without it; nor does a one-output
     model's Sigmoid (its class is whether the logit is above 0: ``golden.classes_of``). ReLU, Clip
     and LeakyReLU (alpha >= 0) are monotonic, so they commute with max-pooling and reshapes and
-    can move back to fuse into the conv/dense before them.
+    can move back to fuse into the conv/dense before them (within a segment: no other branch
+    reads the tensors in between).
     """
-    ops = list(graph.ops)
+    last = graph.layers[-1].op if graph.layers else None
     dropped = ""
-    if ops and (isinstance(ops[-1], Softmax) or (isinstance(ops[-1], Sigmoid) and graph.classes == 1)):
-        dropped = ops.pop().label
-    shapes = [layer.in_shape for layer in graph.layers]
-    lowered = []
-    for op, in_shape in zip(ops, shapes):
-        if isinstance(op, Affine):
-            lowered.append(_affine_as_layer(op, in_shape))
-        else:
-            lowered.append(op)
-    moved = True
-    while moved:
-        moved = False
-        for i in range(1, len(lowered)):
-            op, before = lowered[i], lowered[i - 1]
-            commutes = isinstance(before, Reshape) or (isinstance(before, (Pool2d, GlobalPool)) and before.kind == PoolKind.MAX)
-            if isinstance(op, _ACTIVATIONS) and commutes and not (isinstance(op, LeakyRelu) and op.alpha < 0):
-                lowered[i - 1], lowered[i] = op, before
-                moved = True
-    return graph.replace_ops(lowered), dropped
+    if isinstance(last, Softmax) or (isinstance(last, Sigmoid) and graph.classes == 1):
+        dropped = last.label
+
+    def lower(layers):
+        lowered = [_affine_as_layer(layer.op, layer.in_shape) if isinstance(layer.op, Affine) else layer.op
+                   for layer in layers if layer.op is not last or not dropped]
+        moved = True
+        while moved:
+            moved = False
+            for i in range(1, len(lowered)):
+                op, before = lowered[i], lowered[i - 1]
+                commutes = isinstance(before, Reshape) or (isinstance(before, (Pool2d, GlobalPool))
+                                                           and before.kind == PoolKind.MAX)
+                if isinstance(op, _ACTIVATIONS) and commutes and not (isinstance(op, LeakyRelu) and op.alpha < 0):
+                    lowered[i - 1], lowered[i] = op, before
+                    moved = True
+        return lowered
+
+    return graph.map_segments(lower), dropped
 
 
 def _affine_as_layer(op: Affine, in_shape):
@@ -147,61 +148,73 @@ def accumulator_format(weight_q: np.ndarray, bias_q: np.ndarray, in_format: IntF
 
 
 def quantize(graph: Graph, ranges: dict, options: QuantOptions, calibration: str) -> QGraph:
-    """Quantize ``graph`` (already lowered) with the real ``ranges`` of its tensors."""
+    """Quantize ``graph`` (already lowered) with the real ``ranges`` of its tensors, a segment at a
+    time (``Graph.segments``: a conv/dense fuses the activation after it in its segment, the only
+    reader of its output)."""
     options.check()
     in_lo, in_hi = ranges[INPUT]
     in_format = activation_format(options.activation_bits, in_lo)
     in_scale = scale_for(in_lo, in_hi, in_format, options.power_of_two)
     quantizer = InputQuantizer(in_scale, in_format, options.rounding)
 
-    linear = [i for i, layer in enumerate(graph.layers) if isinstance(layer.op, (Conv2d, Dense))]
-    last_linear = linear[-1] if linear else -1
+    position = {layer.op.name: k for k, layer in enumerate(graph.layers)}
+    linear = [layer.op.name for layer in graph.layers if isinstance(layer.op, (Conv2d, Dense))]
+    last_linear = position[linear[-1]] if linear else -1
+    # Each float tensor's integer format, scale, and the integer layer that writes it.
+    tensors = {INPUT: (in_format, in_scale, INPUT)}
     layers: list[QLayer] = []
-    fmt, scale = in_format, in_scale
-    index = 0
-    while index < len(graph.layers):
-        layer = graph.layers[index]
-        op = layer.op
-        following = graph.layers[index + 1].op if index + 1 < len(graph.layers) else None
-        if isinstance(op, (Conv2d, Dense)):
-            activation = following if isinstance(following, _ACTIVATIONS) else None
-            out_layer = graph.layers[index + 1] if activation else layer
-            # The logits are wide (the class is not decided by saturation), unless a table reads them.
-            logits = index == last_linear and not isinstance(following, LookupActivation)
-            bits = options.output_bits if logits else options.activation_bits
-            q = _quantize_linear(op, activation, layer, out_layer, fmt, scale, ranges, bits, options)
-            index += 2 if activation else 1
-        elif isinstance(op, Pool2d):
-            q = _quantize_pool(op, layer, fmt, scale, options)
-            index += 1
-        elif isinstance(op, GlobalPool):
-            count = layer.in_shape[1] * layer.in_shape[2]
-            sum_format = IntFormat.holding(fmt.lo * count, fmt.hi * count) if op.kind == PoolKind.AVG else None
-            divider = (AverageDivider.for_counts(count, options.rounding, what=f"GlobalAveragePool '{op.name}'")
-                       if op.kind == PoolKind.AVG else None)
-            q = QGlobalPool(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, op.kind,
-                            sum_format, divider)
-            index += 1
-        elif isinstance(op, Reshape):
-            q = QReshape(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale)
-            index += 1
-        elif isinstance(op, (Relu, Clip)):
-            lo, hi = _clamp_bounds(op, fmt, scale, options.rounding)
-            q = QClamp(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, lo, hi)
-            index += 1
-        elif isinstance(op, LookupActivation):
-            q = _quantize_lookup(op, layer, fmt, scale, options)
-            index += 1
-        elif isinstance(op, LeakyRelu):
-            raise UnsupportedModelError(
-                f"LeakyRelu '{op.name}' does not follow a conv or dense layer; cnnhw computes LeakyReLU inside "
-                f"the layer before it"
-            )
-        else:
-            raise UnsupportedModelError(f"{op.label} '{op.name}' cannot be quantized")
-        layers.append(q)
-        fmt, scale = q.out_format, q.out_scale
-    return QGraph(graph, quantizer, tuple(layers), options, calibration)
+    reads: list[tuple[str, ...]] = []
+    for segment in graph.segments():
+        index = 0
+        while index < len(segment):
+            layer = segment[index]
+            op = layer.op
+            following = segment[index + 1].op if index + 1 < len(segment) else None
+            sources = [tensors[name] for name in layer.inputs]
+            fmt, scale, _ = sources[0]
+            fused = False
+            if isinstance(op, (Conv2d, Dense)):
+                activation = following if isinstance(following, _ACTIVATIONS) else None
+                out_layer = segment[index + 1] if activation else layer
+                # The logits are wide (the class is not decided by saturation), unless a table reads them.
+                logits = position[op.name] == last_linear and not isinstance(following, LookupActivation)
+                bits = options.output_bits if logits else options.activation_bits
+                q = _quantize_linear(op, activation, layer, out_layer, fmt, scale, ranges, bits, options)
+                fused = activation is not None
+            elif isinstance(op, Join):
+                activation = following if isinstance(following, (Relu, Clip)) else None
+                out_layer = segment[index + 1] if activation else layer
+                bits = options.output_bits if position[op.name] > last_linear else options.activation_bits
+                q = _quantize_join(op, activation, layer, out_layer, sources, ranges, bits, options)
+                fused = activation is not None
+            elif isinstance(op, Pool2d):
+                q = _quantize_pool(op, layer, fmt, scale, options)
+            elif isinstance(op, GlobalPool):
+                count = layer.in_shape[1] * layer.in_shape[2]
+                sum_format = IntFormat.holding(fmt.lo * count, fmt.hi * count) if op.kind == PoolKind.AVG else None
+                divider = (AverageDivider.for_counts(count, options.rounding, what=f"GlobalAveragePool '{op.name}'")
+                           if op.kind == PoolKind.AVG else None)
+                q = QGlobalPool(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, op.kind,
+                                sum_format, divider)
+            elif isinstance(op, Reshape):
+                q = QReshape(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale)
+            elif isinstance(op, (Relu, Clip)):
+                lo, hi = _clamp_bounds(op, fmt, scale, options.rounding)
+                q = QClamp(op.name, op.name, layer.in_shape, layer.out_shape, fmt, fmt, scale, scale, lo, hi)
+            elif isinstance(op, LookupActivation):
+                q = _quantize_lookup(op, layer, fmt, scale, options)
+            elif isinstance(op, LeakyRelu):
+                raise UnsupportedModelError(
+                    f"LeakyRelu '{op.name}' does not follow a conv or dense layer; cnnhw computes LeakyReLU inside "
+                    f"the layer before it"
+                )
+            else:
+                raise UnsupportedModelError(f"{op.label} '{op.name}' cannot be quantized")
+            layers.append(q)
+            reads.append(tuple(source[2] for source in sources))
+            index += 2 if fused else 1
+            tensors[segment[index - 1].op.name] = (q.out_format, q.out_scale, q.name)
+    return QGraph(graph, quantizer, tuple(layers), options, calibration, layer_inputs=tuple(reads))
 
 
 def _clamp_bounds(activation, fmt: IntFormat, scale: float, rounding: str) -> tuple[int, int]:
@@ -221,8 +234,7 @@ def _quantize_linear(op, activation, layer, out_layer, in_format, in_scale, rang
     lo, hi = ranges[out_layer.op.name]
     # Signed unless the activation keeps the output at 0 or above: the calibration images may all
     # give a layer (a one-logit classifier's output, say) positive values that others do not.
-    non_negative = isinstance(activation, Relu) or (isinstance(activation, Clip) and activation.low is not None
-                                                    and activation.low >= 0)
+    non_negative = _non_negative(activation)
     if non_negative:
         lo = 0.0
     out_format = IntFormat(bits, signed=not non_negative)
@@ -245,6 +257,36 @@ def _quantize_linear(op, activation, layer, out_layer, in_format, in_scale, rang
     if isinstance(op, Conv2d):
         return QConv(**common, stride=op.stride, pads=op.pads, dilation=op.dilation, groups=op.groups)
     return QDense(**common)
+
+
+def _quantize_join(op, activation, layer, out_layer, sources, ranges, bits, options) -> QJoin:
+    """An Add or Concat: every input brought to the output scale by one requantizer (a multiplier
+    per input, ``in_scale[k] / out_scale``), with a ReLU/Clip after it as its clamp."""
+    lo, hi = ranges[out_layer.op.name]
+    # A sum or a concatenation of values that are all 0 or above is too.
+    non_negative = _non_negative(activation) or all(not fmt.signed for fmt, _, _ in sources)
+    if non_negative:
+        lo = 0.0
+    out_format = IntFormat(bits, signed=not non_negative)
+    out_scale = scale_for(lo, hi, out_format, options.power_of_two)
+    clamp_lo, clamp_hi = _clamp_bounds(activation, out_format, out_scale, options.rounding)
+    what = f"{op.label} '{op.name}'"
+    ratios = [scale / out_scale for _, scale, _ in sources]
+    requant = Requantizer.for_ratios(ratios, options.multiplier_bits, clamp_lo, clamp_hi, options.rounding,
+                                     options.power_of_two, what=what)
+    widest = max(fmt.bits + (0 if fmt.signed else 1) for fmt, _, _ in sources)
+    check_product_bits(widest + len(sources), requant.multiplier_bits, what)
+    kind = QAdd if isinstance(op, Add) else QConcat
+    first_format, first_scale, _ = sources[0]
+    return kind(op.name, out_layer.op.name, layer.in_shape, out_layer.out_shape, first_format, out_format,
+                first_scale, out_scale, tuple(fmt for fmt, _, _ in sources), tuple(scale for _, scale, _ in sources),
+                requant, type(activation).__name__ if activation else "none")
+
+
+def _non_negative(activation) -> bool:
+    """Whether a fused ReLU/Clip keeps the output at 0 or above."""
+    return isinstance(activation, Relu) or (isinstance(activation, Clip) and activation.low is not None
+                                            and activation.low >= 0)
 
 
 def _quantize_lookup(op, layer, fmt: IntFormat, scale: float, options: QuantOptions) -> QLookup:
