@@ -12,6 +12,12 @@ from onnx import helper
 
 from branchnets import BRANCH_NETWORKS, long_and_short, resnet
 from cnnhw.errors import UnsupportedModelError
+from cnnhw.flow.verilog import export_verilog
+from cnnhw.gateware.memories import MemoryShape
+from cnnhw.hardware import Network
+from cnnhw.plan import default_plan
+from cnnhw.sim.runner import simulate_export
+from cnnhw.verify import expected_streams
 from cnnhw.frontend import load_model
 from cnnhw.golden import run_float
 from cnnhw.golden.evaluate import layer_errors
@@ -156,3 +162,50 @@ def test_a_relu_after_an_add_is_its_clamp_and_makes_it_unsigned(tmp_path):
     (join,) = [layer for layer in qgraph.layers if isinstance(layer, QAdd)]
     assert join.activation == "Relu" and join.requant.lo == 0 and not join.out_format.signed
     assert join.source == "/join_relu/Relu"
+
+
+def _quantized(name, tmp_path, images: int = 16):
+    graph = _load(BRANCH_NETWORKS[name](), tmp_path)
+    x = np.random.default_rng(5).uniform(0, 1, size=(images, *graph.input_shape))
+    return quantize_graph(graph, QuantOptions(), x), x
+
+
+@pytest.mark.parametrize("name", sorted(BRANCH_NETWORKS))
+def test_branch_networks_are_bit_exact_in_amaranths_simulator(name, tmp_path):
+    """Forks, FIFOs and joins with random gaps and stalls: every layer's stream equals the golden
+    model's, and nothing deadlocks (the FIFOs are as deep as the timing model says they must be)."""
+    from tests.gateware.harness import assert_bit_exact, simulate
+
+    qgraph, x = _quantized(name, tmp_path)
+    network = Network(qgraph, default_plan(qgraph))
+    assert all(op.fifo_depths for op in network.joins)
+    accelerator = network.accelerator()
+    expected = expected_streams(qgraph, x[:2])
+    probes, outputs, classes, _ = simulate(accelerator, expected, seed=3, gap=0.3, stall=0.3)
+    assert_bit_exact(accelerator, expected, probes, outputs, classes)
+
+
+@pytest.mark.parametrize("name", sorted(BRANCH_NETWORKS))
+def test_branch_networks_in_verilator_take_the_modelled_cycles(name, tmp_path):
+    """The exported Verilog, bit for bit with gaps and stalls; the timing model gives every stage's
+    last element of the first image, the class, and the cycles between classes exactly."""
+    from test_sim import check_timeline
+
+    qgraph, x = _quantized(name, tmp_path)
+    plan = default_plan(qgraph)
+    export = export_verilog(qgraph, plan, tmp_path / "rtl")
+    result = simulate_export(export, expected_streams(qgraph, x[:3]), tmp_path / "build", timing_images=3, seed=2)
+    assert result.mismatches == [], "; ".join(map(str, result.mismatches))
+    assert result.class_mismatches == 0
+    network = Network(qgraph, plan)
+    check_timeline(result, network, 3)
+    assert result.cycles_per_inference == network.cycles_per_inference
+
+
+def test_a_fifo_holds_what_the_timing_model_says_and_the_planner_counts_it(tmp_path):
+    qgraph, _ = _quantized("long_and_short", tmp_path)
+    network = Network(qgraph, default_plan(qgraph))
+    (join,) = network.joins
+    (depth,) = join.fifo_depths.values()
+    assert join.first_input == 1  # the three convolutions, not the fork itself
+    assert ("/join/Add", MemoryShape("branch FIFO", 8, depth)) in network.memories()

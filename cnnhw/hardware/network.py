@@ -17,34 +17,34 @@ import numpy as np
 from ..errors import CnnhwError, UnsupportedModelError
 from ..gateware.accelerator import Accelerator
 from ..gateware.board import BoardTop
-from ..gateware.memories import MemoryShape
+from ..gateware.memories import MemoryShape, add_terms
 from ..gateware.serial import image_buffer
 from ..gateware.small import Argmax
 from ..gateware.spram import spram_blocks
 from ..gateware.streams import stream_order
-from ..quant.qgraph import QClamp, QConv, QDense, QGlobalPool, QGraph, QLookup, QPool, QReshape
+from ..gateware.branches import Fork, StreamFIFO
+from ..ir.graph import INPUT
+from ..quant.qgraph import QAdd, QClamp, QConcat, QConv, QDense, QGlobalPool, QGraph, QLookup, QPool, QReshape
 from .conv import ConvOp
 from .dense import DenseOp
 from .elementwise import ClampOp, FlattenOp, LookupOp
+from .join import AddOp, ConcatOp, JoinOp
 from .op import HardwareOp
 from .plan import HardwarePlan, LayerPlan, divisors
 from .pool import TiledMaxPoolOp, WindowPoolOp
-from .timing import NEVER, InputTiming, Probe
+from .timing import NEVER, FIFOTiming, ForkTiming, InputTiming, Probe
 
 #: Images the timing model sends back to back for the steady state of a pipeline with coupled
 #: stages (``Network.cycles_per_inference``); the first half fill the pipeline.
 STEADY_IMAGES = 6
 
 
-def _branch_refusal(qgraph: QGraph) -> str:
-    """The first join or fork of a graph with branches, and what takes it."""
-    names = ["<input>"] + [layer.name for layer in qgraph.layers]
-    for k, (layer, reads) in enumerate(zip(qgraph.layers, qgraph.layer_inputs)):
-        if reads != (names[k],):
-            what = f"{layer.label} '{layer.name}' reads {', '.join(repr(n) for n in reads)}"
-            return (f"{what}: the hardware streams a chain of layers, one reading the one before; branches "
-                    f"(forks, Add and Concat joins) are computed by the golden models, not by the hardware")
-    raise AssertionError("a chain")
+#: A branch FIFO holds this many more entries than the timing model says it needs (and at least
+#: ``FIFO_MARGIN`` more): too few entries can deadlock a residual block, a few more cost little.
+FIFO_MARGIN = 4
+#: Images back to back over which the branch FIFOs are sized: the second and third see the
+#: steady state (a FIFO holds most when one image's tail and the next one's head overlap).
+SIZING_IMAGES = 3
 
 
 def hardware_op(layer, plan: LayerPlan) -> HardwareOp:
@@ -63,42 +63,49 @@ def hardware_op(layer, plan: LayerPlan) -> HardwareOp:
         return LookupOp(layer, plan)
     if isinstance(layer, QReshape):
         return FlattenOp(layer, plan)
+    if isinstance(layer, QAdd):
+        return AddOp(layer, plan)
+    if isinstance(layer, QConcat):
+        return ConcatOp(layer, plan)
     raise UnsupportedModelError(f"{layer.label} '{layer.name}' has no hardware stage")
 
 
 class Network:
     """The ops of ``qgraph`` under ``plan`` (checked: every layer the plan names exists, and each
-    op accepts its part)."""
+    op accepts its part).
+
+    A graph with branches streams as the graph goes: a tensor read by several stages passes a
+    fork (``gateware/branches.Fork``), and each join takes its longest branch's input directly
+    and every other input through a FIFO sized by the timing model (``_size_branches``)."""
 
     def __init__(self, qgraph: QGraph, plan: HardwarePlan):
         names = {layer.name for layer in qgraph.layers}
         for layer_plan in plan.layers:
             if layer_plan.name not in names:
                 raise CnnhwError(f"plan: no layer named '{layer_plan.name}' (layers: {', '.join(sorted(names))})")
-        if not qgraph.is_chain:
-            raise UnsupportedModelError(_branch_refusal(qgraph))
         self.qgraph, self.plan = qgraph, plan
         self._timelines: dict[int, list] = {}
         self.ops = [hardware_op(layer, plan.for_layer(layer.name)) for layer in qgraph.layers]
         if not any(op.has_stage for op in self.ops):
             raise UnsupportedModelError(f"model '{qgraph.graph.name}' has no layer to build hardware for")
+        #: What each op reads: earlier ops' names, or INPUT.
+        self.reads = {op.name: reads for op, reads in zip(self.ops, qgraph.layer_inputs)}
         # Rows reach a stage at the pace of the slowest stage before it (images back to back).
-        pace = 0
+        self._paces = {INPUT: 0}
         for op in self.ops:
+            pace = max(self._paces[name] for name in self.reads[op.name])
             if pace and len(op.layer.in_shape) == 3:
                 op.input_row_cycles = -(-pace // op.layer.in_shape[1])
-            pace = max(pace, op.cycles)
+            self._paces[op.name] = max(pace, op.cycles)
+        self.joins = [op for op in self.ops if isinstance(op, JoinOp)]
+        if self.joins:
+            self._size_branches()
 
     def fed_by_input(self, name: str) -> bool:
         """Whether the op's input rows come from the accelerator's input at one element per cycle
         (only pass-through stages before it): then a wait for rows at an image boundary is
         exactly their elements (``HardwareOp.boundary_wait``)."""
-        for op in self.ops:
-            if op.name == name:
-                return True
-            if op.cycles:
-                return False
-        raise KeyError(name)
+        return max(self._paces[source] for source in self.reads[name]) == 0
 
     def op(self, name: str) -> HardwareOp:
         return next(op for op in self.ops if op.name == name)
@@ -128,17 +135,66 @@ class Network:
         output taken as it comes (:mod:`cnnhw.hardware.timing`: each stage's producer pulls its
         input from the one before, following the blocks' handshakes)."""
         if images not in self._timelines:
-            producer, probes = InputTiming(), []
-            for op in self.ops:
-                producer = op.timing(producer)
-                if op.has_stage:
-                    producer = Probe(producer, math.prod(op.layer.out_shape))
-                    probes.append((op.name, producer))
-            for _ in range(images * producer.elements):
-                producer.take(NEVER)  # the argmax takes each logit as it comes
-            producer.finish()  # and the stages before take what remains of the last image
+            probes, _ = self._run_timing(images)
             self._timelines[images] = [(name, probe.image_ends[:images]) for name, probe in probes]
         return self._timelines[images]
+
+    def _run_timing(self, images: int, fifo_latency=None, all_buffered: bool = False):
+        """The timing model over ``images`` images: (the stages' probes, every join's input FIFOs
+        as {(join, input): FIFOTiming}). ``fifo_latency(join, input)`` overrides the FIFOs' latencies
+        and ``all_buffered`` gives every join input a FIFO (while branches are being sized)."""
+        readers = self.readers()
+        producers, forks, probes, fifos = {INPUT: InputTiming()}, {}, [], {}
+
+        def source(name: str):
+            if readers[name] == 1:
+                return producers[name]
+            if name not in forks:
+                forks[name] = ForkTiming(producers[name], readers[name])
+            return forks[name].port()
+
+        for op in self.ops:
+            upstreams = [source(name) for name in self.reads[op.name]]
+            if isinstance(op, JoinOp):
+                latency = None if fifo_latency is None else (lambda k, op=op: fifo_latency(op.name, k))
+                producer = op.timing_of(upstreams, latency, all_buffered)
+                fifos.update({(op.name, k): p for k, p in enumerate(producer.inputs) if isinstance(p, FIFOTiming)})
+            else:
+                producer = op.timing(upstreams[0])
+            if op.has_stage:
+                producer = Probe(producer, math.prod(op.layer.out_shape))
+                probes.append((op.name, producer))
+            producers[op.name] = producer
+        final = producers[self.ops[-1].name]
+        for _ in range(images * final.elements):
+            final.take(NEVER)  # the argmax takes each logit as it comes
+        final.finish()  # and the stages before take what remains of the last image
+        return probes, fifos
+
+    def _size_branches(self) -> None:
+        """Each join's longest branch (the input whose elements come last when every input has a
+        FIFO), and the entries of every other input's FIFO: as many as the timing model holds in
+        it over ``SIZING_IMAGES`` images back to back, plus a margin. The FIFOs' latency depends
+        on their depth (``StreamFIFO.latency_of``): sized at the longer latency, again at the
+        latency of each depth found until none changes, the largest depth kept."""
+        _, fifos = self._run_timing(1, fifo_latency=lambda join, k: 2, all_buffered=True)
+        for op in self.joins:
+            arrivals = [float(np.mean(fifos[(op.name, k)].entered)) for k in range(op.inputs)]
+            op.set_branches(int(np.argmax(arrivals)), {})
+        depths: dict[tuple[str, int], int] = {}
+        assumed: dict[tuple[str, int], int] = {}
+        latency = lambda join, k: assumed.get((join, k), 2)  # noqa: E731
+        while True:
+            _, fifos = self._run_timing(SIZING_IMAGES, fifo_latency=latency)
+            for key, fifo in fifos.items():
+                needed = fifo.depth_needed()
+                depths[key] = max(depths.get(key, 0), needed + max(FIFO_MARGIN, needed // 8))
+            found = {key: StreamFIFO.latency_of(depth) for key, depth in depths.items()}
+            if all(found[key] == assumed.get(key, 2) for key in found):
+                break
+            assumed = found
+        for op in self.joins:
+            op.set_branches(op.first_input, {k: depth for (name, k), depth in depths.items() if name == op.name})
 
     def stage_latencies(self) -> list[tuple[str, int]]:
         """(layer, cycles from an image's first input element to the stage's last output element)
@@ -163,6 +219,24 @@ class Network:
         return sum(op.products for op in self.ops)
 
     # ------------------------------------------------------------------ resources
+    def readers(self) -> dict[str, int]:
+        """How many input ports read each stream (an op's output, or INPUT)."""
+        counts: dict[str, int] = {}
+        for op in self.ops:
+            for name in self.reads[op.name]:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def logic_terms(self) -> dict[str, dict[str, float]]:
+        """The logic-cell model's terms of each op, a fork counted with the op whose output it
+        copies (a fork of the input, with its first reader)."""
+        terms = {op.name: op.logic_terms() for op in self.ops}
+        for name, count in self.readers().items():
+            if count > 1:
+                owner = name if name != INPUT else next(op.name for op in self.ops if INPUT in self.reads[op.name])
+                terms[owner] = add_terms(terms[owner], Fork.logic_terms(count))
+        return terms
+
     def image_elements(self) -> int:
         return math.prod(self.qgraph.graph.input_shape)
 
@@ -182,15 +256,26 @@ class Network:
 
     # ------------------------------------------------------------------ hardware
     def accelerator(self) -> Accelerator:
-        stages, order, blocks = [], stream_order(self.qgraph.graph.input_shape), 0
+        orders = {INPUT: stream_order(self.qgraph.graph.input_shape)}
+        # Each op's output stream comes from a stage (its own, or, for a flatten, the one before).
+        streams: dict[str, int] = {INPUT: -1}
+        stages, sources, blocks = [], [], 0
         for op in self.ops:
-            if op.has_stage:
-                stage = op.create(order, blocks)
-                stages.append((op.name, stage))
-                if getattr(stage, "spram", None) is not None:
-                    blocks += stage.spram.blocks  # SPRAM blocks are numbered in stage order
-            order = op.output_order(order)
-        return Accelerator(stages, self.image_elements(), np.asarray(order))
+            reads = self.reads[op.name]
+            if isinstance(op, JoinOp):
+                orders[op.name] = op.output_order_of([orders[name] for name in reads])
+            else:
+                orders[op.name] = op.output_order(orders[reads[0]])
+            if not op.has_stage:
+                streams[op.name] = streams[reads[0]]
+                continue
+            stage = op.create(orders[reads[0]], blocks)
+            stages.append((op.name, stage))
+            sources.append([streams[name] for name in reads])
+            streams[op.name] = len(stages) - 1
+            if getattr(stage, "spram", None) is not None:
+                blocks += stage.spram.blocks  # SPRAM blocks are numbered in stage order
+        return Accelerator(stages, self.image_elements(), np.asarray(orders[self.ops[-1].name]), sources)
 
     def board_top(self, clock_hz: float, baud: int, timeout_s: float = 0.05,
                   weights_offset: int | None = None) -> BoardTop:

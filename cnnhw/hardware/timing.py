@@ -376,3 +376,122 @@ class DenseSource:
 
     def finish(self) -> None:
         self.upstream.finish()
+
+
+class ForkTiming:
+    """A fork (``gateware/branches.Fork``): its input stream read by several ports. An element
+    transfers from the stream before when the first port to ask for it takes it; a port asking
+    later takes it then or when it is ready. Exact when the readers that ask later are ready by
+    then: the network pulls a join's longest branch first and gives its other inputs FIFOs
+    (``Network``), so that only the longest branch holds the fork up, as in the hardware."""
+
+    def __init__(self, upstream: Producer, ports: int):
+        self.upstream, self.ports = upstream, ports
+        self.times: list[int] = []
+        self.finished = 0
+
+    def port(self) -> "ForkPort":
+        return ForkPort(self)
+
+
+class ForkPort(Producer):
+    def __init__(self, fork: ForkTiming):
+        self.fork, self.count = fork, 0
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        times = self.fork.times
+        if self.count == len(times):
+            times.append(self.fork.upstream.take(ready_from, stalls))
+        self.last = first_ready(max(times[self.count], ready_from), stalls)
+        self.count += 1
+        return self.last
+
+    def finish(self) -> None:
+        self.fork.finished += 1
+        if self.fork.finished == self.fork.ports:
+            self.fork.upstream.finish()
+
+
+class FIFOTiming(Producer):
+    """A branch FIFO (``gateware/branches.StreamFIFO``) that never fills: it takes each element as
+    its stream offers it, and offers it ``latency`` cycles later. ``entered``/``left`` note the
+    transfers in and out, from which :meth:`depth_needed` follows."""
+
+    def __init__(self, upstream: Producer, latency: int):
+        self.upstream, self.latency = upstream, latency
+        self.entered: list[int] = []
+        self.left: list[int] = []
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        entered = self.upstream.take(NEVER)
+        self.last = first_ready(max(entered + self.latency, ready_from, self.last + 1), stalls)
+        self.entered.append(entered)
+        self.left.append(self.last)
+        return self.last
+
+    def finish(self) -> None:
+        self.upstream.finish()
+
+    def depth_needed(self) -> int:
+        """The fewest entries with which no element would have waited: element ``j`` is taken when
+        fewer than ``depth`` are held, those taken before it and not yet read."""
+        left = np.asarray(self.left, dtype=np.int64)
+        read_before = np.searchsorted(left, np.asarray(self.entered, dtype=np.int64), side="left")
+        return int(np.max(np.arange(len(left)) - read_before, initial=0)) + 1
+
+
+class AddTiming(Producer):
+    """An Add (``gateware/branches.AddUnit``): both inputs transfer in one cycle, when both offer and
+    the output register is free, and the sum is offered the cycle after. The ``first`` input (the
+    longest branch) is pulled first; the others come through FIFOs and are normally there."""
+
+    def __init__(self, inputs: list[Producer], first: int, latency: int):
+        self.inputs, self.first, self.latency = inputs, first, latency
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        taken = self.inputs[self.first].take(self.last)
+        for k, producer in enumerate(self.inputs):
+            if k != self.first:
+                taken = max(taken, producer.take(taken))
+        self.last = first_ready(max(taken + self.latency, ready_from), stalls)
+        return self.last
+
+    def finish(self) -> None:
+        for producer in self.inputs:
+            producer.finish()
+
+
+class ConcatTiming(Producer):
+    """A Concat (``gateware/branches.ConcatUnit``): each pixel's ``channels[k]`` elements of input
+    ``k`` in turn, each taken when offered and the output register is free, offered ``latency``
+    cycles later. At each pixel's first element the ``first`` input's elements (the longest
+    branch's) are pulled before the others, each when the unit would reach it if the inputs
+    before it in the pixel are there (they come through FIFOs), so that the longest branch asks
+    its fork for every element first, as it holds the fork up in the hardware."""
+
+    def __init__(self, inputs: list[Producer], channels: tuple[int, ...], first: int, latency: int):
+        self.inputs, self.channels, self.first, self.latency = inputs, channels, first, latency
+        self.sequence = [k for k, count in enumerate(channels) for _ in range(count)]
+        self.before_first = sum(channels[:first])
+        self.position = 0
+        self.first_taken: list[int] = []  # the longest branch's elements of the current pixel
+
+    def take(self, ready_from: int, stalls: Stalls = ()) -> int:
+        if self.position == 0:
+            reach = self.last + self.before_first
+            self.first_taken = []
+            for _ in range(self.channels[self.first]):
+                reach = self.inputs[self.first].take(reach) + self.latency
+                self.first_taken.append(reach - self.latency)
+        source = self.sequence[self.position]
+        if source == self.first:
+            taken = max(self.first_taken.pop(0), self.last)
+        else:
+            taken = self.inputs[source].take(self.last)
+        self.position = (self.position + 1) % len(self.sequence)
+        self.last = first_ready(max(taken + self.latency, ready_from), stalls)
+        return self.last
+
+    def finish(self) -> None:
+        for producer in self.inputs:
+            producer.finish()

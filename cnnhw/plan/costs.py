@@ -95,10 +95,9 @@ def logic_terms(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> d
     spram = sum(net.spram_blocks().values())
     if spram:
         owners["board"] = add_terms(owners["board"], {"loader": 1, "spram_block": spram})
-    for op in net.ops:
-        terms = op.logic_terms()
+    for owner, terms in net.logic_terms().items():
         if terms:
-            owners[op.name] = terms
+            owners[owner] = terms
     for owner, shape in net.memories():
         placed = (0, 0) if shape.spram else ebr_layout(shape.width, shape.depth, board.ebr_aspects, shape.rom)
         key = owner if owner in owners else "board"

@@ -151,14 +151,15 @@ class QClamp(QLayer):
 
 @dataclass(frozen=True, eq=False)
 class QJoin(QLayer):
-    """Base of the layers that read two or more tensors: ``in_formats`` and ``in_scales`` are each
-    input's (``in_format``/``in_scale`` the first's). ``requant`` has one multiplier per input: it
+    """Base of the layers that read two or more tensors: ``in_formats``, ``in_scales`` and
+    ``in_shapes`` are each input's (``in_format``/``in_scale``/``in_shape`` the first's). ``requant`` has one multiplier per input: it
     brings every input to the output scale by the one requantization rule."""
 
     in_formats: tuple[IntFormat, ...] = ()
     in_scales: tuple[float, ...] = ()
     requant: Requantizer = None
     activation: str = "none"
+    in_shapes: tuple[Shape, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)

@@ -280,7 +280,7 @@ def _quantize_join(op, activation, layer, out_layer, sources, ranges, bits, opti
     first_format, first_scale, _ = sources[0]
     return kind(op.name, out_layer.op.name, layer.in_shape, out_layer.out_shape, first_format, out_format,
                 first_scale, out_scale, tuple(fmt for fmt, _, _ in sources), tuple(scale for _, scale, _ in sources),
-                requant, type(activation).__name__ if activation else "none")
+                requant, type(activation).__name__ if activation else "none", tuple(layer.in_shapes))
 
 
 def _non_negative(activation) -> bool:

@@ -1,0 +1,224 @@
+"""Where branches leave and meet: a fork that copies a stream to several readers, a FIFO that lets
+a short branch run ahead of a long one, and the joins (Add, Concat) that requantize each input to
+the output scale.
+
+A join's multipliers are constants: each product is written out as shifted adds of the input (one
+per set bit of the multiplier), so that yosys keeps them in logic and the DSPs stay with the
+convolutions; the rule after the sum is the Requantizer's own ``finish``.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Shape, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..quant.arith import Requantizer
+from .fifo import RegisterFIFO
+from .memories import MemoryShape, counter_bits
+
+#: FIFOs up to this depth are registers (``RegisterFIFO``); deeper ones a memory.
+REGISTER_FIFO_DEPTH = 4
+
+
+class Fork(wiring.Component):
+    """``i`` copied to ``o0`` ... ``o{n-1}``: each output takes the element in its own cycle, and the
+    input is taken in the cycle the last of them takes it. Combinational (no latency); one element
+    per cycle when every output is ready."""
+
+    @staticmethod
+    def logic_terms(outputs: int) -> dict[str, float]:
+        """The logic-cell model's terms (``cnnhw.plan.logic``): a taken flag per output."""
+        return {"packer_bits": outputs}
+
+    def __init__(self, shape, outputs: int):
+        self.shape, self.outputs = Shape.cast(shape), outputs
+        super().__init__({"i": In(stream.Signature(self.shape)),
+                          **{f"o{k}": Out(stream.Signature(self.shape)) for k in range(outputs)}})
+
+    def ports(self) -> list:
+        return [getattr(self, f"o{k}") for k in range(self.outputs)]
+
+    def elaborate(self, platform):
+        m = Module()
+        ports = self.ports()
+        taken = Signal(self.outputs)  # the outputs that have the current element already
+        for k, port in enumerate(ports):
+            m.d.comb += [port.valid.eq(self.i.valid & ~taken[k]), port.payload.eq(self.i.payload)]
+        done = Cat(taken[k] | port.ready for k, port in enumerate(ports))
+        m.d.comb += self.i.ready.eq(done.all())
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += taken.eq(0)
+        with m.Elif(self.i.valid):
+            m.d.sync += taken.eq(taken | Cat(port.valid & port.ready for port in ports))
+        return m
+
+
+class StreamFIFO(wiring.Component):
+    """Up to ``depth`` elements between ``i`` and ``o``; ``i`` is ready while fewer than ``depth`` are
+    held. An element taken at cycle ``t`` is offered from ``t + latency`` on: 1 for up to
+    ``REGISTER_FIFO_DEPTH`` elements (registers), 2 beyond (a memory read through a register: a
+    block RAM)."""
+
+    @staticmethod
+    def latency_of(depth: int) -> int:
+        return 1 if depth <= REGISTER_FIFO_DEPTH else 2
+
+    @staticmethod
+    def logic_terms(width: int, depth: int) -> dict[str, float]:
+        """The logic-cell model's terms: the pointers and levels (and the entries, when they are
+        registers), priced as a packer's word registers."""
+        registers = 3 * counter_bits(depth + 1) + (width * depth if depth <= REGISTER_FIFO_DEPTH else 0)
+        return {"packer_bits": registers}
+
+    def __init__(self, shape, depth: int):
+        if depth < 1:
+            raise ValueError(f"a FIFO holds at least one element, not {depth}")
+        self.shape, self.depth = Shape.cast(shape), depth
+        self.latency = self.latency_of(depth)
+        super().__init__({"i": In(stream.Signature(self.shape)), "o": Out(stream.Signature(self.shape))})
+
+    @staticmethod
+    def memories_of(width: int, depth: int) -> list[MemoryShape]:
+        """The memories a FIFO of ``depth`` entries of ``width`` bits creates."""
+        return [] if depth <= REGISTER_FIFO_DEPTH else [MemoryShape("branch FIFO", width, depth)]
+
+    def memories(self) -> list[MemoryShape]:
+        return self.memories_of(self.shape.width, self.depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self.shape.width
+        if self.depth <= REGISTER_FIFO_DEPTH:
+            m.submodules.fifo = fifo = RegisterFIFO(width, self.depth)
+            m.d.comb += [fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid), self.i.ready.eq(fifo.w_rdy),
+                         self.o.payload.eq(fifo.r_data), self.o.valid.eq(fifo.r_rdy), fifo.r_en.eq(self.o.ready)]
+            return m
+        (shape,) = self.memories()
+        m.submodules.memory = memory = Memory(shape=width, depth=shape.depth, init=[])
+        write, read = memory.write_port(), memory.read_port()
+        head = Signal(range(self.depth))  # the next entry to read
+        tail = Signal(range(self.depth))  # the next entry to write
+        stored = Signal(range(self.depth + 1))  # entries written and not yet read
+        held = Signal(range(self.depth + 1))  # elements held, the one on the output included
+        take = self.i.valid & self.i.ready
+        sent = self.o.valid & self.o.ready
+        # The read port gives the entry at `head` the cycle after it is addressed; the output is that
+        # data, kept (the port disabled) until it is read.
+        advance = (~self.o.valid | self.o.ready) & (stored != 0)
+        m.d.comb += [self.i.ready.eq(held != self.depth), write.addr.eq(tail), write.data.eq(self.i.payload),
+                     write.en.eq(take), read.addr.eq(head), read.en.eq(advance), self.o.payload.eq(read.data)]
+        with m.If(take):
+            m.d.sync += tail.eq(Mux(tail == self.depth - 1, 0, tail + 1))
+        with m.If(advance):
+            m.d.sync += head.eq(Mux(head == self.depth - 1, 0, head + 1))
+        m.d.sync += [stored.eq(stored + take - advance), held.eq(held + take - sent)]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(1)
+        with m.Elif(sent):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+def times_constant(value, constant: int):
+    """``value * constant`` (a non-negative integer) as shifted adds, one per set bit."""
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    if not terms:
+        return value * 0
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+class AddUnit(wiring.Component):
+    """``o = requant.finish(i0 * M[0] + i1 * M[1])`` element by element: both inputs are taken in
+    the same cycle, when both are offered and the output register is empty or being read; the
+    result is offered ``LATENCY`` cycle later (one element per cycle)."""
+
+    LATENCY = 1
+
+    @staticmethod
+    def logic_terms(in_bits, requant: Requantizer) -> dict[str, float]:
+        """The logic-cell model's terms: an adder per set bit of each multiplier, the rounding and
+        saturation, and the output register."""
+        width = max(in_bits) + requant.multiplier_bits + 1
+        adders = sum(bin(multiplier).count("1") for multiplier in requant.multipliers)
+        return {"sum_bits": adders * width, "rescaler": 1, "packer_bits": width}
+
+    def __init__(self, in_shapes, out_shape, requant: Requantizer):
+        self.in_shapes = [Shape.cast(shape) for shape in in_shapes]
+        self.out_shape, self.requant = Shape.cast(out_shape), requant
+        super().__init__({**{f"i{k}": In(stream.Signature(shape)) for k, shape in enumerate(self.in_shapes)},
+                          "o": Out(stream.Signature(self.out_shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        inputs = [getattr(self, f"i{k}") for k in range(len(self.in_shapes))]
+        width = max(shape.width for shape in self.in_shapes) + self.requant.multiplier_bits + 2
+        total = Signal(signed(width))
+        m.d.comb += total.eq(sum(times_constant(port.payload.as_signed() if port.payload.shape().signed
+                                                else port.payload, multiplier)
+                                 for port, multiplier in zip(inputs, self.requant.multipliers)))
+        advance = ~self.o.valid | self.o.ready
+        every = Cat(port.valid for port in inputs).all()
+        for port in inputs:
+            m.d.comb += port.ready.eq(advance & every)
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(every)
+            with m.If(every):
+                m.d.sync += self.o.payload.eq(self.requant.finish(total, Mux))
+        return m
+
+
+class ConcatUnit(wiring.Component):
+    """Each pixel's ``channels[k]`` elements of input ``k`` in turn, each as
+    ``requant.finish(x * M[k])``: an element is taken when it is offered and the output register is
+    empty or being read, and offered ``LATENCY`` cycle later (one element per cycle)."""
+
+    LATENCY = 1
+
+    @staticmethod
+    def logic_terms(in_bits, requant: Requantizer, channels) -> dict[str, float]:
+        width = max(in_bits) + requant.multiplier_bits + 1
+        adders = sum(bin(multiplier).count("1") for multiplier in requant.multipliers)
+        return {"sum_bits": adders * width, "rescaler": 1, "packer_bits": width + 2 * counter_bits(max(channels))}
+
+    def __init__(self, in_shapes, out_shape, requant: Requantizer, channels):
+        self.in_shapes = [Shape.cast(shape) for shape in in_shapes]
+        self.out_shape, self.requant, self.channels = Shape.cast(out_shape), requant, tuple(channels)
+        super().__init__({**{f"i{k}": In(stream.Signature(shape)) for k, shape in enumerate(self.in_shapes)},
+                          "o": Out(stream.Signature(self.out_shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        inputs = [getattr(self, f"i{k}") for k in range(len(self.in_shapes))]
+        source = Signal(range(max(len(inputs), 2)))  # the input the next element comes from
+        channel = Signal(range(max(max(self.channels), 2)))
+        advance = ~self.o.valid | self.o.ready
+        width = max(shape.width for shape in self.in_shapes) + self.requant.multiplier_bits + 2
+        value = Signal(signed(width))
+        valid = Signal()
+        for k, port in enumerate(inputs):
+            with m.If(source == k):
+                payload = port.payload.as_signed() if port.payload.shape().signed else port.payload
+                m.d.comb += [value.eq(times_constant(payload, self.requant.multipliers[k])), valid.eq(port.valid),
+                             port.ready.eq(advance)]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(valid)
+            with m.If(valid):
+                m.d.sync += self.o.payload.eq(self.requant.finish(value, Mux))
+                with m.If(channel == _channels_of(self.channels, source) - 1):
+                    m.d.sync += [channel.eq(0), source.eq(Mux(source == len(inputs) - 1, 0, source + 1))]
+                with m.Else():
+                    m.d.sync += channel.eq(channel + 1)
+        return m
+
+
+def _channels_of(channels, index):
+    """``channels[index]`` for a signal ``index`` (a multiplexer over the constants)."""
+    value = channels[-1]
+    for k in range(len(channels) - 2, -1, -1):
+        value = Mux(index == k, channels[k], value)
+    return value
