@@ -181,3 +181,77 @@ def random_plan(qgraph, seed: int, minimal_rings: bool = False) -> HardwarePlan:
         layers.append(LayerPlan(layer.name, pe, simd, int(rng.choice([1, 4, 16])), overlap, packed,
                                 logic_products=logic))
     return HardwarePlan(tuple(layers))
+
+
+#: The activations a random graph network draws after its convolutions.
+GRAPH_ACTIVATIONS = ("Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "none")
+
+
+def random_graph_network(seed: int) -> NetworkSpec:
+    """A small random network with branches: a stem convolution, then one or two blocks, each a
+    residual (a fork, one to three 3x3 convolutions on the long path, Add, sometimes ReLU), a
+    strided residual with a 1x1 projection on its short path, or an Inception-like block (two or
+    three branches of 1x1, 3x3, or 3x3 max pool then 1x1, joined by Concat); activations drawn
+    from :data:`GRAPH_ACTIVATIONS`; global pooling and a dense layer at the end."""
+    rng = np.random.default_rng(1000 + seed)
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    nodes, arrays, features = [], {}, set()
+    counter = [0]
+
+    def node(op, inputs, **attrs):
+        counter[0] += 1
+        out = f"t{counter[0]}"
+        nodes.append(helper.make_node(op, inputs, [out], name=f"{op.lower()}{counter[0]}", **attrs))
+        return out
+
+    def conv(x, c_in, c_out, kernel, stride=1, activation=None):
+        key = f"w{counter[0] + 1}"
+        arrays[key] = (rng.normal(size=(c_out, c_in, kernel, kernel)) / np.sqrt(c_in * kernel * kernel)).astype(np.float32)
+        arrays[key + "b"] = (rng.normal(size=c_out) * 0.2).astype(np.float32)
+        y = node("Conv", [x, key, key + "b"], kernel_shape=[kernel, kernel], strides=[stride, stride],
+                 pads=[kernel // 2] * 4)
+        activation = activation or pick(GRAPH_ACTIVATIONS)
+        features.add(f"act:{activation}")
+        return y if activation == "none" else node(activation, [y])
+
+    channels, size = int(rng.integers(1, 3)), int(rng.integers(5, 8))
+    width = int(rng.integers(2, 5))
+    x = conv("x", channels, width, 3)
+    h = w = size
+    for _ in range(int(rng.integers(1, 3))):
+        kind = pick(["residual", "residual", "projection", "concat"])
+        features.add(kind)
+        if kind == "residual":
+            long = x
+            for k in range(int(rng.integers(1, 4))):
+                long = conv(long, width, width, 3)
+            x = node("Add", [long, x] if rng.random() < 0.5 else [x, long])
+            if rng.random() < 0.5:
+                x = node("Relu", [x])
+        elif kind == "projection":
+            wider = width + int(rng.integers(0, 3))
+            long = conv(conv(x, width, wider, 3, stride=2), wider, wider, 3)
+            short = conv(x, width, wider, 1, stride=2, activation="none")
+            x = node("Add", [long, short])
+            width, h, w = wider, -(-h // 2), -(-w // 2)
+        else:
+            branches = []
+            for _ in range(int(rng.integers(2, 4))):
+                out = int(rng.integers(1, 4))
+                shape = pick(["1x1", "3x3", "pool"])
+                features.add(f"branch:{shape}")
+                if shape == "pool":
+                    pooled = node("MaxPool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
+                    branches.append((conv(pooled, width, out, 1), out))
+                else:
+                    branches.append((conv(x, width, out, 1 if shape == "1x1" else 3), out))
+            x = node("Concat", [b for b, _ in branches], axis=1)
+            width = sum(out for _, out in branches)
+    pool = pick(["GlobalAveragePool", "GlobalMaxPool"])
+    x = node("Flatten", [node(pool, [x])], axis=1)
+    classes = int(rng.integers(2, 6))
+    arrays["fc"] = rng.normal(size=(classes, width)).astype(np.float32)
+    node("Gemm", [x, "fc"], transB=1)
+    nodes[-1].output[0] = "y"
+    model = make_model(nodes, arrays, ["N", channels, size, size], ["N", classes], opset=14)
+    return NetworkSpec(seed, model, (channels, size, size), 8, False, features)

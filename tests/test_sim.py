@@ -36,7 +36,7 @@ from cnnhw.sim.runner import simulate_export
 from cnnhw.verify import expected_streams
 from conftest import EXAMPLES, MNIST8
 from models import cifar10_tutorial
-from netgen import random_network, random_plan
+from netgen import random_graph_network, random_network, random_plan
 
 CYCLE_TOLERANCE = 0.05
 #: On the planner's plans (``test_planner_plans_take_the_predicted_cycles``).
@@ -103,6 +103,26 @@ def test_random_network_rtl_bit_exact(seed, tmp_path):
     assert result.class_mismatches == 0
     check_cycles(result.cycles_per_inference, max(predict_cycles(qgraph, plan).values()))
     check_timeline(result, Network(qgraph, plan), 4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 10, 18, 32])
+def test_random_graph_network_rtl_bit_exact(seed, tmp_path):
+    """Random graph networks (forks, Add and Concat joins, lookup activations) under random
+    foldings: bit-exact, and the timing model within 2 % of the simulation's latency and cycles
+    between classes."""
+    spec = random_graph_network(seed)
+    onnx.save(spec.model, tmp_path / "net.onnx")
+    qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
+    plan = random_plan(qgraph, seed)
+    export = export_verilog(qgraph, plan, tmp_path / "rtl")
+    result = simulate_export(export, expected_streams(qgraph, spec.calibration(3)), tmp_path / "build",
+                             timing_images=3, seed=seed)
+    assert result.mismatches == [], "; ".join(map(str, result.mismatches))
+    assert result.class_mismatches == 0
+    network = Network(qgraph, plan)
+    check_cycles(result.latency_cycles, network.latency(), PLANNED_CYCLE_TOLERANCE)
+    check_cycles(result.cycles_per_inference, network.interval(3), PLANNED_CYCLE_TOLERANCE)
+    check_cycles(result.cycles_per_inference, network.cycles_per_inference, PLANNED_CYCLE_TOLERANCE)
 
 
 #: The budgets the planner plans the random networks for, in turn: the iCEBreaker's, few DSPs
