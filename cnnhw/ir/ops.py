@@ -73,6 +73,14 @@ def _bound(value, what: str) -> float | None:
     return float(value)
 
 
+def _number(value, what: str) -> float:
+    """A required finite real attribute (an activation's alpha, beta, gamma)."""
+    number = _bound(value, what)
+    if number is None:
+        raise ModelError(f"{what} must be a finite number, not None")
+    return number
+
+
 def describe_window(kernel, stride, pads, dilation) -> list[str]:
     """Report words for a 2-D window: ``5x5 stride 2x2 pads 1,1,1,1 dilation 2x2`` (defaults omitted)."""
     parts = [f"{kernel[0]}x{kernel[1]}"]
@@ -433,10 +441,7 @@ class LeakyRelu(Activation):
     label = "LeakyRelu"
 
     def __post_init__(self):
-        alpha = _bound(self.alpha, f"alpha of LeakyRelu '{self.name}'")
-        if alpha is None:
-            raise ModelError(f"alpha of LeakyRelu '{self.name}' must be a finite number, not None")
-        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "alpha", _number(self.alpha, f"alpha of LeakyRelu '{self.name}'"))
 
     def describe(self) -> str:
         return f"alpha {self.alpha:g}"
@@ -491,10 +496,7 @@ class HardSigmoid(LookupActivation):
 
     def __post_init__(self):
         for what in ("alpha", "beta"):
-            value = _bound(getattr(self, what), f"{what} of HardSigmoid '{self.name}'")
-            if value is None:
-                raise ModelError(f"{what} of HardSigmoid '{self.name}' must be a finite number, not None")
-            object.__setattr__(self, what, value)
+            object.__setattr__(self, what, _number(getattr(self, what), f"{what} of HardSigmoid '{self.name}'"))
 
     def function(self, x):
         return np.clip(self.alpha * x + self.beta, 0.0, 1.0)
@@ -522,10 +524,7 @@ class Elu(LookupActivation):
     label = "Elu"
 
     def __post_init__(self):
-        alpha = _bound(self.alpha, f"alpha of {self.label} '{self.name}'")
-        if alpha is None:
-            raise ModelError(f"alpha of {self.label} '{self.name}' must be a finite number, not None")
-        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "alpha", _number(self.alpha, f"alpha of {self.label} '{self.name}'"))
 
     def function(self, x):
         return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0.0)))
@@ -544,10 +543,7 @@ class Selu(Elu):
 
     def __post_init__(self):
         super().__post_init__()
-        gamma = _bound(self.gamma, f"gamma of Selu '{self.name}'")
-        if gamma is None:
-            raise ModelError(f"gamma of Selu '{self.name}' must be a finite number, not None")
-        object.__setattr__(self, "gamma", gamma)
+        object.__setattr__(self, "gamma", _number(self.gamma, f"gamma of Selu '{self.name}'"))
 
     def function(self, x):
         return self.gamma * super().function(x)

@@ -84,3 +84,22 @@ class StreamMonitor:
     def check(self) -> None:
         assert not self.violations, "; ".join(self.violations[:5])
         assert all(self.transfers.values()), f"a watched stream never moved: {self.transfers}"
+
+
+def run_monitored(dut, ports, benches) -> None:
+    """Simulate ``dut`` with ``benches`` (producers and consumers) and the stream rule checked on
+    ``ports`` ((name, port) pairs) until every bench has finished."""
+    monitor = StreamMonitor()
+    for name, port in ports:
+        monitor.watch(name, port)
+    remaining = [len(benches)]
+    wrapped = []
+    for bench in benches:
+        async def done_then_stop(ctx, bench=bench):
+            await bench(ctx)
+            remaining[0] -= 1
+            if not remaining[0]:
+                monitor.stop = True
+        wrapped.append(done_then_stop)
+    run(dut, *wrapped, monitor.bench)
+    monitor.check()

@@ -17,25 +17,7 @@ from cnnhw.gateware.pool import PoolReducer, ReducerParameters
 from cnnhw.gateware.requant import RequantUnit
 from cnnhw.gateware.small import Argmax, Lookup, Packer
 from cnnhw.quant.arith import AverageDivider, IntFormat, LookupTable, Requantizer
-from tests.gateware.streams import StreamMonitor, get_n, put_all, run
-
-
-def _run_monitored(dut, ports, producers_consumers):
-    monitor = StreamMonitor()
-    for name, port in ports:
-        monitor.watch(name, port)
-
-    benches = []
-    remaining = [len(producers_consumers)]
-    for bench in producers_consumers:
-        async def wrapped(ctx, bench=bench):
-            await bench(ctx)
-            remaining[0] -= 1
-            if not remaining[0]:
-                monitor.stop = True
-        benches.append(wrapped)
-    run(dut, *benches, monitor.bench)
-    monitor.check()
+from tests.gateware.streams import get_n, put_all, run, run_monitored
 
 
 def _stream_through(dut, payloads, count: int, seed, max_cycles: int = 20_000) -> list:
@@ -50,7 +32,7 @@ def _stream_through(dut, payloads, count: int, seed, max_cycles: int = 20_000) -
     async def consumer(ctx):
         await get_n(ctx, dut.o, count, chooser, 0.3, got, max_cycles)
 
-    _run_monitored(dut, [("i", dut.i), ("o", dut.o)], [producer, consumer])
+    run_monitored(dut, [("i", dut.i), ("o", dut.o)], [producer, consumer])
     return got
 
 
@@ -154,7 +136,7 @@ def test_argmax_takes_the_first_of_equal_logits():
     async def class_reader(ctx):
         await get_n(ctx, dut.cls, 4, chooser, 0.5, got_classes, 5_000)
 
-    _run_monitored(dut, [("i", dut.i), ("o", dut.o), ("cls", dut.cls)], [producer, logit_reader, class_reader])
+    run_monitored(dut, [("i", dut.i), ("o", dut.o), ("cls", dut.cls)], [producer, logit_reader, class_reader])
     assert [int(v) for v in got_logits] == [v for row in logits for v in row]
     assert [int(c) for c in got_classes] == [int(np.argmax(row)) for row in logits]
 
@@ -216,4 +198,4 @@ def test_the_stream_monitor_catches_a_stream_that_breaks_the_rule():
         await get_n(ctx, dut.o, 20, chooser, 0.5, got, 1_000)
 
     with pytest.raises(AssertionError, match="o: the payload changed before the transfer"):
-        _run_monitored(dut, [("o", dut.o)], [consumer])
+        run_monitored(dut, [("o", dut.o)], [consumer])

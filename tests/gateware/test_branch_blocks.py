@@ -12,24 +12,7 @@ from amaranth import signed, unsigned
 
 from cnnhw.gateware.branches import AddUnit, ConcatUnit, Fork, StreamFIFO
 from cnnhw.quant.arith import Requantizer
-from tests.gateware.streams import StreamMonitor, get_n, put_all, run
-
-
-def _monitored(dut, ports, benches):
-    monitor = StreamMonitor()
-    for name, port in ports:
-        monitor.watch(name, port)
-    remaining = [len(benches)]
-    wrapped = []
-    for bench in benches:
-        async def done_then_stop(ctx, bench=bench):
-            await bench(ctx)
-            remaining[0] -= 1
-            if not remaining[0]:
-                monitor.stop = True
-        wrapped.append(done_then_stop)
-    run(dut, *wrapped, monitor.bench)
-    monitor.check()
+from tests.gateware.streams import get_n, put_all, run, run_monitored
 
 
 @pytest.mark.parametrize("outputs", [2, 3])
@@ -47,7 +30,7 @@ def test_fork_gives_every_output_every_element(outputs):
             await get_n(ctx, getattr(dut, f"o{k}"), len(elements), chooser, 0.2 + 0.2 * k, got[k], 10_000)
         return bench
 
-    _monitored(dut, [("i", dut.i)] + [(f"o{k}", getattr(dut, f"o{k}")) for k in range(outputs)],
+    run_monitored(dut, [("i", dut.i)] + [(f"o{k}", getattr(dut, f"o{k}")) for k in range(outputs)],
                [producer] + [consumer(k) for k in range(outputs)])
     assert all([int(v) for v in values] == elements for values in got)
 
@@ -65,7 +48,7 @@ def test_fifo_keeps_order_with_gaps_and_stalls(depth):
     async def consumer(ctx):
         await get_n(ctx, dut.o, len(elements), chooser, 0.5, got, 10_000)
 
-    _monitored(dut, [("i", dut.i), ("o", dut.o)], [producer, consumer])
+    run_monitored(dut, [("i", dut.i), ("o", dut.o)], [producer, consumer])
     assert [int(v) for v in got] == elements
 
 
@@ -115,7 +98,7 @@ def test_add_unit_computes_the_requantized_sum():
     async def consumer(ctx):
         await get_n(ctx, dut.o, len(a), chooser, 0.3, got, 10_000)
 
-    _monitored(dut, [("i0", dut.i0), ("i1", dut.i1), ("o", dut.o)], [first, second, consumer])
+    run_monitored(dut, [("i0", dut.i0), ("i1", dut.i1), ("o", dut.o)], [first, second, consumer])
     expected = requant.finish(np.array(a) * 700 + np.array(b) * 301)
     assert [int(v) for v in got] == [int(v) for v in expected]
 
@@ -139,7 +122,7 @@ def test_concat_unit_interleaves_each_pixels_channels():
     async def consumer(ctx):
         await get_n(ctx, dut.o, pixels * sum(channels), chooser, 0.3, got, 10_000)
 
-    _monitored(dut, [(f"i{k}", getattr(dut, f"i{k}")) for k in range(3)] + [("o", dut.o)],
+    run_monitored(dut, [(f"i{k}", getattr(dut, f"i{k}")) for k in range(3)] + [("o", dut.o)],
                [producer(k) for k in range(3)] + [consumer])
     expected = []
     for p in range(pixels):
