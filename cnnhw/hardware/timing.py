@@ -13,7 +13,8 @@ class is read as it comes.
 Each producer follows its blocks' handshakes as the gateware has them (the blocks' docstrings give
 their cycles): the window unit's ring of rows and three-word FIFO, the MVU's ping-pong halves and
 its global stall while the requantizer is busy, each Rescaler's cycles per value, the pool
-reducer's wait for its divider, the tiled pool's global stall. The shared step is
+reducer's wait for its divider, the tiled pool's global stall, the forks, branch FIFOs and joins
+of a graph with branches (a join pulls its longest branch first). The shared step is
 :func:`consume`: a consumer that takes one word per cycle at most, never before it is offered,
 and not while stalled.
 """
