@@ -16,7 +16,7 @@ import numpy as np
 from .errors import DataError
 from .inputs import read_npz
 from .ir import Graph
-from .ir.graph import check_batch
+from .ir.graph import check_batch, label_count
 
 log = logging.getLogger("cnnhw")
 
@@ -38,7 +38,7 @@ class InputSpec:
 
     @property
     def labels(self) -> int:
-        return max(self.classes, 2)
+        return label_count(self.classes)
 
     def check_batch(self, x: np.ndarray, what: str = "inputs") -> np.ndarray:
         return check_batch(x, self.input_shape, self.name, what)

@@ -217,8 +217,7 @@ class Graph:
 
     @property
     def labels(self) -> int:
-        """How many classes a label may name: a one-output (binary) classifier has two."""
-        return max(self.classes, 2)
+        return label_count(self.classes)
 
     @property
     def class_threshold(self) -> float:
@@ -238,14 +237,6 @@ class Graph:
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)
 
-    def replace_ops(self, ops) -> "Graph":
-        """The same graph with another op chain (shapes are re-checked); for a chain only: a graph
-        with branches is rewritten by :meth:`map_segments`."""
-        if not self.is_chain:
-            raise ValueError(f"model '{self.name}' has branches: rewrite it with map_segments")
-        return Graph(self.name, self.input_shape, tuple(ops), self.input_name, self.output_name,
-                     self.input_perm, self.source, self.input_reshape)
-
     def check_batch(self, x: np.ndarray, what: str = "inputs") -> np.ndarray:
         return check_batch(x, self.input_shape, self.name, what)
 
@@ -254,6 +245,12 @@ class Graph:
         if self.input_reshape is not None:
             x = np.reshape(x, (len(x), *self.input_reshape))
         return np.transpose(x, self.input_perm) if self.input_perm is not None else x
+
+
+def label_count(outputs: int) -> int:
+    """How many classes a label may name for a model of ``outputs`` output values: a one-output
+    (binary) classifier has two."""
+    return max(outputs, 2)
 
 
 def check_batch(x: np.ndarray, input_shape: tuple[int, ...], model: str, what: str = "inputs") -> np.ndarray:

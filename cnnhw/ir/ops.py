@@ -456,10 +456,19 @@ class LookupActivation(Activation):
     #: Points other than 0 where the function turns (its range over an interval is reached at the
     #: interval's ends, at 0 or at one of these).
     turning_points: ClassVar[tuple[float, ...]] = ()
+    #: The op's real-valued attributes (alpha, beta, gamma): each checked finite, each reported.
+    parameters: ClassVar[tuple[str, ...]] = ()
 
+    def __post_init__(self):
+        for what in self.parameters:
+            object.__setattr__(self, what, _number(getattr(self, what), f"{what} of {self.label} '{self.name}'"))
+
+    @abstractmethod
     def function(self, x: np.ndarray) -> np.ndarray:
         """The activation of float64 ``x``, element-wise."""
-        raise NotImplementedError
+
+    def describe(self) -> str:
+        return " ".join(f"{what} {getattr(self, what):g}" for what in self.parameters)
 
     def image(self, lo: float, hi: float) -> tuple[float, float]:
         """The smallest and largest value the function takes on ``[lo, hi]``."""
@@ -492,17 +501,11 @@ class HardSigmoid(LookupActivation):
 
     alpha: float = 0.2
     beta: float = 0.5
+    parameters = ("alpha", "beta")
     label = "HardSigmoid"
-
-    def __post_init__(self):
-        for what in ("alpha", "beta"):
-            object.__setattr__(self, what, _number(getattr(self, what), f"{what} of HardSigmoid '{self.name}'"))
 
     def function(self, x):
         return np.clip(self.alpha * x + self.beta, 0.0, 1.0)
-
-    def describe(self) -> str:
-        return f"alpha {self.alpha:g} beta {self.beta:g}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -521,16 +524,11 @@ class Elu(LookupActivation):
     """``x`` for x > 0, ``alpha * (exp(x) - 1)`` below (ONNX's default alpha: 1)."""
 
     alpha: float = 1.0
+    parameters = ("alpha",)
     label = "Elu"
-
-    def __post_init__(self):
-        object.__setattr__(self, "alpha", _number(self.alpha, f"alpha of {self.label} '{self.name}'"))
 
     def function(self, x):
         return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0.0)))
-
-    def describe(self) -> str:
-        return f"alpha {self.alpha:g}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -539,17 +537,11 @@ class Selu(Elu):
 
     alpha: float = 1.67326319217681884765625
     gamma: float = 1.05070102214813232421875
+    parameters = ("alpha", "gamma")
     label = "Selu"
-
-    def __post_init__(self):
-        super().__post_init__()
-        object.__setattr__(self, "gamma", _number(self.gamma, f"gamma of Selu '{self.name}'"))
 
     def function(self, x):
         return self.gamma * super().function(x)
-
-    def describe(self) -> str:
-        return f"alpha {self.alpha:g} gamma {self.gamma:g}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -623,8 +615,9 @@ class Join(Op):
             raise ModelError(f"{self.label} '{self.name}' reads {wanted} tensors, not {len(in_shapes)}")
         return self.joined_shape(tuple(tuple(shape) for shape in in_shapes))
 
+    @abstractmethod
     def joined_shape(self, in_shapes: tuple[Shape, ...]) -> Shape:
-        raise NotImplementedError
+        """The output shape for the (checked, two or more) input shapes."""
 
 
 @dataclass(frozen=True, eq=False)
