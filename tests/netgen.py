@@ -152,15 +152,24 @@ def random_network(seed: int) -> NetworkSpec:
     return NetworkSpec(seed, model, (channels, height, width), bits, signed_input, features)
 
 
+#: The most cycles per image a random plan gives a conv or dense layer's stage, when a folding
+#: among the drawn ones is that fast.
+MAX_FOLDED_CYCLES = 2500
+#: The rescaler digit widths a random plan draws from.
+DIGIT_BITS = (1, 4, 16)
+
+
 def random_plan(qgraph, seed: int, minimal_rings: bool = False) -> HardwarePlan:
     """A random valid folding for every conv/dense layer (random rescaler digit width, products
     packed two per DSP, or one per DSP, or made of logic cells); with
     ``minimal_rings``, conv and pooling line buffers are randomly the smallest that work."""
+    from cnnhw.hardware.network import hardware_op
     from cnnhw.quant.qgraph import QConv, QDense, QGlobalPool, QPool
 
     rng = np.random.default_rng(seed + 7)
     packing = np.random.default_rng(seed + 11)
     in_logic = np.random.default_rng(seed + 13)
+    hurry = np.random.default_rng(seed + 17)
     layers = []
     for layer in qgraph.layers:
         overlap = not (minimal_rings and rng.random() < 0.5)
@@ -175,10 +184,19 @@ def random_plan(qgraph, seed: int, minimal_rings: bool = False) -> HardwarePlan:
             continue
         pe = int(rng.choice(_divisors(outputs)[:4]))
         simd = int(rng.choice(_divisors(inputs)[:4]))
+        digit_bits = int(rng.choice(DIGIT_BITS))
+        # A stage that this folding would keep busy for more than MAX_FOLDED_CYCLES per image gets a
+        # faster folding, drawn apart so that the other layers' draws stay put: simulating a stage
+        # that takes tens of thousands of cycles tests nothing that a shorter one does not.
+        cycles = lambda f: hardware_op(layer, LayerPlan(layer.name, *f)).cycles  # noqa: E731
+        if cycles((pe, simd, digit_bits)) > MAX_FOLDED_CYCLES:
+            drawn = [(p, q, d) for p in _divisors(outputs)[:4] for q in _divisors(inputs)[:4] for d in DIGIT_BITS]
+            faster = [f for f in drawn if cycles(f) <= MAX_FOLDED_CYCLES]
+            pe, simd, digit_bits = faster[int(hurry.integers(len(faster)))] if faster else min(drawn, key=cycles)
         # Packed products (two per DSP) where the operands allow, drawn apart so the other draws stay put.
         packed = bool(layer.in_format.bits <= 8 and layer.weight_format.bits <= 8 and packing.random() < 0.5)
         logic = bool(not packed and in_logic.random() < 0.3)
-        layers.append(LayerPlan(layer.name, pe, simd, int(rng.choice([1, 4, 16])), overlap, packed,
+        layers.append(LayerPlan(layer.name, pe, simd, digit_bits, overlap, packed,
                                 logic_products=logic))
     return HardwarePlan(tuple(layers))
 

@@ -193,6 +193,59 @@ def test_a_scale_and_shift_before_a_dense_layer_fold_into_it(tmp_path):
     assert _labels(graph) == ["Dense"]
 
 
+def test_keras_residual_add_and_concatenate_are_joins(tmp_path):
+    """tf2onnx, a Keras functional model on an NHWC input: Conv2D -> ReLU, then a residual block
+    (Conv2D, BatchNormalization as Mul then Add, ``layers.Add()`` of it and the block's input, ReLU)
+    and ``layers.Concatenate()`` of the block's output and its input (tf2onnx's transpose optimizer
+    turns the NHWC axis -1 into NCHW axis 1), GlobalAveragePooling2D, Dense."""
+    channels = 4
+    inits = [_tensor("conv2d/kernel", RNG.normal(size=(channels, 2, 3, 3)) * 0.5),
+             _tensor("conv2d/bias", RNG.normal(size=channels) * 0.1),
+             _tensor("conv2d_1/kernel", RNG.normal(size=(channels, channels, 3, 3)) * 0.3),
+             _tensor("conv2d_1/bias", RNG.normal(size=channels) * 0.1),
+             _tensor("batch_normalization/mul", RNG.uniform(0.5, 2, (1, channels, 1, 1))),
+             _tensor("batch_normalization/sub", RNG.normal(size=(1, channels, 1, 1)) * 0.1),
+             _tensor("const_axes__31", [2, 3]),
+             _tensor("dense/MatMul/ReadVariableOp:0", RNG.normal(size=(2 * channels, 3))),
+             _tensor("dense/BiasAdd/ReadVariableOp:0", RNG.normal(size=3))]
+    conv = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1], dilations=[1, 1], group=1)
+    nodes = [
+        helper.make_node("Transpose", ["input_1"], ["model/conv2d/BiasAdd__6:0"], "model/conv2d/BiasAdd__6",
+                         perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["model/conv2d/BiasAdd__6:0", "conv2d/kernel", "conv2d/bias"],
+                         ["model/conv2d/BiasAdd:0"], "model/conv2d/BiasAdd", **conv),
+        helper.make_node("Relu", ["model/conv2d/BiasAdd:0"], ["model/re_lu/Relu:0"], "model/re_lu/Relu"),
+        helper.make_node("Conv", ["model/re_lu/Relu:0", "conv2d_1/kernel", "conv2d_1/bias"],
+                         ["model/conv2d_1/BiasAdd:0"], "model/conv2d_1/BiasAdd", **conv),
+        helper.make_node("Mul", ["model/conv2d_1/BiasAdd:0", "batch_normalization/mul"],
+                         ["model/batch_normalization/batchnorm/mul_1:0"], "model/batch_normalization/batchnorm/mul_1"),
+        helper.make_node("Add", ["model/batch_normalization/batchnorm/mul_1:0", "batch_normalization/sub"],
+                         ["model/batch_normalization/batchnorm/add_1:0"], "model/batch_normalization/batchnorm/add_1"),
+        helper.make_node("Add", ["model/batch_normalization/batchnorm/add_1:0", "model/re_lu/Relu:0"],
+                         ["model/add/add:0"], "model/add/add"),
+        helper.make_node("Relu", ["model/add/add:0"], ["model/re_lu_1/Relu:0"], "model/re_lu_1/Relu"),
+        helper.make_node("Concat", ["model/re_lu_1/Relu:0", "model/re_lu/Relu:0"], ["model/concatenate/concat:0"],
+                         "model/concatenate/concat", axis=1),
+        helper.make_node("GlobalAveragePool", ["model/concatenate/concat:0"],
+                         ["model/global_average_pooling2d/Mean_Squeeze__30:0"], "model/global_average_pooling2d/Mean"),
+        helper.make_node("Squeeze", ["model/global_average_pooling2d/Mean_Squeeze__30:0", "const_axes__31"],
+                         ["model/global_average_pooling2d/Mean:0"], "model/global_average_pooling2d/Mean_Squeeze__30"),
+        helper.make_node("MatMul", ["model/global_average_pooling2d/Mean:0", "dense/MatMul/ReadVariableOp:0"],
+                         ["model/dense/MatMul:0"], "model/dense/MatMul"),
+        helper.make_node("Add", ["model/dense/MatMul:0", "dense/BiasAdd/ReadVariableOp:0"], ["dense"],
+                         "model/dense/BiasAdd"),
+    ]
+    model = _model(nodes, [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["unk__40", 6, 6, 2])],
+                   helper.make_tensor_value_info("dense", TensorProto.FLOAT, ["unk__41", 3]), inits, 13, "tf2onnx")
+    x = RNG.uniform(0, 1, size=(4, 6, 6, 2)).astype(np.float32)
+    graph = _imported(model, x, tmp_path)
+    assert _labels(graph) == ["Conv", "Relu", "Conv", "Add", "Relu", "Concat", "GlobalAvgPool", "Reshape", "Dense"]
+    reads = {layer.op.name: layer.inputs for layer in graph.layers}
+    # The batch normalisation folded into the conv on the residual branch (the Add reads it).
+    assert reads["model/add/add"] == ("model/conv2d_1/BiasAdd", "model/re_lu/Relu")
+    assert reads["model/concatenate/concat"] == ("model/re_lu_1/Relu", "model/re_lu/Relu")
+
+
 def test_keras_flatten_as_transpose_then_reshape_folds_into_the_dense_weights(tmp_path):
     """tf2onnx writes a Keras Flatten of an NCHW tensor as Transpose to NHWC then Reshape: the
     transpose becomes a permutation of the dense layer's columns, and the graph is

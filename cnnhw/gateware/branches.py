@@ -2,9 +2,10 @@
 a short branch run ahead of a long one, and the joins (Add, Concat) that requantize each input to
 the output scale.
 
-A join's multipliers are constants: each product is written out as shifted adds of the input (one
-per set bit of the multiplier), so that yosys keeps them in logic and the DSPs stay with the
-convolutions; the rule after the sum is the Requantizer's own ``finish``.
+A join's multipliers are constants: each product is written out as shifted adds and subtracts of
+the input, one per non-zero digit of the multiplier in non-adjacent form (``signed_digits``: about
+a third of the bits, against half for plain binary), so that yosys keeps them in logic and the
+DSPs stay with the convolutions; the rule after the sum is the Requantizer's own ``finish``.
 """
 
 from __future__ import annotations
@@ -121,14 +122,36 @@ class StreamFIFO(wiring.Component):
         return m
 
 
+def signed_digits(constant: int) -> list[tuple[int, int]]:
+    """``constant`` (a non-negative integer) in non-adjacent form: (bit, +1 or -1) pairs with
+    ``sum(sign << bit) == constant`` and no two adjacent bits non-zero, the fewest non-zero
+    digits of any signed-binary form."""
+    digits, bit = [], 0
+    while constant:
+        if constant & 1:
+            sign = 2 - (constant & 3)  # +1 when the next bit is 0, -1 (carrying up) when it is 1
+            digits.append((bit, sign))
+            constant -= sign
+        constant >>= 1
+        bit += 1
+    return digits
+
+
+def adders_of(constant: int) -> int:
+    """Adders (or subtractors) that ``times_constant`` spends on ``constant``: one per digit."""
+    return len(signed_digits(constant))
+
+
 def times_constant(value, constant: int):
-    """``value * constant`` (a non-negative integer) as shifted adds, one per set bit."""
-    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
-    if not terms:
+    """``value * constant`` (a non-negative integer) as shifted adds and subtracts of ``value``,
+    one per digit of :func:`signed_digits` (its highest digit is +1, so the sum starts there)."""
+    digits = signed_digits(constant)
+    if not digits:
         return value * 0
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
+    bit, _ = digits[-1]
+    total = value << bit
+    for bit, sign in reversed(digits[:-1]):
+        total = total + (value << bit) if sign > 0 else total - (value << bit)
     return total
 
 
@@ -141,10 +164,10 @@ class AddUnit(wiring.Component):
 
     @staticmethod
     def logic_terms(in_bits, requant: Requantizer) -> dict[str, float]:
-        """The logic-cell model's terms: an adder per set bit of each multiplier, the rounding and
-        saturation, and the output register."""
+        """The logic-cell model's terms: an adder per digit of each multiplier (``adders_of``), the
+        rounding and saturation, and the output register."""
         width = max(in_bits) + requant.multiplier_bits + 1
-        adders = sum(bin(multiplier).count("1") for multiplier in requant.multipliers)
+        adders = sum(map(adders_of, requant.multipliers))
         return {"sum_bits": adders * width, "rescaler": 1, "packer_bits": width}
 
     def __init__(self, in_shapes, out_shape, requant: Requantizer):
@@ -182,7 +205,7 @@ class ConcatUnit(wiring.Component):
     @staticmethod
     def logic_terms(in_bits, requant: Requantizer, channels) -> dict[str, float]:
         width = max(in_bits) + requant.multiplier_bits + 1
-        adders = sum(bin(multiplier).count("1") for multiplier in requant.multipliers)
+        adders = sum(map(adders_of, requant.multipliers))
         return {"sum_bits": adders * width, "rescaler": 1, "packer_bits": width + 2 * counter_bits(max(channels))}
 
     def __init__(self, in_shapes, out_shape, requant: Requantizer, channels):

@@ -8,9 +8,11 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from amaranth import signed, unsigned
 
-from cnnhw.gateware.branches import AddUnit, ConcatUnit, Fork, StreamFIFO
+from cnnhw.gateware.branches import AddUnit, ConcatUnit, Fork, StreamFIFO, signed_digits
 from cnnhw.quant.arith import Requantizer
 from tests.gateware.streams import get_n, put_all, run, run_monitored
 
@@ -80,8 +82,20 @@ def _join_requant(multipliers, shift=9, lo=-128, hi=127):
     return Requantizer(tuple(multipliers), shift, lo, hi)
 
 
-def test_add_unit_computes_the_requantized_sum():
-    requant = _join_requant([700, 301], lo=0, hi=255)
+@given(st.integers(0, 1 << 40))
+def test_signed_digits_are_the_non_adjacent_form(constant):
+    digits = signed_digits(constant)
+    assert sum(sign << bit for bit, sign in digits) == constant
+    assert all(sign in (1, -1) for _, sign in digits)
+    bits = [bit for bit, _ in digits]
+    assert all(b - a >= 2 for a, b in zip(bits, bits[1:]))  # never two adjacent non-zero digits
+    assert len(digits) <= bin(constant).count("1")
+
+
+# 32767 is 2**15 - 1: its highest digit is one bit above the multiplier's width.
+@pytest.mark.parametrize("multipliers, shift", [((700, 301), 9), ((32767, 1), 15)])
+def test_add_unit_computes_the_requantized_sum(multipliers, shift):
+    requant = _join_requant(multipliers, shift, lo=0, hi=255)
     dut = AddUnit([signed(8), unsigned(8)], unsigned(8), requant)
     rng = np.random.default_rng(1)
     a = [int(v) for v in rng.integers(-128, 128, size=80)]
@@ -99,7 +113,7 @@ def test_add_unit_computes_the_requantized_sum():
         await get_n(ctx, dut.o, len(a), chooser, 0.3, got, 10_000)
 
     run_monitored(dut, [("i0", dut.i0), ("i1", dut.i1), ("o", dut.o)], [first, second, consumer])
-    expected = requant.finish(np.array(a) * 700 + np.array(b) * 301)
+    expected = requant.finish(np.array(a) * multipliers[0] + np.array(b) * multipliers[1])
     assert [int(v) for v in got] == [int(v) for v in expected]
 
 
