@@ -1,6 +1,6 @@
 # Everything cnnhw needs installs into .venv from this project's own files.
 #   make example   install cnnhw, then run the main job on the example LeNet
-#   make test      install cnnhw[test], then run the whole test suite
+#   make test      install cnnhw[test], then run the whole test suite (and name its slowest tests)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -25,7 +25,7 @@ example: install
 	$(BIN)/cnnhw build --model examples/lenet.onnx --board icebreaker
 
 test: install
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --durations=15
 
 clean:
 	rm -rf $(VENV) build .cache *.egg-info

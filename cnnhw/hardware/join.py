@@ -30,11 +30,18 @@ class JoinOp(HardwareOp):
         self.inputs = len(layer.in_formats)
         #: The input from the longest branch (no FIFO); set by the network.
         self.first_input = 0
-        #: Entries of each other input's FIFO; set by the network (1 until it has sized them).
-        self.fifo_depths: dict[int, int] = {k: 1 for k in range(1, self.inputs)}
+        self._fifo_depths: dict[int, int] | None = None
 
     def set_branches(self, first_input: int, fifo_depths: dict[int, int]) -> None:
-        self.first_input, self.fifo_depths = first_input, dict(fifo_depths)
+        self.first_input, self._fifo_depths = first_input, dict(fifo_depths)
+
+    @property
+    def fifo_depths(self) -> dict[int, int]:
+        """Entries of each input's FIFO but ``first_input``'s, as the network sized them
+        (``Network.joins``); asked before that, an error rather than a guess."""
+        if self._fifo_depths is None:
+            raise RuntimeError(f"join '{self.name}': its FIFOs are not sized yet; ask the network's joins")
+        return self._fifo_depths
 
     @property
     def cycles(self) -> int:

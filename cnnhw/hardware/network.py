@@ -97,8 +97,21 @@ class Network:
             if pace and len(op.layer.in_shape) == 3:
                 op.input_row_cycles = -(-pace // op.layer.in_shape[1])
             self._paces[op.name] = max(pace, op.cycles)
-        self.joins = [op for op in self.ops if isinstance(op, JoinOp)]
-        if self.joins:
+        self._joins = [op for op in self.ops if isinstance(op, JoinOp)]
+        self._branches_sized = not self._joins
+
+    @property
+    def joins(self) -> list[JoinOp]:
+        """The join ops, their branches sized."""
+        self._ensure_branches_sized()
+        return self._joins
+
+    def _ensure_branches_sized(self) -> None:
+        """Size the joins' branches (``_size_branches``) the first time anything depends on them:
+        the memories, the logic, the timing model's runs and the hardware do; no stage's cycles
+        do, and those are all that the planner asks of most candidate plans."""
+        if not self._branches_sized:
+            self._branches_sized = True  # first: the sizing's own timing runs come back here
             self._size_branches()
 
     def fed_by_input(self, name: str) -> bool:
@@ -135,6 +148,7 @@ class Network:
         output taken as it comes (:mod:`cnnhw.hardware.timing`: each stage's producer pulls its
         input from the one before, following the blocks' handshakes)."""
         if images not in self._timelines:
+            self._ensure_branches_sized()
             probes, _ = self._run_timing(images)
             self._timelines[images] = [(name, probe.image_ends[:images]) for name, probe in probes]
         return self._timelines[images]
@@ -178,7 +192,7 @@ class Network:
         on their depth (``StreamFIFO.latency_of``): sized at the longer latency, again at the
         latency of each depth found until none changes, the largest depth kept."""
         _, fifos = self._run_timing(1, fifo_latency=lambda join, k: 2, all_buffered=True)
-        for op in self.joins:
+        for op in self._joins:
             arrivals = [float(np.mean(fifos[(op.name, k)].entered)) for k in range(op.inputs)]
             op.set_branches(int(np.argmax(arrivals)), {})
         depths: dict[tuple[str, int], int] = {}
@@ -193,7 +207,7 @@ class Network:
             if all(found[key] == assumed.get(key, 2) for key in found):
                 break
             assumed = found
-        for op in self.joins:
+        for op in self._joins:
             op.set_branches(op.first_input, {k: depth for (name, k), depth in depths.items() if name == op.name})
 
     def stage_latencies(self) -> list[tuple[str, int]]:
@@ -230,6 +244,7 @@ class Network:
     def logic_terms(self) -> dict[str, dict[str, float]]:
         """The logic-cell model's terms of each op, a fork counted with the op whose output it
         copies (a fork of the input, with its first reader)."""
+        self._ensure_branches_sized()
         terms = {op.name: op.logic_terms() for op in self.ops}
         for name, count in self.readers().items():
             if count > 1:
@@ -243,6 +258,7 @@ class Network:
     def memories(self) -> list[tuple[str, MemoryShape]]:
         """Every memory of the board top, with its owner (layer name, or "serial" for the serial
         front end's image buffer)."""
+        self._ensure_branches_sized()
         return [("serial", image_buffer(self.image_elements()))] + \
             [(op.name, shape) for op in self.ops for shape in op.memories()]
 
@@ -256,6 +272,7 @@ class Network:
 
     # ------------------------------------------------------------------ hardware
     def accelerator(self) -> Accelerator:
+        self._ensure_branches_sized()
         orders = {INPUT: stream_order(self.qgraph.graph.input_shape)}
         # Each op's output stream comes from a stage (its own, or, for a flatten, the one before).
         streams: dict[str, int] = {INPUT: -1}
