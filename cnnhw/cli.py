@@ -155,6 +155,12 @@ def _quantize(args, graph, return_calibration: bool = False):
     from .golden.evaluate import check_data_free
     from .quant import DEFAULT_INPUT_RANGE, QuantOptions, quantize_graph
 
+    if graph.integer_model is not None:  # pre-quantized: its own integers, nothing to calibrate
+        qgraph = quantize_graph(graph)
+        if getattr(args, "calib", None):
+            log.warning("--calib %s is ignored: %s is already quantized (%s)", args.calib, graph.name,
+                        qgraph.calibration)
+        return (qgraph, None) if return_calibration else qgraph
     if args.percentile is not None and args.calib_method != "percentile":
         raise CnnhwError(f"--percentile {args.percentile:g} needs --calib-method percentile (the calibration method "
                          f"is {args.calib_method}); add it or drop --percentile")

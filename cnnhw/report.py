@@ -83,13 +83,8 @@ def console() -> Console:
 
 
 def _requant_text(layer) -> str:
-    requant = getattr(layer, "requant", None)
-    if requant is None:
-        divider = getattr(layer, "divider", None)
-        return f"avg: x M[n] >> {divider.shift}" if divider is not None else ""
-    low, high = min(requant.multipliers), max(requant.multipliers)
-    multipliers = f"{low}" if low == high else f"{low}..{high}"
-    return f"x {multipliers} >> {requant.shift}"
+    rule = getattr(layer, "requant", None) or getattr(layer, "divider", None)
+    return rule.describe() if rule is not None else ""
 
 
 def quant_facts(qgraph, errors=None) -> dict:
@@ -103,8 +98,7 @@ def quant_facts(qgraph, errors=None) -> dict:
             "output_format": str(layer.out_format), "input_scale": layer.in_scale, "output_scale": layer.out_scale,
         }
         if hasattr(layer, "requant"):
-            entry.update(activation=layer.activation, multipliers=list(layer.requant.multipliers),
-                         shift=layer.requant.shift, clamp=[layer.requant.lo, layer.requant.hi])
+            entry.update(activation=layer.activation, **layer.requant.facts())
         if hasattr(layer, "weight_format"):
             entry.update(weight_format=str(layer.weight_format), accumulator_bits=layer.acc_format.bits)
         if hasattr(layer, "in_formats"):  # a join: each input's format and scale

@@ -7,7 +7,8 @@ from ..ir import Graph
 
 
 def load_model(path) -> Graph:
-    """Load an ONNX (``.onnx``) or NumPy (``.npz``) model into a simplified Graph."""
+    """Load an ONNX (``.onnx``), NumPy (``.npz``) or TFLite int8 (``.tflite``) model into a
+    simplified Graph (a TFLite model's with its own integer model, ``Graph.integer_model``)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
@@ -18,7 +19,12 @@ def load_model(path) -> Graph:
         from .npz import load_npz
 
         return load_npz(path)
-    raise ModelError(f"model {path}: unknown model format '{suffix or 'no extension'}'; give an .onnx or .npz file")
+    if suffix == ".tflite":
+        from .tflite import load_tflite
+
+        return load_tflite(path)
+    raise ModelError(f"model {path}: unknown model format '{suffix or 'no extension'}'; give an .onnx, .npz or "
+                     f".tflite file")
 
 
 __all__ = ["load_model"]

@@ -58,8 +58,7 @@ def apply_int(layer: QLayer, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
 
 @apply_int.register
 def _(layer: QAdd, *inputs):
-    multipliers = layer.requant.multipliers
-    return layer.requant.finish(sum(x * m for x, m in zip(inputs, multipliers)))
+    return layer.requant.sum_of(inputs)
 
 
 @apply_int.register
@@ -70,7 +69,7 @@ def _(layer: QConcat, *inputs):
 @apply_int.register
 def _(layer: QConv, x):
     out_hw = layer.out_shape[1:]
-    windows = window_stack(pad(x, layer.pads, 0), layer.kernel, layer.stride, layer.dilation, out_hw)
+    windows = window_stack(pad(x, layer.pads, layer.pad_value), layer.kernel, layer.stride, layer.dilation, out_hw)
     per_group_in = layer.weight.shape[1]
     per_group_out = layer.weight.shape[0] // layer.groups
     parts = []

@@ -59,6 +59,10 @@ class Graph:
     batch axis included (an NHWC export's leading Transpose, or Gemm's ``transA`` on the input),
     into ``(N, *input_shape)``. DATA files given to cnnhw are always in that canonical layout;
     :meth:`from_file_layout` converts a tensor laid out as the model file expects.
+
+    ``integer_model`` is a pre-quantized model's own integer model (a ``cnnhw.quant.QGraph``, made
+    by the importer from the file's integers; the ops here are its dequantized float view):
+    quantization returns it as it is, and never quantizes such a model again.
     """
 
     name: str
@@ -70,6 +74,7 @@ class Graph:
     source: str = ""
     input_reshape: tuple[int, ...] | None = None
     op_inputs: tuple[tuple[str, ...], ...] | None = None
+    integer_model: object | None = field(default=None, repr=False)
     layers: tuple[Layer, ...] = field(init=False, repr=False)
     _consumers: dict[str, list[str]] = field(init=False, repr=False)
 
@@ -190,7 +195,7 @@ class Graph:
                 reads.append(first if k == 0 else (new[k - 1].name,))
             renamed[segment[-1].op.name] = new[-1].name
         return Graph(self.name, self.input_shape, tuple(ops), self.input_name, self.output_name,
-                     self.input_perm, self.source, self.input_reshape, tuple(reads))
+                     self.input_perm, self.source, self.input_reshape, tuple(reads), self.integer_model)
 
     @property
     def output_values(self) -> int:

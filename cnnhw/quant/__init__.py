@@ -24,7 +24,10 @@ def quantize_graph(graph: Graph, options: QuantOptions = QuantOptions(), calib: 
                    input_range: tuple[float, float] | None = None, calib_label: str = "",
                    quiet: bool = False) -> QGraph:
     """Lower, find ranges (from ``calib`` images, else data-free from ``input_range``), quantize
-    (``quiet``: without warnings about the model, for a trial)."""
+    (``quiet``: without warnings about the model, for a trial). A pre-quantized model
+    (``Graph.integer_model``) is its own integer model: no ranges, no options."""
+    if graph.integer_model is not None:
+        return graph.integer_model
     options.check()
     lowered, dropped = lower_for_integers(graph)
     for op in graph.ops:

@@ -1,7 +1,10 @@
 """The fixed-point arithmetic of cnnhw: its ONE definition.
 
 Everything that computes on quantized integers (the golden model in ``cnnhw.golden`` and
-the hardware generator in ``cnnhw.gateware``) takes its rules from this module:
+the hardware generator in ``cnnhw.gateware``) takes its rules from this module, or, for a
+model quantized by TFLite, from that rule set's one module (``cnnhw.quant.tflite_arith``: zero
+points, per-channel multipliers and shifts, two roundings). Each rule object says which set it
+belongs to (``rule``). cnnhw's own rules:
 
 * **Formats.** A value is an integer in an :class:`IntFormat` (width, signedness) standing
   for ``integer * scale``. Zero points are always 0 (symmetric quantization), so padding,
@@ -105,6 +108,12 @@ def _numpy_select(condition, if_true, if_false):
     return np.where(condition, if_true, if_false)
 
 
+def _span(values) -> str:
+    """``low..high`` of some integers (one number when they are all equal), for reports."""
+    low, high = min(values), max(values)
+    return f"{low}" if low == high else f"{low}..{high}"
+
+
 def saturate(value, lo: int, hi: int, select: Callable = _numpy_select):
     """Clamp into ``[lo, hi]``. ``select(cond, a, b)`` is ``np.where`` or Amaranth's ``Mux``."""
     return select(value < lo, lo, select(value > hi, hi, value))
@@ -127,6 +136,9 @@ class Requantizer:
     rounding: str = "half_up"
     negative_multipliers: tuple[int, ...] | None = None
 
+    #: Which rule set this is (``cnnhw.quant.tflite_arith`` has TFLite's, "tflite").
+    rule = "cnnhw"
+
     def __post_init__(self):
         check_rounding(self.rounding)
         if self.shift < 0:
@@ -144,6 +156,18 @@ class Requantizer:
         The hardware computes ``product = acc * M[c]`` however it likes (a DSP, or a few
         bits per cycle), then calls this on its product signal with ``select=Mux``."""
         return saturate(round_shift(product, self.shift, self.rounding), self.lo, self.hi, select)
+
+    def describe(self) -> str:
+        """For reports: ``x M >> shift`` (the multipliers' range)."""
+        return f"x {_span(self.multipliers)} >> {self.shift}"
+
+    def facts(self) -> dict:
+        """For JSON reports (DESIGN.md names the keys)."""
+        return {"multipliers": list(self.multipliers), "shift": self.shift, "clamp": [self.lo, self.hi]}
+
+    def sum_of(self, inputs) -> np.ndarray:
+        """A join's sum (Add): ``finish(sum(x[k] * M[k]))``."""
+        return self.finish(sum(x * m for x, m in zip(inputs, self.multipliers)))
 
     def scalar(self, acc, channel: int, select: Callable = _numpy_select):
         """Requantize ``acc`` of one output ``channel`` (NumPy or Amaranth operands)."""
@@ -212,6 +236,8 @@ class AverageDivider:
     multipliers: tuple[int, ...]  # multipliers[count] for count in 0..max_count (index 0 unused)
     rounding: str = "half_up"
 
+    rule = "cnnhw"
+
     @staticmethod
     def for_counts(max_count: int, rounding: str, shift: int = 16, what: str = "average pooling") -> "AverageDivider":
         """The divider for windows of 1..``max_count`` elements; beyond ``2**shift`` elements the
@@ -227,6 +253,9 @@ class AverageDivider:
     @cached_property
     def multiplier_bits(self) -> int:
         return max(1, max(int(m).bit_length() for m in self.multipliers))
+
+    def describe(self) -> str:
+        return f"avg: x M[n] >> {self.shift}"
 
     def finish(self, product, select: Callable = _numpy_select):
         """After ``product = sum * multipliers[count]``: ``round_shift(product, shift)``."""

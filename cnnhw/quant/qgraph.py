@@ -46,8 +46,10 @@ class QLayer:
 class QConv(QLayer):
     """Integer convolution: ``acc = sum(w * x) + bias`` in ``acc_format``, then ``requant``.
 
-    Padding inserts zeros (the zero point is 0). ``weight`` is int64 ``(out, in/groups, kh, kw)``
-    in ``weight_format``; ``bias`` int64 ``(out,)`` in accumulator units.
+    Padding inserts ``pad_value``: 0 (cnnhw's zero point), or a pre-quantized model's input zero
+    point, whose product with the weights is then folded into the bias, so that a padded position
+    adds nothing (TFLite's rule). ``weight`` is int64 ``(out, in/groups, kh, kw)`` in
+    ``weight_format``; ``bias`` int64 ``(out,)`` in accumulator units.
     """
 
     weight: np.ndarray = field(repr=False, default=None)
@@ -61,6 +63,7 @@ class QConv(QLayer):
     acc_format: IntFormat = None
     requant: Requantizer = None
     activation: str = "none"
+    pad_value: int = 0
     label = "Conv"
 
     @property
@@ -191,11 +194,13 @@ class QLookup(QLayer):
 
 @dataclass(frozen=True)
 class InputQuantizer:
-    """The only float step: ``x_q = saturate(round(x / scale), format)`` with the graph's rounding."""
+    """The only float step: ``x_q = saturate(round(x / scale) + zero_point, format)`` with the
+    graph's rounding (the zero point is 0 but for a pre-quantized model's input)."""
 
     scale: float
     format: IntFormat
     rounding: str
+    zero_point: int = 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return saturate(self._rounded(x), self.format.lo, self.format.hi)
@@ -207,13 +212,14 @@ class InputQuantizer:
 
     def real_range(self) -> tuple[float, float]:
         """The input values the format represents, in the model's input units."""
-        return self.format.lo * self.scale, self.format.hi * self.scale
+        return (self.format.lo - self.zero_point) * self.scale, (self.format.hi - self.zero_point) * self.scale
 
     def _rounded(self, x: np.ndarray) -> np.ndarray:
         # Bounded to one step beyond the format first: the same result after saturation, and no
         # float beyond int64 (1e300 would wrap to a negative integer and saturate the wrong way).
-        steps = np.clip(np.asarray(x, dtype=np.float64) / self.scale, self.format.lo - 1, self.format.hi + 1)
-        return round_real(steps, self.rounding)
+        lo, hi = self.format.lo - self.zero_point, self.format.hi - self.zero_point
+        steps = np.clip(np.asarray(x, dtype=np.float64) / self.scale, lo - 1, hi + 1)
+        return round_real(steps, self.rounding) + self.zero_point
 
 
 @dataclass(frozen=True, eq=False)

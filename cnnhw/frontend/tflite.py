@@ -1,0 +1,395 @@
+"""TFLite import: a ``.tflite`` flatbuffer, int8 (or uint8) as the TFLite converter quantizes, into
+the model's own integer model (``Graph.integer_model``, TFLite's rule set of
+``cnnhw.quant.tflite_arith``) and its dequantized float view (the Graph's ops).
+
+TFLite is NHWC; cnnhw's images stay (C, H, W) (the Graph records the file's layout in
+``input_perm``). Weights become cnnhw's layouts: CONV_2D's (O, kh, kw, I) is (O, I, kh, kw),
+DEPTHWISE_CONV_2D's (1, kh, kw, C * m) a grouped convolution of ``C`` groups; a flatten of an
+(H, W, C) map is in H, W, C order, so the fully connected layer after it gets its columns in
+cnnhw's C, H, W order. The input zero point is folded into each layer's bias (``sum(w * (x -
+z)) = sum(w * x) - z * sum(w)``, exact) and padding inserts it, so that a padded position adds
+nothing, as in TFLite's kernels. A final SOFTMAX is dropped: the class is the largest logit.
+
+Ops: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, ADD, RESHAPE,
+SOFTMAX (last); fused NONE, RELU, RELU6, RELU_N1_TO_1. Anything else is refused naming the op
+and its index.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError, UnsupportedModelError
+from ..ir import Graph
+from ..ir.graph import INPUT
+from ..ir.ops import Add, Clip, Conv2d, Dense, PoolKind, Pool2d, Relu, Reshape, Softmax
+from ..quant.arith import IntFormat
+from ..quant.qgraph import QAdd, QClamp, QConv, QDense, QGraph, QPool, QReshape, InputQuantizer, QuantOptions
+from ..quant.tflite_arith import (INT32_MAX, TFLiteAdd, TFLiteAverage, TFLiteRequantizer, activation_range)
+
+#: TFLite's tensor types that cnnhw computes (schema ``TensorType``).
+INT8, UINT8, INT32, FLOAT32 = 9, 3, 2, 0
+_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8", 10: "float64"}
+_FORMATS = {INT8: IntFormat(8, True), UINT8: IntFormat(8, False)}
+#: The flatbuffer's file identifier (bytes 4..8).
+IDENTIFIER = b"TFL3"
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """One tensor of the file: its shape and type, its quantization, and its data if constant."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    type: int
+    scales: np.ndarray | None
+    zero_points: np.ndarray | None
+    data: np.ndarray | None
+
+    @property
+    def scale(self) -> float:
+        return float(self.scales[0])
+
+    @property
+    def zero_point(self) -> int:
+        return int(self.zero_points[0]) if self.zero_points is not None and len(self.zero_points) else 0
+
+
+def load_tflite(path: Path) -> Graph:
+    try:
+        import tflite
+    except ImportError:  # pragma: no cover - a dependency of cnnhw
+        raise ModelError("the tflite package is missing; reinstall cnnhw (pip install cnnhw)") from None
+    data = Path(path).read_bytes()
+    what = f"model {path}"
+    if not data:
+        raise ModelError(f"{what}: the file is empty; give a .tflite model written by the TFLite converter")
+    if len(data) < 8 or data[4:8] != IDENTIFIER:
+        raise ModelError(f"{what}: not a TFLite flatbuffer (no 'TFL3' identifier); is it a .tflite file?")
+    try:
+        model = tflite.Model.GetRootAsModel(data, 0)
+        return _Importer(model, tflite, path.stem, what).graph()
+    except (ModelError, UnsupportedModelError):
+        raise
+    except Exception as error:  # a damaged flatbuffer raises whatever its accessors hit (struct, index, ...)
+        raise ModelError(f"{what}: the flatbuffer is truncated or corrupt ({type(error).__name__}); "
+                         f"export the model again") from None
+
+
+class _Importer:
+    def __init__(self, model, tflite, name: str, what: str):
+        self.model, self.tflite, self.name, self.what = model, tflite, name, what
+        if model.SubgraphsLength() != 1:
+            raise UnsupportedModelError(f"{what}: {model.SubgraphsLength()} subgraphs; cnnhw takes models of one")
+        self.subgraph = model.Subgraphs(0)
+        self.op_names = {value: key for key, value in vars(tflite.BuiltinOperator).items() if not key.startswith("_")}
+        self.activations = {value: key for key, value in vars(tflite.ActivationFunctionType).items()
+                            if not key.startswith("_")}
+        self.tensors = [self._tensor(k) for k in range(self.subgraph.TensorsLength())]
+        self.float_ops, self.float_reads, self.layers, self.layer_reads = [], [], [], []
+        self.writer: dict[int, str] = {}  # tensor index -> the layer (or INPUT) that writes it
+        #: Vectors flattened from an (H, W, C) map with H * W > 1 (tensor -> (H, W, C)): in that
+        #: order, which only a fully connected layer can take (reordering its weights).
+        self.hwc_vectors: dict[int, tuple[int, int, int]] = {}
+
+    # ---------------------------------------------------------------- reading the file
+    def _tensor(self, index: int) -> _Tensor:
+        t = self.subgraph.Tensors(index)
+        q = t.Quantization()
+        scales = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else None
+        zeros = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else None
+        buffer = self.model.Buffers(t.Buffer())
+        data = None
+        if buffer is not None and buffer.DataLength():
+            dtype = {INT8: np.int8, UINT8: np.uint8, INT32: np.int32, FLOAT32: np.float32}.get(t.Type())
+            if dtype is not None:
+                data = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(tuple(t.ShapeAsNumpy()))
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        return _Tensor(index, t.Name().decode(errors="replace"), shape, t.Type(), scales, zeros, data)
+
+    def _op_name(self, op) -> str:
+        code = self.model.OperatorCodes(op.OpcodeIndex())
+        return self.op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+
+    def _options(self, op, kind):
+        table = op.BuiltinOptions()
+        options = kind()
+        options.Init(table.Bytes, table.Pos)
+        return options
+
+    # ---------------------------------------------------------------- the graph
+    def graph(self) -> Graph:
+        inputs, outputs = self.subgraph.InputsAsNumpy(), self.subgraph.OutputsAsNumpy()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UnsupportedModelError(f"{self.what}: {len(inputs)} inputs and {len(outputs)} outputs; cnnhw takes "
+                                        f"models of one input and one output")
+        x = self.tensors[int(inputs[0])]
+        if x.type not in _FORMATS:
+            raise UnsupportedModelError(f"{self.what}: input '{x.name}' is {_TYPE_NAMES.get(x.type, x.type)}; cnnhw "
+                                        f"imports TFLite models quantized to int8 or uint8 (a float .tflite model: "
+                                        f"export it to ONNX)")
+        if len(x.shape) != 4 or x.shape[0] != 1:
+            raise UnsupportedModelError(f"{self.what}: input '{x.name}' has shape {x.shape}; cnnhw takes images "
+                                        f"(1, H, W, C)")
+        self.writer[x.index] = INPUT
+        dropped = ""
+        count = self.subgraph.OperatorsLength()
+        for index in range(count):
+            op = self.subgraph.Operators(index)
+            kind = self._op_name(op)
+            if kind == "SOFTMAX" and index == count - 1:
+                dropped = "Softmax"
+                self.float_ops.append(Softmax(f"softmax_{index}"))
+                self.float_reads.append((self.writer[int(op.InputsAsNumpy()[0])],))
+                continue
+            handler = getattr(self, f"_{kind.lower()}", None)
+            if handler is None:
+                raise UnsupportedModelError(f"{self.what}: {kind} (operator {index}) is not supported; cnnhw imports "
+                                            f"CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, "
+                                            f"MAX_POOL_2D, ADD, RESHAPE and a final SOFTMAX")
+            handler(op, index, f"{kind.lower()}_{index}")
+        c, h, w = x.shape[3], x.shape[1], x.shape[2]
+        input_quantizer = InputQuantizer(x.scale, _FORMATS[x.type], "half_up", x.zero_point)
+        integer_graph = Graph(self.name, (c, h, w), tuple(self.float_ops[:len(self.float_ops) - bool(dropped)]),
+                              op_inputs=tuple(self.float_reads[:len(self.float_reads) - bool(dropped)]),
+                              source="TFLite")
+        qgraph = QGraph(integer_graph, input_quantizer, tuple(self.layers), QuantOptions(),
+                        "the model's own integers (TFLite int8)", dropped, tuple(self.layer_reads))
+        return Graph(self.name, (c, h, w), tuple(self.float_ops), input_name=x.name, input_perm=(0, 3, 1, 2),
+                     source="TFLite", op_inputs=tuple(self.float_reads), integer_model=qgraph)
+
+    # ---------------------------------------------------------------- helpers
+    def _activation_tensor(self, index: int, op_index: int, what: str) -> _Tensor:
+        t = self.tensors[index]
+        if t.type not in _FORMATS or t.scales is None:
+            raise UnsupportedModelError(f"{what} (operator {op_index}): tensor '{t.name}' is "
+                                        f"{_TYPE_NAMES.get(t.type, t.type)}; cnnhw computes int8 and uint8 "
+                                        f"activations")
+        return t
+
+    def _read(self, tensor: _Tensor, op_index: int, what: str, takes_hwc: bool = False) -> str:
+        if tensor.index in self.hwc_vectors and not takes_hwc:
+            raise UnsupportedModelError(f"{what} (operator {op_index}): reads '{tensor.name}', a flattened map in "
+                                        f"TFLite's (H, W, C) order; cnnhw takes one only into FULLY_CONNECTED")
+        if tensor.index not in self.writer:
+            raise UnsupportedModelError(f"{what} (operator {op_index}): reads '{tensor.name}', which no earlier "
+                                        f"operator writes (a constant activation?)")
+        return self.writer[tensor.index]
+
+    def _fused(self, options, out: _Tensor, op_index: int, what: str) -> tuple[str, int, int]:
+        activation = self.activations.get(options.FusedActivationFunction(), "?")
+        if activation not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+            raise UnsupportedModelError(f"{what} (operator {op_index}): fused activation {activation} is not "
+                                        f"supported (NONE, RELU, RELU6, RELU_N1_TO_1)")
+        fmt = _FORMATS[out.type]
+        return (activation, *activation_range(activation, out.scale, out.zero_point, fmt.lo, fmt.hi))
+
+    def _float_activation(self, activation: str, name: str):
+        return {"NONE": None, "RELU": Relu(f"{name}/relu"), "RELU6": Clip(f"{name}/relu6", 0.0, 6.0),
+                "RELU_N1_TO_1": Clip(f"{name}/relu_n1_to_1", -1.0, 1.0)}[activation]
+
+    def _emit(self, float_ops, reads, layer, out: _Tensor) -> None:
+        """The float ops (the first reading ``reads``, each next one the one before) and the layer."""
+        for k, op in enumerate(float_ops):
+            self.float_ops.append(op)
+            self.float_reads.append(reads if k == 0 else (float_ops[k - 1].name,))
+        self.layers.append(layer)
+        self.layer_reads.append(tuple(self._layer_of(name) for name in reads))
+        self.writer[out.index] = float_ops[-1].name
+
+    def _layer_of(self, float_name: str) -> str:
+        """The integer layer whose output is the float op ``float_name``'s (its ``source``)."""
+        if float_name == INPUT:
+            return INPUT
+        return next(layer.name for layer in self.layers if layer.source == float_name)
+
+    @staticmethod
+    def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+        """TFLite's SAME padding of one axis: (before, after), the odd one after."""
+        out = -(-size // stride)
+        total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+        return total // 2, total - total // 2
+
+    def _pads(self, options, in_hw, kernel, stride, dilation) -> tuple[int, int, int, int]:
+        if options.Padding() == self.tflite.Padding.VALID:
+            return 0, 0, 0, 0
+        (top, bottom), (left, right) = (self._same_pads(in_hw[k], kernel[k], stride[k], dilation[k]) for k in (0, 1))
+        return top, left, bottom, right
+
+    def _requantizer(self, x: _Tensor, weights: _Tensor, out: _Tensor, lo: int, hi: int, acc_bound: int,
+                     op_index: int, what: str, fully_connected: bool) -> TFLiteRequantizer:
+        per_tensor_fc = fully_connected and len(weights.scales) == 1
+        requant = TFLiteRequantizer.for_scales(x.scale, weights.scales, out.scale, out.zero_point, lo, hi,
+                                               float32_product=per_tensor_fc, single_rounding=fully_connected)
+        if acc_bound << requant.largest_left_shift() > INT32_MAX:
+            raise UnsupportedModelError(f"{what} (operator {op_index}): its rescaling shifts the accumulator left "
+                                        f"by {requant.largest_left_shift()} bits, past int32 (where TFLite's result "
+                                        f"is undefined)")
+        return requant
+
+    # ---------------------------------------------------------------- operators
+    def _conv(self, op, index: int, name: str, depthwise: bool) -> None:
+        tfl = self.tflite
+        what = f"{'DEPTHWISE_CONV_2D' if depthwise else 'CONV_2D'} '{name}'"
+        ins, outs = op.InputsAsNumpy(), op.OutputsAsNumpy()
+        x = self._activation_tensor(int(ins[0]), index, what)
+        weights, out = self.tensors[int(ins[1])], self._activation_tensor(int(outs[0]), index, what)
+        bias = self.tensors[int(ins[2])] if len(ins) > 2 and ins[2] >= 0 else None
+        options = self._options(op, tfl.DepthwiseConv2DOptions if depthwise else tfl.Conv2DOptions)
+        if weights.data is None or weights.type != INT8:
+            raise UnsupportedModelError(f"{what} (operator {index}): its weights are not constant int8")
+        if weights.zero_points is not None and np.any(weights.zero_points):
+            raise UnsupportedModelError(f"{what} (operator {index}): weights with a zero point are not supported")
+        stride = (options.StrideH(), options.StrideW())
+        dilation = (options.DilationHFactor(), options.DilationWFactor())
+        _, in_h, in_w, in_c = x.shape
+        w = weights.data.astype(np.int64)
+        if depthwise:  # (1, kh, kw, C * m) -> (C * m, 1, kh, kw), C groups
+            w, groups = w[0].transpose(2, 0, 1)[:, None], in_c
+        else:  # (O, kh, kw, I) -> (O, I, kh, kw)
+            w, groups = w.transpose(0, 3, 1, 2), 1
+        kernel = (w.shape[2], w.shape[3])
+        pads = self._pads(options, (in_h, in_w), kernel, stride, dilation)
+        self._matrix_layer(op, index, name, what, x, weights, out, bias, w, options,
+                           dict(stride=stride, pads=pads, dilation=dilation, groups=groups))
+
+    def _conv_2d(self, op, index: int, name: str) -> None:
+        self._conv(op, index, name, depthwise=False)
+
+    def _depthwise_conv_2d(self, op, index: int, name: str) -> None:
+        self._conv(op, index, name, depthwise=True)
+
+    def _fully_connected(self, op, index: int, name: str) -> None:
+        what = f"FULLY_CONNECTED '{name}'"
+        ins, outs = op.InputsAsNumpy(), op.OutputsAsNumpy()
+        x = self._activation_tensor(int(ins[0]), index, what)
+        weights, out = self.tensors[int(ins[1])], self._activation_tensor(int(outs[0]), index, what)
+        bias = self.tensors[int(ins[2])] if len(ins) > 2 and ins[2] >= 0 else None
+        if weights.data is None or weights.type != INT8:
+            raise UnsupportedModelError(f"{what} (operator {index}): its weights are not constant int8")
+        if math.prod(x.shape[1:]) != weights.shape[1] or x.shape[0] != 1:
+            raise UnsupportedModelError(f"{what} (operator {index}): input {x.shape} does not match weights "
+                                        f"{weights.shape}")
+        w = weights.data.astype(np.int64)
+        if x.index in self.hwc_vectors:  # columns in (H, W, C) order -> cnnhw's (C, H, W)
+            h, width, c = self.hwc_vectors[x.index]
+            w = w.reshape(-1, h, width, c).transpose(0, 3, 1, 2).reshape(len(w), -1)
+        self._matrix_layer(op, index, name, what, x, weights, out, bias, w,
+                           self._options(op, self.tflite.FullyConnectedOptions), None)
+
+    def _matrix_layer(self, op, index, name, what, x, weights, out, bias, w, options, conv) -> None:
+        """A CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED: the integer layer (input zero point
+        folded into the bias) and its float view (dequantized weights and bias, the activation)."""
+        reads = (self._read(x, index, what, takes_hwc=conv is None),)
+        activation, lo, hi = self._fused(options, out, index, what)
+        outputs = w.shape[0]
+        scales = np.resize(np.asarray(weights.scales, dtype=np.float64), outputs)
+        b = np.zeros(outputs, dtype=np.int64) if bias is None or bias.data is None else bias.data.astype(np.int64)
+        sums = w.reshape(outputs, -1).sum(axis=1)
+        folded = b - x.zero_point * sums
+        in_fmt, out_fmt = _FORMATS[x.type], _FORMATS[out.type]
+        magnitude = max(abs(in_fmt.lo), abs(in_fmt.hi))
+        bound = int((np.abs(w).reshape(outputs, -1).sum(axis=1) * magnitude + np.abs(folded)).max())
+        requant = self._requantizer(x, weights, out, lo, hi, bound, index, what, fully_connected=conv is None)
+        float_w = w * scales.reshape((-1,) + (1,) * (w.ndim - 1))
+        float_b = b * (x.scale * scales)
+        float_act = self._float_activation(activation, name)
+        common = dict(in_format=in_fmt, out_format=out_fmt, in_scale=x.scale, out_scale=out.scale, weight=w,
+                      bias=folded, weight_format=IntFormat(8, True), weight_scales=tuple(float(s) for s in weights.scales),
+                      acc_format=IntFormat.holding(-bound, bound), requant=requant,
+                      activation=type(float_act).__name__ if float_act else "none")
+        if conv is not None:
+            c, h, width = x.shape[3], x.shape[1], x.shape[2]
+            float_op = Conv2d(name, float_w, float_b, **conv)
+            out_shape = float_op.output_shape((c, h, width))
+            if out_shape != (out.shape[3], out.shape[1], out.shape[2]):
+                raise ModelError(f"{what} (operator {index}): output {out.shape} does not match the convolution's "
+                                 f"{out_shape}")
+            source = float_act.name if float_act else name
+            layer = QConv(name, source, (c, h, width), out_shape, **common, **conv, pad_value=x.zero_point)
+        else:
+            float_op = Dense(name, float_w, float_b)
+            source = float_act.name if float_act else name
+            layer = QDense(name, source, (w.shape[1],), (outputs,), **common)
+        self._emit([float_op] + ([float_act] if float_act else []), reads, layer, out)
+
+    def _pool(self, op, index: int, name: str, kind: PoolKind) -> None:
+        what = f"{'AVERAGE' if kind == PoolKind.AVG else 'MAX'}_POOL_2D '{name}'"
+        x = self._activation_tensor(int(op.InputsAsNumpy()[0]), index, what)
+        out = self._activation_tensor(int(op.OutputsAsNumpy()[0]), index, what)
+        if (x.scale, x.zero_point) != (out.scale, out.zero_point):
+            raise UnsupportedModelError(f"{what} (operator {index}): its input and output quantization differ; "
+                                        f"TFLite's kernels require them equal")
+        options = self._options(op, self.tflite.Pool2DOptions)
+        activation, lo, hi = self._fused(options, out, index, what)
+        kernel, stride = (options.FilterHeight(), options.FilterWidth()), (options.StrideH(), options.StrideW())
+        _, in_h, in_w, c = x.shape
+        pads = self._pads(options, (in_h, in_w), kernel, stride, (1, 1))
+        float_op = Pool2d(name, kind, kernel, stride, pads)
+        out_shape = float_op.output_shape((c, in_h, in_w))
+        fmt = _FORMATS[x.type]
+        float_act = self._float_activation(activation, name)
+        common = dict(in_format=fmt, out_format=fmt, in_scale=x.scale, out_scale=out.scale, kind=kind, kernel=kernel,
+                      stride=stride, pads=pads)
+        reads = (self._read(x, index, what),)
+        if kind == PoolKind.AVG:
+            count = kernel[0] * kernel[1]
+            layer = QPool(name, float_act.name if float_act else name, (c, in_h, in_w), out_shape, **common,
+                          sum_format=IntFormat.holding(fmt.lo * count, fmt.hi * count), divider=TFLiteAverage(lo, hi))
+            self._emit([float_op] + ([float_act] if float_act else []), reads, layer, out)
+            return
+        layer = QPool(name, name, (c, in_h, in_w), out_shape, **common)
+        if float_act is None:
+            self._emit([float_op], reads, layer, out)
+            return
+        self._emit([float_op], reads, layer, out)  # the max, then the fused activation's clamp
+        clamp = QClamp(float_act.name, float_act.name, out_shape, out_shape, fmt, fmt, x.scale, out.scale, lo=lo, hi=hi)
+        self._emit([float_act], (name,), clamp, out)
+
+    def _average_pool_2d(self, op, index: int, name: str) -> None:
+        self._pool(op, index, name, PoolKind.AVG)
+
+    def _max_pool_2d(self, op, index: int, name: str) -> None:
+        self._pool(op, index, name, PoolKind.MAX)
+
+    def _add(self, op, index: int, name: str) -> None:
+        what = f"ADD '{name}'"
+        ins = [self._activation_tensor(int(k), index, what) for k in op.InputsAsNumpy()]
+        out = self._activation_tensor(int(op.OutputsAsNumpy()[0]), index, what)
+        if len(ins) != 2 or ins[0].shape != ins[1].shape or ins[0].shape != out.shape:
+            raise UnsupportedModelError(f"{what} (operator {index}): adds {[t.shape for t in ins]}; cnnhw adds two "
+                                        f"computed tensors of one shape (no broadcasting)")
+        if len({t.type for t in ins + [out]}) != 1 or ins[0].type != INT8:
+            raise UnsupportedModelError(f"{what} (operator {index}): cnnhw follows TFLite's int8 ADD; its tensors "
+                                        f"are not all int8")
+        reads = tuple(self._read(t, index, what) for t in ins)
+        activation, lo, hi = self._fused(self._options(op, self.tflite.AddOptions), out, index, what)
+        rule = TFLiteAdd.for_scales([t.scale for t in ins], [t.zero_point for t in ins], out.scale, out.zero_point,
+                                    lo, hi)
+        shape = (out.shape[3], out.shape[1], out.shape[2]) if len(out.shape) == 4 else tuple(out.shape[1:])
+        float_act = self._float_activation(activation, name)
+        fmt = _FORMATS[out.type]
+        layer = QAdd(name, float_act.name if float_act else name, shape, shape, fmt, fmt, ins[0].scale, out.scale,
+                     in_formats=(fmt, fmt), in_scales=tuple(t.scale for t in ins), requant=rule,
+                     activation=type(float_act).__name__ if float_act else "none", in_shapes=(shape, shape))
+        self._emit([Add(name)] + ([float_act] if float_act else []), reads, layer, out)
+
+    def _reshape(self, op, index: int, name: str) -> None:
+        what = f"RESHAPE '{name}'"
+        x = self._activation_tensor(int(op.InputsAsNumpy()[0]), index, what)
+        out = self._activation_tensor(int(op.OutputsAsNumpy()[0]), index, what)
+        if len(out.shape) != 2 or out.shape[0] != 1 or len(x.shape) != 4 or (x.scale, x.zero_point) != \
+                (out.scale, out.zero_point):
+            raise UnsupportedModelError(f"{what} (operator {index}): reshapes {x.shape} to {out.shape}; cnnhw takes "
+                                        f"a RESHAPE that flattens a (1, H, W, C) map to (1, H*W*C)")
+        _, h, w, c = x.shape
+        if h * w > 1:  # a vector in (H, W, C) order: the next fully connected layer reorders its weights
+            self.hwc_vectors[out.index] = (h, w, c)
+        fmt = _FORMATS[x.type]
+        layer = QReshape(name, name, (c, h, w), (c * h * w,), fmt, fmt, x.scale, out.scale)
+        self._emit([Reshape(name, (c * h * w,))], (self._read(x, index, what),), layer, out)

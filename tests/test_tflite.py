@@ -1,0 +1,208 @@
+"""TFLite int8 models (the MLPerf Tiny reference models, as published): imported with their own
+integers, the integer model equals TFLite's reference kernels on every intermediate tensor;
+TFLite's arithmetic rules against literal transcriptions of its C++; damaged files and what the
+hardware cannot take yet refused in one line."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tflite
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cnnhw.errors import ModelError, UnsupportedModelError
+from cnnhw.frontend import load_model
+from cnnhw.golden.int_ref import run_int
+from cnnhw.hardware import hardware_refusal
+from cnnhw.quant import quantize_graph
+from cnnhw.quant.tflite_arith import (doubling_high_mul, multiply_by_quantized_multiplier, quantize_multiplier,
+                                      rounding_divide_by_pot)
+from cnnhw.verify import first_mismatch
+
+DATA = Path(__file__).parent / "data" / "mlperf_tiny"
+MODELS = {"kws": DATA / "kws_ref_model.tflite", "resnet8": DATA / "pretrainedResnet_quant.tflite"}
+
+
+def _reference(path: Path):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    # TFLite's reference kernels: the default XNNPACK delegate rounds differently.
+    interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                              experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _operator_outputs(path: Path) -> list[int]:
+    """The tensor each operator writes, in the file's order."""
+    subgraph = tflite.Model.GetRootAsModel(path.read_bytes(), 0).Subgraphs(0)
+    return [int(subgraph.Operators(k).OutputsAsNumpy()[0]) for k in range(subgraph.OperatorsLength())]
+
+
+def _nchw(tensor: np.ndarray) -> np.ndarray:
+    return np.transpose(tensor, (0, 3, 1, 2)) if tensor.ndim == 4 else tensor
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_integer_model_equals_tflites_reference_kernels_on_every_tensor(name):
+    """200 random int8 inputs over the whole range: every layer's integers (convolutions, depthwise
+    convolutions, ADDs, the average pool, the fully connected layer) equal the tensor the TFLite
+    operator it comes from writes."""
+    path = MODELS[name]
+    qgraph = quantize_graph(load_model(path))
+    interpreter, outputs = _reference(path), _operator_outputs(path)
+    detail = interpreter.get_input_details()[0]
+    rng = np.random.default_rng(200)
+    images = rng.integers(-128, 128, size=(200, *detail["shape"][1:])).astype(np.int8)
+    # cnnhw's data are real values in (N, C, H, W); the input quantizer gives the integers back.
+    x = _nchw((images.astype(np.float64) - qgraph.input.zero_point) * qgraph.input.scale)
+    ours = run_int(qgraph, x, every_layer=True)
+    assert np.array_equal(ours[0], _nchw(images))
+    expected = {layer.name: [] for layer in qgraph.layers}
+    for image in images:
+        interpreter.set_tensor(detail["index"], image[None])
+        interpreter.invoke()
+        for layer in qgraph.layers:
+            operator = int(layer.name.rsplit("_", 1)[1])
+            expected[layer.name].append(_nchw(interpreter.get_tensor(outputs[operator]))[0])
+    for layer, got in zip(qgraph.layers, ours[1:]):
+        want = np.stack(expected[layer.name]).ravel()
+        mismatch = first_mismatch(layer.name, want.tolist(), got.ravel().tolist())
+        assert mismatch is None, str(mismatch)
+
+
+@pytest.mark.parametrize("name, params, macs", [("kws", 22_604, 2_656_768), ("resnet8", 77_706, 12_501_632)])
+def test_the_import_has_the_published_sizes_and_its_own_formats(name, params, macs):
+    graph = load_model(MODELS[name])
+    assert (graph.params, graph.macs) == (params, macs)  # MLCommons' figures
+    qgraph = quantize_graph(graph)
+    assert qgraph is graph.integer_model and qgraph.dropped == "Softmax"
+    assert all(str(layer.out_format) == "s8" for layer in qgraph.layers)
+    assert all(layer.requant.rule == "tflite" for layer in qgraph.layers if hasattr(layer, "requant"))
+    if name == "kws":
+        assert (qgraph.input.scale, qgraph.input.zero_point) == (pytest.approx(0.5847029), 83)
+        labels = [layer.label for layer in qgraph.layers]
+        assert labels == ["Conv"] * 9 + ["AvgPool", "Reshape", "Dense"]
+    else:
+        assert [layer.label for layer in qgraph.layers].count("Add") == 3 and not qgraph.is_chain
+
+
+def test_the_hardware_says_it_cannot_compute_tflites_rule_yet():
+    reason = hardware_refusal(load_model(MODELS["kws"]))
+    assert reason.startswith("Conv 'conv_2d_0' computes TFLite's integer rule")
+
+
+# ------------------------------------------------------------------ the rules, against TFLite's C++
+
+INT32 = st.integers(-(1 << 31), (1 << 31) - 1)
+
+
+def _c_division(a: int, b: int) -> int:
+    """C's integer division: truncation towards zero."""
+    quotient = abs(a) // abs(b)
+    return quotient if (a >= 0) == (b > 0) else -quotient
+
+
+def _srdhm(a: int, b: int) -> int:
+    """gemmlowp's SaturatingRoundingDoublingHighMul, line by line."""
+    if a == b == -(1 << 31):
+        return (1 << 31) - 1
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    return _c_division(ab + nudge, 1 << 31)
+
+
+def _rdbpot(x: int, exponent: int) -> int:
+    """gemmlowp's RoundingDivideByPOT, line by line (int32 two's complement)."""
+    mask = (1 << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if remainder > threshold else 0)
+
+
+@given(INT32, st.integers(0, (1 << 31) - 1))
+def test_doubling_high_mul_is_gemmlowps(a, b):
+    assert int(doubling_high_mul(np.int64(a) * np.int64(b))) == _srdhm(a, b)
+
+
+@given(INT32, st.integers(0, 31))
+def test_rounding_divide_by_pot_rounds_half_away_from_zero(x, exponent):
+    got = int(rounding_divide_by_pot(np.int64(x), exponent))
+    assert got == _rdbpot(x, exponent)
+    exact = x / 2 ** exponent
+    assert got == int(math.copysign(math.floor(abs(exact) + 0.5), exact))
+
+
+@given(st.floats(1e-9, 1e4, allow_nan=False))
+def test_quantize_multiplier_is_a_q31_fraction_and_an_exponent(real):
+    m0, shift = quantize_multiplier(real)
+    assert 1 << 30 <= m0 < 1 << 31
+    assert abs(m0 * 2.0 ** (shift - 31) - real) <= real * 2.0 ** -30
+
+
+@given(st.integers(-(1 << 20), 1 << 20), st.integers(1 << 30, (1 << 31) - 1), st.integers(-20, 3))
+def test_multiply_by_quantized_multiplier_is_tflites(x, m0, shift):
+    left, right = max(shift, 0), max(-shift, 0)
+    assert int(multiply_by_quantized_multiplier(np.int64(x), m0, shift)) == _rdbpot(_srdhm(x * (1 << left), m0), right)
+
+
+# ------------------------------------------------------------------ bad files
+
+
+def _patched_last_opcode(tmp_path, code: int) -> Path:
+    """The KWS model with its last operator's opcode (SOFTMAX) changed to ``code``."""
+    data = bytearray(MODELS["kws"].read_bytes())
+    model = tflite.Model.GetRootAsModel(bytes(data), 0)
+    subgraph = model.Subgraphs(0)
+    opcode = model.OperatorCodes(subgraph.Operators(subgraph.OperatorsLength() - 1).OpcodeIndex())
+    table = opcode._tab
+    for slot, size in ((4, 1), (10, 4)):  # deprecated_builtin_code (int8), builtin_code (int32)
+        offset = table.Offset(slot)
+        if offset:
+            data[table.Pos + offset:table.Pos + offset + size] = code.to_bytes(size, "little", signed=True)
+    path = tmp_path / "patched.tflite"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_unsupported_operator_is_named_with_its_index(tmp_path):
+    path = _patched_last_opcode(tmp_path, tflite.BuiltinOperator.TANH)
+    with pytest.raises(UnsupportedModelError, match=r"TANH \(operator 12\) is not supported"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "the file is empty"),
+    (b"\x18\x00\x00\x00ONNX" + bytes(40), "not a TFLite flatbuffer"),
+    (None, "truncated or corrupt"),
+])
+def test_a_damaged_file_is_one_clear_error(content, message, tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(MODELS["kws"].read_bytes()[:2000] if content is None else content)
+    with pytest.raises(ModelError, match=message):
+        load_model(path)
+
+
+def test_the_commands_take_a_tflite_model_and_refuse_to_build_it_in_one_line(cli, tmp_path):
+    model = tmp_path / "kws.tflite"
+    model.write_bytes(MODELS["kws"].read_bytes())
+    images = np.random.default_rng(3).integers(-128, 128, size=(4, 1, 49, 10))
+    np.savez(tmp_path / "x.npz", x=((images - 83) * 0.5847029).astype(np.float32))
+    result = cli("predict", "--model", model, "--inputs", tmp_path / "x.npz", "--golden", "int", "-o",
+                 tmp_path / "p.npz")
+    assert result.returncode == 0, result.stderr
+    interpreter = _reference(MODELS["kws"])
+    logits = []
+    for image in images:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
+                               image.transpose(1, 2, 0)[None].astype(np.int8))
+        interpreter.invoke()
+        logits.append(interpreter.get_tensor(_operator_outputs(MODELS["kws"])[11])[0])
+    assert np.array_equal(np.load(tmp_path / "p.npz")["classes"], np.argmax(logits, axis=1))
+    result = cli("sim", "--model", model, "--inputs", tmp_path / "x.npz")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "computes TFLite's integer rule" in result.stderr
