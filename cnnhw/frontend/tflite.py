@@ -116,8 +116,13 @@ class _Importer:
         code = self.model.OperatorCodes(op.OpcodeIndex())
         return self.op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
 
-    def _options(self, op, kind):
+    def _options(self, op, kind, index: int, what: str, required: bool = True):
+        """The operator's builtin options as ``kind`` (None when an optional table is absent)."""
         table = op.BuiltinOptions()
+        if table is None:
+            if required:
+                raise ModelError(f"{what} (operator {index}): its options are missing; export the model again")
+            return None
         options = kind()
         options.Init(table.Bytes, table.Pos)
         return options
@@ -182,7 +187,8 @@ class _Importer:
         return self.writer[tensor.index]
 
     def _fused(self, options, out: _Tensor, op_index: int, what: str) -> tuple[str, int, int]:
-        activation = self.activations.get(options.FusedActivationFunction(), "?")
+        code = options.FusedActivationFunction() if options is not None else self.tflite.ActivationFunctionType.NONE
+        activation = self.activations.get(code, "?")
         if activation not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
             raise UnsupportedModelError(f"{what} (operator {op_index}): fused activation {activation} is not "
                                         f"supported (NONE, RELU, RELU6, RELU_N1_TO_1)")
@@ -240,7 +246,7 @@ class _Importer:
         x = self._activation_tensor(int(ins[0]), index, what)
         weights, out = self.tensors[int(ins[1])], self._activation_tensor(int(outs[0]), index, what)
         bias = self.tensors[int(ins[2])] if len(ins) > 2 and ins[2] >= 0 else None
-        options = self._options(op, tfl.DepthwiseConv2DOptions if depthwise else tfl.Conv2DOptions)
+        options = self._options(op, tfl.DepthwiseConv2DOptions if depthwise else tfl.Conv2DOptions, index, what)
         if weights.data is None or weights.type != INT8:
             raise UnsupportedModelError(f"{what} (operator {index}): its weights are not constant int8")
         if weights.zero_points is not None and np.any(weights.zero_points):
@@ -279,8 +285,8 @@ class _Importer:
         if x.index in self.hwc_vectors:  # columns in (H, W, C) order -> cnnhw's (C, H, W)
             h, width, c = self.hwc_vectors[x.index]
             w = w.reshape(-1, h, width, c).transpose(0, 3, 1, 2).reshape(len(w), -1)
-        self._matrix_layer(op, index, name, what, x, weights, out, bias, w,
-                           self._options(op, self.tflite.FullyConnectedOptions), None)
+        options = self._options(op, self.tflite.FullyConnectedOptions, index, what, required=False)
+        self._matrix_layer(op, index, name, what, x, weights, out, bias, w, options, None)
 
     def _matrix_layer(self, op, index, name, what, x, weights, out, bias, w, options, conv) -> None:
         """A CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED: the integer layer (input zero point
@@ -299,7 +305,8 @@ class _Importer:
         float_w = w * scales.reshape((-1,) + (1,) * (w.ndim - 1))
         float_b = b * (x.scale * scales)
         float_act = self._float_activation(activation, name)
-        common = dict(in_format=in_fmt, out_format=out_fmt, in_scale=x.scale, out_scale=out.scale, weight=w,
+        common = dict(in_format=in_fmt, out_format=out_fmt, in_scale=x.scale, out_scale=out.scale,
+                      out_zero_point=out.zero_point, weight=w,
                       bias=folded, weight_format=IntFormat(8, True), weight_scales=tuple(float(s) for s in weights.scales),
                       acc_format=IntFormat.holding(-bound, bound), requant=requant,
                       activation=type(float_act).__name__ if float_act else "none")
@@ -325,7 +332,7 @@ class _Importer:
         if (x.scale, x.zero_point) != (out.scale, out.zero_point):
             raise UnsupportedModelError(f"{what} (operator {index}): its input and output quantization differ; "
                                         f"TFLite's kernels require them equal")
-        options = self._options(op, self.tflite.Pool2DOptions)
+        options = self._options(op, self.tflite.Pool2DOptions, index, what)
         activation, lo, hi = self._fused(options, out, index, what)
         kernel, stride = (options.FilterHeight(), options.FilterWidth()), (options.StrideH(), options.StrideW())
         _, in_h, in_w, c = x.shape
@@ -334,8 +341,8 @@ class _Importer:
         out_shape = float_op.output_shape((c, in_h, in_w))
         fmt = _FORMATS[x.type]
         float_act = self._float_activation(activation, name)
-        common = dict(in_format=fmt, out_format=fmt, in_scale=x.scale, out_scale=out.scale, kind=kind, kernel=kernel,
-                      stride=stride, pads=pads)
+        common = dict(in_format=fmt, out_format=fmt, in_scale=x.scale, out_scale=out.scale,
+                      out_zero_point=out.zero_point, kind=kind, kernel=kernel, stride=stride, pads=pads)
         reads = (self._read(x, index, what),)
         if kind == PoolKind.AVG:
             count = kernel[0] * kernel[1]
@@ -348,7 +355,8 @@ class _Importer:
             self._emit([float_op], reads, layer, out)
             return
         self._emit([float_op], reads, layer, out)  # the max, then the fused activation's clamp
-        clamp = QClamp(float_act.name, float_act.name, out_shape, out_shape, fmt, fmt, x.scale, out.scale, lo=lo, hi=hi)
+        clamp = QClamp(float_act.name, float_act.name, out_shape, out_shape, fmt, fmt, x.scale, out.scale, lo=lo, hi=hi,
+                       out_zero_point=out.zero_point)
         self._emit([float_act], (name,), clamp, out)
 
     def _average_pool_2d(self, op, index: int, name: str) -> None:
@@ -368,7 +376,8 @@ class _Importer:
             raise UnsupportedModelError(f"{what} (operator {index}): cnnhw follows TFLite's int8 ADD; its tensors "
                                         f"are not all int8")
         reads = tuple(self._read(t, index, what) for t in ins)
-        activation, lo, hi = self._fused(self._options(op, self.tflite.AddOptions), out, index, what)
+        options = self._options(op, self.tflite.AddOptions, index, what, required=False)
+        activation, lo, hi = self._fused(options, out, index, what)
         rule = TFLiteAdd.for_scales([t.scale for t in ins], [t.zero_point for t in ins], out.scale, out.zero_point,
                                     lo, hi)
         shape = (out.shape[3], out.shape[1], out.shape[2]) if len(out.shape) == 4 else tuple(out.shape[1:])
@@ -376,7 +385,8 @@ class _Importer:
         fmt = _FORMATS[out.type]
         layer = QAdd(name, float_act.name if float_act else name, shape, shape, fmt, fmt, ins[0].scale, out.scale,
                      in_formats=(fmt, fmt), in_scales=tuple(t.scale for t in ins), requant=rule,
-                     activation=type(float_act).__name__ if float_act else "none", in_shapes=(shape, shape))
+                     activation=type(float_act).__name__ if float_act else "none", in_shapes=(shape, shape),
+                     out_zero_point=out.zero_point)
         self._emit([Add(name)] + ([float_act] if float_act else []), reads, layer, out)
 
     def _reshape(self, op, index: int, name: str) -> None:
@@ -391,5 +401,6 @@ class _Importer:
         if h * w > 1:  # a vector in (H, W, C) order: the next fully connected layer reorders its weights
             self.hwc_vectors[out.index] = (h, w, c)
         fmt = _FORMATS[x.type]
-        layer = QReshape(name, name, (c, h, w), (c * h * w,), fmt, fmt, x.scale, out.scale)
+        layer = QReshape(name, name, (c, h, w), (c * h * w,), fmt, fmt, x.scale, out.scale,
+                         out_zero_point=out.zero_point)
         self._emit([Reshape(name, (c * h * w,))], (self._read(x, index, what),), layer, out)

@@ -33,7 +33,7 @@ def layer_errors(qgraph: QGraph, x: np.ndarray) -> list[LayerError]:
         ints = run_int(qgraph, x[part], every_layer=True)[1:]
         for k, (layer, value) in enumerate(zip(qgraph.layers, ints)):
             reference = floats[layer.source]
-            error = reference - value * layer.out_scale
+            error = reference - layer.dequantize(value)
             power[k] += float(np.sum(reference ** 2))
             noise[k] += float(np.sum(error ** 2))
             largest[k] = max(largest[k], float(np.max(np.abs(error))) if error.size else 0.0)
@@ -93,7 +93,7 @@ def check_data_free(qgraph: QGraph, input_range: tuple[float, float]) -> None:
             nonzero_float[k] |= bool(np.any(floats[layer.source]))
         reference = floats[qgraph.layers[-1].source]
         power += float(np.sum(reference ** 2))
-        noise += float(np.sum((reference - value * qgraph.layers[-1].out_scale) ** 2))
+        noise += float(np.sum((reference - qgraph.layers[-1].dequantize(value)) ** 2))
     for layer, int_any, float_any in zip(qgraph.layers, nonzero_int, nonzero_float):
         if float_any and not int_any:
             raise CnnhwError(f"data-free quantization: layer '{layer.name}' gives 0 for every one of "

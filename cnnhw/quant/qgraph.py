@@ -21,7 +21,8 @@ from .arith import AverageDivider, IntFormat, LookupTable, Requantizer, round_re
 @dataclass(frozen=True, eq=False)
 class QLayer:
     """Base: one integer layer. ``source`` names the float op whose output this layer's output
-    approximates (``out_scale * output``), for layer-by-layer comparisons."""
+    approximates (:meth:`dequantize`), for layer-by-layer comparisons. ``out_zero_point`` is 0
+    but for a pre-quantized model's layer."""
 
     name: str
     source: str
@@ -31,8 +32,13 @@ class QLayer:
     out_format: IntFormat
     in_scale: float
     out_scale: float
+    out_zero_point: int = field(default=0, kw_only=True)
 
     label = "QLayer"
+
+    def dequantize(self, values: np.ndarray) -> np.ndarray:
+        """The real values the layer's output integers stand for: ``out_scale * (q - out_zero_point)``."""
+        return (values - self.out_zero_point) * self.out_scale
 
     @property
     def params(self) -> int:
