@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tflite
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnhw.errors import ModelError, UnsupportedModelError
@@ -23,6 +23,7 @@ from cnnhw.quant import quantize_graph
 from cnnhw.quant.tflite_arith import (doubling_high_mul, multiply_by_quantized_multiplier, quantize_multiplier,
                                       rounding_divide_by_pot)
 from cnnhw.verify import first_mismatch
+from tflite_writer import ModelWriter
 
 DATA = Path(__file__).parent / "data" / "mlperf_tiny"
 MODELS = {"kws": DATA / "kws_ref_model.tflite", "resnet8": DATA / "pretrainedResnet_quant.tflite"}
@@ -218,3 +219,119 @@ def test_the_commands_take_a_tflite_model_and_refuse_to_build_it_in_one_line(cli
     result = cli("sim", "--model", model, "--inputs", tmp_path / "x.npz")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "computes TFLite's integer rule" in result.stderr
+
+
+# ------------------------------------------------------------------ small models against the reference
+
+B, PADDING = tflite.BuiltinOperator, tflite.Padding
+ACTIVATION = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
+
+
+def _same_as_reference(writer, x: int, y: int, seed: int, tmp_path) -> None:
+    """Write the model, run TFLite's reference kernels and cnnhw's integer model on 3 random int8
+    inputs, and compare every operator's output tensor."""
+    path = tmp_path / "model.tflite"
+    path.write_bytes(writer.write([x], [y]))
+    qgraph = quantize_graph(load_model(path))
+    interpreter, outputs = _reference(path), _operator_outputs(path)
+    detail = interpreter.get_input_details()[0]
+    images = np.random.default_rng(seed).integers(-128, 128, size=(3, *detail["shape"][1:])).astype(np.int8)
+    ours = run_int(qgraph, _nchw((images.astype(np.float64) - qgraph.input.zero_point) * qgraph.input.scale),
+                   every_layer=True)
+    for k, image in enumerate(images):
+        interpreter.set_tensor(detail["index"], image[None])
+        interpreter.invoke()
+        for layer, got in zip(qgraph.layers, ours[1:]):
+            want = _nchw(interpreter.get_tensor(outputs[int(layer.name.rsplit("_", 1)[1])]))[0]
+            if layer.label == "Reshape":  # TFLite flattens (H, W, C), cnnhw (C, H, W)
+                c, h, w = layer.in_shape
+                want = want.reshape(h, w, c).transpose(2, 0, 1)
+            mismatch = first_mismatch(layer.name, want.ravel().tolist(), got[k].ravel().tolist())
+            assert mismatch is None, f"image {k}: {mismatch}"
+
+
+def _scales(draw, count: int) -> list[float]:
+    return [draw(st.floats(0.002, 0.05)) for _ in range(count)]
+
+
+@st.composite
+def _depthwise(draw):
+    channels, multiplier = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    return dict(channels=channels, multiplier=multiplier, size=(draw(st.integers(3, 7)), draw(st.integers(3, 7))),
+                kernel=draw(st.integers(1, 3)), stride=draw(st.integers(1, 2)),
+                padding=draw(st.sampled_from([PADDING.SAME, PADDING.VALID])),
+                activation=draw(st.sampled_from(sorted(ACTIVATION))), zero_point=draw(st.integers(-128, 127)),
+                in_scale=draw(st.floats(0.01, 0.2)), weight_scales=_scales(draw, channels * multiplier),
+                out_scale=draw(st.floats(0.02, 0.3)), out_zero=draw(st.integers(-128, 127)),
+                seed=draw(st.integers(0, 1000)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(_depthwise())
+def test_depthwise_convolution_with_a_channel_multiplier_is_tflites(tmp_path_factory, case):
+    """Any depth multiplier, stride, SAME padding (which inserts the input's zero point) or VALID,
+    fused activations, per-channel weight scales: TFLite's reference DEPTHWISE_CONV_2D, exactly."""
+    rng = np.random.default_rng(case["seed"])
+    c, m, (h, w), k = case["channels"], case["multiplier"], case["size"], case["kernel"]
+    writer = ModelWriter()
+    x = writer.tensor([1, h, w, c], scale=case["in_scale"], zero_point=case["zero_point"])
+    weights = writer.tensor([1, k, k, c * m], data=rng.integers(-127, 128, size=(1, k, k, c * m)),
+                            scale=case["weight_scales"], zero_point=[0] * (c * m), axis=3)
+    bias = writer.tensor([c * m], tflite.TensorType.INT32, data=rng.integers(-3000, 3000, c * m),
+                         scale=[case["in_scale"] * s for s in case["weight_scales"]], zero_point=[0] * (c * m))
+    out_h, out_w = ((h - k) // case["stride"] + 1, (w - k) // case["stride"] + 1) \
+        if case["padding"] == PADDING.VALID else (-(-h // case["stride"]), -(-w // case["stride"]))
+    y = writer.tensor([1, out_h, out_w, c * m], scale=case["out_scale"], zero_point=case["out_zero"])
+    writer.operator(B.DEPTHWISE_CONV_2D, [x, weights, bias], [y], "DepthwiseConv2DOptions", Padding=case["padding"],
+                    StrideW=case["stride"], StrideH=case["stride"], DepthMultiplier=m,
+                    FusedActivationFunction=ACTIVATION[case["activation"]], DilationWFactor=1, DilationHFactor=1)
+    _same_as_reference(writer, x, y, case["seed"], tmp_path_factory.mktemp("dw"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 3), st.integers(2, 4), st.integers(1, 2), st.integers(-128, 127), st.booleans(),
+       st.floats(0.005, 0.2), st.floats(0.005, 0.2), st.integers(0, 1000))
+def test_convolution_pads_with_the_input_zero_point_and_add_takes_two_scales(tmp_path_factory, channels, kernel,
+                                                                           stride, zero_point, per_channel, in_scale,
+                                                                           skip_scale, seed):
+    """CONV_2D with SAME padding of an even kernel (the odd pad after), a non-zero input zero point,
+    per-channel or per-tensor weights; a 1x1 CONV_2D beside it; their ADD, of two different scales
+    and zero points, with a fused ReLU; then MAX_POOL_2D, a RESHAPE of the (H, W, C) map and
+    FULLY_CONNECTED: TFLite's reference kernels, exactly."""
+    rng = np.random.default_rng(seed)
+    h = w = 6
+    out = -(-h // stride)
+    writer = ModelWriter()
+    x = writer.tensor([1, h, w, channels], scale=in_scale, zero_point=zero_point)
+    count = channels if per_channel else 1
+    weight_scales = list(rng.uniform(0.005, 0.03, count))
+
+    def conv(source, k, s, scale, zero, padding):
+        weights = writer.tensor([channels, k, k, channels], data=rng.integers(-127, 128, size=(channels, k, k, channels)),
+                                scale=weight_scales, zero_point=[0] * count)
+        bias = writer.tensor([channels], tflite.TensorType.INT32, data=rng.integers(-2000, 2000, channels),
+                             scale=[in_scale * s_w for s_w in weight_scales], zero_point=[0] * count)
+        size = -(-h // s)
+        y = writer.tensor([1, size, size, channels], scale=scale, zero_point=zero)
+        writer.operator(B.CONV_2D, [source, weights, bias], [y], "Conv2DOptions", Padding=padding, StrideW=s, StrideH=s,
+                        FusedActivationFunction=0, DilationWFactor=1, DilationHFactor=1)
+        return y
+
+    long = conv(x, kernel, stride, 0.08, int(rng.integers(-20, 20)), PADDING.SAME)
+    short = conv(x, 1, stride, skip_scale, int(rng.integers(-20, 20)), PADDING.VALID if stride == 1 else PADDING.SAME)
+    added = writer.tensor([1, out, out, channels], scale=0.1, zero_point=-128)
+    writer.operator(B.ADD, [long, short], [added], "AddOptions", FusedActivationFunction=ACTIVATION["RELU"])
+    pooled_size = -(-out // 2)
+    pooled = writer.tensor([1, pooled_size, pooled_size, channels], scale=0.1, zero_point=-128)
+    writer.operator(B.MAX_POOL_2D, [added], [pooled], "Pool2DOptions", Padding=PADDING.SAME, StrideW=2, StrideH=2,
+                    FilterWidth=2, FilterHeight=2, FusedActivationFunction=0)
+    flat = writer.tensor([1, pooled_size * pooled_size * channels], scale=0.1, zero_point=-128)
+    shape = writer.tensor([2], tflite.TensorType.INT32, data=[1, pooled_size * pooled_size * channels])
+    writer.operator(B.RESHAPE, [pooled, shape], [flat])
+    fc_w = writer.tensor([3, pooled_size * pooled_size * channels],
+                         data=rng.integers(-127, 128, size=(3, pooled_size * pooled_size * channels)), scale=0.01,
+                         zero_point=0)
+    fc_b = writer.tensor([3], tflite.TensorType.INT32, data=rng.integers(-500, 500, 3), scale=0.001, zero_point=0)
+    y = writer.tensor([1, 3], scale=0.2, zero_point=5)
+    writer.operator(B.FULLY_CONNECTED, [flat, fc_w, fc_b], [y], "FullyConnectedOptions", FusedActivationFunction=0)
+    _same_as_reference(writer, x, y, seed, tmp_path_factory.mktemp("conv"))

@@ -229,9 +229,8 @@ class _Importer:
 
     def _requantizer(self, x: _Tensor, weights: _Tensor, out: _Tensor, lo: int, hi: int, acc_bound: int,
                      op_index: int, what: str, fully_connected: bool) -> TFLiteRequantizer:
-        per_tensor_fc = fully_connected and len(weights.scales) == 1
         requant = TFLiteRequantizer.for_scales(x.scale, weights.scales, out.scale, out.zero_point, lo, hi,
-                                               float32_product=per_tensor_fc, single_rounding=fully_connected)
+                                               single_rounding=fully_connected)
         if acc_bound << requant.largest_left_shift() > INT32_MAX:
             raise UnsupportedModelError(f"{what} (operator {op_index}): its rescaling shifts the accumulator left "
                                         f"by {requant.largest_left_shift()} bits, past int32 (where TFLite's result "

@@ -117,19 +117,12 @@ class TFLiteRequantizer:
 
     @staticmethod
     def for_scales(input_scale: float, weight_scales, output_scale: float, offset: int, lo: int,
-                   hi: int, float32_product: bool = False, single_rounding: bool = False) -> "TFLiteRequantizer":
-        """Each channel's factor ``input_scale * weight_scale[c] / output_scale`` from the file's
-        float32 scales, as TFLite computes it: in double for a convolution
-        (``PopulateConvolutionQuantizationParams``); for a per-tensor FULLY_CONNECTED
-        (``float32_product``) the product of the two float32 scales is rounded to float32 first
-        (``GetQuantizedConvolutionMultipler``), which changes some multipliers' last bit."""
-
-        def factor(scale) -> float:
-            if float32_product:
-                return float(np.float32(input_scale) * np.float32(scale)) / float(output_scale)
-            return float(input_scale) * float(scale) / float(output_scale)
-
-        pairs = [quantize_multiplier(factor(scale)) for scale in weight_scales]
+                   hi: int, single_rounding: bool = False) -> "TFLiteRequantizer":
+        """Each channel's factor ``input_scale * weight_scale[c] / output_scale``, in double from the
+        file's float32 scales (TFLite's ``PopulateConvolutionQuantizationParams``; the reference
+        FULLY_CONNECTED kernel agrees, measured on models whose float32 and double products give
+        different multipliers)."""
+        pairs = [quantize_multiplier(float(input_scale) * float(scale) / float(output_scale)) for scale in weight_scales]
         return TFLiteRequantizer(tuple(m for m, _ in pairs), tuple(s for _, s in pairs), int(offset), int(lo), int(hi),
                                  single_rounding)
 
