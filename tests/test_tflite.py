@@ -235,7 +235,9 @@ def _same_as_reference(writer, x: int, y: int, seed: int, tmp_path) -> None:
     qgraph = quantize_graph(load_model(path))
     interpreter, outputs = _reference(path), _operator_outputs(path)
     detail = interpreter.get_input_details()[0]
-    images = np.random.default_rng(seed).integers(-128, 128, size=(3, *detail["shape"][1:])).astype(np.int8)
+    info = np.iinfo(detail["dtype"])
+    images = np.random.default_rng(seed).integers(info.min, info.max + 1, size=(3, *detail["shape"][1:]))
+    images = images.astype(detail["dtype"])
     ours = run_int(qgraph, _nchw((images.astype(np.float64) - qgraph.input.zero_point) * qgraph.input.scale),
                    every_layer=True)
     for k, image in enumerate(images):
@@ -290,48 +292,52 @@ def test_depthwise_convolution_with_a_channel_multiplier_is_tflites(tmp_path_fac
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 3), st.integers(2, 4), st.integers(1, 2), st.integers(-128, 127), st.booleans(),
-       st.floats(0.005, 0.2), st.floats(0.005, 0.2), st.integers(0, 1000))
+       st.floats(0.005, 0.2), st.floats(0.005, 0.2), st.booleans(), st.integers(0, 1000))
 def test_convolution_pads_with_the_input_zero_point_and_add_takes_two_scales(tmp_path_factory, channels, kernel,
                                                                            stride, zero_point, per_channel, in_scale,
-                                                                           skip_scale, seed):
+                                                                           skip_scale, unsigned, seed):
     """CONV_2D with SAME padding of an even kernel (the odd pad after), a non-zero input zero point,
     per-channel or per-tensor weights; a 1x1 CONV_2D beside it; their ADD, of two different scales
     and zero points, with a fused ReLU; then MAX_POOL_2D, a RESHAPE of the (H, W, C) map and
-    FULLY_CONNECTED: TFLite's reference kernels, exactly."""
+    FULLY_CONNECTED: TFLite's reference kernels, exactly. In int8 (symmetric weights), or in uint8
+    (TFLite's older kernels: uint8 weights with a zero point, per tensor)."""
     rng = np.random.default_rng(seed)
     h = w = 6
     out = -(-h // stride)
+    kind, offset = (tflite.TensorType.UINT8, 128) if unsigned else (tflite.TensorType.INT8, 0)
     writer = ModelWriter()
-    x = writer.tensor([1, h, w, channels], scale=in_scale, zero_point=zero_point)
-    count = channels if per_channel else 1
+    x = writer.tensor([1, h, w, channels], kind, scale=in_scale, zero_point=zero_point + offset)
+    count = channels if per_channel and not unsigned else 1
     weight_scales = list(rng.uniform(0.005, 0.03, count))
 
+    def weights(shape, scale):
+        zero = int(rng.integers(100, 156)) if unsigned else 0
+        data = rng.integers(-127, 128, size=shape) + offset
+        return writer.tensor(shape, kind, data=data, scale=scale, zero_point=[zero] * len(np.atleast_1d(scale)))
+
     def conv(source, k, s, scale, zero, padding):
-        weights = writer.tensor([channels, k, k, channels], data=rng.integers(-127, 128, size=(channels, k, k, channels)),
-                                scale=weight_scales, zero_point=[0] * count)
+        kernel_weights = weights((channels, k, k, channels), weight_scales)
         bias = writer.tensor([channels], tflite.TensorType.INT32, data=rng.integers(-2000, 2000, channels),
                              scale=[in_scale * s_w for s_w in weight_scales], zero_point=[0] * count)
         size = -(-h // s)
-        y = writer.tensor([1, size, size, channels], scale=scale, zero_point=zero)
-        writer.operator(B.CONV_2D, [source, weights, bias], [y], "Conv2DOptions", Padding=padding, StrideW=s, StrideH=s,
-                        FusedActivationFunction=0, DilationWFactor=1, DilationHFactor=1)
+        y = writer.tensor([1, size, size, channels], kind, scale=scale, zero_point=zero + offset)
+        writer.operator(B.CONV_2D, [source, kernel_weights, bias], [y], "Conv2DOptions", Padding=padding, StrideW=s,
+                        StrideH=s, FusedActivationFunction=0, DilationWFactor=1, DilationHFactor=1)
         return y
 
     long = conv(x, kernel, stride, 0.08, int(rng.integers(-20, 20)), PADDING.SAME)
     short = conv(x, 1, stride, skip_scale, int(rng.integers(-20, 20)), PADDING.VALID if stride == 1 else PADDING.SAME)
-    added = writer.tensor([1, out, out, channels], scale=0.1, zero_point=-128)
+    added = writer.tensor([1, out, out, channels], kind, scale=0.1, zero_point=-128 + offset)
     writer.operator(B.ADD, [long, short], [added], "AddOptions", FusedActivationFunction=ACTIVATION["RELU"])
     pooled_size = -(-out // 2)
-    pooled = writer.tensor([1, pooled_size, pooled_size, channels], scale=0.1, zero_point=-128)
+    pooled = writer.tensor([1, pooled_size, pooled_size, channels], kind, scale=0.1, zero_point=-128 + offset)
     writer.operator(B.MAX_POOL_2D, [added], [pooled], "Pool2DOptions", Padding=PADDING.SAME, StrideW=2, StrideH=2,
                     FilterWidth=2, FilterHeight=2, FusedActivationFunction=0)
-    flat = writer.tensor([1, pooled_size * pooled_size * channels], scale=0.1, zero_point=-128)
+    flat = writer.tensor([1, pooled_size * pooled_size * channels], kind, scale=0.1, zero_point=-128 + offset)
     shape = writer.tensor([2], tflite.TensorType.INT32, data=[1, pooled_size * pooled_size * channels])
     writer.operator(B.RESHAPE, [pooled, shape], [flat])
-    fc_w = writer.tensor([3, pooled_size * pooled_size * channels],
-                         data=rng.integers(-127, 128, size=(3, pooled_size * pooled_size * channels)), scale=0.01,
-                         zero_point=0)
+    fc_w = weights((3, pooled_size * pooled_size * channels), 0.01)
     fc_b = writer.tensor([3], tflite.TensorType.INT32, data=rng.integers(-500, 500, 3), scale=0.001, zero_point=0)
-    y = writer.tensor([1, 3], scale=0.2, zero_point=5)
+    y = writer.tensor([1, 3], kind, scale=0.2, zero_point=5 + offset)
     writer.operator(B.FULLY_CONNECTED, [flat, fc_w, fc_b], [y], "FullyConnectedOptions", FusedActivationFunction=0)
     _same_as_reference(writer, x, y, seed, tmp_path_factory.mktemp("conv"))

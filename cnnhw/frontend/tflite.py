@@ -1,4 +1,5 @@
-"""TFLite import: a ``.tflite`` flatbuffer, int8 (or uint8) as the TFLite converter quantizes, into
+"""TFLite import: a ``.tflite`` flatbuffer, int8 (or uint8, with the older kernels' asymmetric uint8
+weights) as the TFLite converter quantizes, into
 the model's own integer model (``Graph.integer_model``, TFLite's rule set of
 ``cnnhw.quant.tflite_arith``) and its dequantized float view (the Graph's ops).
 
@@ -246,14 +247,10 @@ class _Importer:
         weights, out = self.tensors[int(ins[1])], self._activation_tensor(int(outs[0]), index, what)
         bias = self.tensors[int(ins[2])] if len(ins) > 2 and ins[2] >= 0 else None
         options = self._options(op, tfl.DepthwiseConv2DOptions if depthwise else tfl.Conv2DOptions, index, what)
-        if weights.data is None or weights.type != INT8:
-            raise UnsupportedModelError(f"{what} (operator {index}): its weights are not constant int8")
-        if weights.zero_points is not None and np.any(weights.zero_points):
-            raise UnsupportedModelError(f"{what} (operator {index}): weights with a zero point are not supported")
+        w = self._weights(weights, x, index, what)
         stride = (options.StrideH(), options.StrideW())
         dilation = (options.DilationHFactor(), options.DilationWFactor())
         _, in_h, in_w, in_c = x.shape
-        w = weights.data.astype(np.int64)
         if depthwise:  # (1, kh, kw, C * m) -> (C * m, 1, kh, kw), C groups
             w, groups = w[0].transpose(2, 0, 1)[:, None], in_c
         else:  # (O, kh, kw, I) -> (O, I, kh, kw)
@@ -275,17 +272,31 @@ class _Importer:
         x = self._activation_tensor(int(ins[0]), index, what)
         weights, out = self.tensors[int(ins[1])], self._activation_tensor(int(outs[0]), index, what)
         bias = self.tensors[int(ins[2])] if len(ins) > 2 and ins[2] >= 0 else None
-        if weights.data is None or weights.type != INT8:
-            raise UnsupportedModelError(f"{what} (operator {index}): its weights are not constant int8")
+        w = self._weights(weights, x, index, what)
         if math.prod(x.shape[1:]) != weights.shape[1] or x.shape[0] != 1:
             raise UnsupportedModelError(f"{what} (operator {index}): input {x.shape} does not match weights "
                                         f"{weights.shape}")
-        w = weights.data.astype(np.int64)
         if x.index in self.hwc_vectors:  # columns in (H, W, C) order -> cnnhw's (C, H, W)
             h, width, c = self.hwc_vectors[x.index]
             w = w.reshape(-1, h, width, c).transpose(0, 3, 1, 2).reshape(len(w), -1)
         options = self._options(op, self.tflite.FullyConnectedOptions, index, what, required=False)
         self._matrix_layer(op, index, name, what, x, weights, out, bias, w, options, None)
+
+    @staticmethod
+    def _weights(weights: _Tensor, x: _Tensor, index: int, what: str) -> np.ndarray:
+        """The weights as integers with zero point 0: int8 ones (symmetric) as they are; uint8 ones
+        (TFLite's older asymmetric kernels, with a uint8 input) less their zero point, 9 bits."""
+        if weights.data is None or weights.type not in (INT8, UINT8):
+            raise UnsupportedModelError(f"{what} (operator {index}): its weights are not constant int8 or uint8")
+        if weights.type == UINT8:
+            if x.type != UINT8 or len(weights.zero_points) != 1:
+                raise UnsupportedModelError(f"{what} (operator {index}): uint8 weights need a uint8 input and one "
+                                            f"zero point (TFLite's uint8 kernels)")
+            return weights.data.astype(np.int64) - weights.zero_point
+        if weights.zero_points is not None and np.any(weights.zero_points):
+            raise UnsupportedModelError(f"{what} (operator {index}): int8 weights with a zero point are not "
+                                        f"supported (TFLite's int8 kernels take symmetric weights)")
+        return weights.data.astype(np.int64)
 
     def _matrix_layer(self, op, index, name, what, x, weights, out, bias, w, options, conv) -> None:
         """A CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED: the integer layer (input zero point
@@ -306,7 +317,8 @@ class _Importer:
         float_act = self._float_activation(activation, name)
         common = dict(in_format=in_fmt, out_format=out_fmt, in_scale=x.scale, out_scale=out.scale,
                       out_zero_point=out.zero_point, weight=w,
-                      bias=folded, weight_format=IntFormat(8, True), weight_scales=tuple(float(s) for s in weights.scales),
+                      bias=folded, weight_format=IntFormat(8 if weights.type == INT8 else 9, True),
+                      weight_scales=tuple(float(s) for s in weights.scales),
                       acc_format=IntFormat.holding(-bound, bound), requant=requant,
                       activation=type(float_act).__name__ if float_act else "none")
         if conv is not None:
@@ -371,9 +383,9 @@ class _Importer:
         if len(ins) != 2 or ins[0].shape != ins[1].shape or ins[0].shape != out.shape:
             raise UnsupportedModelError(f"{what} (operator {index}): adds {[t.shape for t in ins]}; cnnhw adds two "
                                         f"computed tensors of one shape (no broadcasting)")
-        if len({t.type for t in ins + [out]}) != 1 or ins[0].type != INT8:
-            raise UnsupportedModelError(f"{what} (operator {index}): cnnhw follows TFLite's int8 ADD; its tensors "
-                                        f"are not all int8")
+        if len({t.type for t in ins + [out]}) != 1:
+            raise UnsupportedModelError(f"{what} (operator {index}): its inputs and output are not all int8 or all "
+                                        f"uint8")
         reads = tuple(self._read(t, index, what) for t in ins)
         options = self._options(op, self.tflite.AddOptions, index, what, required=False)
         activation, lo, hi = self._fused(options, out, index, what)
