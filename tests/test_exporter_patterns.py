@@ -81,6 +81,19 @@ def test_pytorch_batchnorm1d_between_unsqueeze_and_squeeze_folds_into_the_dense_
     quantize_graph(graph, QuantOptions(), x)  # the hardware's layers: it quantizes
 
 
+def _keras_pooled_dense(scope: str, x: str, number: int) -> list[onnx.NodeProto]:
+    """Keras GlobalAveragePooling2D -> Dense as tf2onnx writes them: GlobalAveragePool, a Squeeze of
+    the spatial axes (the initializer ``const_axes__{number + 1}``), MatMul, Add (into ``dense``)."""
+    pooled = f"{scope}/global_average_pooling2d/Mean"
+    return [helper.make_node("GlobalAveragePool", [x], [f"{pooled}_Squeeze__{number}:0"], pooled),
+            helper.make_node("Squeeze", [f"{pooled}_Squeeze__{number}:0", f"const_axes__{number + 1}"],
+                             [f"{pooled}:0"], f"{pooled}_Squeeze__{number}"),
+            helper.make_node("MatMul", [f"{pooled}:0", "dense/MatMul/ReadVariableOp:0"], [f"{scope}/dense/MatMul:0"],
+                             f"{scope}/dense/MatMul"),
+            helper.make_node("Add", [f"{scope}/dense/MatMul:0", "dense/BiasAdd/ReadVariableOp:0"], ["dense"],
+                             f"{scope}/dense/BiasAdd")]
+
+
 def test_keras_batchnorm_as_mul_and_add_and_the_squeeze_after_global_pooling(tmp_path):
     """tf2onnx, Keras Conv2D -> BatchNormalization -> ReLU -> GlobalAveragePooling2D -> Dense on an
     NHWC input: the input Transpose, the normalisation as Mul then Add of per-channel constants,
@@ -107,16 +120,7 @@ def test_keras_batchnorm_as_mul_and_add_and_the_squeeze_after_global_pooling(tmp
                          "sequential/batch_normalization/batchnorm/add_1"),
         helper.make_node("Relu", ["sequential/batch_normalization/batchnorm/add_1:0"], ["sequential/re_lu/Relu:0"],
                          "sequential/re_lu/Relu"),
-        helper.make_node("GlobalAveragePool", ["sequential/re_lu/Relu:0"],
-                         ["sequential/global_average_pooling2d/Mean_Squeeze__20:0"],
-                         "sequential/global_average_pooling2d/Mean"),
-        helper.make_node("Squeeze", ["sequential/global_average_pooling2d/Mean_Squeeze__20:0", "const_axes__21"],
-                         ["sequential/global_average_pooling2d/Mean:0"],
-                         "sequential/global_average_pooling2d/Mean_Squeeze__20"),
-        helper.make_node("MatMul", ["sequential/global_average_pooling2d/Mean:0", "dense/MatMul/ReadVariableOp:0"],
-                         ["sequential/dense/MatMul:0"], "sequential/dense/MatMul"),
-        helper.make_node("Add", ["sequential/dense/MatMul:0", "dense/BiasAdd/ReadVariableOp:0"], ["dense"],
-                         "sequential/dense/BiasAdd"),
+        *_keras_pooled_dense("sequential", "sequential/re_lu/Relu:0", 20),
     ]
     model = _model(nodes, [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["unk__30", 8, 8, 3])],
                    helper.make_tensor_value_info("dense", TensorProto.FLOAT, ["unk__31", 5]), inits, 13, "tf2onnx")
@@ -226,14 +230,7 @@ def test_keras_residual_add_and_concatenate_are_joins(tmp_path):
         helper.make_node("Relu", ["model/add/add:0"], ["model/re_lu_1/Relu:0"], "model/re_lu_1/Relu"),
         helper.make_node("Concat", ["model/re_lu_1/Relu:0", "model/re_lu/Relu:0"], ["model/concatenate/concat:0"],
                          "model/concatenate/concat", axis=1),
-        helper.make_node("GlobalAveragePool", ["model/concatenate/concat:0"],
-                         ["model/global_average_pooling2d/Mean_Squeeze__30:0"], "model/global_average_pooling2d/Mean"),
-        helper.make_node("Squeeze", ["model/global_average_pooling2d/Mean_Squeeze__30:0", "const_axes__31"],
-                         ["model/global_average_pooling2d/Mean:0"], "model/global_average_pooling2d/Mean_Squeeze__30"),
-        helper.make_node("MatMul", ["model/global_average_pooling2d/Mean:0", "dense/MatMul/ReadVariableOp:0"],
-                         ["model/dense/MatMul:0"], "model/dense/MatMul"),
-        helper.make_node("Add", ["model/dense/MatMul:0", "dense/BiasAdd/ReadVariableOp:0"], ["dense"],
-                         "model/dense/BiasAdd"),
+        *_keras_pooled_dense("model", "model/concatenate/concat:0", 30),
     ]
     model = _model(nodes, [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["unk__40", 6, 6, 2])],
                    helper.make_tensor_value_info("dense", TensorProto.FLOAT, ["unk__41", 3]), inits, 13, "tf2onnx")
