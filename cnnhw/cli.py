@@ -568,13 +568,21 @@ def cmd_inspect(args) -> None:
     refusal = hardware_refusal(graph)
     out = console()
     out.print(graph_table(graph))
+    own = None
+    if graph.integer_model is not None:  # pre-quantized: say what its integers are
+        qgraph = graph.integer_model
+        own = {"by": qgraph.calibration, "input_format": str(qgraph.input.format), "input_scale": qgraph.input.scale,
+               "input_zero_point": qgraph.input.zero_point, "layers": len(qgraph.layers)}
+        out.print(f"integers: {qgraph.calibration}; input {qgraph.input.format}, scale {qgraph.input.scale:.6g}, "
+                  f"zero point {qgraph.input.zero_point}; quantize shows every layer's formats and rescaling")
     if refusal is None:
         out.print("hardware: every layer has a stage (plan --board says whether it fits)")
     else:
         out.print(f"hardware: cnnhw cannot build it: {refusal}")
     if args.json:
         write_json(args.json, {"model": str(_model_path(args)), **graph_facts(graph),
-                               "hardware": {"supported": refusal is None, "reason": refusal}})
+                               "hardware": {"supported": refusal is None, "reason": refusal},
+                               **({"own_integers": own} if own else {})})
 
 
 def cmd_predict(args) -> None:

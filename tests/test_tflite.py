@@ -5,6 +5,7 @@ hardware cannot take yet refused in one line."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -216,6 +217,11 @@ def test_the_commands_take_a_tflite_model_and_refuse_to_build_it_in_one_line(cli
         interpreter.invoke()
         logits.append(interpreter.get_tensor(_operator_outputs(MODELS["kws"])[11])[0])
     assert np.array_equal(np.load(tmp_path / "p.npz")["classes"], np.argmax(logits, axis=1))
+    result = cli("inspect", "--model", model, "--json", tmp_path / "inspect.json")
+    assert result.returncode == 0, result.stderr
+    assert "integers: the model's own integers (TFLite int8); input s8, scale 0.584703, zero point 83" in result.stdout
+    facts = json.loads((tmp_path / "inspect.json").read_text())
+    assert facts["own_integers"]["input_zero_point"] == 83 and not facts["hardware"]["supported"]
     result = cli("sim", "--model", model, "--inputs", tmp_path / "x.npz")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "computes TFLite's integer rule" in result.stderr
@@ -341,3 +347,25 @@ def test_convolution_pads_with_the_input_zero_point_and_add_takes_two_scales(tmp
     y = writer.tensor([1, 3], kind, scale=0.2, zero_point=5 + offset)
     writer.operator(B.FULLY_CONNECTED, [flat, fc_w, fc_b], [y], "FullyConnectedOptions", FusedActivationFunction=0)
     _same_as_reference(writer, x, y, seed, tmp_path_factory.mktemp("conv"))
+
+
+def _one_conv(kind: int, out_kind: int | None = None) -> ModelWriter:
+    """x (1, 4, 4, 2) -> CONV_2D 1x1 -> y, the activations of ``kind`` (and ``out_kind``)."""
+    writer = ModelWriter()
+    x = writer.tensor([1, 4, 4, 2], kind, scale=0.1, zero_point=0)
+    weights = writer.tensor([2, 1, 1, 2], data=np.ones((2, 1, 1, 2)), scale=0.01, zero_point=0)
+    y = writer.tensor([1, 4, 4, 2], out_kind if out_kind is not None else kind, scale=0.1, zero_point=0)
+    writer.operator(B.CONV_2D, [x, weights], [y], "Conv2DOptions", Padding=PADDING.VALID, StrideW=1, StrideH=1)
+    return writer, x, y
+
+
+@pytest.mark.parametrize("kinds, message", [
+    ((tflite.TensorType.INT16,), "input 't0' is int16; cnnhw imports TFLite models quantized to int8 or uint8"),
+    ((tflite.TensorType.INT8, tflite.TensorType.FLOAT32), "tensor 't2' is float32; cnnhw computes int8 and uint8"),
+])
+def test_activations_cnnhw_cannot_compute_are_refused_naming_the_tensor(kinds, message, tmp_path):
+    writer, x, y = _one_conv(*kinds)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(writer.write([x], [y]))
+    with pytest.raises(UnsupportedModelError, match=message):
+        load_model(path)

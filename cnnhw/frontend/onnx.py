@@ -283,6 +283,10 @@ class _Importer:
     def _visit(self, node, index: int) -> None:
         label = f"'{node.name}'" if node.name else f"#{index}"
         where = f"{node.op_type} node {label}"
+        if node.op_type in QUANTIZED_OPS:  # before folding: a DequantizeLinear of a constant weight is one too
+            raise UnsupportedModelError(
+                f"{where}: the model is already quantized (ONNX QDQ or QOperator); cnnhw does not import "
+                f"pre-quantized ONNX models yet: give the float model (cnnhw quantizes it) or a TFLite int8 model")
         if node.domain not in ("", "ai.onnx"):
             raise UnsupportedModelError(
                 f"unsupported op '{node.domain}::{node.op_type}' at node {label}; cnnhw supports "
@@ -814,3 +818,7 @@ _JOINS = {"Add", "Concat"}
 
 #: The ONNX ops cnnhw imports (plus Constant, and any op whose inputs are all constants).
 SUPPORTED_OPS = tuple(sorted(_CONVERTERS))
+#: The ops of a pre-quantized ONNX model (QDQ pairs, the QOperator format), refused by name.
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                           "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearAveragePool",
+                           "QLinearGlobalAveragePool", "QLinearConcat", "QGemm", "ConvInteger", "MatMulInteger"})
