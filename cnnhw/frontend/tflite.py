@@ -150,8 +150,10 @@ class _Importer:
             kind = self._op_name(op)
             if kind == "SOFTMAX" and index == count - 1:
                 dropped = "Softmax"
-                self.float_ops.append(Softmax(f"softmax_{index}"))
-                self.float_reads.append((self.writer[int(op.InputsAsNumpy()[0])],))
+                softmax = Softmax(f"softmax_{index}")
+                self.float_ops.append(softmax)
+                self.float_reads.append((self._read(self.tensors[int(op.InputsAsNumpy()[0])], index, "SOFTMAX"),))
+                self.writer[int(op.OutputsAsNumpy()[0])] = softmax.name
                 continue
             handler = getattr(self, f"_{kind.lower()}", None)
             if handler is None:
@@ -159,6 +161,10 @@ class _Importer:
                                             f"CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, "
                                             f"MAX_POOL_2D, ADD, RESHAPE and a final SOFTMAX")
             handler(op, index, f"{kind.lower()}_{index}")
+        y = self.tensors[int(outputs[0])]
+        if not self.float_ops or self.writer.get(y.index) != self.float_ops[-1].name:
+            raise UnsupportedModelError(f"{self.what}: its output '{y.name}' is not the last operator's; cnnhw takes "
+                                        f"models whose last operator writes the output")
         c, h, w = x.shape[3], x.shape[1], x.shape[2]
         input_quantizer = InputQuantizer(x.scale, _FORMATS[x.type], "half_up", x.zero_point)
         integer_graph = Graph(self.name, (c, h, w), tuple(self.float_ops[:len(self.float_ops) - bool(dropped)]),
