@@ -171,7 +171,7 @@ class _Importer:
                               op_inputs=tuple(self.float_reads[:len(self.float_reads) - bool(dropped)]),
                               source="TFLite")
         qgraph = QGraph(integer_graph, input_quantizer, tuple(self.layers), QuantOptions(),
-                        "the model's own integers (TFLite int8)", dropped, tuple(self.layer_reads))
+                        f"the model's own integers (TFLite {_TYPE_NAMES[x.type]})", dropped, tuple(self.layer_reads))
         return Graph(self.name, (c, h, w), tuple(self.float_ops), input_name=x.name, input_perm=(0, 3, 1, 2),
                      source="TFLite", op_inputs=tuple(self.float_reads), integer_model=qgraph)
 
