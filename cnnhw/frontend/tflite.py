@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tflite
 
 from ..errors import ModelError, UnsupportedModelError
 from ..ir import Graph
@@ -32,9 +33,17 @@ from ..quant.arith import IntFormat
 from ..quant.qgraph import QAdd, QClamp, QConv, QDense, QGraph, QPool, QReshape, InputQuantizer, QuantOptions
 from ..quant.tflite_arith import (INT32_MAX, TFLiteAdd, TFLiteAverage, TFLiteRequantizer, activation_range)
 
-#: TFLite's tensor types that cnnhw computes (schema ``TensorType``).
-INT8, UINT8, INT32, FLOAT32 = 9, 3, 2, 0
-_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8", 10: "float64"}
+def _names(enum) -> dict[int, str]:
+    """A schema enum's names by value (``tflite.TensorType``, ``BuiltinOperator``, ...)."""
+    return {value: key for key, value in vars(enum).items() if not key.startswith("_")}
+
+
+INT8, UINT8, INT32, FLOAT32 = (tflite.TensorType.INT8, tflite.TensorType.UINT8, tflite.TensorType.INT32,
+                               tflite.TensorType.FLOAT32)
+_TYPE_NAMES = {value: name.lower() for value, name in _names(tflite.TensorType).items()}
+_OP_NAMES = _names(tflite.BuiltinOperator)
+_ACTIVATIONS = _names(tflite.ActivationFunctionType)
+#: The activation types cnnhw computes.
 _FORMATS = {INT8: IntFormat(8, True), UINT8: IntFormat(8, False)}
 #: The flatbuffer's file identifier (bytes 4..8).
 IDENTIFIER = b"TFL3"
@@ -60,12 +69,13 @@ class _Tensor:
     def zero_point(self) -> int:
         return int(self.zero_points[0]) if self.zero_points is not None and len(self.zero_points) else 0
 
+    @property
+    def chw(self) -> tuple[int, ...]:
+        """cnnhw's shape of one image of this (1, H, W, C) map or (1, N) vector: (C, H, W) or (N,)."""
+        return (self.shape[3], self.shape[1], self.shape[2]) if len(self.shape) == 4 else tuple(self.shape[1:])
+
 
 def load_tflite(path: Path) -> Graph:
-    try:
-        import tflite
-    except ImportError:  # pragma: no cover - a dependency of cnnhw
-        raise ModelError("the tflite package is missing; reinstall cnnhw (pip install cnnhw)") from None
     data = Path(path).read_bytes()
     what = f"model {path}"
     if not data:
@@ -74,7 +84,7 @@ def load_tflite(path: Path) -> Graph:
         raise ModelError(f"{what}: not a TFLite flatbuffer (no 'TFL3' identifier); is it a .tflite file?")
     try:
         model = tflite.Model.GetRootAsModel(data, 0)
-        return _Importer(model, tflite, path.stem, what).graph()
+        return _Importer(model, path.stem, what).graph()
     except (ModelError, UnsupportedModelError):
         raise
     except Exception as error:  # a damaged flatbuffer raises whatever its accessors hit (struct, index, ...)
@@ -83,14 +93,11 @@ def load_tflite(path: Path) -> Graph:
 
 
 class _Importer:
-    def __init__(self, model, tflite, name: str, what: str):
-        self.model, self.tflite, self.name, self.what = model, tflite, name, what
+    def __init__(self, model, name: str, what: str):
+        self.model, self.name, self.what = model, name, what
         if model.SubgraphsLength() != 1:
             raise UnsupportedModelError(f"{what}: {model.SubgraphsLength()} subgraphs; cnnhw takes models of one")
         self.subgraph = model.Subgraphs(0)
-        self.op_names = {value: key for key, value in vars(tflite.BuiltinOperator).items() if not key.startswith("_")}
-        self.activations = {value: key for key, value in vars(tflite.ActivationFunctionType).items()
-                            if not key.startswith("_")}
         self.tensors = [self._tensor(k) for k in range(self.subgraph.TensorsLength())]
         self.float_ops, self.float_reads, self.layers, self.layer_reads = [], [], [], []
         self.writer: dict[int, str] = {}  # tensor index -> the layer (or INPUT) that writes it
@@ -115,7 +122,7 @@ class _Importer:
 
     def _op_name(self, op) -> str:
         code = self.model.OperatorCodes(op.OpcodeIndex())
-        return self.op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        return _OP_NAMES.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
 
     def _options(self, op, kind, index: int, what: str, required: bool = True):
         """The operator's builtin options as ``kind`` (None when an optional table is absent)."""
@@ -165,7 +172,7 @@ class _Importer:
         if not self.float_ops or self.writer.get(y.index) != self.float_ops[-1].name:
             raise UnsupportedModelError(f"{self.what}: its output '{y.name}' is not the last operator's; cnnhw takes "
                                         f"models whose last operator writes the output")
-        c, h, w = x.shape[3], x.shape[1], x.shape[2]
+        c, h, w = x.chw
         input_quantizer = InputQuantizer(x.scale, _FORMATS[x.type], "half_up", x.zero_point)
         integer_graph = Graph(self.name, (c, h, w), tuple(self.float_ops[:len(self.float_ops) - bool(dropped)]),
                               op_inputs=tuple(self.float_reads[:len(self.float_reads) - bool(dropped)]),
@@ -194,17 +201,21 @@ class _Importer:
         return self.writer[tensor.index]
 
     def _fused(self, options, out: _Tensor, op_index: int, what: str) -> tuple[str, int, int]:
-        code = options.FusedActivationFunction() if options is not None else self.tflite.ActivationFunctionType.NONE
-        activation = self.activations.get(code, "?")
+        code = options.FusedActivationFunction() if options is not None else tflite.ActivationFunctionType.NONE
+        activation = _ACTIVATIONS.get(code, "?")
         if activation not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
             raise UnsupportedModelError(f"{what} (operator {op_index}): fused activation {activation} is not "
                                         f"supported (NONE, RELU, RELU6, RELU_N1_TO_1)")
         fmt = _FORMATS[out.type]
         return (activation, *activation_range(activation, out.scale, out.zero_point, fmt.lo, fmt.hi))
 
-    def _float_activation(self, activation: str, name: str):
-        return {"NONE": None, "RELU": Relu(f"{name}/relu"), "RELU6": Clip(f"{name}/relu6", 0.0, 6.0),
-                "RELU_N1_TO_1": Clip(f"{name}/relu_n1_to_1", -1.0, 1.0)}[activation]
+    @staticmethod
+    def _float_activation(activation: str, name: str) -> tuple[list, str, str]:
+        """A fused activation's float view: (the ops after the layer's own, none or one; the float
+        op whose output the integer layer stands for, its ``source``; the layer's activation label)."""
+        op = {"NONE": None, "RELU": Relu(f"{name}/relu"), "RELU6": Clip(f"{name}/relu6", 0.0, 6.0),
+              "RELU_N1_TO_1": Clip(f"{name}/relu_n1_to_1", -1.0, 1.0)}[activation]
+        return ([], name, "none") if op is None else ([op], op.name, type(op).__name__)
 
     def _emit(self, float_ops, reads, layer, out: _Tensor) -> None:
         """The float ops (the first reading ``reads``, each next one the one before) and the layer."""
@@ -229,7 +240,7 @@ class _Importer:
         return total // 2, total - total // 2
 
     def _pads(self, options, in_hw, kernel, stride, dilation) -> tuple[int, int, int, int]:
-        if options.Padding() == self.tflite.Padding.VALID:
+        if options.Padding() == tflite.Padding.VALID:
             return 0, 0, 0, 0
         (top, bottom), (left, right) = (self._same_pads(in_hw[k], kernel[k], stride[k], dilation[k]) for k in (0, 1))
         return top, left, bottom, right
@@ -246,13 +257,12 @@ class _Importer:
 
     # ---------------------------------------------------------------- operators
     def _conv(self, op, index: int, name: str, depthwise: bool) -> None:
-        tfl = self.tflite
         what = f"{'DEPTHWISE_CONV_2D' if depthwise else 'CONV_2D'} '{name}'"
         ins, outs = op.InputsAsNumpy(), op.OutputsAsNumpy()
         x = self._activation_tensor(int(ins[0]), index, what)
         weights, out = self.tensors[int(ins[1])], self._activation_tensor(int(outs[0]), index, what)
         bias = self.tensors[int(ins[2])] if len(ins) > 2 and ins[2] >= 0 else None
-        options = self._options(op, tfl.DepthwiseConv2DOptions if depthwise else tfl.Conv2DOptions, index, what)
+        options = self._options(op, tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions, index, what)
         w = self._weights(weights, x, index, what)
         stride = (options.StrideH(), options.StrideW())
         dilation = (options.DilationHFactor(), options.DilationWFactor())
@@ -285,7 +295,7 @@ class _Importer:
         if x.index in self.hwc_vectors:  # columns in (H, W, C) order -> cnnhw's (C, H, W)
             h, width, c = self.hwc_vectors[x.index]
             w = w.reshape(-1, h, width, c).transpose(0, 3, 1, 2).reshape(len(w), -1)
-        options = self._options(op, self.tflite.FullyConnectedOptions, index, what, required=False)
+        options = self._options(op, tflite.FullyConnectedOptions, index, what, required=False)
         self._matrix_layer(op, index, name, what, x, weights, out, bias, w, options, None)
 
     @staticmethod
@@ -320,27 +330,24 @@ class _Importer:
         requant = self._requantizer(x, weights, out, lo, hi, bound, index, what, fully_connected=conv is None)
         float_w = w * scales.reshape((-1,) + (1,) * (w.ndim - 1))
         float_b = b * (x.scale * scales)
-        float_act = self._float_activation(activation, name)
+        activation_ops, source, label = self._float_activation(activation, name)
         common = dict(in_format=in_fmt, out_format=out_fmt, in_scale=x.scale, out_scale=out.scale,
                       out_zero_point=out.zero_point, weight=w,
                       bias=folded, weight_format=IntFormat(8 if weights.type == INT8 else 9, True),
                       weight_scales=tuple(float(s) for s in weights.scales),
                       acc_format=IntFormat.holding(-bound, bound), requant=requant,
-                      activation=type(float_act).__name__ if float_act else "none")
+                      activation=label)
         if conv is not None:
-            c, h, width = x.shape[3], x.shape[1], x.shape[2]
             float_op = Conv2d(name, float_w, float_b, **conv)
-            out_shape = float_op.output_shape((c, h, width))
-            if out_shape != (out.shape[3], out.shape[1], out.shape[2]):
+            out_shape = float_op.output_shape(x.chw)
+            if out_shape != out.chw:
                 raise ModelError(f"{what} (operator {index}): output {out.shape} does not match the convolution's "
                                  f"{out_shape}")
-            source = float_act.name if float_act else name
-            layer = QConv(name, source, (c, h, width), out_shape, **common, **conv, pad_value=x.zero_point)
+            layer = QConv(name, source, x.chw, out_shape, **common, **conv, pad_value=x.zero_point)
         else:
             float_op = Dense(name, float_w, float_b)
-            source = float_act.name if float_act else name
             layer = QDense(name, source, (w.shape[1],), (outputs,), **common)
-        self._emit([float_op] + ([float_act] if float_act else []), reads, layer, out)
+        self._emit([float_op, *activation_ops], reads, layer, out)
 
     def _pool(self, op, index: int, name: str, kind: PoolKind) -> None:
         what = f"{'AVERAGE' if kind == PoolKind.AVG else 'MAX'}_POOL_2D '{name}'"
@@ -349,7 +356,7 @@ class _Importer:
         if (x.scale, x.zero_point) != (out.scale, out.zero_point):
             raise UnsupportedModelError(f"{what} (operator {index}): its input and output quantization differ; "
                                         f"TFLite's kernels require them equal")
-        options = self._options(op, self.tflite.Pool2DOptions, index, what)
+        options = self._options(op, tflite.Pool2DOptions, index, what)
         activation, lo, hi = self._fused(options, out, index, what)
         kernel, stride = (options.FilterHeight(), options.FilterWidth()), (options.StrideH(), options.StrideW())
         _, in_h, in_w, c = x.shape
@@ -357,24 +364,21 @@ class _Importer:
         float_op = Pool2d(name, kind, kernel, stride, pads)
         out_shape = float_op.output_shape((c, in_h, in_w))
         fmt = _FORMATS[x.type]
-        float_act = self._float_activation(activation, name)
+        activation_ops, source, _ = self._float_activation(activation, name)
         common = dict(in_format=fmt, out_format=fmt, in_scale=x.scale, out_scale=out.scale,
                       out_zero_point=out.zero_point, kind=kind, kernel=kernel, stride=stride, pads=pads)
         reads = (self._read(x, index, what),)
-        if kind == PoolKind.AVG:
+        if kind == PoolKind.AVG:  # the average's divider clamps to the activation's range
             count = kernel[0] * kernel[1]
-            layer = QPool(name, float_act.name if float_act else name, (c, in_h, in_w), out_shape, **common,
+            layer = QPool(name, source, (c, in_h, in_w), out_shape, **common,
                           sum_format=IntFormat.holding(fmt.lo * count, fmt.hi * count), divider=TFLiteAverage(lo, hi))
-            self._emit([float_op] + ([float_act] if float_act else []), reads, layer, out)
+            self._emit([float_op, *activation_ops], reads, layer, out)
             return
-        layer = QPool(name, name, (c, in_h, in_w), out_shape, **common)
-        if float_act is None:
-            self._emit([float_op], reads, layer, out)
-            return
-        self._emit([float_op], reads, layer, out)  # the max, then the fused activation's clamp
-        clamp = QClamp(float_act.name, float_act.name, out_shape, out_shape, fmt, fmt, x.scale, out.scale, lo=lo, hi=hi,
-                       out_zero_point=out.zero_point)
-        self._emit([float_act], (name,), clamp, out)
+        self._emit([float_op], reads, QPool(name, name, (c, in_h, in_w), out_shape, **common), out)
+        if activation_ops:  # the max, then the fused activation's clamp
+            clamp = QClamp(source, source, out_shape, out_shape, fmt, fmt, x.scale, out.scale, lo=lo, hi=hi,
+                           out_zero_point=out.zero_point)
+            self._emit(activation_ops, (name,), clamp, out)
 
     def _average_pool_2d(self, op, index: int, name: str) -> None:
         self._pool(op, index, name, PoolKind.AVG)
@@ -393,18 +397,17 @@ class _Importer:
             raise UnsupportedModelError(f"{what} (operator {index}): its inputs and output are not all int8 or all "
                                         f"uint8")
         reads = tuple(self._read(t, index, what) for t in ins)
-        options = self._options(op, self.tflite.AddOptions, index, what, required=False)
+        options = self._options(op, tflite.AddOptions, index, what, required=False)
         activation, lo, hi = self._fused(options, out, index, what)
         rule = TFLiteAdd.for_scales([t.scale for t in ins], [t.zero_point for t in ins], out.scale, out.zero_point,
                                     lo, hi)
-        shape = (out.shape[3], out.shape[1], out.shape[2]) if len(out.shape) == 4 else tuple(out.shape[1:])
-        float_act = self._float_activation(activation, name)
+        shape = out.chw
+        activation_ops, source, label = self._float_activation(activation, name)
         fmt = _FORMATS[out.type]
-        layer = QAdd(name, float_act.name if float_act else name, shape, shape, fmt, fmt, ins[0].scale, out.scale,
-                     in_formats=(fmt, fmt), in_scales=tuple(t.scale for t in ins), requant=rule,
-                     activation=type(float_act).__name__ if float_act else "none", in_shapes=(shape, shape),
+        layer = QAdd(name, source, shape, shape, fmt, fmt, ins[0].scale, out.scale, in_formats=(fmt, fmt),
+                     in_scales=tuple(t.scale for t in ins), requant=rule, activation=label, in_shapes=(shape, shape),
                      out_zero_point=out.zero_point)
-        self._emit([Add(name)] + ([float_act] if float_act else []), reads, layer, out)
+        self._emit([Add(name), *activation_ops], reads, layer, out)
 
     def _reshape(self, op, index: int, name: str) -> None:
         what = f"RESHAPE '{name}'"
