@@ -50,32 +50,41 @@ def _nchw(tensor: np.ndarray) -> np.ndarray:
     return np.transpose(tensor, (0, 3, 1, 2)) if tensor.ndim == 4 else tensor
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_the_integer_model_equals_tflites_reference_kernels_on_every_tensor(name):
-    """200 random int8 inputs over the whole range: every layer's integers (convolutions, depthwise
-    convolutions, ADDs, the average pool, the fully connected layer) equal the tensor the TFLite
-    operator it comes from writes."""
-    path = MODELS[name]
+def assert_same_as_reference(path: Path, count: int, seed: int) -> None:
+    """Run TFLite's reference kernels and cnnhw's integer model on ``count`` random inputs over the
+    input type's whole range, and compare every layer's integers with the tensor the operator it
+    comes from writes (a flatten in cnnhw's (C, H, W) order, TFLite's being (H, W, C))."""
     qgraph = quantize_graph(load_model(path))
     interpreter, outputs = _reference(path), _operator_outputs(path)
     detail = interpreter.get_input_details()[0]
-    rng = np.random.default_rng(200)
-    images = rng.integers(-128, 128, size=(200, *detail["shape"][1:])).astype(np.int8)
+    info = np.iinfo(detail["dtype"])
+    rng = np.random.default_rng(seed)
+    images = rng.integers(info.min, info.max + 1, size=(count, *detail["shape"][1:])).astype(detail["dtype"])
     # cnnhw's data are real values in (N, C, H, W); the input quantizer gives the integers back.
-    x = _nchw((images.astype(np.float64) - qgraph.input.zero_point) * qgraph.input.scale)
-    ours = run_int(qgraph, x, every_layer=True)
+    ours = run_int(qgraph, _nchw((images.astype(np.float64) - qgraph.input.zero_point) * qgraph.input.scale),
+                   every_layer=True)
     assert np.array_equal(ours[0], _nchw(images))
     expected = {layer.name: [] for layer in qgraph.layers}
     for image in images:
         interpreter.set_tensor(detail["index"], image[None])
         interpreter.invoke()
         for layer in qgraph.layers:
-            operator = int(layer.name.rsplit("_", 1)[1])
-            expected[layer.name].append(_nchw(interpreter.get_tensor(outputs[operator]))[0])
+            want = _nchw(interpreter.get_tensor(outputs[int(layer.name.rsplit("_", 1)[1])]))[0]
+            if layer.label == "Reshape":
+                c, h, w = layer.in_shape
+                want = want.reshape(h, w, c).transpose(2, 0, 1)
+            expected[layer.name].append(want)
     for layer, got in zip(qgraph.layers, ours[1:]):
-        want = np.stack(expected[layer.name]).ravel()
-        mismatch = first_mismatch(layer.name, want.tolist(), got.ravel().tolist())
+        mismatch = first_mismatch(layer.name, np.stack(expected[layer.name]).ravel().tolist(), got.ravel().tolist())
         assert mismatch is None, str(mismatch)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_integer_model_equals_tflites_reference_kernels_on_every_tensor(name):
+    """200 random int8 inputs over the whole range: every layer's integers (convolutions, depthwise
+    convolutions, ADDs, the average pool, the fully connected layer) equal the tensor the TFLite
+    operator it comes from writes."""
+    assert_same_as_reference(MODELS[name], 200, seed=200)
 
 
 @pytest.mark.parametrize("name, params, macs", [("kws", 22_604, 2_656_768), ("resnet8", 77_706, 12_501_632)])
@@ -234,28 +243,10 @@ ACTIVATION = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
 
 
 def _same_as_reference(writer, x: int, y: int, seed: int, tmp_path) -> None:
-    """Write the model, run TFLite's reference kernels and cnnhw's integer model on 3 random int8
-    inputs, and compare every operator's output tensor."""
+    """Write the model and compare it with TFLite's reference kernels on 3 random inputs."""
     path = tmp_path / "model.tflite"
     path.write_bytes(writer.write([x], [y]))
-    qgraph = quantize_graph(load_model(path))
-    interpreter, outputs = _reference(path), _operator_outputs(path)
-    detail = interpreter.get_input_details()[0]
-    info = np.iinfo(detail["dtype"])
-    images = np.random.default_rng(seed).integers(info.min, info.max + 1, size=(3, *detail["shape"][1:]))
-    images = images.astype(detail["dtype"])
-    ours = run_int(qgraph, _nchw((images.astype(np.float64) - qgraph.input.zero_point) * qgraph.input.scale),
-                   every_layer=True)
-    for k, image in enumerate(images):
-        interpreter.set_tensor(detail["index"], image[None])
-        interpreter.invoke()
-        for layer, got in zip(qgraph.layers, ours[1:]):
-            want = _nchw(interpreter.get_tensor(outputs[int(layer.name.rsplit("_", 1)[1])]))[0]
-            if layer.label == "Reshape":  # TFLite flattens (H, W, C), cnnhw (C, H, W)
-                c, h, w = layer.in_shape
-                want = want.reshape(h, w, c).transpose(2, 0, 1)
-            mismatch = first_mismatch(layer.name, want.ravel().tolist(), got[k].ravel().tolist())
-            assert mismatch is None, f"image {k}: {mismatch}"
+    assert_same_as_reference(path, 3, seed)
 
 
 def _scales(draw, count: int) -> list[float]:
