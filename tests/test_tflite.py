@@ -1,7 +1,8 @@
 """TFLite int8 models (the MLPerf Tiny reference models, as published): imported with their own
-integers, the integer model equals TFLite's reference kernels on every intermediate tensor;
-TFLite's arithmetic rules against literal transcriptions of its C++; damaged files and what the
-hardware cannot take yet refused in one line."""
+integers, the integer model equals TFLite's reference kernels on every intermediate tensor, and
+the hardware computes them bit for bit (Verilator for the MLPerf models, Amaranth's simulator for
+written ones); TFLite's arithmetic rules against literal transcriptions of its C++; damaged files
+refused in one line."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from cnnhw.errors import ModelError, UnsupportedModelError
 from cnnhw.frontend import load_model
 from cnnhw.golden.evaluate import layer_errors
 from cnnhw.golden.int_ref import run_int
-from cnnhw.hardware import hardware_refusal
+from cnnhw.hardware import Network, hardware_refusal
 from cnnhw.quant import quantize_graph
-from cnnhw.quant.tflite_arith import (doubling_high_mul, multiply_by_quantized_multiplier, quantize_multiplier,
-                                      rounding_divide_by_pot)
-from cnnhw.verify import first_mismatch
+from cnnhw.quant.tflite_arith import (TFLiteAverage, doubling_high_mul, multiply_by_quantized_multiplier,
+                                      quantize_multiplier, rounding_divide_by_pot)
+from cnnhw.verify import expected_streams, first_mismatch
+from netgen import random_plan
+from tests.gateware.harness import assert_bit_exact, simulate
 from tflite_writer import ModelWriter
 
 DATA = Path(__file__).parent / "data" / "mlperf_tiny"
@@ -114,9 +117,29 @@ def test_the_float_view_is_the_dequantized_model():
     assert min(error.sqnr_db for error in errors) >= 20, [(e.name, round(e.sqnr_db, 1)) for e in errors]
 
 
-def test_the_hardware_says_it_cannot_compute_tflites_rule_yet():
-    reason = hardware_refusal(load_model(MODELS["kws"]))
-    assert reason.startswith("Conv 'conv_2d_0' computes TFLite's integer rule")
+def _real_inputs(qgraph, count: int, seed: int) -> np.ndarray:
+    """``count`` random inputs over the input type's whole range, as the real values cnnhw's data
+    files hold (N, C, H, W)."""
+    fmt = qgraph.input.format
+    images = np.random.default_rng(seed).integers(fmt.lo, fmt.hi + 1, size=(count, *qgraph.graph.input_shape))
+    return ((images - qgraph.input.zero_point) * qgraph.input.scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_hardware_computes_the_models_integers_bit_for_bit(name, cli, tmp_path):
+    """``cnnhw sim`` on 5 random inputs, a random plan (folding, packed or logic products, rescaler
+    digits, line buffers): every layer's stream in Verilator equals the integer model, which
+    equals TFLite's reference kernels (above): input zero point padding, per-channel shifts, ADD,
+    the average pool and the fully connected layer's single rounding included."""
+    qgraph = quantize_graph(load_model(MODELS[name]))
+    assert hardware_refusal(qgraph.graph) is None
+    (tmp_path / "plan.json").write_text(random_plan(qgraph, seed=len(name)).dumps())
+    np.savez(tmp_path / "x.npz", x=_real_inputs(qgraph, 5, seed=5))
+    result = cli("sim", "--model", MODELS[name], "--inputs", tmp_path / "x.npz", "--plan", tmp_path / "plan.json",
+                 "-o", tmp_path / "rtl", "--json", tmp_path / "sim.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    facts = json.loads((tmp_path / "sim.json").read_text())
+    assert (facts["images"], facts["bit_exact"], facts["simulator"]) == (5, True, "verilator")
 
 
 # ------------------------------------------------------------------ the rules, against TFLite's C++
@@ -173,6 +196,23 @@ def test_multiply_by_quantized_multiplier_is_tflites(x, m0, shift):
     assert int(multiply_by_quantized_multiplier(np.int64(x), m0, shift)) == _rdbpot(_srdhm(x * (1 << left), m0), right)
 
 
+def _average_pool(total: int, count: int) -> int:
+    """TFLite's reference AveragePool (integer_ops/pooling.h), line by line, before the clamp."""
+    return (total + count // 2) // count if total > 0 else _c_division(total - count // 2, count)
+
+
+@pytest.mark.parametrize("counts, element", [((1, 2, 3, 4, 6, 9), (-128, 127)), ((25, 64, 125), (-128, 127)),
+                                             ((4, 8, 16), (0, 255))])
+def test_the_average_without_a_divider_is_tflites_division(counts, element):
+    """Every window sum a pool of these counts and this input format can have: the multiply,
+    add and shift of ``TFLiteAverage`` equal TFLite's C division, rounding half away from zero."""
+    divider = TFLiteAverage.for_windows(-1 << 20, 1 << 20, counts, *element)  # no clamp: the division alone
+    for count in counts:
+        sums = np.arange(count * element[0], count * element[1] + 1)
+        want = [_average_pool(int(total), count) for total in sums]
+        assert divider(sums, np.full(sums.shape, count)).tolist() == want
+
+
 # ------------------------------------------------------------------ bad files
 
 
@@ -210,7 +250,7 @@ def test_a_damaged_file_is_one_clear_error(content, message, tmp_path):
         load_model(path)
 
 
-def test_the_commands_take_a_tflite_model_and_refuse_to_build_it_in_one_line(cli, tmp_path):
+def test_predict_and_inspect_take_a_tflite_model(cli, tmp_path):
     model = tmp_path / "kws.tflite"
     model.write_bytes(MODELS["kws"].read_bytes())
     images = np.random.default_rng(3).integers(-128, 128, size=(4, 1, 49, 10))
@@ -230,10 +270,7 @@ def test_the_commands_take_a_tflite_model_and_refuse_to_build_it_in_one_line(cli
     assert result.returncode == 0, result.stderr
     assert "integers: the model's own integers (TFLite int8); input s8, scale 0.584703, zero point 83" in result.stdout
     facts = json.loads((tmp_path / "inspect.json").read_text())
-    assert facts["own_integers"]["input_zero_point"] == 83 and not facts["hardware"]["supported"]
-    result = cli("sim", "--model", model, "--inputs", tmp_path / "x.npz")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "computes TFLite's integer rule" in result.stderr
+    assert facts["own_integers"]["input_zero_point"] == 83 and facts["hardware"]["supported"]
 
 
 # ------------------------------------------------------------------ small models against the reference
@@ -265,11 +302,8 @@ def _depthwise(draw):
                 seed=draw(st.integers(0, 1000)))
 
 
-@settings(max_examples=100, deadline=None)
-@given(_depthwise())
-def test_depthwise_convolution_with_a_channel_multiplier_is_tflites(tmp_path_factory, case):
-    """Any depth multiplier, stride, SAME padding (which inserts the input's zero point) or VALID,
-    fused activations, per-channel weight scales: TFLite's reference DEPTHWISE_CONV_2D, exactly."""
+def _depthwise_model(case: dict):
+    """x -> DEPTHWISE_CONV_2D -> y, as ``case`` (:func:`_depthwise`) says."""
     rng = np.random.default_rng(case["seed"])
     c, m, (h, w), k = case["channels"], case["multiplier"], case["size"], case["kernel"]
     writer = ModelWriter()
@@ -284,20 +318,21 @@ def test_depthwise_convolution_with_a_channel_multiplier_is_tflites(tmp_path_fac
     writer.operator(B.DEPTHWISE_CONV_2D, [x, weights, bias], [y], "DepthwiseConv2DOptions", Padding=case["padding"],
                     StrideW=case["stride"], StrideH=case["stride"], DepthMultiplier=m,
                     FusedActivationFunction=ACTIVATION[case["activation"]], DilationWFactor=1, DilationHFactor=1)
-    _same_as_reference(writer, x, y, case["seed"], tmp_path_factory.mktemp("dw"))
+    return writer, x, y
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(1, 3), st.integers(2, 4), st.integers(1, 2), st.integers(-128, 127), st.booleans(),
-       st.floats(0.005, 0.2), st.floats(0.005, 0.2), st.booleans(), st.integers(0, 1000))
-def test_convolution_pads_with_the_input_zero_point_and_add_takes_two_scales(tmp_path_factory, channels, kernel,
-                                                                           stride, zero_point, per_channel, in_scale,
-                                                                           skip_scale, unsigned, seed):
-    """CONV_2D with SAME padding of an even kernel (the odd pad after), a non-zero input zero point,
-    per-channel or per-tensor weights; a 1x1 CONV_2D beside it; their ADD, of two different scales
-    and zero points, with a fused ReLU; then MAX_POOL_2D, a RESHAPE of the (H, W, C) map and
-    FULLY_CONNECTED: TFLite's reference kernels, exactly. In int8 (symmetric weights), or in uint8
-    (TFLite's older kernels: uint8 weights with a zero point, per tensor)."""
+@given(_depthwise())
+def test_depthwise_convolution_with_a_channel_multiplier_is_tflites(tmp_path_factory, case):
+    """Any depth multiplier, stride, SAME padding (which inserts the input's zero point) or VALID,
+    fused activations, per-channel weight scales: TFLite's reference DEPTHWISE_CONV_2D, exactly."""
+    _same_as_reference(*_depthwise_model(case), case["seed"], tmp_path_factory.mktemp("dw"))
+
+
+def _residual_model(channels: int, kernel: int, stride: int, zero_point: int, per_channel: bool, in_scale: float,
+                    skip_scale: float, unsigned: bool, seed: int):
+    """CONV_2D (SAME, an even or odd kernel) beside a 1x1 CONV_2D, their ADD with a fused ReLU,
+    MAX_POOL_2D, RESHAPE and FULLY_CONNECTED; int8, or uint8 with asymmetric weights."""
     rng = np.random.default_rng(seed)
     h = w = 6
     out = -(-h // stride)
@@ -337,7 +372,48 @@ def test_convolution_pads_with_the_input_zero_point_and_add_takes_two_scales(tmp
     fc_b = writer.tensor([3], tflite.TensorType.INT32, data=rng.integers(-500, 500, 3), scale=0.001, zero_point=0)
     y = writer.tensor([1, 3], kind, scale=0.2, zero_point=5 + offset)
     writer.operator(B.FULLY_CONNECTED, [flat, fc_w, fc_b], [y], "FullyConnectedOptions", FusedActivationFunction=0)
-    _same_as_reference(writer, x, y, seed, tmp_path_factory.mktemp("conv"))
+    return writer, x, y
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 3), st.integers(2, 4), st.integers(1, 2), st.integers(-128, 127), st.booleans(),
+       st.floats(0.005, 0.2), st.floats(0.005, 0.2), st.booleans(), st.integers(0, 1000))
+def test_convolution_pads_with_the_input_zero_point_and_add_takes_two_scales(tmp_path_factory, channels, kernel,
+                                                                           stride, zero_point, per_channel, in_scale,
+                                                                           skip_scale, unsigned, seed):
+    """CONV_2D with SAME padding of an even kernel (the odd pad after), a non-zero input zero point,
+    per-channel or per-tensor weights; a 1x1 CONV_2D beside it; their ADD, of two different scales
+    and zero points, with a fused ReLU; then MAX_POOL_2D, a RESHAPE of the (H, W, C) map and
+    FULLY_CONNECTED: TFLite's reference kernels, exactly. In int8 (symmetric weights), or in uint8
+    (TFLite's older kernels: uint8 weights with a zero point, per tensor)."""
+    model = _residual_model(channels, kernel, stride, zero_point, per_channel, in_scale, skip_scale, unsigned, seed)
+    _same_as_reference(*model, seed, tmp_path_factory.mktemp("conv"))
+
+
+@pytest.mark.parametrize("model", [
+    _depthwise_model(dict(channels=3, multiplier=2, size=(6, 5), kernel=3, stride=1, padding=PADDING.SAME,
+                          activation="RELU6", zero_point=-37, in_scale=0.05, weight_scales=[0.01, 0.02, 0.005] * 2,
+                          out_scale=0.04, out_zero=-128, seed=1)),
+    _depthwise_model(dict(channels=2, multiplier=3, size=(7, 7), kernel=2, stride=2, padding=PADDING.SAME,
+                          activation="NONE", zero_point=90, in_scale=0.1, weight_scales=[0.02] * 6, out_scale=0.2,
+                          out_zero=3, seed=2)),
+    _residual_model(3, 4, 1, 45, True, 0.03, 0.11, False, seed=3),
+    _residual_model(2, 3, 2, -100, False, 0.15, 0.006, False, seed=4),
+    _residual_model(2, 2, 1, 60, False, 0.05, 0.02, True, seed=5),
+], ids=["depthwise-x2-same", "depthwise-x3-stride2", "residual-per-channel", "residual-stride2", "residual-uint8"])
+def test_the_hardware_computes_written_models_bit_for_bit(model, tmp_path):
+    """Amaranth's simulator, random plans, gaps and stalls: padding with a non-zero input zero point,
+    depth multipliers, ADD of two scales, uint8 with weight zero points, every stream ``==`` the
+    integer model (which equals TFLite's reference kernels: the hypothesis tests above)."""
+    writer, x, y = model
+    path = tmp_path / "model.tflite"
+    path.write_bytes(writer.write([x], [y]))
+    assert_same_as_reference(path, 2, seed=0)
+    qgraph = quantize_graph(load_model(path))
+    accelerator = Network(qgraph, random_plan(qgraph, seed=3, minimal_rings=True)).accelerator()
+    expected = expected_streams(qgraph, _real_inputs(qgraph, 2, seed=1))
+    probes, outputs, classes, _ = simulate(accelerator, expected, seed=2)
+    assert_bit_exact(accelerator, expected, probes, outputs, classes)
 
 
 def _one_conv(kind: int, out_kind: int | None = None) -> ModelWriter:

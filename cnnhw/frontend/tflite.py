@@ -19,6 +19,7 @@ and its index.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import tflite
 from ..errors import ModelError, UnsupportedModelError
 from ..ir import Graph
 from ..ir.graph import INPUT
+from ..ir.windows import window_counts
 from ..ir.ops import Add, Clip, Conv2d, Dense, PoolKind, Pool2d, Relu, Reshape, Softmax
 from ..quant.arith import IntFormat
 from ..quant.qgraph import QAdd, QClamp, QConv, QDense, QGraph, QPool, QReshape, InputQuantizer, QuantOptions
@@ -87,7 +89,8 @@ def load_tflite(path: Path) -> Graph:
         return _Importer(model, path.stem, what).graph()
     except (ModelError, UnsupportedModelError):
         raise
-    except Exception as error:  # a damaged flatbuffer raises whatever its accessors hit (struct, index, ...)
+    except (struct.error, IndexError, ValueError, OverflowError, UnicodeDecodeError) as error:
+        # What a damaged flatbuffer's accessors raise: offsets past the end, bad lengths, bad text.
         raise ModelError(f"{what}: the flatbuffer is truncated or corrupt ({type(error).__name__}); "
                          f"export the model again") from None
 
@@ -370,8 +373,10 @@ class _Importer:
         reads = (self._read(x, index, what),)
         if kind == PoolKind.AVG:  # the average's divider clamps to the activation's range
             count = kernel[0] * kernel[1]
+            counts = window_counts(float_op, (in_h, in_w), out_shape[1:]).ravel()
             layer = QPool(name, source, (c, in_h, in_w), out_shape, **common,
-                          sum_format=IntFormat.holding(fmt.lo * count, fmt.hi * count), divider=TFLiteAverage(lo, hi))
+                          sum_format=IntFormat.holding(fmt.lo * count, fmt.hi * count),
+                          divider=TFLiteAverage.for_windows(lo, hi, counts, fmt.lo, fmt.hi))
             self._emit([float_op, *activation_ops], reads, layer, out)
             return
         self._emit([float_op], reads, QPool(name, name, (c, in_h, in_w), out_shape, **common), out)

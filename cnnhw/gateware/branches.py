@@ -156,21 +156,25 @@ def times_constant(value, constant: int):
 
 
 class AddUnit(wiring.Component):
-    """``o = requant.finish(i0 * M[0] + i1 * M[1])`` element by element: both inputs are taken in
-    the same cycle, when both are offered and the output register is empty or being read; the
-    result is offered ``LATENCY`` cycle later (one element per cycle)."""
+    """``o = requant.sum_of(i0, i1, ...)`` element by element (cnnhw's ``finish(i0 * M[0] + i1 *
+    M[1])``, or TFLite's ADD), each product of a constant written out as shifted adds
+    (:func:`times_constant`): the inputs are taken in the same cycle, when all are offered and the
+    output register is empty or being read; the result is offered ``LATENCY`` cycle later (one
+    element per cycle)."""
 
     LATENCY = 1
 
     @staticmethod
-    def logic_terms(in_bits, requant: Requantizer) -> dict[str, float]:
-        """The logic-cell model's terms: an adder per digit of each multiplier (``adders_of``), the
-        rounding and saturation, and the output register."""
-        width = max(in_bits) + requant.multiplier_bits + 1
-        adders = sum(map(adders_of, requant.multipliers))
+    def logic_terms(in_bits, requant) -> dict[str, float]:
+        """The logic-cell model's terms: an adder per digit of each constant product
+        (``adders_of``, as wide as the widest operand and constant), the rounding and saturation,
+        and the output register."""
+        products = requant.constant_products(list(in_bits))
+        width = max(bits for bits, _ in products) + max(constant.bit_length() for _, constant in products) + 1
+        adders = sum(adders_of(constant) for _, constant in products)
         return {"sum_bits": adders * width, "rescaler": 1, "packer_bits": width}
 
-    def __init__(self, in_shapes, out_shape, requant: Requantizer):
+    def __init__(self, in_shapes, out_shape, requant):
         self.in_shapes = [Shape.cast(shape) for shape in in_shapes]
         self.out_shape, self.requant = Shape.cast(out_shape), requant
         super().__init__({**{f"i{k}": In(stream.Signature(shape)) for k, shape in enumerate(self.in_shapes)},
@@ -179,11 +183,7 @@ class AddUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         inputs = [getattr(self, f"i{k}") for k in range(len(self.in_shapes))]
-        width = max(shape.width for shape in self.in_shapes) + self.requant.multiplier_bits + 2
-        total = Signal(signed(width))
-        m.d.comb += total.eq(sum(times_constant(port.payload.as_signed() if port.payload.shape().signed
-                                                else port.payload, multiplier)
-                                 for port, multiplier in zip(inputs, self.requant.multipliers)))
+        values = [port.payload.as_signed() if port.payload.shape().signed else port.payload for port in inputs]
         advance = ~self.o.valid | self.o.ready
         every = Cat(port.valid for port in inputs).all()
         for port in inputs:
@@ -191,8 +191,19 @@ class AddUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += self.o.valid.eq(every)
             with m.If(every):
-                m.d.sync += self.o.payload.eq(self.requant.finish(total, Mux))
+                m.d.sync += self.o.payload.eq(self.requant.sum_of(values, times_constant, Mux, wire_for(m)))
         return m
+
+
+def wire_for(m: Module):
+    """``keep(value)``: ``value`` on a wire of its own (a combinational signal), so that an
+    expression read several times is built once in the Verilog (yosys would merge the copies;
+    Verilator would compute each)."""
+    def keep(value):
+        wire = Signal(value.shape())
+        m.d.comb += wire.eq(value)
+        return wire
+    return keep
 
 
 class ConcatUnit(wiring.Component):

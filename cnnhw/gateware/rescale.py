@@ -1,5 +1,6 @@
 """Rescaler: ``y = finish(value * M[index])``, the multiply-and-round step of requantization
-and of average pooling, with the rounding/saturation taken from ``cnnhw.quant.arith``.
+and of average pooling, with the rounding/saturation taken from the rule (``cnnhw.quant.arith``
+or ``cnnhw.quant.tflite_arith``).
 
 The product is built ``digit_bits`` multiplier bits per cycle (most significant first):
 ``digit_bits >= multiplier bits`` is one full multiply (a DSP with yosys ``-dsp``); fewer
@@ -10,6 +11,8 @@ Latency: the same. Handshake: ``i`` is taken when idle; ``o`` holds its payload 
 The multiplier table is logic (a constant multiplexer) for up to ``TABLE_IN_LOGIC_MAX`` entries
 and a ROM beyond (yosys puts a large one in block RAM): a dense layer's 100+ per-channel
 multipliers cost hundreds of LUTs as logic. The ROM's synchronous read costs one cycle per value.
+A table whose entries are all equal is a constant. A rule whose finish differs by index (a
+TFLite layer's per-channel shifts) reads its own tables at the index kept with the value.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .dsp import dsps_of_product
-from .memories import MemoryShape
+from .memories import MemoryShape, add_terms
 from .tables import lookup, table_bits
 
 #: Largest multiplier table kept in logic (see the module docstring).
@@ -41,13 +44,23 @@ class RescalerParameters:
     entries: int
     digit_bits: int
     tables: int = 1
+    finish_terms: tuple[tuple[str, float], ...] = ()
 
     @staticmethod
     def for_rule(rule, value_bits: int, digit_bits: int) -> "RescalerParameters":
-        """For a ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``)."""
-        negative = getattr(rule, "negative_multipliers", None)
-        return RescalerParameters(value_bits, rule.multiplier_bits, len(rule.multipliers), digit_bits,
-                                  1 if negative is None else 2)
+        """For a rule with ``multipliers``, ``negative_multipliers`` and ``finish_structure``: a
+        ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``), or TFLite's."""
+        negative = rule.negative_multipliers
+        entries = table_entries(rule.multipliers, negative)
+        # A finish that differs by index reads its tables (logic) and shifts by a variable amount
+        # (a multiplexer stage per shift bit across the product).
+        tables, shift_stages = rule.finish_structure()
+        product_bits = value_bits + rule.multiplier_bits + 2
+        terms = {"table_bits": sum(table_bits(entries, width) for entries, width in tables),
+                 "lane_select_bits": product_bits * shift_stages}
+        return RescalerParameters(value_bits, rule.multiplier_bits, entries, digit_bits,
+                                  1 if negative is None else 2,
+                                  tuple((name, value) for name, value in terms.items() if value))
 
     @property
     def digit(self) -> int:
@@ -86,7 +99,13 @@ class RescalerParameters:
             terms["rescale_digit_bits"] = (self.value_bits + 1) * self.digit
         if not self.table_in_memory:
             terms["table_bits"] = self.tables * table_bits(self.entries, self.multiplier_bits)
-        return terms
+        return add_terms(terms, dict(self.finish_terms))
+
+
+def table_entries(multipliers, negative_multipliers=None) -> int:
+    """Entries a multiplier table needs: one when every entry is the same (a constant)."""
+    pairs = set(zip(multipliers, negative_multipliers or [0] * len(multipliers)))
+    return 1 if len(pairs) == 1 else len(multipliers)
 
 
 def rescale_input(value: Shape, entries: int) -> data.StructLayout:
@@ -96,8 +115,9 @@ def rescale_input(value: Shape, entries: int) -> data.StructLayout:
 class Rescaler(wiring.Component):
     """``o = rule.finish(i.value * multipliers[i.index])`` (``negative_multipliers`` when ``value < 0``).
 
-    ``rule`` is a :class:`cnnhw.quant.arith.Requantizer` or ``AverageDivider``: this unit only
-    forms the exact product; the rule decides rounding and saturation.
+    ``rule`` is a :class:`cnnhw.quant.arith.Requantizer` or ``AverageDivider``, or TFLite's
+    ``TFLiteRequantizer`` or ``TFLiteAverage``: this unit only forms the exact product; the rule
+    decides rounding and saturation, reading any per-index table it has at the value's index.
     """
 
     def __init__(self, value: Shape, out: Shape, multipliers, rule, negative_multipliers=None, digit_bits: int = 4):
@@ -108,7 +128,7 @@ class Rescaler(wiring.Component):
         self.rule = rule
         all_multipliers = self.multipliers + (self.negative_multipliers or ())
         self.parameters = RescalerParameters(self.value_shape.width, max(1, max(m.bit_length() for m in all_multipliers)),
-                                             len(self.multipliers), digit_bits,
+                                             table_entries(self.multipliers, self.negative_multipliers), digit_bits,
                                              1 if self.negative_multipliers is None else 2)
         self.multiplier_bits = self.parameters.multiplier_bits
         self.digit_bits = self.parameters.digit
@@ -152,10 +172,16 @@ class Rescaler(wiring.Component):
             if self.negative_multipliers is not None:
                 chosen = Mux(value < 0, table_read.data[width:], chosen)
         else:
-            chosen = lookup(self.multipliers, self.i.payload.index, unsigned(width))
+            constant = self.parameters.entries == 1
+            chosen = lookup(self.multipliers[:1] if constant else self.multipliers, self.i.payload.index, unsigned(width))
             if self.negative_multipliers is not None:
-                negative = lookup(self.negative_multipliers, self.i.payload.index, unsigned(width))
-                chosen = Mux(self.i.payload.value < 0, negative, chosen)
+                negatives = self.negative_multipliers[:1] if constant else self.negative_multipliers
+                chosen = Mux(self.i.payload.value < 0, lookup(negatives, self.i.payload.index, unsigned(width)), chosen)
+        # The index of the value being multiplied, for a rule whose finish reads per-index tables.
+        index = Signal.like(self.i.payload.index)
+
+        def at(table):
+            return lookup(table, index, unsigned(max(1, max(int(v).bit_length() for v in table))))
 
         top_digit = multiplier[padded - digit:]
         if self.steps == 1:
@@ -168,7 +194,8 @@ class Rescaler(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [value.eq(self.i.payload.value), product.eq(0), steps_left.eq(self.steps)]
+                    m.d.sync += [value.eq(self.i.payload.value), index.eq(self.i.payload.index), product.eq(0),
+                                 steps_left.eq(self.steps)]
                     if self.table_in_memory:
                         m.next = "LOAD"  # the table is read at this cycle's index
                     else:
@@ -184,7 +211,7 @@ class Rescaler(wiring.Component):
                 with m.If(steps_left == 1):
                     m.next = "DONE"
             with m.State("DONE"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(self.rule.finish(product, Mux))]
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(self.rule.finish(product, Mux, at))]
                 with m.If(self.o.ready):
                     m.next = "IDLE"
         return m

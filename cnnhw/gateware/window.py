@@ -12,7 +12,8 @@ channels, in the order::
                     emit x[y, x, group * channels_per_group + word * simd : ... + simd]
 
 with ``y = out_row * stride_h - pad_top + ky * dilation_h`` (columns alike). Positions
-outside the input emit zeros, flagged ``inside = 0``; positions past the padded input
+outside the input emit ``pad_value`` (0, or a TFLite model's input zero point), flagged
+``inside = 0``; positions past the padded input
 (possible with ceil-mode pooling) are also flagged ``beyond = 1``.
 
 Throughput: one word per cycle out, one element per cycle in; input rows are written while
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Module, Mux, Shape, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -52,6 +53,7 @@ class WindowGeometry:
     groups: int = 1
     simd: int = 1
     overlap: bool = True  # room for the next image's first window while this one finishes
+    pad_value: int = 0  # what positions outside the input hold
 
     #: Cycles from the last input element a window needs to its first word at the output.
     LATENCY = 3
@@ -254,7 +256,7 @@ class SlidingWindow(wiring.Component):
         m.d.sync += [in_flight.eq(issue), flight_inside.eq(inside), flight_beyond.eq(beyond)]
         emitted = Signal(window_payload(self.element, g.simd))
         m.d.comb += [
-            emitted.data.eq(Mux(flight_inside, read.data, 0)),
+            emitted.data.eq(Mux(flight_inside, read.data, Cat(Const(g.pad_value, self.element) for _ in range(g.simd)))),
             emitted.inside.eq(flight_inside),
             emitted.beyond.eq(flight_beyond),
             fifo.w_data.eq(emitted),

@@ -31,7 +31,7 @@ class ConvOp(MatrixOp):
         in_c, in_h, in_w = layer.in_shape
         out_c, out_h, out_w = layer.out_shape
         self.geometry = WindowGeometry(in_h, in_w, in_c, layer.kernel, layer.stride, layer.dilation, layer.pads,
-                                       (out_h, out_w), layer.groups, plan.simd, plan.overlap)
+                                       (out_h, out_w), layer.groups, plan.simd, plan.overlap, layer.pad_value)
         self.matrix = self.matrix_parameters(layer.groups, out_c // layer.groups, math.prod(layer.weight.shape[1:]))
 
     def folding_limits(self):

@@ -21,7 +21,7 @@ from amaranth import Shape, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..errors import CnnhwError, UnsupportedModelError
+from ..errors import CnnhwError
 from ..gateware.memories import MemoryShape
 from ..gateware.spram import LoadSignature
 from ..gateware.streams import stream_order
@@ -49,18 +49,7 @@ class HardwareOp:
         #: Cycles between the input rows the op receives: one element per cycle unless the
         #: stages before it are slower (set by :class:`~cnnhw.hardware.network.Network`).
         self.input_row_cycles = self.row_elements
-        self._check_rule()
         self._check_plan()
-
-    def _check_rule(self) -> None:
-        """The gateware computes cnnhw's own rule set (``cnnhw.quant.arith``); a layer whose
-        rescaling, average or padding follows another (a TFLite model's) is refused, naming it."""
-        rules = {getattr(getattr(self.layer, part, None), "rule", "cnnhw") for part in ("requant", "divider")}
-        if rules != {"cnnhw"} or getattr(self.layer, "pad_value", 0):
-            raise UnsupportedModelError(
-                f"{self.layer.label} '{self.name}' computes TFLite's integer rule (zero points, per-channel shifts, "
-                f"two roundings), which the hardware does not compute yet: the integer model (predict --golden int) "
-                f"reproduces it; sim and build take the models cnnhw quantizes itself (ONNX, npz)")
 
     @property
     def row_elements(self) -> int:

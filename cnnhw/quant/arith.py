@@ -27,6 +27,7 @@ checks the new rule.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
@@ -150,12 +151,18 @@ class Requantizer:
     def multiplier_bits(self) -> int:
         return max(1, max(int(m).bit_length() for m in self.multipliers + (self.negative_multipliers or ())))
 
-    def finish(self, product, select: Callable = _numpy_select):
+    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None):
         """The step after the multiply: ``saturate(round_shift(product, shift), lo, hi)``.
 
         The hardware computes ``product = acc * M[c]`` however it likes (a DSP, or a few
-        bits per cycle), then calls this on its product signal with ``select=Mux``."""
+        bits per cycle), then calls this on its product signal with ``select=Mux``. ``at``
+        (a per-channel table's entry, for rules whose finish differs by channel) is not needed."""
         return saturate(round_shift(product, self.shift, self.rounding), self.lo, self.hi, select)
+
+    def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
+        """(entries, bits) of each per-index table :meth:`finish` reads, and the stages of its
+        variable shift: none, as the finish is the same for every index."""
+        return [], 0
 
     def describe(self) -> str:
         """For reports: ``x M >> shift`` (the multipliers' range)."""
@@ -165,9 +172,20 @@ class Requantizer:
         """For JSON reports (DESIGN.md names the keys)."""
         return {"multipliers": list(self.multipliers), "shift": self.shift, "clamp": [self.lo, self.hi]}
 
-    def sum_of(self, inputs) -> np.ndarray:
-        """A join's sum (Add): ``finish(sum(x[k] * M[k]))``."""
-        return self.finish(sum(x * m for x, m in zip(inputs, self.multipliers)))
+    def sum_of(self, inputs, multiply: Callable = operator.mul, select: Callable = _numpy_select,
+               keep: Callable = lambda value: value):
+        """A join's sum (Add): ``finish(sum(x[k] * M[k]))``, of NumPy arrays, or of gateware values
+        with ``multiply`` forming products of constants, ``select = Mux`` and ``keep`` giving the
+        sum a wire of its own (the rounding reads it several times)."""
+        products = [multiply(x, m) for x, m in zip(inputs, self.multipliers)]
+        total = products[0]
+        for product in products[1:]:
+            total = total + product
+        return self.finish(keep(total), select)
+
+    def constant_products(self, in_bits) -> list[tuple[int, int]]:
+        """(operand bits, constant) of each product :meth:`sum_of` forms."""
+        return list(zip(in_bits, self.multipliers))
 
     def scalar(self, acc, channel: int, select: Callable = _numpy_select):
         """Requantize ``acc`` of one output ``channel`` (NumPy or Amaranth operands)."""
@@ -237,6 +255,7 @@ class AverageDivider:
     rounding: str = "half_up"
 
     rule = "cnnhw"
+    negative_multipliers = None
 
     @staticmethod
     def for_counts(max_count: int, rounding: str, shift: int = 16, what: str = "average pooling") -> "AverageDivider":
@@ -254,10 +273,15 @@ class AverageDivider:
     def multiplier_bits(self) -> int:
         return max(1, max(int(m).bit_length() for m in self.multipliers))
 
+    def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
+        """(entries, bits) of each per-index table :meth:`finish` reads, and the stages of its
+        variable shift: none, as the finish is the same for every index."""
+        return [], 0
+
     def describe(self) -> str:
         return f"avg: x M[n] >> {self.shift}"
 
-    def finish(self, product, select: Callable = _numpy_select):
+    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None):
         """After ``product = sum * multipliers[count]``: ``round_shift(product, shift)``."""
         return round_shift(product, self.shift, self.rounding)
 

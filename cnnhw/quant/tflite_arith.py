@@ -28,6 +28,7 @@ constants with NumPy.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -94,12 +95,28 @@ def multiply_by_quantized_multiplier_once(value, m0, shift):
     return (value * m0 + (1 << (total - 1))) >> total
 
 
+def _picker_for(table_shape: list[int], count: int) -> Callable:
+    """``at(table)`` for NumPy: the table's entry of each index along an axis of ``count``
+    entries (``table_shape`` has -1 there and 1 elsewhere), for a rule's ``finish``."""
+    return lambda table: np.resize(np.asarray(table, dtype=np.int64), count).reshape(table_shape)
+
+
+def _entry(table, at):
+    """One per-index table's value: the constant itself when every entry is equal (the hardware
+    needs no table then), else ``at(table)``."""
+    return table[0] if len(set(table)) == 1 else at(table)
+
+
 @dataclass(frozen=True)
 class TFLiteRequantizer:
     """A convolution's or fully connected layer's output: ``clamp(multiply_by_quantized_multiplier(
-    acc, multipliers[c], shifts[c]) + offset, lo, hi)``, ``c`` the output channel (one entry for a
-    per-tensor layer), ``offset`` the output zero point, ``[lo, hi]`` the fused activation's range
-    (TFLite's ``CalculateActivationRangeQuantized``).
+    acc, quantized_multipliers[c], shifts[c]) + offset, lo, hi)``, ``c`` the output channel (one
+    entry for a per-tensor layer), ``offset`` the output zero point, ``[lo, hi]`` the fused
+    activation's range (TFLite's ``CalculateActivationRangeQuantized``).
+
+    As a Rescaler computes it: ``product = acc * multipliers[c]``, where ``multipliers[c]`` is
+    ``m0 << max(shift, 0)`` (TFLite's left shift of ``acc`` moved into the constant: the product
+    is the same), then :meth:`finish` with ``right_shifts[c] = max(-shift, 0)``.
 
     ``single_rounding``: the factor applied with one rounding
     (:func:`multiply_by_quantized_multiplier_once`), as TFLite's reference FULLY_CONNECTED kernel
@@ -107,7 +124,7 @@ class TFLiteRequantizer:
     DEPTHWISE_CONV_2D twice and FULLY_CONNECTED once; on the MLPerf Tiny models the two differ in
     35 of 4,400 fully connected outputs of 200 random inputs, the single rounding in none)."""
 
-    multipliers: tuple[int, ...]
+    quantized_multipliers: tuple[int, ...]
     shifts: tuple[int, ...]
     offset: int
     lo: int
@@ -130,29 +147,64 @@ class TFLiteRequantizer:
                                  single_rounding)
 
     @property
+    def multipliers(self) -> tuple[int, ...]:
+        """What the accumulator is multiplied by, per channel: ``m0 << max(shift, 0)``."""
+        return tuple(m << max(s, 0) for m, s in zip(self.quantized_multipliers, self.shifts))
+
+    @property
+    def right_shifts(self) -> tuple[int, ...]:
+        return tuple(max(-s, 0) for s in self.shifts)
+
+    @property
     def multiplier_bits(self) -> int:
-        return MULTIPLIER_BITS
+        return max(1, max(m.bit_length() for m in self.multipliers))
+
+    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None):
+        """After ``product = acc * multipliers[c]``: the rounding(s), the zero point and the clamp.
+        ``at(table)`` gives channel ``c``'s entry of a per-channel table (NumPy, or a lookup on
+        the hardware's channel index); per-tensor rules never call it."""
+        right = _entry(self.right_shifts, at)
+        if self.single_rounding:
+            scaled = (product + (1 << (right + (MULTIPLIER_BITS - 1)))) >> (right + MULTIPLIER_BITS)
+        else:
+            scaled = rounding_divide_by_pot(doubling_high_mul(product), right, select)
+        return saturate(scaled + self.offset, self.lo, self.hi, select)
+
+    def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
+        """(entries, bits) of each per-index table :meth:`finish` reads, and its variable shift's
+        stages: the right shifts, when they differ by channel."""
+        rights = self.right_shifts
+        if len(set(rights)) == 1:
+            return [], 0
+        return [(len(rights), max(rights).bit_length())], (max(rights) - min(rights)).bit_length()
 
     def __call__(self, acc: np.ndarray, channel_axis: int = 1) -> np.ndarray:
         shape = [1] * acc.ndim
         shape[channel_axis] = -1
-        count = acc.shape[channel_axis]
-        multipliers = np.resize(np.asarray(self.multipliers, dtype=np.int64), count).reshape(shape)
-        shifts = np.resize(np.asarray(self.shifts, dtype=np.int64), count).reshape(shape)
-        rescale = multiply_by_quantized_multiplier_once if self.single_rounding else multiply_by_quantized_multiplier
-        scaled = rescale(acc.astype(np.int64), multipliers, shifts)
-        return saturate(scaled + self.offset, self.lo, self.hi)
+        at = _picker_for(shape, acc.shape[channel_axis])
+        return self.finish(acc.astype(np.int64) * at(self.multipliers), at=at)
 
     def describe(self) -> str:
         roundings = "1 rounding" if self.single_rounding else "2 roundings"
         return f"tflite: x m0 2^({_span(self.shifts)}-31), {roundings}, {self.offset:+d}"
 
     def facts(self) -> dict:
-        return {"rule": self.rule, "multipliers": list(self.multipliers), "shifts": list(self.shifts),
+        return {"rule": self.rule, "multipliers": list(self.quantized_multipliers), "shifts": list(self.shifts),
                 "offset": self.offset, "clamp": [self.lo, self.hi], "single_rounding": self.single_rounding}
 
     def largest_left_shift(self) -> int:
         return max(0, *self.shifts)
+
+
+def _same(value):
+    return value
+
+
+def _rescale_by_constant(value, m0: int, shift: int, multiply: Callable, select: Callable, keep: Callable):
+    """``multiply_by_quantized_multiplier(value, m0, shift)`` for a constant ``(m0, shift)``,
+    with ``multiply(value, constant)`` forming the product (``*``, or shifted adds in gateware)."""
+    high = keep(doubling_high_mul(keep(multiply(value, m0 << max(shift, 0)))))
+    return keep(rounding_divide_by_pot(high, max(-shift, 0), select))
 
 
 @dataclass(frozen=True)
@@ -192,33 +244,103 @@ class TFLiteAdd:
                 "multipliers": [self.output_multiplier], "shifts": [self.output_shift], "offset": self.offset,
                 "clamp": [self.lo, self.hi]}
 
-    def sum_of(self, inputs) -> np.ndarray:
-        scaled = [multiply_by_quantized_multiplier((x.astype(np.int64) + offset) << ADD_LEFT_SHIFT, m, shift)
+    def constant_products(self, in_bits) -> list[tuple[int, int]]:
+        """(operand bits, constant) of each product :meth:`sum_of` forms: an input (plus its
+        offset, shifted by 20) times its multiplier; the sum times the output multiplier."""
+        operands = [bits + 1 + ADD_LEFT_SHIFT for bits in in_bits]
+        products = [(b, m << max(s, 0)) for b, m, s in zip(operands, self.input_multipliers, self.input_shifts)]
+        sum_bits = max(operands) + MULTIPLIER_BITS - ADD_LEFT_SHIFT
+        return products + [(sum_bits, self.output_multiplier << max(self.output_shift, 0))]
+
+    def sum_of(self, inputs, multiply: Callable = operator.mul, select: Callable = _numpy_select,
+               keep: Callable = _same):
+        """The output from the inputs (NumPy arrays, or gateware values with ``multiply`` forming
+        products of constants, ``select = Mux`` and ``keep`` giving an intermediate value a wire
+        of its own, so that a value read several times is computed once)."""
+        scaled = [_rescale_by_constant((x + offset) << ADD_LEFT_SHIFT, m, shift, multiply, select, keep)
                   for x, offset, m, shift in zip(inputs, self.input_offsets, self.input_multipliers, self.input_shifts)]
-        out = multiply_by_quantized_multiplier(sum(scaled), self.output_multiplier, self.output_shift)
-        return saturate(out + self.offset, self.lo, self.hi)
+        total = scaled[0]
+        for term in scaled[1:]:
+            total = total + term
+        out = _rescale_by_constant(keep(total), self.output_multiplier, self.output_shift, multiply, select, keep)
+        return saturate(keep(out + self.offset), self.lo, self.hi, select)
 
 
 @dataclass(frozen=True)
 class TFLiteAverage:
-    """TFLite's integer AVERAGE_POOL_2D: the window sum (of ``q`` itself: the input and output
-    share their scale and zero point) over its element count (padding not counted), rounded half
-    away from zero, then clamped to the fused activation's ``[lo, hi]``."""
+    """TFLite's integer AVERAGE_POOL_2D: the window sum ``s`` (of ``q`` itself: the input and
+    output share their scale and zero point) over its element count ``n`` (padding not counted),
+    rounded half away from zero (C's ``(s + n/2) / n`` above 0, ``(s - n/2) / n`` below), then
+    clamped to the fused activation's ``[lo, hi]``.
+
+    As a Rescaler computes it, without a divider: ``product = s * multipliers[n]`` with
+    ``multipliers[n] = ceil(2**shift / n)``, then ``(|product| + halves[n]) >> shift`` with the
+    sign of ``s``, ``halves[n] = (n // 2) * multipliers[n]``. That is ``floor((|s| + n // 2) / n)``
+    exactly for every ``|s| + n // 2 < 2**magnitude_bits``, because ``2**shift >= n *
+    2**magnitude_bits``: the multiplier's excess over ``2**shift / n`` is below 1, so it adds less
+    than ``1/n`` to the quotient, which never reaches the next integer.
+
+    ``counts``: the element counts the layer's windows have (one, without padding). The tables
+    have an entry for every ``n`` up to the largest; entries of counts that never occur repeat
+    the first one's, so that a layer with one count has constant tables."""
 
     lo: int
     hi: int
+    counts: tuple[int, ...]
+    magnitude_bits: int
 
     rule = "tflite"
+    negative_multipliers = None
+
+    @staticmethod
+    def for_windows(lo: int, hi: int, counts, element_lo: int, element_hi: int) -> "TFLiteAverage":
+        """For windows of ``counts`` elements (those that occur), each in ``[element_lo, element_hi]``."""
+        counts = tuple(sorted({int(n) for n in counts}))
+        largest = max(counts) * max(abs(element_lo), abs(element_hi)) + max(counts) // 2
+        return TFLiteAverage(int(lo), int(hi), counts, largest.bit_length())
+
+    @property
+    def shift(self) -> int:
+        return self.magnitude_bits + (max(self.counts) - 1).bit_length()
+
+    def _table(self, entry: Callable[[int], int]) -> tuple[int, ...]:
+        return tuple(entry(n if n in self.counts else self.counts[0]) for n in range(max(self.counts) + 1))
+
+    @property
+    def multipliers(self) -> tuple[int, ...]:
+        """``multipliers[n]`` for ``n`` in ``0..max(counts)``."""
+        return self._table(lambda n: -(-(1 << self.shift) // n))
+
+    @property
+    def halves(self) -> tuple[int, ...]:
+        return self._table(lambda n: (n // 2) * -(-(1 << self.shift) // n))
+
+    @property
+    def multiplier_bits(self) -> int:
+        return max(m.bit_length() for m in self.multipliers)
+
+    def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
+        """The halves' table, when the windows have several counts; no variable shift."""
+        halves = self.halves
+        return ([], 0) if len(set(halves)) == 1 else ([(len(halves), max(halves).bit_length())], 0)
 
     def describe(self) -> str:
         return "tflite avg: sum / n, half away"
 
+    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None):
+        """After ``product = s * multipliers[n]`` (``at(table)`` picks entry ``n`` of a table)."""
+        magnitude = select(product < 0, -product, product)
+        quotient = (magnitude + _entry(self.halves, at)) >> self.shift
+        return saturate(select(product < 0, -quotient, quotient), self.lo, self.hi, select)
+
     def __call__(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         sums, counts = sums.astype(np.int64), np.asarray(counts, dtype=np.int64)
-        half = counts // 2
-        # C's division truncates towards zero: (sum + half) / count above 0, (sum - half) / count below.
-        average = np.where(sums > 0, (sums + half) // counts, -((half - sums) // counts))
-        return saturate(average, self.lo, self.hi)
+        if not np.isin(counts, self.counts).all():
+            raise ValueError(f"window counts must be among {self.counts}")
+
+        def at(table):
+            return np.asarray(table, dtype=np.int64)[counts]
+        return self.finish(sums * at(self.multipliers), at=at)
 
 
 def activation_range(activation: str, scale: float, zero_point: int, qmin: int, qmax: int) -> tuple[int, int]:

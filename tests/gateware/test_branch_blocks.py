@@ -14,6 +14,7 @@ from amaranth import signed, unsigned
 
 from cnnhw.gateware.branches import AddUnit, ConcatUnit, Fork, StreamFIFO, signed_digits
 from cnnhw.quant.arith import Requantizer
+from cnnhw.quant.tflite_arith import TFLiteAdd
 from tests.gateware.streams import get_n, put_all, run, run_monitored
 
 
@@ -115,6 +116,35 @@ def test_add_unit_computes_the_requantized_sum(multipliers, shift):
     run_monitored(dut, [("i0", dut.i0), ("i1", dut.i1), ("o", dut.o)], [first, second, consumer])
     expected = requant.finish(np.array(a) * multipliers[0] + np.array(b) * multipliers[1])
     assert [int(v) for v in got] == [int(v) for v in expected]
+
+
+@pytest.mark.parametrize("scales, zeros, unsigned_inputs", [((0.05, 0.011), (-3, 17), False),
+                                                           ((0.02, 0.02), (-128, 100), False),
+                                                           ((0.1, 0.37), (128, 120), True)])
+def test_add_unit_computes_tflites_add(scales, zeros, unsigned_inputs):
+    """TFLite's ADD of two inputs of different scales and zero points (int8, or uint8), a fused
+    ReLU's clamp and the output zero point: exactly ``TFLiteAdd``, every input pair's corner
+    included."""
+    lo, hi, shape = (0, 255, unsigned(8)) if unsigned_inputs else (-128, 127, signed(8))
+    rule = TFLiteAdd.for_scales(scales, zeros, 0.09, lo + 5, lo + 5, hi)
+    dut = AddUnit([shape, shape], shape, rule)
+    rng = np.random.default_rng(7)
+    a = [lo, hi, lo, hi] + [int(v) for v in rng.integers(lo, hi + 1, size=60)]
+    b = [lo, hi, hi, lo] + [int(v) for v in rng.integers(lo, hi + 1, size=60)]
+    got = []
+    chooser = random.Random(8)
+
+    async def first(ctx):
+        await put_all(ctx, dut.i0, a, chooser, 0.3)
+
+    async def second(ctx):
+        await put_all(ctx, dut.i1, b, chooser, 0.5)
+
+    async def consumer(ctx):
+        await get_n(ctx, dut.o, len(a), chooser, 0.3, got, 10_000)
+
+    run_monitored(dut, [("i0", dut.i0), ("i1", dut.i1), ("o", dut.o)], [first, second, consumer])
+    assert [int(v) for v in got] == [int(v) for v in rule.sum_of([np.array(a), np.array(b)])]
 
 
 def test_concat_unit_interleaves_each_pixels_channels():

@@ -1,15 +1,17 @@
-"""Rescaler (requantization and average division) against cnnhw.quant.arith, every digit width,
-multiplier tables in logic and in a ROM."""
+"""Rescaler (requantization and average division) against cnnhw.quant.arith and TFLite's rules
+(cnnhw.quant.tflite_arith), every digit width, multiplier tables in logic and in a ROM."""
 
 import random
 
 import numpy as np
+import pytest
 from amaranth import signed, unsigned
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnhw.gateware.rescale import TABLE_IN_LOGIC_MAX, Rescaler
 from cnnhw.quant.arith import AverageDivider, Requantizer
+from cnnhw.quant.tflite_arith import TFLiteAverage, TFLiteRequantizer
 from tests.gateware.streams import get_n, put_all, run
 
 
@@ -57,3 +59,51 @@ def test_rescaler_divides_averages_as_the_golden_model():
 
     run(dut, producer, consumer)
     assert [int(v) for v in got] == expected
+
+
+def _rescale(dut, values, indices, seed):
+    """What the Rescaler gives for these values and indices, with random gaps and stalls."""
+    got = []
+    chooser = random.Random(seed)
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, [{"value": int(v), "index": int(c)} for v, c in zip(values, indices)], chooser, 0.3)
+
+    async def consumer(ctx):
+        await get_n(ctx, dut.o, len(values), chooser, 0.3, got, 20_000)
+
+    run(dut, producer, consumer)
+    return [int(v) for v in got]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 4) | st.integers(TABLE_IN_LOGIC_MAX + 1, 40), st.booleans(), st.booleans(),
+       st.sampled_from([4, 8, 32]), st.integers(0, 2**32 - 1))
+def test_rescaler_computes_tflites_requantization(channels, per_channel_shifts, single_rounding, digit_bits, seed):
+    """Per-channel (or shared) multipliers and shifts, a left shift among them, two roundings or
+    one, an output zero point and a fused activation's clamp: exactly ``TFLiteRequantizer``."""
+    rng = np.random.default_rng(seed)
+    multipliers = tuple(int(m) for m in rng.integers(1 << 30, 1 << 31, size=channels))
+    shifts = tuple(int(s) for s in (rng.integers(-12, 2, size=channels) if per_channel_shifts
+                                    else np.full(channels, rng.integers(-12, 2))))
+    requant = TFLiteRequantizer(multipliers, shifts, int(rng.integers(-128, 128)), -128, int(rng.integers(0, 128)),
+                                single_rounding)
+    dut = Rescaler(signed(24), signed(8), requant.multipliers, requant, None, digit_bits)
+    values = rng.integers(-(2**23), 2**23, size=30)
+    values[:4] = [-(2**23), 2**23 - 1, 0, -1]
+    indices = rng.integers(0, channels, size=30)
+    every_channel = requant(np.repeat(values[:, None], channels, axis=1), channel_axis=1)
+    expected = [int(every_channel[n, c]) for n, c in enumerate(indices)]
+    assert _rescale(dut, values, indices, seed) == expected
+
+
+@pytest.mark.parametrize("counts", [(9,), (4, 6, 9), (125,)])
+def test_rescaler_divides_as_tflites_average(counts):
+    """Window sums over the whole int8 range, rounded half away from zero, for one window count
+    (constant tables) and for several (the borders of a padded pool)."""
+    divider = TFLiteAverage.for_windows(-128, 127, counts, -128, 127)
+    dut = Rescaler(signed(16), signed(8), divider.multipliers, divider, None, 8)
+    cases = [(s, c) for c in counts for s in (0, 1, -1, c // 2, -(c // 2), c // 2 + 1, -(c // 2) - 1, c * 127,
+                                               c * -128, c * 5 + c // 2, -(c * 5 + c // 2))]
+    expected = [int(divider(np.array([s]), np.array([c]))[0]) for s, c in cases]
+    assert _rescale(dut, [s for s, _ in cases], [c for _, c in cases], 5) == expected

@@ -14,7 +14,8 @@ from tests.gateware.streams import get_n, put_all, run
 
 
 def expected_words(images: np.ndarray, g: WindowGeometry):
-    """(data tuple, inside, beyond) per word, in the documented order, from NumPy indexing."""
+    """(data tuple, inside, beyond) per word, in the documented order, from NumPy indexing;
+    positions outside the input hold the geometry's ``pad_value``."""
     words = []
     cg = g.channels // g.groups
     for image in images:  # (H, W, C)
@@ -30,7 +31,8 @@ def expected_words(images: np.ndarray, g: WindowGeometry):
                                       or y < -g.pads[0] or x < -g.pads[1])
                             for w in range(cg // g.simd):
                                 lo = group * cg + w * g.simd
-                                lanes = tuple(int(v) for v in image[y, x, lo:lo + g.simd]) if inside else (0,) * g.simd
+                                lanes = (tuple(int(v) for v in image[y, x, lo:lo + g.simd]) if inside
+                                         else (g.pad_value,) * g.simd)
                                 words.append((lanes, int(inside), int(beyond)))
     return words
 
@@ -49,7 +51,9 @@ def geometries(draw):
     ceil = draw(st.booleans())
     pool = Pool2d("p", "max", kernel, stride, pads, dilation, ceil_mode=ceil)
     _, out_h, out_w = pool.output_shape((channels, height, width))
-    return WindowGeometry(height, width, channels, kernel, stride, dilation, pads, (out_h, out_w), groups, simd)
+    pad_value = draw(st.sampled_from([0, 0, 3]))  # 0, or an input zero point (in both formats' range)
+    return WindowGeometry(height, width, channels, kernel, stride, dilation, pads, (out_h, out_w), groups, simd,
+                          pad_value=pad_value)
 
 
 @settings(max_examples=25, deadline=None)
