@@ -41,26 +41,6 @@ def test_unknown_model_format(cli, tmp_path):
     expect_error(cli("inspect", "--model", "model.h5"), "unknown model format '.h5'")
 
 
-@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
-def test_a_model_onnxruntime_quantized_is_refused_by_name(quant_format, cli, tmp_path):
-    """``quantize_static`` of the example LeNet-5, in both of its formats: one line naming the first
-    quantized node, not an internal error from evaluating it."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-    class Images(CalibrationDataReader):
-        def __init__(self):
-            rng = np.random.default_rng(0)
-            self.images = iter({"image": rng.uniform(0, 1, (1, 1, 32, 32)).astype(np.float32)} for _ in range(4))
-
-        def get_next(self):
-            return next(self.images, None)
-
-    quantize_static(str(EXAMPLES / "lenet.onnx"), str(tmp_path / "q.onnx"), Images(),
-                    quant_format=getattr(QuantFormat, quant_format))
-    expect_error(cli("inspect", "--model", "q.onnx"), "the model is already quantized (ONNX QDQ or QOperator)",
-                 "QuantizeLinear node" if quant_format == "QOperator" else "DequantizeLinear node")
-
-
 def test_empty_model(cli, tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"")
     expect_error(cli("inspect", "--model", "m.onnx"), "m.onnx is empty")

@@ -22,6 +22,7 @@ from ..ir import (Affine, Clip, Conv2d, Dense, Elu, GlobalPool, Graph, HardSigmo
 from ..ir.graph import INPUT
 from ..ir.ops import Add, Concat
 from ..ir.ops import Pad, PoolKind, window_span
+from .onnx_quantized import is_quantized, load_quantized_onnx
 
 #: Default-domain opsets this importer knows (the semantics of every supported op are
 #: unchanged between 13 and 25; older ones differ in attributes, handled below).
@@ -38,6 +39,8 @@ def load_onnx(path) -> Graph:
 
     path = Path(path)
     model = _read_model(path, onnx)
+    if is_quantized(model, QUANTIZED_OPS):
+        return load_quantized_onnx(model, path.stem, _attributes, _window)
     graph = simplify(_Importer(model, path.stem).run())
     for layer in graph.layers:  # what the passes could not fold into a layer the hardware has
         if isinstance(layer.op, Transpose):
@@ -283,10 +286,6 @@ class _Importer:
     def _visit(self, node, index: int) -> None:
         label = f"'{node.name}'" if node.name else f"#{index}"
         where = f"{node.op_type} node {label}"
-        if node.op_type in QUANTIZED_OPS:  # before folding: a DequantizeLinear of a constant weight is one too
-            raise UnsupportedModelError(
-                f"{where}: the model is already quantized (ONNX QDQ or QOperator); cnnhw does not import "
-                f"pre-quantized ONNX models yet: give the float model (cnnhw quantizes it) or a TFLite int8 model")
         if node.domain not in ("", "ai.onnx"):
             raise UnsupportedModelError(
                 f"unsupported op '{node.domain}::{node.op_type}' at node {label}; cnnhw supports "

@@ -29,11 +29,12 @@ import tflite
 from ..errors import ModelError, UnsupportedModelError
 from ..ir import Graph
 from ..ir.graph import INPUT
-from ..ir.windows import window_counts
 from ..ir.ops import Add, Clip, Conv2d, Dense, PoolKind, Pool2d, Relu, Reshape, Softmax
+from ..ir.windows import window_counts
 from ..quant.arith import IntFormat
-from ..quant.qgraph import QAdd, QClamp, QConv, QDense, QGraph, QPool, QReshape, InputQuantizer, QuantOptions
+from ..quant.qgraph import QAdd, QClamp, QConv, QDense, QPool, QReshape, InputQuantizer
 from ..quant.tflite_arith import (INT32_MAX, TFLiteAdd, TFLiteAverage, TFLiteRequantizer, activation_range)
+from .integer_graph import IntegerGraphBuilder
 
 def _names(enum) -> dict[int, str]:
     """A schema enum's names by value (``tflite.TensorType``, ``BuiltinOperator``, ...)."""
@@ -95,15 +96,14 @@ def load_tflite(path: Path) -> Graph:
                          f"export the model again") from None
 
 
-class _Importer:
+class _Importer(IntegerGraphBuilder):
     def __init__(self, model, name: str, what: str):
+        super().__init__()
         self.model, self.name, self.what = model, name, what
         if model.SubgraphsLength() != 1:
             raise UnsupportedModelError(f"{what}: {model.SubgraphsLength()} subgraphs; cnnhw takes models of one")
         self.subgraph = model.Subgraphs(0)
         self.tensors = [self._tensor(k) for k in range(self.subgraph.TensorsLength())]
-        self.float_ops, self.float_reads, self.layers, self.layer_reads = [], [], [], []
-        self.writer: dict[int, str] = {}  # tensor index -> the layer (or INPUT) that writes it
         #: Vectors flattened from an (H, W, C) map with H * W > 1 (tensor -> (H, W, C)): in that
         #: order, which only a fully connected layer can take (reordering its weights).
         self.hwc_vectors: dict[int, tuple[int, int, int]] = {}
@@ -175,15 +175,9 @@ class _Importer:
         if not self.float_ops or self.writer.get(y.index) != self.float_ops[-1].name:
             raise UnsupportedModelError(f"{self.what}: its output '{y.name}' is not the last operator's; cnnhw takes "
                                         f"models whose last operator writes the output")
-        c, h, w = x.chw
         input_quantizer = InputQuantizer(x.scale, _FORMATS[x.type], "half_up", x.zero_point)
-        integer_graph = Graph(self.name, (c, h, w), tuple(self.float_ops[:len(self.float_ops) - bool(dropped)]),
-                              op_inputs=tuple(self.float_reads[:len(self.float_reads) - bool(dropped)]),
-                              source="TFLite")
-        qgraph = QGraph(integer_graph, input_quantizer, tuple(self.layers), QuantOptions(),
-                        f"the model's own integers (TFLite {_TYPE_NAMES[x.type]})", dropped, tuple(self.layer_reads))
-        return Graph(self.name, (c, h, w), tuple(self.float_ops), input_name=x.name, input_perm=(0, 3, 1, 2),
-                     source="TFLite", op_inputs=tuple(self.float_reads), integer_model=qgraph)
+        return self.assemble(self.name, x.chw, input_quantizer, f"the model's own integers (TFLite {_TYPE_NAMES[x.type]})",
+                             "TFLite", x.name, (0, 3, 1, 2), dropped)
 
     # ---------------------------------------------------------------- helpers
     def _activation_tensor(self, index: int, op_index: int, what: str) -> _Tensor:
@@ -221,19 +215,7 @@ class _Importer:
         return ([], name, "none") if op is None else ([op], op.name, type(op).__name__)
 
     def _emit(self, float_ops, reads, layer, out: _Tensor) -> None:
-        """The float ops (the first reading ``reads``, each next one the one before) and the layer."""
-        for k, op in enumerate(float_ops):
-            self.float_ops.append(op)
-            self.float_reads.append(reads if k == 0 else (float_ops[k - 1].name,))
-        self.layers.append(layer)
-        self.layer_reads.append(tuple(self._layer_of(name) for name in reads))
-        self.writer[out.index] = float_ops[-1].name
-
-    def _layer_of(self, float_name: str) -> str:
-        """The integer layer whose output is the float op ``float_name``'s (its ``source``)."""
-        if float_name == INPUT:
-            return INPUT
-        return next(layer.name for layer in self.layers if layer.source == float_name)
+        self.emit(float_ops, reads, layer, out.index)
 
     @staticmethod
     def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:

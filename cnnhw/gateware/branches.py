@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from ..quant.arith import Requantizer
 from .fifo import RegisterFIFO
 from .memories import MemoryShape, counter_bits
+from .wires import wire_for
 
 #: FIFOs up to this depth are registers (``RegisterFIFO``); deeper ones a memory.
 REGISTER_FIFO_DEPTH = 4
@@ -193,17 +194,6 @@ class AddUnit(wiring.Component):
             with m.If(every):
                 m.d.sync += self.o.payload.eq(self.requant.sum_of(values, times_constant, Mux, wire_for(m)))
         return m
-
-
-def wire_for(m: Module):
-    """``keep(value)``: ``value`` on a wire of its own (a combinational signal), so that an
-    expression read several times is built once in the Verilog (yosys would merge the copies;
-    Verilator would compute each)."""
-    def keep(value):
-        wire = Signal(value.shape())
-        m.d.comb += wire.eq(value)
-        return wire
-    return keep
 
 
 class ConcatUnit(wiring.Component):

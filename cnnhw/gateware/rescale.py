@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 from .dsp import dsps_of_product
 from .memories import MemoryShape, add_terms
 from .tables import lookup, table_bits
+from .wires import wire_for
 
 #: Largest multiplier table kept in logic (see the module docstring).
 TABLE_IN_LOGIC_MAX = 32
@@ -211,7 +212,7 @@ class Rescaler(wiring.Component):
                 with m.If(steps_left == 1):
                     m.next = "DONE"
             with m.State("DONE"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(self.rule.finish(product, Mux, at))]
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(self.rule.finish(product, Mux, at, wire_for(m)))]
                 with m.If(self.o.ready):
                     m.next = "IDLE"
         return m

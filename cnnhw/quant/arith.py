@@ -109,6 +109,11 @@ def _numpy_select(condition, if_true, if_false):
     return np.where(condition, if_true, if_false)
 
 
+def _same(value, bits: int | None = None):
+    """``keep`` for NumPy: a value is its own (``cnnhw.gateware.wires.wire_for`` gives one a wire)."""
+    return value
+
+
 def _span(values) -> str:
     """``low..high`` of some integers (one number when they are all equal), for reports."""
     low, high = min(values), max(values)
@@ -151,13 +156,15 @@ class Requantizer:
     def multiplier_bits(self) -> int:
         return max(1, max(int(m).bit_length() for m in self.multipliers + (self.negative_multipliers or ())))
 
-    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None):
+    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None,
+               keep: Callable = _same):
         """The step after the multiply: ``saturate(round_shift(product, shift), lo, hi)``.
 
         The hardware computes ``product = acc * M[c]`` however it likes (a DSP, or a few
-        bits per cycle), then calls this on its product signal with ``select=Mux``. ``at``
-        (a per-channel table's entry, for rules whose finish differs by channel) is not needed."""
-        return saturate(round_shift(product, self.shift, self.rounding), self.lo, self.hi, select)
+        bits per cycle), then calls this on its product signal with ``select=Mux`` and ``keep``
+        giving an intermediate value a wire of its own (``gateware.wires``). ``at`` (a
+        per-channel table's entry, for rules whose finish differs by channel) is not needed."""
+        return saturate(keep(round_shift(product, self.shift, self.rounding)), self.lo, self.hi, select)
 
     def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
         """(entries, bits) of each per-index table :meth:`finish` reads, and the stages of its
@@ -173,7 +180,7 @@ class Requantizer:
         return {"multipliers": list(self.multipliers), "shift": self.shift, "clamp": [self.lo, self.hi]}
 
     def sum_of(self, inputs, multiply: Callable = operator.mul, select: Callable = _numpy_select,
-               keep: Callable = lambda value: value):
+               keep: Callable = _same):
         """A join's sum (Add): ``finish(sum(x[k] * M[k]))``, of NumPy arrays, or of gateware values
         with ``multiply`` forming products of constants, ``select = Mux`` and ``keep`` giving the
         sum a wire of its own (the rounding reads it several times)."""
@@ -181,7 +188,7 @@ class Requantizer:
         total = products[0]
         for product in products[1:]:
             total = total + product
-        return self.finish(keep(total), select)
+        return self.finish(keep(total), select, keep=keep)
 
     def constant_products(self, in_bits) -> list[tuple[int, int]]:
         """(operand bits, constant) of each product :meth:`sum_of` forms."""
@@ -281,7 +288,8 @@ class AverageDivider:
     def describe(self) -> str:
         return f"avg: x M[n] >> {self.shift}"
 
-    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None):
+    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None,
+               keep: Callable = _same):
         """After ``product = sum * multipliers[count]``: ``round_shift(product, shift)``."""
         return round_shift(product, self.shift, self.rounding)
 

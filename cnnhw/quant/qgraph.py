@@ -201,12 +201,15 @@ class QLookup(QLayer):
 @dataclass(frozen=True)
 class InputQuantizer:
     """The only float step: ``x_q = saturate(round(x / scale) + zero_point, format)`` with the
-    graph's rounding (the zero point is 0 but for a pre-quantized model's input)."""
+    graph's rounding (the zero point is 0 but for a pre-quantized model's input). With
+    ``float32``, ``x / scale`` is divided in float32, as ONNX's QuantizeLinear is in onnxruntime
+    (a quotient near a tie can round the other way in double)."""
 
     scale: float
     format: IntFormat
     rounding: str
     zero_point: int = 0
+    float32: bool = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return saturate(self._rounded(x), self.format.lo, self.format.hi)
@@ -224,7 +227,8 @@ class InputQuantizer:
         # Bounded to one step beyond the format first: the same result after saturation, and no
         # float beyond int64 (1e300 would wrap to a negative integer and saturate the wrong way).
         lo, hi = self.format.lo - self.zero_point, self.format.hi - self.zero_point
-        steps = np.clip(np.asarray(x, dtype=np.float64) / self.scale, lo - 1, hi + 1)
+        kind = np.float32 if self.float32 else np.float64
+        steps = np.clip(np.asarray(x, dtype=kind) / kind(self.scale), lo - 1, hi + 1)
         return round_real(steps, self.rounding) + self.zero_point
 
 

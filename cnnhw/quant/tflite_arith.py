@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from .arith import _numpy_select, _span, saturate
+from .arith import _numpy_select, _same, _span, saturate
 
 #: ``m0`` of a multiplier is a Q31 number: 31 bits.
 MULTIPLIER_BITS = 31
@@ -159,16 +159,18 @@ class TFLiteRequantizer:
     def multiplier_bits(self) -> int:
         return max(1, max(m.bit_length() for m in self.multipliers))
 
-    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None):
+    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None,
+               keep: Callable = _same):
         """After ``product = acc * multipliers[c]``: the rounding(s), the zero point and the clamp.
         ``at(table)`` gives channel ``c``'s entry of a per-channel table (NumPy, or a lookup on
-        the hardware's channel index); per-tensor rules never call it."""
+        the hardware's channel index); per-tensor rules never call it. ``keep``: as
+        :meth:`cnnhw.quant.arith.Requantizer.finish`."""
         right = _entry(self.right_shifts, at)
         if self.single_rounding:
             scaled = (product + (1 << (right + (MULTIPLIER_BITS - 1)))) >> (right + MULTIPLIER_BITS)
         else:
-            scaled = rounding_divide_by_pot(doubling_high_mul(product), right, select)
-        return saturate(scaled + self.offset, self.lo, self.hi, select)
+            scaled = rounding_divide_by_pot(keep(doubling_high_mul(product)), right, select)
+        return saturate(keep(scaled + self.offset), self.lo, self.hi, select)
 
     def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
         """(entries, bits) of each per-index table :meth:`finish` reads, and its variable shift's
@@ -194,10 +196,6 @@ class TFLiteRequantizer:
 
     def largest_left_shift(self) -> int:
         return max(0, *self.shifts)
-
-
-def _same(value):
-    return value
 
 
 def _rescale_by_constant(value, m0: int, shift: int, multiply: Callable, select: Callable, keep: Callable):
@@ -327,11 +325,12 @@ class TFLiteAverage:
     def describe(self) -> str:
         return "tflite avg: sum / n, half away"
 
-    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None):
+    def finish(self, product, select: Callable = _numpy_select, at: Callable | None = None,
+               keep: Callable = _same):
         """After ``product = s * multipliers[n]`` (``at(table)`` picks entry ``n`` of a table)."""
         magnitude = select(product < 0, -product, product)
         quotient = (magnitude + _entry(self.halves, at)) >> self.shift
-        return saturate(select(product < 0, -quotient, quotient), self.lo, self.hi, select)
+        return saturate(keep(select(product < 0, -quotient, quotient)), self.lo, self.hi, select)
 
     def __call__(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         sums, counts = sums.astype(np.int64), np.asarray(counts, dtype=np.int64)

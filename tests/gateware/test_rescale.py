@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from cnnhw.gateware.rescale import TABLE_IN_LOGIC_MAX, Rescaler
 from cnnhw.quant.arith import AverageDivider, Requantizer
+from cnnhw.quant.onnx_arith import OnnxRequantizer
 from cnnhw.quant.tflite_arith import TFLiteAverage, TFLiteRequantizer
 from tests.gateware.streams import get_n, put_all, run
 
@@ -107,3 +108,23 @@ def test_rescaler_divides_as_tflites_average(counts):
                                                c * -128, c * 5 + c // 2, -(c * 5 + c // 2))]
     expected = [int(divider(np.array([s]), np.array([c]))[0]) for s, c in cases]
     assert _rescale(dut, [s for s, _ in cases], [c for _, c in cases], 5) == expected
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 4), st.booleans(), st.sampled_from([4, 24]), st.integers(0, 2**32 - 1))
+def test_rescaler_computes_onnxruntimes_float32_requantization(channels, per_channel, digit_bits, seed):
+    """Per-channel (or shared) float32 scales, accumulators over the whole range float32 holds
+    exactly (the extremes included), a zero point and the clamp: exactly ``OnnxRequantizer``."""
+    rng = np.random.default_rng(seed)
+    scales = rng.uniform(1e-5, 0.05, size=channels if per_channel else 1)
+    requant = OnnxRequantizer.for_scales(1.0, np.resize(scales, channels), 1.0, int(rng.integers(-128, 128)), -128, 127)
+    dut = Rescaler(signed(25), signed(8), requant.multipliers, requant, None, digit_bits)
+    indices = rng.integers(0, channels, size=40)
+    # Most near a half step of the output (where the two roundings matter), the rest anywhere.
+    halves = (rng.integers(-140, 140, size=40) + 0.5) / np.resize(scales, channels)[indices]
+    values = np.where(np.arange(40) < 30, np.round(halves) + rng.integers(-1, 2, size=40),
+                      rng.integers(-(2**24) + 1, 2**24, size=40)).astype(np.int64)
+    values[:4] = [-(2**24) + 1, 2**24 - 1, 0, -1]
+    every_channel = requant(np.repeat(values[:, None], channels, axis=1), channel_axis=1)
+    expected = [int(every_channel[n, c]) for n, c in enumerate(indices)]
+    assert _rescale(dut, values, indices, seed) == expected
