@@ -390,7 +390,56 @@ def test_convolution_pads_with_the_input_zero_point_and_add_takes_two_scales(tmp
     _same_as_reference(*model, seed, tmp_path_factory.mktemp("conv"))
 
 
+def _pad_concat_model(zero_point: int, unsigned: bool, seed: int):
+    """PAD (rows and columns, TFLite's zero point) -> DEPTHWISE_CONV_2D (VALID, stride 2) beside a
+    CONV_2D (SAME, stride 2), their CONCATENATION of the channels (one quantization), then a
+    1x1 CONV_2D."""
+    rng = np.random.default_rng(seed)
+    kind, offset = (tflite.TensorType.UINT8, 128) if unsigned else (tflite.TensorType.INT8, 0)
+    in_scale, joined_q = 0.04, dict(scale=0.06, zero_point=-3 + offset)
+    writer = ModelWriter()
+    x = writer.tensor([1, 7, 7, 2], kind, scale=in_scale, zero_point=zero_point + offset)
+    padded = writer.tensor([1, 9, 9, 2], kind, scale=in_scale, zero_point=zero_point + offset)
+    paddings = writer.tensor([4, 2], tflite.TensorType.INT32, data=[[0, 0], [1, 1], [1, 1], [0, 0]])
+    writer.operator(B.PAD, [x, paddings], [padded], "PadOptions")
+
+    def operands(shape, axis, x_scale):
+        """Weights (per channel along ``axis`` in int8, per tensor with a zero point in uint8) and bias."""
+        channels = shape[axis]
+        scales = [0.02] if unsigned else list(rng.uniform(0.005, 0.03, channels))
+        zeros = [int(rng.integers(100, 156))] if unsigned else [0] * channels
+        w = writer.tensor(shape, kind, data=rng.integers(-127, 128, size=shape) + offset, scale=scales,
+                          zero_point=zeros, axis=axis)
+        b = writer.tensor([channels], tflite.TensorType.INT32, data=rng.integers(-2000, 2000, channels),
+                          scale=[x_scale * s for s in scales], zero_point=[0] * len(scales))
+        return [w, b]
+
+    depthwise = writer.tensor([1, 4, 4, 2], kind, **joined_q)
+    writer.operator(B.DEPTHWISE_CONV_2D, [padded, *operands([1, 3, 3, 2], 3, in_scale)], [depthwise],
+                    "DepthwiseConv2DOptions", Padding=PADDING.VALID, StrideW=2, StrideH=2, DepthMultiplier=1,
+                    DilationWFactor=1, DilationHFactor=1)
+    conv = writer.tensor([1, 4, 4, 3], kind, **joined_q)
+    writer.operator(B.CONV_2D, [x, *operands([3, 3, 3, 2], 0, in_scale)], [conv], "Conv2DOptions",
+                    Padding=PADDING.SAME, StrideW=2, StrideH=2, DilationWFactor=1, DilationHFactor=1)
+    joined = writer.tensor([1, 4, 4, 5], kind, **joined_q)
+    writer.operator(B.CONCATENATION, [depthwise, conv], [joined], "ConcatenationOptions", Axis=3)
+    y = writer.tensor([1, 4, 4, 2], kind, scale=0.1, zero_point=7 + offset)
+    writer.operator(B.CONV_2D, [joined, *operands([2, 1, 1, 5], 0, joined_q["scale"])], [y], "Conv2DOptions",
+                    Padding=PADDING.VALID, StrideW=1, StrideH=1, DilationWFactor=1, DilationHFactor=1)
+    return writer, x, y
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(-128, 127), st.booleans(), st.integers(0, 1000))
+def test_pad_and_concatenation_are_tflites(tmp_path_factory, zero_point, unsigned, seed):
+    """PAD before a depthwise convolution (padding with the input zero point), CONCATENATION of two
+    branches: TFLite's reference kernels, exactly, in int8 and uint8."""
+    _same_as_reference(*_pad_concat_model(zero_point, unsigned, seed), seed, tmp_path_factory.mktemp("pad"))
+
+
 @pytest.mark.parametrize("model", [
+    _pad_concat_model(-77, False, seed=6),
+    _pad_concat_model(30, True, seed=7),
     _depthwise_model(dict(channels=3, multiplier=2, size=(6, 5), kernel=3, stride=1, padding=PADDING.SAME,
                           activation="RELU6", zero_point=-37, in_scale=0.05, weight_scales=[0.01, 0.02, 0.005] * 2,
                           out_scale=0.04, out_zero=-128, seed=1)),
@@ -400,7 +449,7 @@ def test_convolution_pads_with_the_input_zero_point_and_add_takes_two_scales(tmp
     _residual_model(3, 4, 1, 45, True, 0.03, 0.11, False, seed=3),
     _residual_model(2, 3, 2, -100, False, 0.15, 0.006, False, seed=4),
     _residual_model(2, 2, 1, 60, False, 0.05, 0.02, True, seed=5),
-], ids=["depthwise-x2-same", "depthwise-x3-stride2", "residual-per-channel", "residual-stride2", "residual-uint8"])
+], ids=["pad-concat", "pad-concat-uint8", "depthwise-x2-same", "depthwise-x3-stride2", "residual-per-channel", "residual-stride2", "residual-uint8"])
 def test_the_hardware_computes_written_models_bit_for_bit(model, tmp_path):
     """Amaranth's simulator, random plans, gaps and stalls: padding with a non-zero input zero point,
     depth multipliers, ADD of two scales, uint8 with weight zero points, every stream ``==`` the
@@ -435,4 +484,16 @@ def test_activations_cnnhw_cannot_compute_are_refused_naming_the_tensor(kinds, m
     path = tmp_path / "model.tflite"
     path.write_bytes(writer.write([x], [y]))
     with pytest.raises(UnsupportedModelError, match=message):
+        load_model(path)
+
+
+def test_a_pad_no_convolution_takes_is_refused(tmp_path):
+    writer = ModelWriter()
+    x = writer.tensor([1, 4, 4, 2], scale=0.1, zero_point=3)
+    y = writer.tensor([1, 6, 6, 2], scale=0.1, zero_point=3)
+    paddings = writer.tensor([4, 2], tflite.TensorType.INT32, data=[[0, 0], [1, 1], [1, 1], [0, 0]])
+    writer.operator(B.PAD, [x, paddings], [y], "PadOptions")
+    path = tmp_path / "pad.tflite"
+    path.write_bytes(writer.write([x], [y]))
+    with pytest.raises(UnsupportedModelError, match=r"PAD \(operator 0\) is read by no convolution"):
         load_model(path)

@@ -11,9 +11,10 @@ cnnhw's C, H, W order. The input zero point is folded into each layer's bias (``
 z)) = sum(w * x) - z * sum(w)``, exact) and padding inserts it, so that a padded position adds
 nothing, as in TFLite's kernels. A final SOFTMAX is dropped: the class is the largest logit.
 
-Ops: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, ADD, RESHAPE,
-SOFTMAX (last); fused NONE, RELU, RELU6, RELU_N1_TO_1. Anything else is refused naming the op
-and its index.
+Ops: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, ADD,
+CONCATENATION (of the channels, one quantization), PAD (before a convolution, which takes it as
+its own padding: TFLite pads with the zero point), RESHAPE, SOFTMAX (last); fused NONE, RELU, RELU6,
+RELU_N1_TO_1. Anything else is refused naming the op and its index.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import tflite
 from ..errors import ModelError, UnsupportedModelError
 from ..ir import Graph
 from ..ir.graph import INPUT
-from ..ir.ops import Add, Clip, Conv2d, Dense, PoolKind, Pool2d, Relu, Reshape, Softmax
+from ..ir.ops import Add, Clip, Concat, Conv2d, Dense, PoolKind, Pool2d, Relu, Reshape, Softmax
 from ..ir.windows import window_counts
-from ..quant.arith import IntFormat
-from ..quant.qgraph import QAdd, QClamp, QConv, QDense, QPool, QReshape, InputQuantizer
+from ..quant.arith import IntFormat, Requantizer
+from ..quant.qgraph import QAdd, QClamp, QConcat, QConv, QDense, QPool, QReshape, InputQuantizer
 from ..quant.tflite_arith import (INT32_MAX, TFLiteAdd, TFLiteAverage, TFLiteRequantizer, activation_range)
 from .integer_graph import IntegerGraphBuilder
 
@@ -107,6 +108,9 @@ class _Importer(IntegerGraphBuilder):
         #: Vectors flattened from an (H, W, C) map with H * W > 1 (tensor -> (H, W, C)): in that
         #: order, which only a fully connected layer can take (reordering its weights).
         self.hwc_vectors: dict[int, tuple[int, int, int]] = {}
+        #: PAD outputs (tensor -> (the tensor padded, (top, left, bottom, right), the PAD's index)):
+        #: a convolution reading one takes the padding as its own.
+        self.padded: dict[int, tuple[_Tensor, tuple[int, int, int, int], int]] = {}
 
     # ---------------------------------------------------------------- reading the file
     def _tensor(self, index: int) -> _Tensor:
@@ -169,8 +173,11 @@ class _Importer(IntegerGraphBuilder):
             if handler is None:
                 raise UnsupportedModelError(f"{self.what}: {kind} (operator {index}) is not supported; cnnhw imports "
                                             f"CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, "
-                                            f"MAX_POOL_2D, ADD, RESHAPE and a final SOFTMAX")
+                                            f"MAX_POOL_2D, ADD, CONCATENATION, PAD, RESHAPE and a final SOFTMAX")
             handler(op, index, f"{kind.lower()}_{index}")
+        for _, _, pad_index in self.padded.values():
+            raise UnsupportedModelError(f"{self.what}: PAD (operator {pad_index}) is read by no convolution; cnnhw "
+                                        f"takes a PAD only before a CONV_2D or DEPTHWISE_CONV_2D, as its padding")
         y = self.tensors[int(outputs[0])]
         if not self.float_ops or self.writer.get(y.index) != self.float_ops[-1].name:
             raise UnsupportedModelError(f"{self.what}: its output '{y.name}' is not the last operator's; cnnhw takes "
@@ -189,6 +196,10 @@ class _Importer(IntegerGraphBuilder):
         return t
 
     def _read(self, tensor: _Tensor, op_index: int, what: str, takes_hwc: bool = False) -> str:
+        if tensor.index in self.padded:
+            raise UnsupportedModelError(f"{what} (operator {op_index}): reads '{tensor.name}', the output of PAD "
+                                        f"(operator {self.padded[tensor.index][2]}); cnnhw takes a PAD only before a "
+                                        f"CONV_2D or DEPTHWISE_CONV_2D, as its padding")
         if tensor.index in self.hwc_vectors and not takes_hwc:
             raise UnsupportedModelError(f"{what} (operator {op_index}): reads '{tensor.name}', a flattened map in "
                                         f"TFLite's (H, W, C) order; cnnhw takes one only into FULLY_CONNECTED")
@@ -245,6 +256,9 @@ class _Importer(IntegerGraphBuilder):
         what = f"{'DEPTHWISE_CONV_2D' if depthwise else 'CONV_2D'} '{name}'"
         ins, outs = op.InputsAsNumpy(), op.OutputsAsNumpy()
         x = self._activation_tensor(int(ins[0]), index, what)
+        explicit = (0, 0, 0, 0)
+        if x.index in self.padded:  # a PAD before: the convolution's own padding, of the same zero point
+            x, explicit, _ = self.padded.pop(x.index)
         weights, out = self.tensors[int(ins[1])], self._activation_tensor(int(outs[0]), index, what)
         bias = self.tensors[int(ins[2])] if len(ins) > 2 and ins[2] >= 0 else None
         options = self._options(op, tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions, index, what)
@@ -257,7 +271,8 @@ class _Importer(IntegerGraphBuilder):
         else:  # (O, kh, kw, I) -> (O, I, kh, kw)
             w, groups = w.transpose(0, 3, 1, 2), 1
         kernel = (w.shape[2], w.shape[3])
-        pads = self._pads(options, (in_h, in_w), kernel, stride, dilation)
+        padded_hw = (in_h + explicit[0] + explicit[2], in_w + explicit[1] + explicit[3])
+        pads = tuple(a + b for a, b in zip(self._pads(options, padded_hw, kernel, stride, dilation), explicit))
         self._matrix_layer(op, index, name, what, x, weights, out, bias, w, options,
                            dict(stride=stride, pads=pads, dilation=dilation, groups=groups))
 
@@ -395,6 +410,53 @@ class _Importer(IntegerGraphBuilder):
                      in_scales=tuple(t.scale for t in ins), requant=rule, activation=label, in_shapes=(shape, shape),
                      out_zero_point=out.zero_point)
         self._emit([Add(name), *activation_ops], reads, layer, out)
+
+    def _pad(self, op, index: int, name: str) -> None:
+        """Recorded, not emitted: the convolution reading it pads by as much (TFLite pads an int8
+        or uint8 tensor with its zero point, which is what a convolution's padding inserts)."""
+        what = f"PAD '{name}'"
+        ins = op.InputsAsNumpy()
+        x = self._activation_tensor(int(ins[0]), index, what)
+        out = self._activation_tensor(int(op.OutputsAsNumpy()[0]), index, what)
+        paddings = self.tensors[int(ins[1])].data
+        if len(ins) > 2 and ins[2] >= 0:
+            raise UnsupportedModelError(f"{what} (operator {index}): a constant other than the zero point is not "
+                                        f"supported")
+        if paddings is None or paddings.shape != (4, 2) or len(x.shape) != 4:
+            raise UnsupportedModelError(f"{what} (operator {index}): cnnhw takes a PAD of a (1, H, W, C) map by "
+                                        f"constant paddings")
+        if np.any(paddings[0]) or np.any(paddings[3]) or np.any(paddings < 0):
+            raise UnsupportedModelError(f"{what} (operator {index}): pads {paddings.tolist()}; cnnhw pads rows and "
+                                        f"columns only")
+        if (x.scale, x.zero_point, x.type) != (out.scale, out.zero_point, out.type):
+            raise UnsupportedModelError(f"{what} (operator {index}): its input and output quantization differ")
+        self._read(x, index, what)
+        (top, bottom), (left, right) = paddings[1], paddings[2]
+        self.padded[out.index] = (x, (int(top), int(left), int(bottom), int(right)), index)
+
+    def _concatenation(self, op, index: int, name: str) -> None:
+        """Of the channels, every input quantized as the output (TFLite's int8 kernel requires it)."""
+        what = f"CONCATENATION '{name}'"
+        ins = [self._activation_tensor(int(k), index, what) for k in op.InputsAsNumpy()]
+        out = self._activation_tensor(int(op.OutputsAsNumpy()[0]), index, what)
+        options = self._options(op, tflite.ConcatenationOptions, index, what)
+        if len(out.shape) != 4 or options.Axis() not in (3, -1) or any(len(t.shape) != 4 for t in ins):
+            raise UnsupportedModelError(f"{what} (operator {index}): cnnhw concatenates (1, H, W, C) maps along "
+                                        f"their channels (axis 3), not axis {options.Axis()} of {out.shape}")
+        if any((t.scale, t.zero_point, t.type) != (out.scale, out.zero_point, out.type) for t in ins):
+            raise UnsupportedModelError(f"{what} (operator {index}): its inputs are not all quantized as its "
+                                        f"output; cnnhw takes a CONCATENATION of one scale and zero point")
+        activation, lo, hi = self._fused(options, out, index, what)
+        if activation != "NONE":
+            raise UnsupportedModelError(f"{what} (operator {index}): a fused {activation} is not supported")
+        reads = tuple(self._read(t, index, what) for t in ins)
+        fmt = _FORMATS[out.type]
+        identity = Requantizer((1,) * len(ins), 0, fmt.lo, fmt.hi)  # the integers as they are
+        shapes = tuple(t.chw for t in ins)
+        layer = QConcat(name, name, shapes[0], out.chw, fmt, fmt, out.scale, out.scale, in_formats=(fmt,) * len(ins),
+                        in_scales=(out.scale,) * len(ins), requant=identity, in_shapes=shapes,
+                        out_zero_point=out.zero_point)
+        self._emit([Concat(name)], reads, layer, out)
 
     def _reshape(self, op, index: int, name: str) -> None:
         what = f"RESHAPE '{name}'"
