@@ -477,7 +477,7 @@ def _one_conv(kind: int, out_kind: int | None = None) -> ModelWriter:
 
 @pytest.mark.parametrize("kinds, message", [
     ((tflite.TensorType.INT16,), "input 't0' is int16; cnnhw imports TFLite models quantized to int8 or uint8"),
-    ((tflite.TensorType.INT8, tflite.TensorType.FLOAT32), "tensor 't2' is float32; cnnhw computes int8 and uint8"),
+    ((tflite.TensorType.INT8, tflite.TensorType.FLOAT32), "output 't2' is float32 and no DEQUANTIZE converts it"),
 ])
 def test_activations_cnnhw_cannot_compute_are_refused_naming_the_tensor(kinds, message, tmp_path):
     writer, x, y = _one_conv(*kinds)
@@ -497,3 +497,53 @@ def test_a_pad_no_convolution_takes_is_refused(tmp_path):
     path.write_bytes(writer.write([x], [y]))
     with pytest.raises(UnsupportedModelError, match=r"PAD \(operator 0\) is read by no convolution"):
         load_model(path)
+
+
+def test_a_float_tensor_between_int8_layers_is_refused_naming_it(tmp_path):
+    writer = ModelWriter()
+    x = writer.tensor([1, 4, 4, 2], scale=0.1, zero_point=0)
+    weights = writer.tensor([2, 1, 1, 2], data=np.ones((2, 1, 1, 2)), scale=0.01, zero_point=0)
+    middle = writer.tensor([1, 4, 4, 2], tflite.TensorType.FLOAT32)
+    y = writer.tensor([1, 4, 4, 2], scale=0.1, zero_point=0)
+    writer.operator(B.CONV_2D, [x, weights], [middle], "Conv2DOptions", Padding=PADDING.VALID, StrideW=1, StrideH=1)
+    writer.operator(B.CONV_2D, [middle, weights], [y], "Conv2DOptions", Padding=PADDING.VALID, StrideW=1, StrideH=1)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(writer.write([x], [y]))
+    with pytest.raises(UnsupportedModelError, match="CONV_2D 'conv_2d_0' .operator 0.: tensor 't2' is float32; "
+                                                    "cnnhw computes int8 and uint8"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("unsigned", [False, True])
+def test_a_float_input_quantized_by_the_model_is_tflites_quantize(unsigned, tmp_path):
+    """A float input, QUANTIZE (float32 division, rounded half away from zero), a convolution,
+    DEQUANTIZE to a float output (the converter's default edges): the integers equal TFLite's
+    reference kernels, on inputs at and near every rounding tie."""
+    kind, offset = (tflite.TensorType.UINT8, 128) if unsigned else (tflite.TensorType.INT8, 0)
+    writer = ModelWriter()
+    x = writer.tensor([1, 5, 5, 2], tflite.TensorType.FLOAT32)
+    q = writer.tensor([1, 5, 5, 2], kind, scale=0.037, zero_point=-9 + offset)
+    writer.operator(B.QUANTIZE, [x], [q])
+    rng = np.random.default_rng(0)
+    weights = writer.tensor([3, 3, 3, 2], kind, data=rng.integers(-127, 128, (3, 3, 3, 2)) + offset, scale=0.02,
+                            zero_point=offset)
+    bias = writer.tensor([3], tflite.TensorType.INT32, data=[-300, 20, 700], scale=0.037 * 0.02, zero_point=0)
+    conv = writer.tensor([1, 5, 5, 3], kind, scale=0.09, zero_point=4 + offset)
+    writer.operator(B.CONV_2D, [q, weights, bias], [conv], "Conv2DOptions", Padding=PADDING.SAME, StrideW=1,
+                    StrideH=1)
+    y = writer.tensor([1, 5, 5, 3], tflite.TensorType.FLOAT32)
+    writer.operator(B.DEQUANTIZE, [conv], [y])
+    path = tmp_path / "float_edges.tflite"
+    path.write_bytes(writer.write([x], [y]))
+    qgraph = quantize_graph(load_model(path))
+    steps = rng.integers(-140, 140, size=(20, 5, 5, 2)) + rng.choice([0.0, 0.5, 0.4999, 0.5001], size=(20, 5, 5, 2))
+    images = (steps * np.float32(0.037)).astype(np.float32)
+    interpreter, outputs = _reference(path), _operator_outputs(path)
+    ours = run_int(qgraph, _nchw(images), every_layer=True)
+    for n, image in enumerate(images):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+        interpreter.invoke()
+        for name, tensor, got in (("input", outputs[0], ours[0][n]), ("conv", outputs[1], ours[1][n])):
+            want = _nchw(interpreter.get_tensor(tensor))[0].astype(np.int64)
+            mismatch = first_mismatch(name, want.ravel().tolist(), got.ravel().tolist())
+            assert mismatch is None, str(mismatch)

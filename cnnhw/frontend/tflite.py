@@ -14,7 +14,8 @@ nothing, as in TFLite's kernels. A final SOFTMAX is dropped: the class is the la
 Ops: CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, ADD,
 CONCATENATION (of the channels, one quantization), PAD (before a convolution, which takes it as
 its own padding: TFLite pads with the zero point), RESHAPE, SOFTMAX (last); fused NONE, RELU, RELU6,
-RELU_N1_TO_1. Anything else is refused naming the op and its index.
+RELU_N1_TO_1; QUANTIZE of a float input first and DEQUANTIZE to a float output last. Anything else
+is refused naming the op and its index.
 """
 
 from __future__ import annotations
@@ -148,21 +149,21 @@ class _Importer(IntegerGraphBuilder):
         if len(inputs) != 1 or len(outputs) != 1:
             raise UnsupportedModelError(f"{self.what}: {len(inputs)} inputs and {len(outputs)} outputs; cnnhw takes "
                                         f"models of one input and one output")
-        x = self.tensors[int(inputs[0])]
-        if x.type not in _FORMATS:
-            raise UnsupportedModelError(f"{self.what}: input '{x.name}' is {_TYPE_NAMES.get(x.type, x.type)}; cnnhw "
-                                        f"imports TFLite models quantized to int8 or uint8 (a float .tflite model: "
-                                        f"export it to ONNX)")
+        model_input = self.tensors[int(inputs[0])]
+        count = self.subgraph.OperatorsLength()
+        # A float input and output at the edges: QUANTIZE first, DEQUANTIZE last (the converter's
+        # default); the integers between them are the model's.
+        x, first = self._edge(model_input, 0, "QUANTIZE", count)
+        y, end = self._edge(self.tensors[int(outputs[0])], count - 1, "DEQUANTIZE", count)
         if len(x.shape) != 4 or x.shape[0] != 1:
             raise UnsupportedModelError(f"{self.what}: input '{x.name}' has shape {x.shape}; cnnhw takes images "
                                         f"(1, H, W, C)")
         self.writer[x.index] = INPUT
         dropped = ""
-        count = self.subgraph.OperatorsLength()
-        for index in range(count):
+        for index in range(first, end):
             op = self.subgraph.Operators(index)
             kind = self._op_name(op)
-            if kind == "SOFTMAX" and index == count - 1:
+            if kind == "SOFTMAX" and index == end - 1:
                 dropped = "Softmax"
                 softmax = Softmax(f"softmax_{index}")
                 self.float_ops.append(softmax)
@@ -178,13 +179,35 @@ class _Importer(IntegerGraphBuilder):
         for _, _, pad_index in self.padded.values():
             raise UnsupportedModelError(f"{self.what}: PAD (operator {pad_index}) is read by no convolution; cnnhw "
                                         f"takes a PAD only before a CONV_2D or DEPTHWISE_CONV_2D, as its padding")
-        y = self.tensors[int(outputs[0])]
         if not self.float_ops or self.writer.get(y.index) != self.float_ops[-1].name:
             raise UnsupportedModelError(f"{self.what}: its output '{y.name}' is not the last operator's; cnnhw takes "
                                         f"models whose last operator writes the output")
-        input_quantizer = InputQuantizer(x.scale, _FORMATS[x.type], "half_up", x.zero_point)
+        if first:  # TFLite's QUANTIZE: float32 x / scale, rounded half away from zero
+            input_quantizer = InputQuantizer(x.scale, _FORMATS[x.type], "half_away", x.zero_point, float32=True)
+        else:  # the integers themselves, given as the real values they stand for
+            input_quantizer = InputQuantizer(x.scale, _FORMATS[x.type], "half_up", x.zero_point)
         return self.assemble(self.name, x.chw, input_quantizer, f"the model's own integers (TFLite {_TYPE_NAMES[x.type]})",
-                             "TFLite", x.name, (0, 3, 1, 2), dropped)
+                             "TFLite", model_input.name, (0, 3, 1, 2), dropped)
+
+    def _edge(self, tensor: _Tensor, index: int, kind: str, count: int) -> tuple[_Tensor, int]:
+        """The model's integer input (or output) and the first operator (or the end) of its
+        integers: ``tensor`` itself when it is int8 or uint8; else ``kind`` (QUANTIZE, DEQUANTIZE)
+        must be the operator at ``index`` and convert it."""
+        side = "input" if kind == "QUANTIZE" else "output"
+        bound = 0 if kind == "QUANTIZE" else count
+        if tensor.type in _FORMATS:
+            return tensor, bound
+        op = self.subgraph.Operators(index) if 0 <= index < count else None
+        if tensor.type == FLOAT32 and op is not None and self._op_name(op) == kind:
+            inside, outside = (op.OutputsAsNumpy()[0], op.InputsAsNumpy()[0]) if kind == "QUANTIZE" else \
+                (op.InputsAsNumpy()[0], op.OutputsAsNumpy()[0])
+            if int(outside) == tensor.index:
+                converted = self._activation_tensor(int(inside), index, f"{kind} '{kind.lower()}_{index}'")
+                return converted, 1 if kind == "QUANTIZE" else count - 1
+        raise UnsupportedModelError(f"{self.what}: {side} '{tensor.name}' is {_TYPE_NAMES.get(tensor.type, tensor.type)}"
+                                    f"{'' if tensor.type != FLOAT32 else f' and no {kind} converts it'}; cnnhw "
+                                    f"imports TFLite models quantized to int8 or uint8 (a float .tflite model: "
+                                    f"export it to ONNX)")
 
     # ---------------------------------------------------------------- helpers
     def _activation_tensor(self, index: int, op_index: int, what: str) -> _Tensor:

@@ -99,8 +99,12 @@ def round_shift(value, shift: int, rounding: str = "half_up"):
 
 
 def round_real(value, rounding: str = "half_up") -> np.ndarray:
-    """Round real numbers to integers with the same rule (quantizing inputs, weights, biases)."""
+    """Round real numbers to integers with the same rule (quantizing inputs, weights, biases):
+    one of ``ROUNDING_MODES``, or "half_away" (from zero: C's ``round``, which a TFLite model's
+    QUANTIZE of its input uses)."""
     value = np.asarray(value, dtype=np.float64)
+    if rounding == "half_away":
+        return (np.sign(value) * np.floor(np.abs(value) + 0.5)).astype(np.int64)
     rounded = np.floor(value + 0.5) if rounding == "half_up" else np.rint(value)
     return rounded.astype(np.int64)
 
