@@ -20,6 +20,7 @@ from cnnhw.errors import ModelError, UnsupportedModelError
 from cnnhw.frontend import load_model
 from cnnhw.golden.evaluate import layer_errors
 from cnnhw.golden.int_ref import run_int
+from cnnhw.ir.reference import run_float
 from cnnhw.hardware import Network, hardware_refusal
 from cnnhw.quant import quantize_graph
 from cnnhw.quant.tflite_arith import (TFLiteAverage, doubling_high_mul, multiply_by_quantized_multiplier,
@@ -547,3 +548,46 @@ def test_a_float_input_quantized_by_the_model_is_tflites_quantize(unsigned, tmp_
             want = _nchw(interpreter.get_tensor(tensor))[0].astype(np.int64)
             mismatch = first_mismatch(name, want.ravel().tolist(), got.ravel().tolist())
             assert mismatch is None, str(mismatch)
+
+
+def test_a_float_model_is_imported_as_float_and_quantized_by_cnnhw(tmp_path):
+    """A float .tflite (CONV_2D with a fused ReLU, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED, SOFTMAX):
+    the float graph equals TFLite's reference kernels, and cnnhw quantizes it itself (calibration,
+    its own rule), the hardware bit-exact with that integer model."""
+    rng = np.random.default_rng(1)
+    f32 = tflite.TensorType.FLOAT32
+    writer = ModelWriter()
+    x = writer.tensor([1, 8, 8, 2], f32)
+    weights = writer.tensor([4, 3, 3, 2], f32, data=rng.normal(0, 0.3, (4, 3, 3, 2)))
+    bias = writer.tensor([4], f32, data=rng.normal(0, 0.1, 4))
+    conv = writer.tensor([1, 8, 8, 4], f32)
+    writer.operator(B.CONV_2D, [x, weights, bias], [conv], "Conv2DOptions", Padding=PADDING.SAME, StrideW=1,
+                    StrideH=1, FusedActivationFunction=ACTIVATION["RELU"])
+    pooled = writer.tensor([1, 4, 4, 4], f32)
+    writer.operator(B.MAX_POOL_2D, [conv], [pooled], "Pool2DOptions", Padding=PADDING.VALID, StrideW=2, StrideH=2,
+                    FilterWidth=2, FilterHeight=2)
+    flat = writer.tensor([1, 64], f32)
+    writer.operator(B.RESHAPE, [pooled, writer.tensor([2], tflite.TensorType.INT32, data=[1, 64])], [flat])
+    fc_w, fc_b = writer.tensor([3, 64], f32, data=rng.normal(0, 0.2, (3, 64))), writer.tensor([3], f32, data=[0.1] * 3)
+    logits = writer.tensor([1, 3], f32)
+    writer.operator(B.FULLY_CONNECTED, [flat, fc_w, fc_b], [logits], "FullyConnectedOptions")
+    y = writer.tensor([1, 3], f32)
+    writer.operator(B.SOFTMAX, [logits], [y], "SoftmaxOptions", Beta=1.0)
+    path = tmp_path / "float.tflite"
+    path.write_bytes(writer.write([x], [y]))
+    graph = load_model(path)
+    assert graph.integer_model is None
+    images = rng.uniform(-1, 1, size=(6, 2, 8, 8)).astype(np.float32)
+    interpreter = _reference(path)
+    for image, ours in zip(images, run_float(graph, images)):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image.transpose(1, 2, 0)[None])
+        interpreter.invoke()
+        np.testing.assert_allclose(ours, interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0],
+                                   rtol=1e-5, atol=1e-6)
+    qgraph = quantize_graph(graph, calib=images, calib_label="calibration images")
+    assert qgraph.calibration.startswith("calibration images") and qgraph.dropped == "Softmax"
+    assert all(layer.requant.rule == "cnnhw" for layer in qgraph.layers if hasattr(layer, "requant"))
+    accelerator = Network(qgraph, random_plan(qgraph, seed=4, minimal_rings=True)).accelerator()
+    expected = expected_streams(qgraph, images[:2])
+    probes, outputs, classes, _ = simulate(accelerator, expected, seed=5)
+    assert_bit_exact(accelerator, expected, probes, outputs, classes)

@@ -11,7 +11,7 @@ import numpy as np
 import tflite
 
 _INT8, _UINT8, _INT32 = tflite.TensorType.INT8, tflite.TensorType.UINT8, tflite.TensorType.INT32
-_DTYPES = {_INT8: np.int8, _UINT8: np.uint8, _INT32: np.int32}
+_DTYPES = {_INT8: np.int8, _UINT8: np.uint8, _INT32: np.int32, tflite.TensorType.FLOAT32: np.float32}
 
 
 def _schema(name: str):

@@ -1,7 +1,8 @@
 """TFLite import: a ``.tflite`` flatbuffer, int8 (or uint8, with the older kernels' asymmetric uint8
 weights) as the TFLite converter quantizes, into
 the model's own integer model (``Graph.integer_model``, TFLite's rule set of
-``cnnhw.quant.tflite_arith``) and its dequantized float view (the Graph's ops).
+``cnnhw.quant.tflite_arith``) and its dequantized float view (the Graph's ops). A float model
+(float32 throughout) becomes a float Graph only, which cnnhw quantizes like an ONNX model.
 
 TFLite is NHWC; cnnhw's images stay (C, H, W) (the Graph records the file's layout in
 ``input_perm``). Weights become cnnhw's layouts: CONV_2D's (O, kh, kw, I) is (O, I, kh, kw),
@@ -29,7 +30,7 @@ import numpy as np
 import tflite
 
 from ..errors import ModelError, UnsupportedModelError
-from ..ir import Graph
+from ..ir import Graph, simplify
 from ..ir.graph import INPUT
 from ..ir.ops import Add, Clip, Concat, Conv2d, Dense, PoolKind, Pool2d, Relu, Reshape, Softmax
 from ..ir.windows import window_counts
@@ -109,6 +110,9 @@ class _Importer(IntegerGraphBuilder):
         #: Vectors flattened from an (H, W, C) map with H * W > 1 (tensor -> (H, W, C)): in that
         #: order, which only a fully connected layer can take (reordering its weights).
         self.hwc_vectors: dict[int, tuple[int, int, int]] = {}
+        #: A float model (float32 tensors throughout): only the float graph is built, and cnnhw
+        #: quantizes it like an ONNX model.
+        self.float_model = False
         #: PAD outputs (tensor -> (the tensor padded, (top, left, bottom, right), the PAD's index)):
         #: a convolution reading one takes the padding as its own.
         self.padded: dict[int, tuple[_Tensor, tuple[int, int, int, int], int]] = {}
@@ -151,10 +155,15 @@ class _Importer(IntegerGraphBuilder):
                                         f"models of one input and one output")
         model_input = self.tensors[int(inputs[0])]
         count = self.subgraph.OperatorsLength()
-        # A float input and output at the edges: QUANTIZE first, DEQUANTIZE last (the converter's
-        # default); the integers between them are the model's.
-        x, first = self._edge(model_input, 0, "QUANTIZE", count)
-        y, end = self._edge(self.tensors[int(outputs[0])], count - 1, "DEQUANTIZE", count)
+        first_op = self._op_name(self.subgraph.Operators(0)) if count else None
+        self.float_model = model_input.type == FLOAT32 and first_op != "QUANTIZE"
+        if self.float_model:
+            x, first, y, end = model_input, 0, self.tensors[int(outputs[0])], count
+        else:
+            # A float input and output at the edges: QUANTIZE first, DEQUANTIZE last (the converter's
+            # default); the integers between them are the model's.
+            x, first = self._edge(model_input, 0, "QUANTIZE", count)
+            y, end = self._edge(self.tensors[int(outputs[0])], count - 1, "DEQUANTIZE", count)
         if len(x.shape) != 4 or x.shape[0] != 1:
             raise UnsupportedModelError(f"{self.what}: input '{x.name}' has shape {x.shape}; cnnhw takes images "
                                         f"(1, H, W, C)")
@@ -182,6 +191,8 @@ class _Importer(IntegerGraphBuilder):
         if not self.float_ops or self.writer.get(y.index) != self.float_ops[-1].name:
             raise UnsupportedModelError(f"{self.what}: its output '{y.name}' is not the last operator's; cnnhw takes "
                                         f"models whose last operator writes the output")
+        if self.float_model:
+            return simplify(self.assemble_float(self.name, x.chw, "TFLite", model_input.name, (0, 3, 1, 2)))
         if first:  # TFLite's QUANTIZE: float32 x / scale, rounded half away from zero
             input_quantizer = InputQuantizer(x.scale, _FORMATS[x.type], "half_away", x.zero_point, float32=True)
         else:  # the integers themselves, given as the real values they stand for
@@ -206,12 +217,16 @@ class _Importer(IntegerGraphBuilder):
                 return converted, 1 if kind == "QUANTIZE" else count - 1
         raise UnsupportedModelError(f"{self.what}: {side} '{tensor.name}' is {_TYPE_NAMES.get(tensor.type, tensor.type)}"
                                     f"{'' if tensor.type != FLOAT32 else f' and no {kind} converts it'}; cnnhw "
-                                    f"imports TFLite models quantized to int8 or uint8 (a float .tflite model: "
-                                    f"export it to ONNX)")
+                                    f"imports TFLite models quantized to int8 or uint8, and float ones")
 
     # ---------------------------------------------------------------- helpers
     def _activation_tensor(self, index: int, op_index: int, what: str) -> _Tensor:
         t = self.tensors[index]
+        if self.float_model:
+            if t.type != FLOAT32:
+                raise UnsupportedModelError(f"{what} (operator {op_index}): tensor '{t.name}' is "
+                                            f"{_TYPE_NAMES.get(t.type, t.type)} in a float model")
+            return t
         if t.type not in _FORMATS or t.scales is None:
             raise UnsupportedModelError(f"{what} (operator {op_index}): tensor '{t.name}' is "
                                         f"{_TYPE_NAMES.get(t.type, t.type)}; cnnhw computes int8 and uint8 "
@@ -232,11 +247,14 @@ class _Importer(IntegerGraphBuilder):
         return self.writer[tensor.index]
 
     def _fused(self, options, out: _Tensor, op_index: int, what: str) -> tuple[str, int, int]:
+        """The fused activation and its integer range (none in a float model)."""
         code = options.FusedActivationFunction() if options is not None else tflite.ActivationFunctionType.NONE
         activation = _ACTIVATIONS.get(code, "?")
         if activation not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
             raise UnsupportedModelError(f"{what} (operator {op_index}): fused activation {activation} is not "
                                         f"supported (NONE, RELU, RELU6, RELU_N1_TO_1)")
+        if self.float_model:
+            return activation, None, None
         fmt = _FORMATS[out.type]
         return (activation, *activation_range(activation, out.scale, out.zero_point, fmt.lo, fmt.hi))
 
@@ -249,7 +267,15 @@ class _Importer(IntegerGraphBuilder):
         return ([], name, "none") if op is None else ([op], op.name, type(op).__name__)
 
     def _emit(self, float_ops, reads, layer, out: _Tensor) -> None:
-        self.emit(float_ops, reads, layer, out.index)
+        """The float ops and the integer layer (none in a float model: ``layer`` a callable
+        making it, or the layer)."""
+        if self.float_model:
+            self.emit_float(float_ops, reads, out.index)
+        else:
+            self.emit(float_ops, reads, layer() if callable(layer) else layer, out.index)
+
+    def _same_quantization(self, a: _Tensor, b: _Tensor) -> bool:
+        return self.float_model or (a.scale, a.zero_point, a.type) == (b.scale, b.zero_point, b.type)
 
     @staticmethod
     def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -325,6 +351,8 @@ class _Importer(IntegerGraphBuilder):
     def _weights(weights: _Tensor, x: _Tensor, index: int, what: str) -> np.ndarray:
         """The weights as integers with zero point 0: int8 ones (symmetric) as they are; uint8 ones
         (TFLite's older asymmetric kernels, with a uint8 input) less their zero point, 9 bits."""
+        if weights.type == FLOAT32 and x.type == FLOAT32 and weights.data is not None:  # a float model
+            return weights.data.astype(np.float64)
         if weights.data is None or weights.type not in (INT8, UINT8):
             raise UnsupportedModelError(f"{what} (operator {index}): its weights are not constant int8 or uint8")
         if weights.type == UINT8:
@@ -343,6 +371,12 @@ class _Importer(IntegerGraphBuilder):
         reads = (self._read(x, index, what, takes_hwc=conv is None),)
         activation, lo, hi = self._fused(options, out, index, what)
         outputs = w.shape[0]
+        if self.float_model:
+            b = np.zeros(outputs) if bias is None or bias.data is None else bias.data.astype(np.float64)
+            activation_ops, _, _ = self._float_activation(activation, name)
+            float_op = Conv2d(name, w, b, **conv) if conv is not None else Dense(name, w, b)
+            self._emit([float_op, *activation_ops], reads, None, out)
+            return
         scales = np.resize(np.asarray(weights.scales, dtype=np.float64), outputs)
         b = np.zeros(outputs, dtype=np.int64) if bias is None or bias.data is None else bias.data.astype(np.int64)
         sums = w.reshape(outputs, -1).sum(axis=1)
@@ -376,7 +410,7 @@ class _Importer(IntegerGraphBuilder):
         what = f"{'AVERAGE' if kind == PoolKind.AVG else 'MAX'}_POOL_2D '{name}'"
         x = self._activation_tensor(int(op.InputsAsNumpy()[0]), index, what)
         out = self._activation_tensor(int(op.OutputsAsNumpy()[0]), index, what)
-        if (x.scale, x.zero_point) != (out.scale, out.zero_point):
+        if not self._same_quantization(x, out):
             raise UnsupportedModelError(f"{what} (operator {index}): its input and output quantization differ; "
                                         f"TFLite's kernels require them equal")
         options = self._options(op, tflite.Pool2DOptions, index, what)
@@ -386,8 +420,11 @@ class _Importer(IntegerGraphBuilder):
         pads = self._pads(options, (in_h, in_w), kernel, stride, (1, 1))
         float_op = Pool2d(name, kind, kernel, stride, pads)
         out_shape = float_op.output_shape((c, in_h, in_w))
-        fmt = _FORMATS[x.type]
         activation_ops, source, _ = self._float_activation(activation, name)
+        if self.float_model:
+            self._emit([float_op, *activation_ops], (self._read(x, index, what),), None, out)
+            return
+        fmt = _FORMATS[x.type]
         common = dict(in_format=fmt, out_format=fmt, in_scale=x.scale, out_scale=out.scale,
                       out_zero_point=out.zero_point, kind=kind, kernel=kernel, stride=stride, pads=pads)
         reads = (self._read(x, index, what),)
@@ -424,6 +461,9 @@ class _Importer(IntegerGraphBuilder):
         reads = tuple(self._read(t, index, what) for t in ins)
         options = self._options(op, tflite.AddOptions, index, what, required=False)
         activation, lo, hi = self._fused(options, out, index, what)
+        if self.float_model:
+            self._emit([Add(name), *self._float_activation(activation, name)[0]], reads, None, out)
+            return
         rule = TFLiteAdd.for_scales([t.scale for t in ins], [t.zero_point for t in ins], out.scale, out.zero_point,
                                     lo, hi)
         shape = out.chw
@@ -451,7 +491,7 @@ class _Importer(IntegerGraphBuilder):
         if np.any(paddings[0]) or np.any(paddings[3]) or np.any(paddings < 0):
             raise UnsupportedModelError(f"{what} (operator {index}): pads {paddings.tolist()}; cnnhw pads rows and "
                                         f"columns only")
-        if (x.scale, x.zero_point, x.type) != (out.scale, out.zero_point, out.type):
+        if not self._same_quantization(x, out):
             raise UnsupportedModelError(f"{what} (operator {index}): its input and output quantization differ")
         self._read(x, index, what)
         (top, bottom), (left, right) = paddings[1], paddings[2]
@@ -466,13 +506,16 @@ class _Importer(IntegerGraphBuilder):
         if len(out.shape) != 4 or options.Axis() not in (3, -1) or any(len(t.shape) != 4 for t in ins):
             raise UnsupportedModelError(f"{what} (operator {index}): cnnhw concatenates (1, H, W, C) maps along "
                                         f"their channels (axis 3), not axis {options.Axis()} of {out.shape}")
-        if any((t.scale, t.zero_point, t.type) != (out.scale, out.zero_point, out.type) for t in ins):
+        if not all(self._same_quantization(t, out) for t in ins):
             raise UnsupportedModelError(f"{what} (operator {index}): its inputs are not all quantized as its "
                                         f"output; cnnhw takes a CONCATENATION of one scale and zero point")
         activation, lo, hi = self._fused(options, out, index, what)
         if activation != "NONE":
             raise UnsupportedModelError(f"{what} (operator {index}): a fused {activation} is not supported")
         reads = tuple(self._read(t, index, what) for t in ins)
+        if self.float_model:
+            self._emit([Concat(name)], reads, None, out)
+            return
         fmt = _FORMATS[out.type]
         identity = Requantizer((1,) * len(ins), 0, fmt.lo, fmt.hi)  # the integers as they are
         shapes = tuple(t.chw for t in ins)
@@ -485,14 +528,17 @@ class _Importer(IntegerGraphBuilder):
         what = f"RESHAPE '{name}'"
         x = self._activation_tensor(int(op.InputsAsNumpy()[0]), index, what)
         out = self._activation_tensor(int(op.OutputsAsNumpy()[0]), index, what)
-        if len(out.shape) != 2 or out.shape[0] != 1 or len(x.shape) != 4 or (x.scale, x.zero_point) != \
-                (out.scale, out.zero_point):
+        if len(out.shape) != 2 or out.shape[0] != 1 or len(x.shape) != 4 or not self._same_quantization(x, out):
             raise UnsupportedModelError(f"{what} (operator {index}): reshapes {x.shape} to {out.shape}; cnnhw takes "
                                         f"a RESHAPE that flattens a (1, H, W, C) map to (1, H*W*C)")
         _, h, w, c = x.shape
         if h * w > 1:  # a vector in (H, W, C) order: the next fully connected layer reorders its weights
             self.hwc_vectors[out.index] = (h, w, c)
+        reads = (self._read(x, index, what),)
+        if self.float_model:
+            self._emit([Reshape(name, (c * h * w,))], reads, None, out)
+            return
         fmt = _FORMATS[x.type]
         layer = QReshape(name, name, (c, h, w), (c * h * w,), fmt, fmt, x.scale, out.scale,
                          out_zero_point=out.zero_point)
-        self._emit([Reshape(name, (c * h * w,))], (self._read(x, index, what),), layer, out)
+        self._emit([Reshape(name, (c * h * w,))], reads, layer, out)
