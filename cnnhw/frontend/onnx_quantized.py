@@ -71,6 +71,10 @@ class _Constant:
     zero_points: np.ndarray
     axis: int
 
+    def transposed(self) -> "_Constant":
+        """A matrix's transpose, its per-column scales now per row."""
+        return _Constant(self.data.T, self.scales, self.zero_points, 1 - self.axis if self.scales.size > 1 else 0)
+
 
 def is_quantized(model, quantized_ops) -> bool:
     return any(node.op_type in quantized_ops for node in model.graph.node)
@@ -223,31 +227,31 @@ class _Importer(IntegerGraphBuilder):
         x = self._dequantized_input(node, where)
         w = self._integer_constant(node, 1, where, "weight")
         if not attrs.get("transB", 0):
-            w = _Constant(w.data.T, w.scales, w.zero_points, 1 - w.axis if w.scales.size > 1 else w.axis)
+            w = w.transposed()
         b = self._integer_constant(node, 2, where, "bias")
         self.pending[node.output[0]] = (self._matrix, (node, name, where, x, w, b, False))
 
     def _matmul(self, node, name, where):
         x = self._dequantized_input(node, where)
-        w = self._integer_constant(node, 1, where, "weight")
-        w = _Constant(w.data.T, w.scales, w.zero_points, 1 - w.axis if w.scales.size > 1 else w.axis)
+        w = self._integer_constant(node, 1, where, "weight").transposed()  # (inputs, outputs) -> (outputs, inputs)
         self.pending[node.output[0]] = (self._matrix, (node, name, where, x, w, None, False))
 
-    def _maxpool(self, node, name, where):
-        if node.input[0] in self.quantized:  # QOperator: the max of the integers themselves
-            x = self._activation(node.input[0], where)
-            self._pool(node, name, where, x, **self._same_quantization(x, node.output[0]))
-            return
-        x = self._dequantized_input(node, where)
-        self.pending[node.output[0]] = (self._pool, (node, name, where, x))
-
-    def _flatten(self, node, name, where):
+    def _on_integers(self, node, name, where, make) -> None:
+        """A MaxPool, Flatten or Reshape: of the integers themselves (QOperator), made now; or
+        between a DequantizeLinear and a QuantizeLinear (QDQ), made when the QuantizeLinear gives
+        its output's quantization."""
         if node.input[0] in self.quantized:
             x = self._activation(node.input[0], where)
-            self._flatten_layer(node, name, where, x, **self._same_quantization(x, node.output[0]))
+            make(node, name, where, x, **self._same_quantization(x, node.output[0]))
             return
         x = self._dequantized_input(node, where)
-        self.pending[node.output[0]] = (self._flatten_layer, (node, name, where, x))
+        self.pending[node.output[0]] = (make, (node, name, where, x))
+
+    def _maxpool(self, node, name, where):
+        self._on_integers(node, name, where, self._pool)
+
+    def _flatten(self, node, name, where):
+        self._on_integers(node, name, where, self._flatten_layer)
 
     def _reshape(self, node, name, where):
         self._flatten(node, name, where)

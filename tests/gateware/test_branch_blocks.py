@@ -93,16 +93,11 @@ def test_signed_digits_are_the_non_adjacent_form(constant):
     assert len(digits) <= bin(constant).count("1")
 
 
-# 32767 is 2**15 - 1: its highest digit is one bit above the multiplier's width.
-@pytest.mark.parametrize("multipliers, shift", [((700, 301), 9), ((32767, 1), 15)])
-def test_add_unit_computes_the_requantized_sum(multipliers, shift):
-    requant = _join_requant(multipliers, shift, lo=0, hi=255)
-    dut = AddUnit([signed(8), unsigned(8)], unsigned(8), requant)
-    rng = np.random.default_rng(1)
-    a = [int(v) for v in rng.integers(-128, 128, size=80)]
-    b = [int(v) for v in rng.integers(0, 256, size=80)]
+def _add_outputs(dut, a, b, seed: int) -> list[int]:
+    """What an AddUnit gives for the input streams ``a`` and ``b``, with random gaps and stalls
+    and the stream rule checked on every port."""
     got = []
-    chooser = random.Random(2)
+    chooser = random.Random(seed)
 
     async def first(ctx):
         await put_all(ctx, dut.i0, a, chooser, 0.3)
@@ -114,8 +109,19 @@ def test_add_unit_computes_the_requantized_sum(multipliers, shift):
         await get_n(ctx, dut.o, len(a), chooser, 0.3, got, 10_000)
 
     run_monitored(dut, [("i0", dut.i0), ("i1", dut.i1), ("o", dut.o)], [first, second, consumer])
+    return [int(v) for v in got]
+
+
+# 32767 is 2**15 - 1: its highest digit is one bit above the multiplier's width.
+@pytest.mark.parametrize("multipliers, shift", [((700, 301), 9), ((32767, 1), 15)])
+def test_add_unit_computes_the_requantized_sum(multipliers, shift):
+    requant = _join_requant(multipliers, shift, lo=0, hi=255)
+    dut = AddUnit([signed(8), unsigned(8)], unsigned(8), requant)
+    rng = np.random.default_rng(1)
+    a = [int(v) for v in rng.integers(-128, 128, size=80)]
+    b = [int(v) for v in rng.integers(0, 256, size=80)]
     expected = requant.finish(np.array(a) * multipliers[0] + np.array(b) * multipliers[1])
-    assert [int(v) for v in got] == [int(v) for v in expected]
+    assert _add_outputs(dut, a, b, seed=2) == [int(v) for v in expected]
 
 
 @pytest.mark.parametrize("scales, zeros, unsigned_inputs", [((0.05, 0.011), (-3, 17), False),
@@ -131,20 +137,7 @@ def test_add_unit_computes_tflites_add(scales, zeros, unsigned_inputs):
     rng = np.random.default_rng(7)
     a = [lo, hi, lo, hi] + [int(v) for v in rng.integers(lo, hi + 1, size=60)]
     b = [lo, hi, hi, lo] + [int(v) for v in rng.integers(lo, hi + 1, size=60)]
-    got = []
-    chooser = random.Random(8)
-
-    async def first(ctx):
-        await put_all(ctx, dut.i0, a, chooser, 0.3)
-
-    async def second(ctx):
-        await put_all(ctx, dut.i1, b, chooser, 0.5)
-
-    async def consumer(ctx):
-        await get_n(ctx, dut.o, len(a), chooser, 0.3, got, 10_000)
-
-    run_monitored(dut, [("i0", dut.i0), ("i1", dut.i1), ("o", dut.o)], [first, second, consumer])
-    assert [int(v) for v in got] == [int(v) for v in rule.sum_of([np.array(a), np.array(b)])]
+    assert _add_outputs(dut, a, b, seed=8) == [int(v) for v in rule.sum_of([np.array(a), np.array(b)])]
 
 
 def test_concat_unit_interleaves_each_pixels_channels():

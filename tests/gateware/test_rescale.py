@@ -16,6 +16,21 @@ from cnnhw.quant.tflite_arith import TFLiteAverage, TFLiteRequantizer
 from tests.gateware.streams import get_n, put_all, run
 
 
+def _rescale(dut, values, indices, seed):
+    """What the Rescaler gives for these values and indices, with random gaps and stalls."""
+    got = []
+    chooser = random.Random(seed)
+
+    async def producer(ctx):
+        await put_all(ctx, dut.i, [{"value": int(v), "index": int(c)} for v, c in zip(values, indices)], chooser, 0.3)
+
+    async def consumer(ctx):
+        await get_n(ctx, dut.o, len(values), chooser, 0.3, got, 20_000)
+
+    run(dut, producer, consumer)
+    return [int(v) for v in got]
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.integers(1, 2**16 - 1), min_size=1, max_size=4)  # a table in logic
        | st.lists(st.integers(1, 2**16 - 1), min_size=TABLE_IN_LOGIC_MAX + 1, max_size=40),  # a ROM
@@ -31,17 +46,7 @@ def test_rescaler_matches_the_requantizer(multipliers, shift, rounding, digit_bi
     indices = rng.integers(0, len(multipliers), size=24)
     values[:2] = [-(2**19), 2**19 - 1]  # the extremes of the input format
     expected = [int(requant.scalar(np.int64(v), int(c))) for v, c in zip(values, indices)]
-    got = []
-    chooser = random.Random(seed)
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, [{"value": int(v), "index": int(c)} for v, c in zip(values, indices)], chooser, 0.3)
-
-    async def consumer(ctx):
-        await get_n(ctx, dut.o, len(expected), chooser, 0.3, got, 10_000)
-
-    run(dut, producer, consumer)
-    assert [int(v) for v in got] == expected
+    assert _rescale(dut, values, indices, seed) == expected
 
 
 def test_rescaler_divides_averages_as_the_golden_model():
@@ -49,32 +54,7 @@ def test_rescaler_divides_averages_as_the_golden_model():
     dut = Rescaler(signed(14), unsigned(8), divider.multipliers, divider, None, 4)
     cases = [(s, c) for c in range(1, 10) for s in (0, 1, c // 2, c * 255 - 1, c * 128 + c // 2)]
     expected = [int(divider(np.array([s]), np.array([c]))[0]) for s, c in cases]
-    got = []
-    chooser = random.Random(3)
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, [{"value": s, "index": c} for s, c in cases], chooser, 0.2)
-
-    async def consumer(ctx):
-        await get_n(ctx, dut.o, len(expected), chooser, 0.2, got, 20_000)
-
-    run(dut, producer, consumer)
-    assert [int(v) for v in got] == expected
-
-
-def _rescale(dut, values, indices, seed):
-    """What the Rescaler gives for these values and indices, with random gaps and stalls."""
-    got = []
-    chooser = random.Random(seed)
-
-    async def producer(ctx):
-        await put_all(ctx, dut.i, [{"value": int(v), "index": int(c)} for v, c in zip(values, indices)], chooser, 0.3)
-
-    async def consumer(ctx):
-        await get_n(ctx, dut.o, len(values), chooser, 0.3, got, 20_000)
-
-    run(dut, producer, consumer)
-    return [int(v) for v in got]
+    assert _rescale(dut, [s for s, _ in cases], [c for _, c in cases], 3) == expected
 
 
 @settings(max_examples=30, deadline=None)
