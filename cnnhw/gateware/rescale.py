@@ -1,6 +1,6 @@
 """Rescaler: ``y = finish(value * M[index])``, the multiply-and-round step of requantization
-and of average pooling, with the rounding/saturation taken from the rule (``cnnhw.quant.arith``
-or ``cnnhw.quant.tflite_arith``).
+and of average pooling, with the rounding/saturation taken from the rule (``cnnhw.quant.arith``,
+``cnnhw.quant.tflite_arith`` or ``cnnhw.quant.onnx_arith``).
 
 The product is built ``digit_bits`` multiplier bits per cycle (most significant first):
 ``digit_bits >= multiplier bits`` is one full multiply (a DSP with yosys ``-dsp``); fewer
@@ -12,7 +12,8 @@ The multiplier table is logic (a constant multiplexer) for up to ``TABLE_IN_LOGI
 and a ROM beyond (yosys puts a large one in block RAM): a dense layer's 100+ per-channel
 multipliers cost hundreds of LUTs as logic. The ROM's synchronous read costs one cycle per value.
 A table whose entries are all equal is a constant. A rule whose finish differs by index (a
-TFLite layer's per-channel shifts) reads its own tables at the index kept with the value.
+TFLite layer's per-channel shifts, an onnxruntime layer's per-channel exponents) reads its own
+tables at the index kept with the value.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class RescalerParameters:
     @staticmethod
     def for_rule(rule, value_bits: int, digit_bits: int) -> "RescalerParameters":
         """For a rule with ``multipliers``, ``negative_multipliers`` and ``finish_structure``: a
-        ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``), or TFLite's."""
+        ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``), TFLite's or onnxruntime's."""
         negative = rule.negative_multipliers
         entries = table_entries(rule.multipliers, negative)
         # A finish that differs by index reads its tables (logic) and shifts by a variable amount
@@ -116,9 +117,10 @@ def rescale_input(value: Shape, entries: int) -> data.StructLayout:
 class Rescaler(wiring.Component):
     """``o = rule.finish(i.value * multipliers[i.index])`` (``negative_multipliers`` when ``value < 0``).
 
-    ``rule`` is a :class:`cnnhw.quant.arith.Requantizer` or ``AverageDivider``, or TFLite's
-    ``TFLiteRequantizer`` or ``TFLiteAverage``: this unit only forms the exact product; the rule
-    decides rounding and saturation, reading any per-index table it has at the value's index.
+    ``rule`` is a :class:`cnnhw.quant.arith.Requantizer` or ``AverageDivider``, TFLite's
+    ``TFLiteRequantizer`` or ``TFLiteAverage``, or onnxruntime's ``OnnxRequantizer``: this unit
+    only forms the exact product; the rule decides rounding and saturation, reading any per-index
+    table it has at the value's index (``finish(product, Mux, at, keep)``).
     """
 
     def __init__(self, value: Shape, out: Shape, multipliers, rule, negative_multipliers=None, digit_bits: int = 4):
