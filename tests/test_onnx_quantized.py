@@ -112,10 +112,9 @@ def test_quantize_reports_the_models_own_formats(quantized_lenet, cli, tmp_path)
     assert all(layer["rule"] == "onnxruntime" for layer in facts["layers"] if "rule" in layer)
 
 
-@pytest.mark.parametrize("variant", [VARIANTS[1], VARIANTS[2]], ids=[IDS[1], IDS[2]])
-def test_the_hardware_computes_the_quantized_lenet_bit_for_bit(variant, cli, tmp_path):
+def test_the_hardware_computes_the_quantized_lenet_bit_for_bit(quantized_lenet, cli, tmp_path):
     """``cnnhw sim`` in Verilator on 5 test images: every layer's stream equals the integer model."""
-    model = _quantize(variant, tmp_path)
+    model = quantized_lenet
     x = np.load(EXAMPLES / "lenet.test.npz")["x"][:5]
     np.savez(tmp_path / "x.npz", x=x)
     result = cli("sim", "--model", model, "--inputs", tmp_path / "x.npz", "-o", tmp_path / "rtl", "--json",
