@@ -54,12 +54,16 @@ class RescalerParameters:
         ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``), TFLite's or onnxruntime's."""
         negative = rule.negative_multipliers
         entries = table_entries(rule.multipliers, negative)
-        # A finish that differs by index reads its tables (logic) and shifts by a variable amount
-        # (a multiplexer stage per shift bit across the product).
+        # A finish that differs by index reads its tables (logic) and shifts by a variable amount:
+        # a multiplexer stage per shift bit across the product, each with its share of the rounding's
+        # masks and compares, priced as adder bits. Measured: LeNet-5 quantized by onnxruntime (per
+        # channel) needs 9,400 logic cells on the iCE40 where the model without these terms said
+        # 5,233, about 830 per rescaler; its five rescalers' terms give 49 bits x 10 stages each,
+        # about 830 logic cells at the fitted price of an adder bit.
         tables, shift_stages = rule.finish_structure()
         product_bits = value_bits + rule.multiplier_bits + 2
         terms = {"table_bits": sum(table_bits(entries, width) for entries, width in tables),
-                 "lane_select_bits": product_bits * shift_stages}
+                 "sum_bits": product_bits * shift_stages}
         return RescalerParameters(value_bits, rule.multiplier_bits, entries, digit_bits,
                                   1 if negative is None else 2,
                                   tuple((name, value) for name, value in terms.items() if value))

@@ -122,13 +122,13 @@ class OnnxRequantizer:
         return saturate(keep(select(negative, -rounded, rounded) + self.offset), self.lo, self.hi, select)
 
     def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
-        """The exponents' table when they differ by channel; the first rounding's variable shift
-        (five stages across the product, there and back) and the second's."""
+        """The exponents' table when they differ by channel, and the first rounding's variable
+        shift: five stages across the product, there and back (the second rounding's shift, by a
+        per-channel exponent, is priced with them: measured, ``cnnhw.gateware.rescale``)."""
         exponents = self.exponents
         varying = len(set(exponents)) > 1
         tables = [(len(exponents), max(exponents).bit_length())] if varying else []
-        stages = 2 * (MANTISSA_BITS + 1).bit_length() + (max(exponents).bit_length() if varying else 0)
-        return tables, stages
+        return tables, 2 * (MANTISSA_BITS + 1).bit_length()
 
     def __call__(self, acc: np.ndarray, channel_axis: int = 1) -> np.ndarray:
         shape = [1] * acc.ndim
