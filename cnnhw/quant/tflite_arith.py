@@ -18,11 +18,12 @@ once, as TFLite's reference kernels compute it (``tensorflow/lite/kernels/intern
   before it sums them (:class:`TFLiteAdd`); AVERAGE_POOL_2D divides the window sum by its element
   count, rounding half away from zero (:class:`TFLiteAverage`).
 
-The functions take NumPy int64 arrays (the golden model). The two roundings,
-:func:`doubling_high_mul` and :func:`rounding_divide_by_pot`, are written with ``+ - * >> & <``
-and a ``select`` (``np.where`` or Amaranth's ``Mux``), as :func:`cnnhw.quant.arith.round_shift` is,
-so that gateware can call them on its signals; the layer rules above them pick per-channel
-constants with NumPy.
+Everything is written with ``+ - * >> & <`` and a ``select`` (``np.where`` or Amaranth's
+``Mux``), as :func:`cnnhw.quant.arith.round_shift` is, so that the golden model (NumPy int64
+arrays) and the gateware (signals) run the same code: a rule's ``finish`` reads a per-channel
+constant through ``at(table)`` (NumPy indexing, or a lookup at the hardware's channel index) and
+gives intermediate values their own wires through ``keep``; ADD's ``sum_of`` takes the products of
+constants from ``multiply``.
 """
 
 from __future__ import annotations
