@@ -579,6 +579,8 @@ def test_a_float_model_is_imported_as_float_and_quantized_by_cnnhw(tmp_path):
     assert graph.integer_model is None
     images = rng.uniform(-1, 1, size=(6, 2, 8, 8)).astype(np.float32)
     interpreter = _reference(path)
+    # Float against float (cnnhw's float64 reference, TFLite's float32 kernels: their sums round
+    # differently), hence a tolerance; the integers below are compared with ==.
     for image, ours in zip(images, run_float(graph, images)):
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image.transpose(1, 2, 0)[None])
         interpreter.invoke()

@@ -817,7 +817,8 @@ _JOINS = {"Add", "Concat"}
 
 #: The ONNX ops cnnhw imports (plus Constant, and any op whose inputs are all constants).
 SUPPORTED_OPS = tuple(sorted(_CONVERTERS))
-#: The ops of a pre-quantized ONNX model (QDQ pairs, the QOperator format), refused by name.
+#: The ops that make a model pre-quantized (QDQ pairs, the QOperator format): such a model is imported
+#: with its own integers (``frontend/onnx_quantized.py``), its unsupported nodes refused by name.
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
                            "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearAveragePool",
                            "QLinearGlobalAveragePool", "QLinearConcat", "QGemm", "ConvInteger", "MatMulInteger"})

@@ -18,7 +18,7 @@ exactly).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,17 +37,13 @@ TYPE_NAMES = {3: "int8", 2: "uint8", 6: "int32", 1: "float32"}
 SUPPORTED = ("QuantizeLinear, DequantizeLinear around Conv, Gemm, MatMul, MaxPool, Flatten and Reshape (QDQ); "
              "QLinearConv, QGemm, QLinearMatMul, MaxPool and Flatten (QOperator)")
 #: Ops whose quantized form onnxruntime computes in a way cnnhw does not reproduce, and why.
-INEXACT = {
-    "Add": "onnxruntime's quantized Add (QLinearAdd) gives results that depend on which CPU kernel runs "
-           "(float32 with or without FMA, or fixed point)",
-    "QLinearAdd": "its result depends on which CPU kernel runs (float32 with or without FMA, or fixed point)",
-    "AveragePool": "onnxruntime's quantized average pooling rounds in float32 on its own path, which cnnhw does "
-                   "not reproduce yet",
-    "GlobalAveragePool": "onnxruntime's quantized average pooling rounds in float32 on its own path, which cnnhw "
-                         "does not reproduce yet",
-    "QLinearAveragePool": "it rounds in float32 on its own path, which cnnhw does not reproduce yet",
-    "QLinearGlobalAveragePool": "it rounds in float32 on its own path, which cnnhw does not reproduce yet",
-}
+_KERNEL_DEPENDENT = ("onnxruntime's quantized Add (QLinearAdd) gives results that depend on which CPU kernel runs "
+                     "(float32 with or without FMA, or fixed point)")
+_OWN_AVERAGE = ("onnxruntime's quantized average pooling rounds in float32 on its own path, which cnnhw does not "
+                "reproduce yet")
+INEXACT = {"Add": _KERNEL_DEPENDENT, "QLinearAdd": _KERNEL_DEPENDENT, "AveragePool": _OWN_AVERAGE,
+           "GlobalAveragePool": _OWN_AVERAGE, "QLinearAveragePool": _OWN_AVERAGE,
+           "QLinearGlobalAveragePool": _OWN_AVERAGE}
 
 
 @dataclass(frozen=True)
@@ -162,6 +158,8 @@ class _Importer(IntegerGraphBuilder):
 
     def _quantized_output(self, name: str, scale: np.ndarray, zero: np.ndarray, shape, writer: str,
                           where: str) -> _Quantized:
+        """The quantization a QuantizeLinear (or a QOperator's output operands) gives ``name``; a
+        layer's output gets its shape and writer when emitted (:meth:`_emit_layer`)."""
         if scale.size != 1 or zero.size != 1 or zero.dtype.kind not in "iu" or zero.dtype.itemsize != 1:
             raise UnsupportedModelError(f"{where}: its output '{name}' is not quantized per tensor to int8 or uint8")
         fmt = IntFormat(8, zero.dtype.kind == "i")
@@ -341,22 +339,22 @@ class _Importer(IntegerGraphBuilder):
                       out_zero_point=out_q.zero_point, weight=weights, bias=folded, weight_format=weight_format,
                       weight_scales=tuple(float(s) for s in w_scales), acc_format=IntFormat.holding(-bound, bound),
                       requant=requant, activation="none")
+        # The float view's clamp stands for the output's QuantizeLinear; the layer is its source.
+        clamp = Clip(f"{name}/range", *self._real_range(out_q))
         if conv:
             attrs = self.attributes(node)
             groups = int(attrs.get("group", 1))
             geometry = dict(self.window(attrs, tuple(weights.shape[2:]), where, x.shape), groups=groups)
             float_op = Conv2d(name, float_w, float_b, **geometry)
             out_shape = float_op.output_shape(x.shape)
-            layer_of = lambda source: QConv(name, source, x.shape, out_shape, **common, **geometry,  # noqa: E731
-                                            pad_value=x.zero_point)
+            layer = QConv(name, clamp.name, x.shape, out_shape, **common, **geometry, pad_value=x.zero_point)
         else:
             if weights.shape[1] != int(np.prod(x.shape)):
                 raise UnsupportedModelError(f"{where}: input {x.shape} does not match weights {weights.shape}")
             float_op = Dense(name, float_w, float_b)
             out_shape = (outputs,)
-            layer_of = lambda source: QDense(name, source, (weights.shape[1],), out_shape, **common)  # noqa: E731
-        clamp = Clip(f"{name}/range", *self._real_range(out_q))
-        self._emit_layer([float_op, clamp], x, layer_of(clamp.name), out_name, out_q, out_shape)
+            layer = QDense(name, clamp.name, (weights.shape[1],), out_shape, **common)
+        self._emit_layer([float_op, clamp], x, layer, out_name, out_q, out_shape)
 
     def _pool(self, node, name, where, x: _Quantized, *, y_scale, y_zero, out_name):
         out_q = self._quantized_output(out_name, y_scale, y_zero, (), "", where)
@@ -391,9 +389,9 @@ class _Importer(IntegerGraphBuilder):
         self._emit_layer([Reshape(name, (size,))], x, layer, out_name, out_q, (size,))
 
     def _emit_layer(self, float_ops, x: _Quantized, layer, out_name: str, out_q: _Quantized, out_shape) -> None:
+        """The layer reading ``x``; its output ``out_name`` holds ``out_q``'s integers, of ``out_shape``."""
         self.emit(float_ops, (x.writer,), layer, out_name)
-        self.quantized[out_name] = _Quantized(out_q.scale, out_q.zero_point, out_q.format, tuple(out_shape),
-                                              float_ops[-1].name)
+        self.quantized[out_name] = replace(out_q, shape=tuple(out_shape), writer=float_ops[-1].name)
 
     @staticmethod
     def _real_range(q: _Quantized) -> tuple[float, float]:

@@ -267,12 +267,11 @@ class _Importer(IntegerGraphBuilder):
         return ([], name, "none") if op is None else ([op], op.name, type(op).__name__)
 
     def _emit(self, float_ops, reads, layer, out: _Tensor) -> None:
-        """The float ops and the integer layer (none in a float model: ``layer`` a callable
-        making it, or the layer)."""
+        """The float ops and the integer layer (none in a float model)."""
         if self.float_model:
             self.emit_float(float_ops, reads, out.index)
         else:
-            self.emit(float_ops, reads, layer() if callable(layer) else layer, out.index)
+            self.emit(float_ops, reads, layer, out.index)
 
     def _same_quantization(self, a: _Tensor, b: _Tensor) -> bool:
         return self.float_model or (a.scale, a.zero_point, a.type) == (b.scale, b.zero_point, b.type)

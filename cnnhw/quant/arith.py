@@ -118,6 +118,21 @@ def _same(value, bits: int | None = None):
     return value
 
 
+def channel_picker(acc: np.ndarray, channel_axis: int) -> Callable:
+    """``at(table)`` for NumPy: each channel's entry of a per-channel table, shaped to broadcast
+    along ``channel_axis`` of ``acc`` (a rule's ``finish`` reads its per-channel constants so)."""
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    count = acc.shape[channel_axis]
+    return lambda table: np.resize(np.asarray(table, dtype=np.int64), count).reshape(shape)
+
+
+def per_index(table, at: Callable | None):
+    """A per-index table's value in a rule's ``finish``: the constant itself when every entry is
+    equal (the hardware needs no table then), else ``at(table)``."""
+    return table[0] if len(set(table)) == 1 else at(table)
+
+
 def _span(values) -> str:
     """``low..high`` of some integers (one number when they are all equal), for reports."""
     low, high = min(values), max(values)
@@ -207,13 +222,10 @@ class Requantizer:
 
     def __call__(self, acc: np.ndarray, channel_axis: int = 1) -> np.ndarray:
         """Requantize an int64 array whose ``channel_axis`` indexes output channels."""
-        shape = [1] * acc.ndim
-        shape[channel_axis] = -1
-        multipliers = np.asarray(self.multipliers, dtype=np.int64).reshape(shape)
-        product = acc * multipliers
+        at = channel_picker(acc, channel_axis)
+        product = acc * at(self.multipliers)
         if self.negative_multipliers is not None:
-            negative = np.asarray(self.negative_multipliers, dtype=np.int64).reshape(shape)
-            product = np.where(acc < 0, acc * negative, product)
+            product = np.where(acc < 0, acc * at(self.negative_multipliers), product)
         return self.finish(product)
 
     @staticmethod

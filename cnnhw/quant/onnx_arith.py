@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .arith import _numpy_select, _same, _span, saturate
+from .arith import _numpy_select, _same, _span, channel_picker, per_index, saturate
 
 #: float32's significand: 24 bits (the leading one included).
 MANTISSA_BITS = 24
@@ -73,10 +73,6 @@ def round_half_even(value, position, select: Callable = _numpy_select, keep: Cal
     return keep(quotient + up)
 
 
-def _entry(table, at):
-    return table[0] if len(set(table)) == 1 else at(table)
-
-
 @dataclass(frozen=True)
 class OnnxRequantizer:
     """A QLinearConv's or QGemm's output, as onnxruntime computes it (see the module docstring):
@@ -118,7 +114,7 @@ class OnnxRequantizer:
         magnitude = keep(select(negative, -product, product), 2 * MANTISSA_BITS)
         first = bit_length(magnitude >> MANTISSA_BITS, MANTISSA_BITS, select, keep)  # float32 keeps 24 bits
         kept = keep(round_half_even(magnitude, first, select, keep) << first, 2 * MANTISSA_BITS + 1)
-        rounded = round_half_even(kept, _entry(self.exponents, at), select, keep)
+        rounded = round_half_even(kept, per_index(self.exponents, at), select, keep)
         return saturate(keep(select(negative, -rounded, rounded) + self.offset), self.lo, self.hi, select)
 
     def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
@@ -131,12 +127,7 @@ class OnnxRequantizer:
         return tables, 2 * (MANTISSA_BITS + 1).bit_length()
 
     def __call__(self, acc: np.ndarray, channel_axis: int = 1) -> np.ndarray:
-        shape = [1] * acc.ndim
-        shape[channel_axis] = -1
-        count = acc.shape[channel_axis]
-
-        def at(table):
-            return np.resize(np.asarray(table, dtype=np.int64), count).reshape(shape)
+        at = channel_picker(acc, channel_axis)
         return self.finish(acc.astype(np.int64) * at(self.mantissas), at=at)
 
     def describe(self) -> str:

@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from .arith import _numpy_select, _same, _span, saturate
+from .arith import _numpy_select, _same, _span, channel_picker, per_index, saturate
 
 #: ``m0`` of a multiplier is a Q31 number: 31 bits.
 MULTIPLIER_BITS = 31
@@ -96,18 +96,6 @@ def multiply_by_quantized_multiplier_once(value, m0, shift):
     return (value * m0 + (1 << (total - 1))) >> total
 
 
-def _picker_for(table_shape: list[int], count: int) -> Callable:
-    """``at(table)`` for NumPy: the table's entry of each index along an axis of ``count``
-    entries (``table_shape`` has -1 there and 1 elsewhere), for a rule's ``finish``."""
-    return lambda table: np.resize(np.asarray(table, dtype=np.int64), count).reshape(table_shape)
-
-
-def _entry(table, at):
-    """One per-index table's value: the constant itself when every entry is equal (the hardware
-    needs no table then), else ``at(table)``."""
-    return table[0] if len(set(table)) == 1 else at(table)
-
-
 @dataclass(frozen=True)
 class TFLiteRequantizer:
     """A convolution's or fully connected layer's output: ``clamp(multiply_by_quantized_multiplier(
@@ -166,7 +154,7 @@ class TFLiteRequantizer:
         ``at(table)`` gives channel ``c``'s entry of a per-channel table (NumPy, or a lookup on
         the hardware's channel index); per-tensor rules never call it. ``keep``: as
         :meth:`cnnhw.quant.arith.Requantizer.finish`."""
-        right = _entry(self.right_shifts, at)
+        right = per_index(self.right_shifts, at)
         if self.single_rounding:
             scaled = (product + (1 << (right + (MULTIPLIER_BITS - 1)))) >> (right + MULTIPLIER_BITS)
         else:
@@ -182,9 +170,7 @@ class TFLiteRequantizer:
         return [(len(rights), max(rights).bit_length())], (max(rights) - min(rights)).bit_length()
 
     def __call__(self, acc: np.ndarray, channel_axis: int = 1) -> np.ndarray:
-        shape = [1] * acc.ndim
-        shape[channel_axis] = -1
-        at = _picker_for(shape, acc.shape[channel_axis])
+        at = channel_picker(acc, channel_axis)
         return self.finish(acc.astype(np.int64) * at(self.multipliers), at=at)
 
     def describe(self) -> str:
@@ -302,17 +288,21 @@ class TFLiteAverage:
     def shift(self) -> int:
         return self.magnitude_bits + (max(self.counts) - 1).bit_length()
 
-    def _table(self, entry: Callable[[int], int]) -> tuple[int, ...]:
-        return tuple(entry(n if n in self.counts else self.counts[0]) for n in range(max(self.counts) + 1))
+    def _table(self, entry: Callable[[int, int], int]) -> tuple[int, ...]:
+        """``entry(n, ceil(2**shift / n))`` for ``n`` in ``0..max(counts)`` (a count that never
+        occurs takes the first one's)."""
+        def of(n):
+            return entry(n, -(-(1 << self.shift) // n))
+        return tuple(of(n if n in self.counts else self.counts[0]) for n in range(max(self.counts) + 1))
 
     @property
     def multipliers(self) -> tuple[int, ...]:
         """``multipliers[n]`` for ``n`` in ``0..max(counts)``."""
-        return self._table(lambda n: -(-(1 << self.shift) // n))
+        return self._table(lambda n, multiplier: multiplier)
 
     @property
     def halves(self) -> tuple[int, ...]:
-        return self._table(lambda n: (n // 2) * -(-(1 << self.shift) // n))
+        return self._table(lambda n, multiplier: (n // 2) * multiplier)
 
     @property
     def multiplier_bits(self) -> int:
@@ -330,7 +320,7 @@ class TFLiteAverage:
                keep: Callable = _same):
         """After ``product = s * multipliers[n]`` (``at(table)`` picks entry ``n`` of a table)."""
         magnitude = select(product < 0, -product, product)
-        quotient = (magnitude + _entry(self.halves, at)) >> self.shift
+        quotient = (magnitude + per_index(self.halves, at)) >> self.shift
         return saturate(keep(select(product < 0, -quotient, quotient)), self.lo, self.hi, select)
 
     def __call__(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
