@@ -19,7 +19,7 @@ from cnnhw.errors import UnsupportedModelError
 from cnnhw.frontend import load_model
 from cnnhw.golden.int_ref import run_int
 from cnnhw.quant import quantize_graph
-from cnnhw.quant.onnx_arith import OnnxRequantizer, bit_length, float32_parts, round_half_even
+from cnnhw.quant.onnx_arith import OnnxRequantizer, float32_parts, round_half_even, round_to_float32, smear_right
 from cnnhw.verify import first_mismatch
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -140,9 +140,15 @@ def test_the_requantization_is_onnxruntimes_float32_arithmetic(acc, scale, zero_
 
 
 @given(st.integers(0, (1 << 40) - 1), st.integers(0, 30))
-def test_bit_length_and_rounding_half_to_even(value, position):
-    assert int(bit_length(np.int64(value), 41)) == value.bit_length()
+def test_smearing_and_rounding_half_to_even(value, position):
+    assert int(smear_right(np.int64(value), 41)) == (1 << value.bit_length()) - 1
     assert int(round_half_even(np.int64(value), position)) == int(np.rint(value / 2 ** position))  # exact in double
+
+
+@given(st.integers(0, (1 << 48) - 1))
+def test_the_product_is_rounded_to_float32s_24_significant_bits(magnitude):
+    """float32's own rounding of an exact integer (half to even), without a shifter."""
+    assert int(round_to_float32(np.int64(magnitude))) == int(np.float32(magnitude))
 
 
 # ------------------------------------------------------------------ refusals

@@ -4,7 +4,10 @@ and of average pooling, with the rounding/saturation taken from the rule (``cnnh
 
 The product is built ``digit_bits`` multiplier bits per cycle (most significant first):
 ``digit_bits >= multiplier bits`` is one full multiply (a DSP with yosys ``-dsp``); fewer
-bits trade cycles for logic. Throughput: one value per ``steps + 2`` cycles, where
+bits trade cycles for logic. The finish is pipelined where the rule says (``keep(value,
+stage=True)``: a TFLite or onnxruntime rounding is too long a path for one cycle at the board's
+clock): the product is held while those registers settle, ``finish_stages`` cycles
+(:func:`finish_stages`). Throughput: one value per ``steps + 2 + finish_stages`` cycles, where
 ``steps = ceil(multiplier_bits / digit_bits)``, plus one when the multipliers are in a memory.
 Latency: the same. Handshake: ``i`` is taken when idle; ``o`` holds its payload until ``ready``.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from amaranth import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -29,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 from .dsp import dsps_of_product
 from .memories import MemoryShape, add_terms
 from .tables import lookup, table_bits
-from .wires import wire_for
+from .wires import SettlingStages
 
 #: Largest multiplier table kept in logic (see the module docstring).
 TABLE_IN_LOGIC_MAX = 32
@@ -47,6 +51,7 @@ class RescalerParameters:
     digit_bits: int
     tables: int = 1
     finish_terms: tuple[tuple[str, float], ...] = ()
+    finish_stages: int = 0
 
     @staticmethod
     def for_rule(rule, value_bits: int, digit_bits: int) -> "RescalerParameters":
@@ -54,19 +59,17 @@ class RescalerParameters:
         ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``), TFLite's or onnxruntime's."""
         negative = rule.negative_multipliers
         entries = table_entries(rule.multipliers, negative)
-        # A finish that differs by index reads its tables (logic) and shifts by a variable amount:
-        # a multiplexer stage per shift bit across the product, each with its share of the rounding's
-        # masks and compares, priced as adder bits. Measured: LeNet-5 quantized by onnxruntime (per
-        # channel) needs 9,400 logic cells on the iCE40 where the model without these terms said
-        # 5,233, about 830 per rescaler; its five rescalers' terms give 49 bits x 10 stages each,
-        # about 830 logic cells at the fitted price of an adder bit.
-        tables, shift_stages = rule.finish_structure()
+        # A finish beyond cnnhw's own rounding (whose cost the fitted rescaler terms hold) has
+        # product-wide steps of its own: adds, compares and multiplexer stages across the product,
+        # priced as adder bits; and the per-index tables it reads (logic).
+        tables, steps = rule.finish_structure()
         product_bits = value_bits + rule.multiplier_bits + 2
         terms = {"table_bits": sum(table_bits(entries, width) for entries, width in tables),
-                 "sum_bits": product_bits * shift_stages}
+                 "sum_bits": product_bits * steps}
         return RescalerParameters(value_bits, rule.multiplier_bits, entries, digit_bits,
                                   1 if negative is None else 2,
-                                  tuple((name, value) for name, value in terms.items() if value))
+                                  tuple((name, value) for name, value in terms.items() if value),
+                                  finish_stages(rule))
 
     @property
     def digit(self) -> int:
@@ -84,7 +87,7 @@ class RescalerParameters:
     @property
     def cycles_per_value(self) -> int:
         """Cycles from taking a value to offering its result, and between values."""
-        return self.steps + 2 + self.table_in_memory
+        return self.steps + 2 + self.table_in_memory + self.finish_stages
 
     def memories(self) -> list[MemoryShape]:
         if not self.table_in_memory:
@@ -114,6 +117,23 @@ def table_entries(multipliers, negative_multipliers=None) -> int:
     return 1 if len(pairs) == 1 else len(multipliers)
 
 
+@lru_cache(maxsize=None)
+def finish_stages(rule) -> int:
+    """The pipeline registers on the longest path of ``rule.finish`` (its ``keep(...,
+    stage=True)``): the rule's own code run on placeholder signals, as the Rescaler runs it."""
+    stages = SettlingStages()
+    index = Signal(range(max(len(rule.multipliers), 2)))
+    rule.finish(Signal(signed(64)), Mux, table_reader(index), stages.keep)
+    return stages.depth
+
+
+def table_reader(index: Signal):
+    """``at(table)`` for a rule's finish: ``table[index]``, a multiplexer of constants."""
+    def at(table):
+        return lookup(table, index, unsigned(max(1, max(int(v).bit_length() for v in table))))
+    return at
+
+
 def rescale_input(value: Shape, entries: int) -> data.StructLayout:
     return data.StructLayout({"value": value, "index": range(max(entries, 2))})
 
@@ -136,7 +156,8 @@ class Rescaler(wiring.Component):
         all_multipliers = self.multipliers + (self.negative_multipliers or ())
         self.parameters = RescalerParameters(self.value_shape.width, max(1, max(m.bit_length() for m in all_multipliers)),
                                              table_entries(self.multipliers, self.negative_multipliers), digit_bits,
-                                             1 if self.negative_multipliers is None else 2)
+                                             1 if self.negative_multipliers is None else 2,
+                                             finish_stages=finish_stages(rule))
         self.multiplier_bits = self.parameters.multiplier_bits
         self.digit_bits = self.parameters.digit
         self.steps = self.parameters.steps
@@ -186,9 +207,13 @@ class Rescaler(wiring.Component):
                 chosen = Mux(self.i.payload.value < 0, lookup(negatives, self.i.payload.index, unsigned(width)), chosen)
         # The index of the value being multiplied, for a rule whose finish reads per-index tables.
         index = Signal.like(self.i.payload.index)
-
-        def at(table):
-            return lookup(table, index, unsigned(max(1, max(int(v).bit_length() for v in table))))
+        # The finish reads only the product and the index, which stay put from the last multiply
+        # step until the result is taken: its pipeline registers settle meanwhile.
+        stages = SettlingStages(m)
+        result = self.rule.finish(product, Mux, table_reader(index), stages.keep)
+        settle_cycles = self.parameters.finish_stages
+        assert stages.depth == settle_cycles, "finish_stages runs the same code"
+        settling = Signal(range(max(settle_cycles, 2)))
 
         top_digit = multiplier[padded - digit:]
         if self.steps == 1:
@@ -216,9 +241,16 @@ class Rescaler(wiring.Component):
                 m.d.sync += [product.eq((product << digit) + partial),
                              multiplier.eq(multiplier << digit), steps_left.eq(steps_left - 1)]
                 with m.If(steps_left == 1):
-                    m.next = "DONE"
+                    m.next = "SETTLE" if settle_cycles else "DONE"
+                    if settle_cycles:
+                        m.d.sync += settling.eq(settle_cycles - 1)
+            if settle_cycles:
+                with m.State("SETTLE"):
+                    m.d.sync += settling.eq(settling - 1)
+                    with m.If(settling == 0):
+                        m.next = "DONE"
             with m.State("DONE"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(self.rule.finish(product, Mux, at, wire_for(m)))]
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(result)]
                 with m.If(self.o.ready):
                     m.next = "IDLE"
         return m

@@ -91,6 +91,7 @@ class SerialFrontEnd(wiring.Component):
         frame_type = Signal(8)
         length = Signal(16)
         count = Signal(16)
+        left = Signal(16)  # payload bytes still to come: the end test is no carry chain (timing)
         crc = Signal(8)
         idle_cycles = Signal(range(self.timeout_cycles + 1))
         feeding = Signal()
@@ -145,7 +146,7 @@ class SerialFrontEnd(wiring.Component):
                 watch_timeout()
                 with m.If(got):
                     full_length = (byte << 8) | length[:8]
-                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0),
+                    m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0), left.eq(full_length),
                                  dropping.eq((frame_type != FrameType.CLASSIFY) | feeding)]
                     with m.If(full_length > n):
                         answer(FrameType.ERROR, Error.BAD_LENGTH)  # cannot be ours: resynchronise now
@@ -158,8 +159,8 @@ class SerialFrontEnd(wiring.Component):
                 watch_timeout()
                 with m.If(got):
                     m.d.comb += write.en.eq(~dropping)
-                    m.d.sync += [crc.eq(crc_next), count.eq(count + 1)]
-                    with m.If(count + 1 == length):
+                    m.d.sync += [crc.eq(crc_next), count.eq(count + 1), left.eq(left - 1)]
+                    with m.If(left == 1):
                         m.next = "CHECK"
             with m.State("CHECK"):
                 watch_timeout()

@@ -1,20 +1,62 @@
-"""Wires for intermediate values of an arithmetic rule computed on signals."""
+"""Wires and pipeline registers for the intermediate values of an arithmetic rule computed on
+signals: the ``keep`` a rule's ``finish`` or ``sum_of`` calls (``cnnhw.quant``)."""
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Signal, Value, unsigned
 
 
 def wire_for(m: Module):
-    """``keep(value, bits=None)``: ``value`` on a wire of its own (a combinational signal), so that
-    an expression a rule reads several times (a rounding reads its operand three times) is built
-    once in the Verilog: yosys would merge the copies, but Verilator would compute each, and
-    nested roundings would multiply them. The wire has the value's shape, or ``bits`` unsigned
-    bits where the rule knows the value is non-negative and below ``2**bits``: Amaranth sizes a
-    shift by a signal for the largest amount its shape allows, so a shift amount or a shifted
-    value the rule bounds would otherwise grow by hundreds of bits."""
-    def keep(value, bits: int | None = None):
-        wire = Signal(value.shape() if bits is None else unsigned(bits))
+    """``keep(value, bits=None, stage=False)``: ``value`` on a wire of its own (a combinational
+    signal), so that an expression a rule reads several times (a rounding reads its operand three
+    times) is built once in the Verilog: yosys would merge the copies, but Verilator would compute
+    each, and nested roundings would multiply them. The wire has the value's shape, or ``bits``
+    unsigned bits where the rule knows the value is non-negative and below ``2**bits``: Amaranth
+    sizes a shift by a signal for the largest amount its shape allows, so a shift amount or a
+    shifted value the rule bounds would otherwise grow by hundreds of bits.
+
+    ``stage`` is where the rule would put a pipeline register; a unit that takes a value every
+    cycle (an Add) computes the rule in one cycle and ignores it."""
+    def keep(value, bits: int | None = None, stage: bool = False):
+        wire = Signal(_shape(value, bits))
         m.d.comb += wire.eq(value)
         return wire
     return keep
+
+
+class SettlingStages:
+    """``keep`` for a unit that holds its operands still until the result has settled (the
+    Rescaler): ``keep(value, bits, stage=True)`` is a register, any other ``keep`` a wire as in
+    :func:`wire_for`. A value that reads registers of different depths is right once the deepest
+    has settled, so no stage needs aligning: :attr:`depth`, the longest chain of registers from
+    the operands to any kept value, is how many cycles the result takes after its operands are
+    final.
+
+    ``m`` is None to only count the stages (planning: the rule's code run on placeholder signals
+    gives the same depth as the hardware, from the same code)."""
+
+    def __init__(self, m: Module | None = None):
+        self.m = m
+        self._wires: list[Signal] = []  # signals compare by value, so the depths go by id
+        self._depths: dict[int, int] = {}
+
+    def keep(self, value, bits: int | None = None, stage: bool = False):
+        value = Value.cast(value)
+        wire = Signal(_shape(value, bits))
+        # Amaranth has no public way to list the signals an expression reads; _rhs_signals is
+        # what its own checks use (amaranth < 0.6 is pinned).
+        reads = max((self._depths.get(id(signal), 0) for signal in value._rhs_signals()), default=0)
+        self._wires.append(wire)
+        self._depths[id(wire)] = reads + stage
+        if self.m is not None:
+            domain = self.m.d.sync if stage else self.m.d.comb
+            domain += wire.eq(value)
+        return wire
+
+    @property
+    def depth(self) -> int:
+        return max(self._depths.values(), default=0)
+
+
+def _shape(value, bits: int | None):
+    return Value.cast(value).shape() if bits is None else unsigned(bits)

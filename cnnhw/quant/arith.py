@@ -109,12 +109,23 @@ def round_real(value, rounding: str = "half_up") -> np.ndarray:
     return rounded.astype(np.int64)
 
 
+def shift_right(value, amount):
+    """``floor(value / 2**amount)``, an arithmetic shift, on NumPy integers or Amaranth values.
+    By an int amount on a signal it is as narrow as its result (``Value.shift_right``): Amaranth's
+    ``>>`` keeps the operand's width, so every comparison and add after it would span the
+    shifted-out bits too (a rounding after a 53-bit product then compares 54-bit values)."""
+    if isinstance(amount, int) and hasattr(value, "shift_right"):
+        return value.shift_right(amount)
+    return value >> amount
+
+
 def _numpy_select(condition, if_true, if_false):
     return np.where(condition, if_true, if_false)
 
 
-def _same(value, bits: int | None = None):
-    """``keep`` for NumPy: a value is its own (``cnnhw.gateware.wires.wire_for`` gives one a wire)."""
+def _same(value, bits: int | None = None, stage: bool = False):
+    """``keep`` for NumPy: a value is its own (``cnnhw.gateware.wires`` gives one a wire, or a
+    pipeline register where ``stage``)."""
     return value
 
 
@@ -180,14 +191,16 @@ class Requantizer:
         """The step after the multiply: ``saturate(round_shift(product, shift), lo, hi)``.
 
         The hardware computes ``product = acc * M[c]`` however it likes (a DSP, or a few
-        bits per cycle), then calls this on its product signal with ``select=Mux`` and ``keep``
-        giving an intermediate value a wire of its own (``gateware.wires``). ``at`` (a
-        per-channel table's entry, for rules whose finish differs by channel) is not needed."""
+        bits per cycle), then calls this on its product signal with ``select=Mux`` and
+        ``keep(value, bits=None, stage=False)`` giving an intermediate value a wire of its own,
+        or a pipeline register where ``stage`` (``gateware.wires``; a rule puts one where its
+        path would be too long for one cycle, and this one needs none). ``at`` (a per-channel
+        table's entry, for rules whose finish differs by channel) is not needed."""
         return saturate(keep(round_shift(product, self.shift, self.rounding)), self.lo, self.hi, select)
 
     def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
-        """(entries, bits) of each per-index table :meth:`finish` reads, and the stages of its
-        variable shift: none, as the finish is the same for every index."""
+        """(entries, bits) of each per-index table :meth:`finish` reads, and its product-wide
+        steps beyond a rounding and a clamp (``gateware.rescale.RescalerParameters``): none."""
         return [], 0
 
     def describe(self) -> str:
@@ -297,8 +310,8 @@ class AverageDivider:
         return max(1, max(int(m).bit_length() for m in self.multipliers))
 
     def finish_structure(self) -> tuple[list[tuple[int, int]], int]:
-        """(entries, bits) of each per-index table :meth:`finish` reads, and the stages of its
-        variable shift: none, as the finish is the same for every index."""
+        """(entries, bits) of each per-index table :meth:`finish` reads, and its product-wide
+        steps beyond a rounding and a clamp (``gateware.rescale.RescalerParameters``): none."""
         return [], 0
 
     def describe(self) -> str:
