@@ -164,6 +164,32 @@ def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path
     assert json.loads((tmp_path / "out" / ".cnnhw").read_text())["kind"] == "build"
 
 
+@pytest.mark.long
+def test_a_pre_quantized_tflite_model_with_an_add_builds_at_24_mhz(cli, tmp_path):
+    """A TFLite int8 model built with its own arithmetic: per-channel shifts and two roundings in
+    both convolutions, ADD of two scales with a fused ReLU (a 50-bit rescaling per input and one
+    of the sum, pipelined), max pool, a dense layer rounded once. The build verifies it bit for bit
+    in Verilator, meets the 24 MHz it tries first, and its plan's figures are the hardware's: block
+    RAMs and DSPs as yosys maps them (a branch FIFO or a transparent pool buffer in logic), cycles
+    and latency as simulated."""
+    from test_tflite import _residual_model
+
+    writer, x, y = _residual_model(3, 3, 1, 7, True, 0.05, 0.03, False, seed=11)
+    (tmp_path / "residual.tflite").write_bytes(writer.write([x], [y]))
+    result = cli("build", "--model", "residual.tflite", "--board", "icebreaker", "-o", "out", "--json", "build.json",
+                 timeout=1200)
+    assert result.returncode == 0, result.stderr
+    facts = json.loads((tmp_path / "build.json").read_text())
+    assert facts["timing_met"] and facts["clock_mhz"] >= 24
+    assert facts["verified"]["bit_exact"] is True and facts["verified"]["images"] == 4
+    assert facts["verified"]["cycles_per_inference"] == facts["cycles_per_inference"]
+    assert facts["verified"]["latency_cycles"] == facts["latency_cycles"]
+    for key in ("dsp", "ebr"):
+        assert facts["predicted"][key] == facts["resources"][key]["used"], key
+    cells, estimate = facts["resources"]["logic_cells"]["used"], facts["predicted"]["logic_cells"]
+    assert abs(estimate - cells) <= LOGIC_MODEL_ERROR * cells, (estimate, cells)
+
+
 def test_unknown_clock_is_refused(cli, small_model):
     result = cli("build", "--model", small_model, "--board", "icebreaker", "--clock", "50")
     assert result.returncode == 2 and "no PLL setting for 50 MHz; choose from 12, 15" in result.error_line

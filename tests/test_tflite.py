@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnhw.errors import ModelError, UnsupportedModelError
+from cnnhw.flow.verilog import export_verilog
 from cnnhw.frontend import load_model
 from cnnhw.golden.evaluate import layer_errors
 from cnnhw.golden.int_ref import run_int
@@ -25,6 +26,7 @@ from cnnhw.hardware import Network, hardware_refusal
 from cnnhw.quant import quantize_graph
 from cnnhw.quant.tflite_arith import (TFLiteAverage, doubling_high_mul, multiply_by_quantized_multiplier,
                                       quantize_multiplier, rounding_divide_by_pot)
+from cnnhw.sim.runner import simulate_export
 from cnnhw.verify import expected_streams, first_mismatch
 from netgen import random_plan
 from tests.gateware.harness import assert_bit_exact, simulate
@@ -464,6 +466,27 @@ def test_the_hardware_computes_written_models_bit_for_bit(model, tmp_path):
     expected = expected_streams(qgraph, _real_inputs(qgraph, 2, seed=1))
     probes, outputs, classes, _ = simulate(accelerator, expected, seed=2)
     assert_bit_exact(accelerator, expected, probes, outputs, classes)
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_the_pipelined_rules_take_the_modelled_cycles_in_verilator(seed, tmp_path):
+    """A residual TFLite model (per-channel shifts, two roundings, ADD's pipelined rescaling) under
+    a random plan, in Verilator: bit for bit, and the timing model gives every stage's last
+    element of the first image, the class and the cycles between classes exactly (each Rescaler's
+    and the Add's settling stages counted as the gateware builds them)."""
+    from test_sim import check_timeline
+
+    writer, x, y = _residual_model(3, 3, 1, 7, True, 0.05, 0.03, False, seed=11)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(writer.write([x], [y]))
+    qgraph = quantize_graph(load_model(path))
+    plan = random_plan(qgraph, seed=seed)
+    export = export_verilog(qgraph, plan, tmp_path / "rtl")
+    result = simulate_export(export, expected_streams(qgraph, _real_inputs(qgraph, 3, seed=seed)), tmp_path / "build",
+                             timing_images=3, seed=seed)
+    assert result.mismatches == [], "; ".join(map(str, result.mismatches))
+    assert result.class_mismatches == 0
+    check_timeline(result, Network(qgraph, plan), 3)
 
 
 def _one_conv(kind: int, out_kind: int | None = None) -> ModelWriter:

@@ -10,6 +10,8 @@ DSPs stay with the convolutions; the rule after the sum is the Requantizer's own
 
 from __future__ import annotations
 
+from functools import lru_cache, partial
+
 from amaranth import Cat, Module, Mux, Shape, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
@@ -18,10 +20,12 @@ from amaranth.lib.wiring import In, Out
 from ..quant.arith import Requantizer
 from .fifo import RegisterFIFO
 from .memories import MemoryShape, counter_bits
-from .wires import wire_for
+from .wires import SettlingStages, wire_for
 
 #: FIFOs up to this depth are registers (``RegisterFIFO``); deeper ones a memory.
 REGISTER_FIFO_DEPTH = 4
+#: Adder levels between the registers of a staged product of a constant (``times_constant``).
+TREE_LEVELS_PER_STAGE = 2
 
 
 class Fork(wiring.Component):
@@ -143,41 +147,91 @@ def adders_of(constant: int) -> int:
     return len(signed_digits(constant))
 
 
-def times_constant(value, constant: int):
+def times_constant(value, constant: int, stage: bool = False, keep=None):
     """``value * constant`` (a non-negative integer) as shifted adds and subtracts of ``value``,
-    one per digit of :func:`signed_digits` (its highest digit is +1, so the sum starts there)."""
+    one per digit of :func:`signed_digits`.
+
+    Unstaged, a chain from the highest digit (+1, so the sum starts there). With ``stage`` and
+    ``keep`` (a ``SettlingStages.keep``), a balanced tree of the digits with a register after
+    every ``TREE_LEVELS_PER_STAGE`` levels below the root (a 31-bit multiplier has up to 16 digits:
+    four levels of 50-bit adders are too long a path for the board's clock); the caller registers
+    the product itself if it wants."""
     digits = signed_digits(constant)
     if not digits:
         return value * 0
-    bit, _ = digits[-1]
-    total = value << bit
-    for bit, sign in reversed(digits[:-1]):
-        total = total + (value << bit) if sign > 0 else total - (value << bit)
+    if not (stage and keep):
+        bit, _ = digits[-1]
+        total = value << bit
+        for bit, sign in reversed(digits[:-1]):
+            total = total + (value << bit) if sign > 0 else total - (value << bit)
+        return total
+    # Each term is (magnitude, sign); the highest digit is +1, so the root's sign is +1.
+    terms = [(value << bit, sign) for bit, sign in digits]
+    level = 0
+    while len(terms) > 1:
+        pairs = [_combine(*terms[k:k + 2]) for k in range(0, len(terms) - 1, 2)]
+        terms = pairs + terms[len(pairs) * 2:]
+        level += 1
+        if len(terms) > 1 and level % TREE_LEVELS_PER_STAGE == 0:
+            terms = [(keep(term, stage=True), sign) for term, sign in terms]
+    (total, sign), = terms
+    assert sign > 0
     return total
+
+
+def _combine(a, b):
+    """Two signed terms of :func:`times_constant`'s tree as one."""
+    (x, sx), (y, sy) = a, b
+    if sx == sy:
+        return x + y, sx
+    return (x - y, sx) if sx > 0 else (y - x, sy)
 
 
 class AddUnit(wiring.Component):
     """``o = requant.sum_of(i0, i1, ...)`` element by element (cnnhw's ``finish(i0 * M[0] + i1 *
     M[1])``, or TFLite's ADD), each product of a constant written out as shifted adds
-    (:func:`times_constant`): the inputs are taken in the same cycle, when all are offered and the
-    output register is empty or being read; the result is offered ``LATENCY`` cycle later (one
-    element per cycle)."""
+    (:func:`times_constant`). The inputs are taken in the same cycle, when all are offered and the
+    unit is empty or its result is being read.
 
-    LATENCY = 1
+    A rule whose sum is pipelined (``keep(..., stage=True)``, and products asked for with
+    ``stage``: TFLite's ADD, two roundings per input and two on the sum) has
+    :meth:`stages_of` registers on its longest path: the inputs are registered when taken and
+    held while those registers settle, and the result is offered ``latency_of = 1 + stages``
+    cycles after the take, straight from the last stage. Without stages the sum goes into the
+    output register: offered the cycle after the take. Either way a new element is taken in the
+    cycle the result is read: one element per ``latency_of`` cycles at full rate."""
+
+    @staticmethod
+    @lru_cache(maxsize=None)
+    def stages_of(in_shapes: tuple[Shape, ...], requant) -> int:
+        """The registers on the longest path of ``requant.sum_of`` over inputs of ``in_shapes``:
+        the rule's own code run on placeholder signals, as the unit runs it."""
+        stages = SettlingStages()
+        requant.sum_of([Signal(shape) for shape in in_shapes], partial(times_constant, keep=stages.keep), Mux,
+                       stages.keep)
+        return stages.depth
+
+    @classmethod
+    def latency_of(cls, in_shapes, requant) -> int:
+        """Cycles from the take of the inputs to the offer of their result."""
+        return 1 + cls.stages_of(tuple(Shape.cast(shape) for shape in in_shapes), requant)
 
     @staticmethod
     def logic_terms(in_bits, requant) -> dict[str, float]:
         """The logic-cell model's terms: an adder per digit of each constant product
-        (``adders_of``, as wide as the widest operand and constant), the rounding and saturation,
-        and the output register."""
+        (``adders_of``), as wide as its operand and constant (a 16-bit constant at most: the
+        bits below a product's rounding point need no carry chain of their own beyond that),
+        the rounding and saturation, and the output register."""
         products = requant.constant_products(list(in_bits))
+        adder_bits = sum(adders_of(constant) * (bits + min(constant.bit_length(), 16) + 1)
+                         for bits, constant in products)
         width = max(bits for bits, _ in products) + max(constant.bit_length() for _, constant in products) + 1
-        adders = sum(adders_of(constant) for _, constant in products)
-        return {"sum_bits": adders * width, "rescaler": 1, "packer_bits": width}
+        return {"sum_bits": adder_bits, "rescaler": 1, "packer_bits": width}
 
     def __init__(self, in_shapes, out_shape, requant):
         self.in_shapes = [Shape.cast(shape) for shape in in_shapes]
         self.out_shape, self.requant = Shape.cast(out_shape), requant
+        self.stages = self.stages_of(tuple(self.in_shapes), requant)
         super().__init__({**{f"i{k}": In(stream.Signature(shape)) for k, shape in enumerate(self.in_shapes)},
                           "o": Out(stream.Signature(self.out_shape))})
 
@@ -185,14 +239,35 @@ class AddUnit(wiring.Component):
         m = Module()
         inputs = [getattr(self, f"i{k}") for k in range(len(self.in_shapes))]
         values = [port.payload.as_signed() if port.payload.shape().signed else port.payload for port in inputs]
-        advance = ~self.o.valid | self.o.ready
         every = Cat(port.valid for port in inputs).all()
+        if not self.stages:
+            advance = ~self.o.valid | self.o.ready
+            for port in inputs:
+                m.d.comb += port.ready.eq(advance & every)
+            with m.If(advance):
+                m.d.sync += self.o.valid.eq(every)
+                with m.If(every):
+                    m.d.sync += self.o.payload.eq(self.requant.sum_of(values, times_constant, Mux, wire_for(m)))
+            return m
+        held = [Signal.like(value, name=f"held{k}") for k, value in enumerate(values)]
+        busy = Signal()  # inputs held, their result settling or offered
+        settling = Signal(range(self.stages + 1))  # cycles until the last stage holds the result
+        read = self.o.valid & self.o.ready
+        take = (~busy | read) & every
         for port in inputs:
-            m.d.comb += port.ready.eq(advance & every)
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(every)
-            with m.If(every):
-                m.d.sync += self.o.payload.eq(self.requant.sum_of(values, times_constant, Mux, wire_for(m)))
+            m.d.comb += port.ready.eq(take)
+        stages = SettlingStages(m)
+        result = self.requant.sum_of(held, partial(times_constant, keep=stages.keep), Mux, stages.keep)
+        assert stages.depth == self.stages, "the sum built with other stages than it was counted with"
+        m.d.comb += [self.o.payload.eq(result), self.o.valid.eq(busy & (settling == 0))]
+        with m.If(take):
+            m.d.sync += [held[k].eq(value) for k, value in enumerate(values)]
+            m.d.sync += [busy.eq(1), settling.eq(self.stages)]
+        with m.Else():
+            with m.If(read):
+                m.d.sync += busy.eq(0)
+            with m.If(settling != 0):
+                m.d.sync += settling.eq(settling - 1)
         return m
 
 

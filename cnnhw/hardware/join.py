@@ -22,8 +22,8 @@ from .timing import AddTiming, ConcatTiming, FIFOTiming
 
 
 class JoinOp(HardwareOp):
-    """Base of the joins: one element per cycle out (``cycles`` = output elements), each offered
-    ``LATENCY`` cycle after its inputs are taken."""
+    """Base of the joins: each output element offered :meth:`latency` cycles after its inputs are
+    taken, and one taken per ``latency`` cycles (``cycles``)."""
 
     def __init__(self, layer: QJoin, plan):
         super().__init__(layer, plan)
@@ -44,8 +44,13 @@ class JoinOp(HardwareOp):
         return self._fifo_depths
 
     @property
+    def latency(self) -> int:
+        """Cycles from the take of an element's inputs to its offer (the unit's own figure)."""
+        raise NotImplementedError
+
+    @property
     def cycles(self) -> int:
-        return math.prod(self.layer.out_shape)
+        return math.prod(self.layer.out_shape) * self.latency
 
     def fifo_latency(self, index: int) -> int:
         return StreamFIFO.latency_of(self.fifo_depths[index])
@@ -81,8 +86,13 @@ class AddOp(JoinOp):
         layer = self.layer
         return AddUnit([element_shape(f) for f in layer.in_formats], element_shape(layer.out_format), layer.requant)
 
+    @property
+    def latency(self) -> int:
+        layer = self.layer
+        return AddUnit.latency_of([element_shape(f) for f in layer.in_formats], layer.requant)
+
     def timing_of(self, upstreams, fifo_latency=None, all_buffered: bool = False):
-        return AddTiming(self.buffered(upstreams, fifo_latency, all_buffered), self.first_input, AddUnit.LATENCY)
+        return AddTiming(self.buffered(upstreams, fifo_latency, all_buffered), self.first_input, self.latency)
 
     def output_order_of(self, orders):
         if any(len(order) != len(orders[0]) or (order != orders[0]).any() for order in orders[1:]):
@@ -109,9 +119,13 @@ class ConcatOp(JoinOp):
         return ConcatUnit([element_shape(f) for f in layer.in_formats], element_shape(layer.out_format),
                           layer.requant, self.channels)
 
+    @property
+    def latency(self) -> int:
+        return ConcatUnit.LATENCY
+
     def timing_of(self, upstreams, fifo_latency=None, all_buffered: bool = False):
         return ConcatTiming(self.buffered(upstreams, fifo_latency, all_buffered), self.channels, self.first_input,
-                            ConcatUnit.LATENCY)
+                            self.latency)
 
     def output_order_of(self, orders):
         for order, shape in zip(orders, self.layer.in_shapes):

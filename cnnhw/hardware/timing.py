@@ -14,9 +14,9 @@ Each producer follows its blocks' handshakes as the gateware has them (the block
 their cycles): the window unit's ring of rows and three-word FIFO, the MVU's ping-pong halves and
 its global stall while the requantizer is busy, each Rescaler's cycles per value, the pool
 reducer's wait for its divider, the tiled pool's global stall, the forks, branch FIFOs and joins
-of a graph with branches (a join pulls its longest branch first). The shared step is
-:func:`consume`: a consumer that takes one word per cycle at most, never before it is offered,
-and not while stalled.
+of a graph with branches (``AddTiming`` and ``ConcatTiming`` say in which order a join pulls its
+inputs). The shared step is :func:`consume`: a consumer that takes one word per cycle at most,
+never before it is offered, and not while stalled.
 """
 
 from __future__ import annotations
@@ -383,8 +383,8 @@ class ForkTiming:
     """A fork (``gateware/branches.Fork``): its input stream read by several ports. An element
     transfers from the stream before when the first port to ask for it takes it; a port asking
     later takes it then or when it is ready. Exact when the readers that ask later are ready by
-    then: the network pulls a join's longest branch first and gives its other inputs FIFOs
-    (``Network``), so that only the longest branch holds the fork up, as in the hardware."""
+    then: the network gives every input of a join but its longest branch a FIFO (``Network``),
+    so that only the longest branch holds the fork up, as in the hardware."""
 
     def __init__(self, upstream: Producer, ports: int):
         self.upstream, self.ports = upstream, ports
@@ -422,12 +422,21 @@ class FIFOTiming(Producer):
         self.upstream, self.latency = upstream, latency
         self.entered: list[int] = []
         self.left: list[int] = []
+        self.pending: int | None = None  # the entry of the next element, once its stream gave it
+
+    def offered(self) -> int:
+        """The cycle the next element is offered from: it enters as its stream offers it (the
+        FIFO never fills, so that does not wait for the reader)."""
+        if self.pending is None:
+            self.pending = self.upstream.take(NEVER)
+        return max(self.pending + self.latency, self.last + 1)
 
     def take(self, ready_from: int, stalls: Stalls = ()) -> int:
-        entered = self.upstream.take(NEVER)
-        self.last = first_ready(max(entered + self.latency, ready_from, self.last + 1), stalls)
-        self.entered.append(entered)
+        offered = self.offered()
+        self.last = first_ready(max(offered, ready_from), stalls)
+        self.entered.append(self.pending)
         self.left.append(self.last)
+        self.pending = None
         return self.last
 
     def finish(self) -> None:
@@ -442,18 +451,23 @@ class FIFOTiming(Producer):
 
 
 class AddTiming(Producer):
-    """An Add (``gateware/branches.AddUnit``): both inputs transfer in one cycle, when both offer and
-    the output register is free, and the sum is offered the cycle after. The ``first`` input (the
-    longest branch) is pulled first; the others come through FIFOs and are normally there."""
+    """An Add (``gateware/branches.AddUnit``): all inputs transfer in one cycle, the first at which
+    every one offers and the unit is empty or its result is being read, and the sum is offered
+    ``latency`` cycles after. Every input but the ``first`` (the longest branch) comes through a
+    FIFO that never fills, whose next element enters as its stream offers it: each FIFO's next
+    element is pulled first (``FIFOTiming.offered``), then the first input, ready from when they
+    are all there, so that a branch that comes late for one element (a 3x3 convolution's last
+    row, beside a slower 1x1 one) holds the first input up as the hardware does."""
 
     def __init__(self, inputs: list[Producer], first: int, latency: int):
         self.inputs, self.first, self.latency = inputs, first, latency
 
     def take(self, ready_from: int, stalls: Stalls = ()) -> int:
-        taken = self.inputs[self.first].take(self.last)
-        for k, producer in enumerate(self.inputs):
-            if k != self.first:
-                taken = max(taken, producer.take(taken))
+        others = [producer for k, producer in enumerate(self.inputs) if k != self.first]
+        offered = max((producer.offered() for producer in others), default=NEVER)
+        taken = self.inputs[self.first].take(max(self.last, offered))
+        for producer in others:
+            taken = max(taken, producer.take(taken))
         self.last = first_ready(max(taken + self.latency, ready_from), stalls)
         return self.last
 

@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 
 from ..boards import Board
-from ..gateware.memories import add_terms
+from ..gateware.memories import MemoryShape, add_terms
 from ..hardware import HardwarePlan, Network
 from ..hardware.network import network_of
 from ..quant.qgraph import QGraph
@@ -51,21 +51,33 @@ class LayerCost:
     logic_cells: int
 
 
-#: yosys memory_libmap's prices (share/ice40/brams.txt "cost 64"; -logic-cost-rom/-ram defaults).
+#: yosys memory_libmap's prices (passes/memory/memory_libmap.cc, share/ice40/brams.txt): a block
+#: RAM costs 64, a bit built from logic 1/16 in a ROM and 1 in a RAM (the -logic-cost-rom/-ram
+#: defaults); a block RAM's cost grows by half a point per bit of the multiplexer a stack in depth
+#: reads through (and per stacked block's write enable), and by two points per point of
+#: emulation: one for a read port of its own (a tie-breaker every one of ours pays), three for a
+#: transparent read, which the iCE40's block RAM lacks. The cheaper wins, logic on a tie (its cost
+#: is truncated to an integer first).
 EBR_COST, LOGIC_COST_ROM_BIT, LOGIC_COST_RAM_BIT = 64, 1 / 16, 1.0
+MUX_FACTOR, EMULATION_FACTOR, OWN_READ_PORT, TRANSPARENT_READ = 0.5, 2, 1, 3
 
 
-def ebr_blocks(width: int, depth: int, aspects, rom: bool = False) -> int:
+def ebr_blocks(shape: MemoryShape, aspects) -> int:
     """Block RAMs yosys spends on a memory (0 when it builds it from logic instead)."""
-    return ebr_layout(width, depth, aspects, rom)[0]
+    return ebr_layout(shape, aspects)[0]
 
 
-def ebr_layout(width: int, depth: int, aspects, rom: bool = False) -> tuple[int, int]:
+def ebr_layout(shape: MemoryShape, aspects) -> tuple[int, int]:
     """(block RAMs, blocks stacked in depth) of a memory: a stack of ``n`` blocks needs an
     ``n``-way multiplexer on every read bit. (0, 0) when yosys builds the memory from logic."""
+    width, depth = shape.width, shape.depth
     blocks, d = min((math.ceil(depth / d) * math.ceil(width / w), d) for d, w in aspects)
-    logic = width * depth * (LOGIC_COST_ROM_BIT if rom else LOGIC_COST_RAM_BIT)
-    return (blocks, math.ceil(depth / d)) if blocks * EBR_COST <= logic else (0, 0)
+    stacked = math.ceil(depth / d)
+    emulation = OWN_READ_PORT + (TRANSPARENT_READ if shape.transparent else 0)
+    cost = (EBR_COST * blocks + MUX_FACTOR * (stacked - 1) * width
+            + (MUX_FACTOR * stacked if stacked > 1 and not shape.rom else 0) + EMULATION_FACTOR * emulation)
+    logic = int(width * depth * (LOGIC_COST_ROM_BIT if shape.rom else LOGIC_COST_RAM_BIT))
+    return (blocks, stacked) if cost < logic else (0, 0)
 
 
 def network(qgraph: QGraph, plan: HardwarePlan | Network) -> Network:
@@ -78,7 +90,7 @@ def block_rams(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> di
     counts: dict[str, int] = {}
     for owner, shape in network(qgraph, plan).memories():
         if not shape.spram:
-            counts[owner] = counts.get(owner, 0) + ebr_blocks(shape.width, shape.depth, board.ebr_aspects, shape.rom)
+            counts[owner] = counts.get(owner, 0) + ebr_blocks(shape, board.ebr_aspects)
     return counts
 
 
@@ -99,7 +111,7 @@ def logic_terms(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> d
         if terms:
             owners[owner] = terms
     for owner, shape in net.memories():
-        placed = (0, 0) if shape.spram else ebr_layout(shape.width, shape.depth, board.ebr_aspects, shape.rom)
+        placed = (0, 0) if shape.spram else ebr_layout(shape, board.ebr_aspects)
         key = owner if owner in owners else "board"
         owners[key] = add_terms(owners[key], memory_terms(shape, placed))
     return owners

@@ -27,7 +27,6 @@ checks the new rule.
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
@@ -123,6 +122,13 @@ def _numpy_select(condition, if_true, if_false):
     return np.where(condition, if_true, if_false)
 
 
+def times(value, constant: int, stage: bool = False):
+    """``value * constant``: the ``multiply`` of a join's ``sum_of`` on NumPy arrays. (The
+    gateware's forms the product as shifted adds, ``cnnhw.gateware.branches.times_constant``,
+    pipelined where the rule asks with ``stage``.)"""
+    return value * constant
+
+
 def _same(value, bits: int | None = None, stage: bool = False):
     """``keep`` for NumPy: a value is its own (``cnnhw.gateware.wires`` gives one a wire, or a
     pipeline register where ``stage``)."""
@@ -211,11 +217,12 @@ class Requantizer:
         """For JSON reports (DESIGN.md names the keys)."""
         return {"multipliers": list(self.multipliers), "shift": self.shift, "clamp": [self.lo, self.hi]}
 
-    def sum_of(self, inputs, multiply: Callable = operator.mul, select: Callable = _numpy_select,
+    def sum_of(self, inputs, multiply: Callable = times, select: Callable = _numpy_select,
                keep: Callable = _same):
         """A join's sum (Add): ``finish(sum(x[k] * M[k]))``, of NumPy arrays, or of gateware values
-        with ``multiply`` forming products of constants, ``select = Mux`` and ``keep`` giving the
-        sum a wire of its own (the rounding reads it several times)."""
+        with ``multiply(value, constant, stage=False)`` forming products of constants, ``select =
+        Mux`` and ``keep`` giving the sum a wire of its own (the rounding reads it several times).
+        Not pipelined: one step from the inputs to the result."""
         products = [multiply(x, m) for x, m in zip(inputs, self.multipliers)]
         total = products[0]
         for product in products[1:]:

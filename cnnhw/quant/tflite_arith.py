@@ -29,13 +29,12 @@ constants from ``multiply``.
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from .arith import _numpy_select, _same, _span, channel_picker, per_index, saturate, shift_right
+from .arith import _numpy_select, _same, _span, channel_picker, per_index, saturate, shift_right, times
 
 #: ``m0`` of a multiplier is a Q31 number: 31 bits.
 MULTIPLIER_BITS = 31
@@ -194,9 +193,12 @@ class TFLiteRequantizer:
 
 def _rescale_by_constant(value, m0: int, shift: int, multiply: Callable, select: Callable, keep: Callable):
     """``multiply_by_quantized_multiplier(value, m0, shift)`` for a constant ``(m0, shift)``,
-    with ``multiply(value, constant)`` forming the product (``*``, or shifted adds in gateware)."""
-    high = keep(doubling_high_mul(keep(multiply(value, m0 << max(shift, 0)))))
-    return keep(rounding_divide_by_pot(high, max(-shift, 0), select))
+    with ``multiply(value, constant, stage)`` forming the product (``*``, or shifted adds in
+    gateware, pipelined). A pipeline stage after the product, after its first rounding and after
+    the second: each is a carry chain across a 50-bit value."""
+    product = keep(multiply(value, m0 << max(shift, 0), stage=True), stage=True)
+    high = keep(doubling_high_mul(product), stage=True)
+    return keep(rounding_divide_by_pot(high, max(-shift, 0), select), stage=True)
 
 
 @dataclass(frozen=True)
@@ -239,24 +241,29 @@ class TFLiteAdd:
     def constant_products(self, in_bits) -> list[tuple[int, int]]:
         """(operand bits, constant) of each product :meth:`sum_of` forms: an input plus its
         offset times its multiplier (its shift by 20 puts zeros below, which cost no adder bits);
-        the sum times the output multiplier."""
+        the sum times the output multiplier. Each rescaled input is at most its operand shifted
+        by 20 (its factor is below 1: its scale over twice the larger one), so the sum of ``n``
+        has ``(n - 1).bit_length()`` bits more."""
         operands = [bits + 1 for bits in in_bits]
         products = [(b, m << max(s, 0)) for b, m, s in zip(operands, self.input_multipliers, self.input_shifts)]
-        sum_bits = max(operands) + MULTIPLIER_BITS
+        sum_bits = max(operands) + ADD_LEFT_SHIFT + (len(operands) - 1).bit_length()
         return products + [(sum_bits, self.output_multiplier << max(self.output_shift, 0))]
 
-    def sum_of(self, inputs, multiply: Callable = operator.mul, select: Callable = _numpy_select,
+    def sum_of(self, inputs, multiply: Callable = times, select: Callable = _numpy_select,
                keep: Callable = _same):
-        """The output from the inputs (NumPy arrays, or gateware values with ``multiply`` forming
-        products of constants, ``select = Mux`` and ``keep`` giving an intermediate value a wire
-        of its own, so that a value read several times is computed once)."""
+        """The output from the inputs (NumPy arrays, or gateware values with ``multiply(value,
+        constant, stage)`` forming products of constants, ``select = Mux`` and ``keep`` giving an
+        intermediate value a wire of its own, or a pipeline register with ``stage``). Pipelined:
+        each input's rescaling (:func:`_rescale_by_constant`), their sum, the output's rescaling,
+        the zero point and the clamp each end in a register."""
         scaled = [_rescale_by_constant((x + offset) << ADD_LEFT_SHIFT, m, shift, multiply, select, keep)
                   for x, offset, m, shift in zip(inputs, self.input_offsets, self.input_multipliers, self.input_shifts)]
         total = scaled[0]
         for term in scaled[1:]:
             total = total + term
-        out = _rescale_by_constant(keep(total), self.output_multiplier, self.output_shift, multiply, select, keep)
-        return saturate(keep(out + self.offset), self.lo, self.hi, select)
+        out = _rescale_by_constant(keep(total, stage=True), self.output_multiplier, self.output_shift, multiply,
+                                   select, keep)
+        return keep(saturate(keep(out + self.offset, stage=True), self.lo, self.hi, select), stage=True)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from amaranth import signed, unsigned
+from amaranth import Signal, signed, unsigned
 
-from cnnhw.gateware.branches import AddUnit, ConcatUnit, Fork, StreamFIFO, signed_digits
+from cnnhw.gateware.branches import (TREE_LEVELS_PER_STAGE, AddUnit, ConcatUnit, Fork, StreamFIFO, signed_digits,
+                                     times_constant)
+from cnnhw.gateware.wires import SettlingStages
 from cnnhw.quant.arith import Requantizer
 from cnnhw.quant.tflite_arith import TFLiteAdd
 from tests.gateware.streams import get_n, put_all, run, run_monitored
@@ -91,6 +93,20 @@ def test_signed_digits_are_the_non_adjacent_form(constant):
     bits = [bit for bit, _ in digits]
     assert all(b - a >= 2 for a, b in zip(bits, bits[1:]))  # never two adjacent non-zero digits
     assert len(digits) <= bin(constant).count("1")
+
+
+@given(st.integers(0, 1 << 40), st.lists(st.integers(-(1 << 30), 1 << 30), min_size=1, max_size=5))
+def test_a_staged_product_of_a_constant_is_the_product(constant, values):
+    """The balanced tree of signed digits sums to the product whatever the digits' signs (its
+    registers as plain values), with a register after every ``TREE_LEVELS_PER_STAGE`` of its
+    ``ceil(log2(digits))`` levels below the root."""
+    x = np.array(values, dtype=object)
+    plain = times_constant(x, constant, stage=True, keep=lambda value, stage=False: value)
+    assert list(plain) == [v * constant for v in values]
+    stages = SettlingStages()
+    times_constant(Signal(signed(32)), constant, stage=True, keep=stages.keep)
+    levels = (len(signed_digits(constant)) - 1).bit_length()
+    assert stages.depth == max(levels - 1, 0) // TREE_LEVELS_PER_STAGE
 
 
 def _add_outputs(dut, a, b, seed: int) -> list[int]:
