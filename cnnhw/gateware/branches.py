@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 from ..quant.arith import Requantizer
 from .fifo import RegisterFIFO
 from .memories import MemoryShape, counter_bits
-from .wires import SettlingStages, wire_for
+from .wires import PipelineStages, wire_for
 
 #: FIFOs up to this depth are registers (``RegisterFIFO``); deeper ones a memory.
 REGISTER_FIFO_DEPTH = 4
@@ -147,26 +147,35 @@ def adders_of(constant: int) -> int:
     return len(signed_digits(constant))
 
 
-def times_constant(value, constant: int, stage: bool = False, keep=None):
+def tree_stages(constant: int) -> int:
+    """The registers :func:`times_constant` puts in a staged product by ``constant``: one after
+    every ``TREE_LEVELS_PER_STAGE`` of the ``ceil(log2(digits))`` levels below the root."""
+    levels = (len(signed_digits(constant)) - 1).bit_length()
+    return max(levels - 1, 0) // TREE_LEVELS_PER_STAGE
+
+
+def times_constant(value, constant: int, stage: bool = False, keep=None, stages: int | None = None):
     """``value * constant`` (a non-negative integer) as shifted adds and subtracts of ``value``,
     one per digit of :func:`signed_digits`.
 
     Unstaged, a chain from the highest digit (+1, so the sum starts there). With ``stage`` and
     ``keep`` (a ``SettlingStages.keep``), a balanced tree of the digits with a register after
     every ``TREE_LEVELS_PER_STAGE`` levels below the root (a 31-bit multiplier has up to 16 digits:
-    four levels of 50-bit adders are too long a path for the board's clock); the caller registers
-    the product itself if it wants."""
+    four levels of 50-bit adders are too long a path for the board's clock), :func:`tree_stages`
+    in all, then registers of the product up to ``stages`` when given, so that products by
+    different constants come out of a pipeline together. The caller registers the product itself
+    if it wants."""
     digits = signed_digits(constant)
-    if not digits:
-        return value * 0
     if not (stage and keep):
+        if not digits:
+            return value * 0
         bit, _ = digits[-1]
         total = value << bit
         for bit, sign in reversed(digits[:-1]):
             total = total + (value << bit) if sign > 0 else total - (value << bit)
         return total
     # Each term is (magnitude, sign); the highest digit is +1, so the root's sign is +1.
-    terms = [(value << bit, sign) for bit, sign in digits]
+    terms = [(value << bit, sign) for bit, sign in digits] or [(value * 0, 1)]
     level = 0
     while len(terms) > 1:
         pairs = [_combine(*terms[k:k + 2]) for k in range(0, len(terms) - 1, 2)]
@@ -176,6 +185,8 @@ def times_constant(value, constant: int, stage: bool = False, keep=None):
             terms = [(keep(term, stage=True), sign) for term, sign in terms]
     (total, sign), = terms
     assert sign > 0
+    for _ in range((stages or 0) - tree_stages(constant)):
+        total = keep(total, stage=True)
     return total
 
 
@@ -191,29 +202,37 @@ class AddUnit(wiring.Component):
     """``o = requant.sum_of(i0, i1, ...)`` element by element (cnnhw's ``finish(i0 * M[0] + i1 *
     M[1])``, or TFLite's ADD), each product of a constant written out as shifted adds
     (:func:`times_constant`). The inputs are taken in the same cycle, when all are offered and the
-    unit is empty or its result is being read.
+    unit can move on: one element per cycle.
 
-    A rule whose sum is pipelined (``keep(..., stage=True)``, and products asked for with
-    ``stage``: TFLite's ADD, two roundings per input and two on the sum) has
-    :meth:`stages_of` registers on its longest path: the inputs are registered when taken and
-    held while those registers settle, and the result is offered ``latency_of = 1 + stages``
-    cycles after the take, straight from the last stage. Without stages the sum goes into the
-    output register: offered the cycle after the take. Either way a new element is taken in the
-    cycle the result is read: one element per ``latency_of`` cycles at full rate."""
+    Without pipeline stages in the rule, the sum goes into the output register: offered the cycle
+    after the take, and a new element taken when the register is empty or being read. A rule
+    whose sum is pipelined (``keep(..., stage=True)``, and products asked for with ``stage``:
+    TFLite's ADD, two roundings per input and two of the sum) is a pipeline of
+    :meth:`stages_of` registers after the input registers, every product padded to the deepest
+    one's registers (``times_constant``'s ``stages``) so that the paths stay aligned: the result
+    is offered ``latency_of = 1 + stages`` cycles after the take, when nothing holds it up.
+    Handshake: every register moves in each cycle the output is empty or being read, and none
+    moves otherwise (a global stall)."""
+
+    @staticmethod
+    def _multiply(requant, in_bits, keep):
+        """``multiply`` for the rule's ``sum_of``: staged products padded to the deepest tree."""
+        deepest = max(tree_stages(constant) for _, constant in requant.constant_products(list(in_bits)))
+        return partial(times_constant, keep=keep, stages=deepest)
 
     @staticmethod
     @lru_cache(maxsize=None)
     def stages_of(in_shapes: tuple[Shape, ...], requant) -> int:
-        """The registers on the longest path of ``requant.sum_of`` over inputs of ``in_shapes``:
-        the rule's own code run on placeholder signals, as the unit runs it."""
-        stages = SettlingStages()
-        requant.sum_of([Signal(shape) for shape in in_shapes], partial(times_constant, keep=stages.keep), Mux,
-                       stages.keep)
+        """The pipeline registers of ``requant.sum_of`` over inputs of ``in_shapes``: the rule's
+        own code run on placeholder signals, as the unit runs it."""
+        stages = PipelineStages()
+        multiply = AddUnit._multiply(requant, [shape.width for shape in in_shapes], stages.keep)
+        requant.sum_of([Signal(shape) for shape in in_shapes], multiply, Mux, stages.keep)
         return stages.depth
 
     @classmethod
     def latency_of(cls, in_shapes, requant) -> int:
-        """Cycles from the take of the inputs to the offer of their result."""
+        """Cycles from the take of the inputs to the offer of their result, when nothing stalls."""
         return 1 + cls.stages_of(tuple(Shape.cast(shape) for shape in in_shapes), requant)
 
     @staticmethod
@@ -240,34 +259,25 @@ class AddUnit(wiring.Component):
         inputs = [getattr(self, f"i{k}") for k in range(len(self.in_shapes))]
         values = [port.payload.as_signed() if port.payload.shape().signed else port.payload for port in inputs]
         every = Cat(port.valid for port in inputs).all()
+        advance = ~self.o.valid | self.o.ready
+        for port in inputs:
+            m.d.comb += port.ready.eq(advance & every)
         if not self.stages:
-            advance = ~self.o.valid | self.o.ready
-            for port in inputs:
-                m.d.comb += port.ready.eq(advance & every)
             with m.If(advance):
                 m.d.sync += self.o.valid.eq(every)
                 with m.If(every):
                     m.d.sync += self.o.payload.eq(self.requant.sum_of(values, times_constant, Mux, wire_for(m)))
             return m
         held = [Signal.like(value, name=f"held{k}") for k, value in enumerate(values)]
-        busy = Signal()  # inputs held, their result settling or offered
-        settling = Signal(range(self.stages + 1))  # cycles until the last stage holds the result
-        read = self.o.valid & self.o.ready
-        take = (~busy | read) & every
-        for port in inputs:
-            m.d.comb += port.ready.eq(take)
-        stages = SettlingStages(m)
-        result = self.requant.sum_of(held, partial(times_constant, keep=stages.keep), Mux, stages.keep)
+        valid = [Signal(name=f"valid{k}") for k in range(self.stages + 1)]  # which registers hold an element
+        with m.If(advance):
+            m.d.sync += [register.eq(value) for register, value in zip(held, values)]
+            m.d.sync += [valid[0].eq(every)] + [later.eq(earlier) for earlier, later in zip(valid, valid[1:])]
+        stages = PipelineStages(m, advance)
+        multiply = self._multiply(self.requant, [shape.width for shape in self.in_shapes], stages.keep)
+        result = self.requant.sum_of(held, multiply, Mux, stages.keep)
         assert stages.depth == self.stages, "the sum built with other stages than it was counted with"
-        m.d.comb += [self.o.payload.eq(result), self.o.valid.eq(busy & (settling == 0))]
-        with m.If(take):
-            m.d.sync += [held[k].eq(value) for k, value in enumerate(values)]
-            m.d.sync += [busy.eq(1), settling.eq(self.stages)]
-        with m.Else():
-            with m.If(read):
-                m.d.sync += busy.eq(0)
-            with m.If(settling != 0):
-                m.d.sync += settling.eq(settling - 1)
+        m.d.comb += [self.o.payload.eq(result), self.o.valid.eq(valid[-1])]
         return m
 
 

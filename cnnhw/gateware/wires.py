@@ -15,8 +15,8 @@ def wire_for(m: Module):
     sizes a shift by a signal for the largest amount its shape allows, so a shift amount or a
     shifted value the rule bounds would otherwise grow by hundreds of bits.
 
-    ``stage`` is where the rule would put a pipeline register; a unit that takes a value every
-    cycle (an Add) computes the rule in one cycle and ignores it."""
+    ``stage`` is where the rule would put a pipeline register; a unit that computes the rule in one
+    cycle (a Concat, an Add of cnnhw's rule) ignores it."""
     def keep(value, bits: int | None = None, stage: bool = False):
         wire = Signal(_shape(value, bits))
         m.d.comb += wire.eq(value)
@@ -43,19 +43,48 @@ class SettlingStages:
     def keep(self, value, bits: int | None = None, stage: bool = False):
         value = Value.cast(value)
         wire = Signal(_shape(value, bits))
+        self._wires.append(wire)
+        self._depths[id(wire)] = self._depth_read(value) + stage
+        if self.m is not None:
+            if stage:
+                self._register(wire, value)
+            else:
+                self.m.d.comb += wire.eq(value)
+        return wire
+
+    def _depth_read(self, value: Value) -> int:
         # Amaranth has no public way to list the signals an expression reads; _rhs_signals is
         # what its own checks use (amaranth < 0.6 is pinned).
-        reads = max((self._depths.get(id(signal), 0) for signal in value._rhs_signals()), default=0)
-        self._wires.append(wire)
-        self._depths[id(wire)] = reads + stage
-        if self.m is not None:
-            domain = self.m.d.sync if stage else self.m.d.comb
-            domain += wire.eq(value)
-        return wire
+        return max((self._depths.get(id(signal), 0) for signal in value._rhs_signals()), default=0)
+
+    def _register(self, register: Signal, value: Value) -> None:
+        self.m.d.sync += register.eq(value)
 
     @property
     def depth(self) -> int:
         return max(self._depths.values(), default=0)
+
+
+class PipelineStages(SettlingStages):
+    """``keep`` for a pipeline whose registers all move together, when ``advance`` is high (a
+    global stall): a new operand every cycle, each value ``depth`` cycles behind its operands.
+    Every kept value must read registers of one depth, or it would combine parts of different
+    elements: the rule's code pads its paths to equal depths (``times_constant``'s ``stages``),
+    and this checks it."""
+
+    def __init__(self, m: Module | None = None, advance=None):
+        super().__init__(m)
+        self.advance = advance
+
+    def _depth_read(self, value: Value) -> int:
+        depths = {self._depths.get(id(signal), 0) for signal in value._rhs_signals()}
+        if len(depths) > 1:
+            raise ValueError(f"a pipelined value reads registers of depths {sorted(depths)}: pad the shorter paths")
+        return max(depths, default=0)
+
+    def _register(self, register: Signal, value: Value) -> None:
+        with self.m.If(self.advance):
+            self.m.d.sync += register.eq(value)
 
 
 def _shape(value, bits: int | None):

@@ -22,8 +22,8 @@ from .timing import AddTiming, ConcatTiming, FIFOTiming
 
 
 class JoinOp(HardwareOp):
-    """Base of the joins: each output element offered :meth:`latency` cycles after its inputs are
-    taken, and one taken per ``latency`` cycles (``cycles``)."""
+    """Base of the joins: one element per cycle out (``cycles`` = output elements), each offered
+    :meth:`latency` cycles after its inputs are taken."""
 
     def __init__(self, layer: QJoin, plan):
         super().__init__(layer, plan)
@@ -50,7 +50,7 @@ class JoinOp(HardwareOp):
 
     @property
     def cycles(self) -> int:
-        return math.prod(self.layer.out_shape) * self.latency
+        return math.prod(self.layer.out_shape)
 
     def fifo_latency(self, index: int) -> int:
         return StreamFIFO.latency_of(self.fifo_depths[index])

@@ -14,7 +14,7 @@ from amaranth import Signal, signed, unsigned
 
 from cnnhw.gateware.branches import (TREE_LEVELS_PER_STAGE, AddUnit, ConcatUnit, Fork, StreamFIFO, signed_digits,
                                      times_constant)
-from cnnhw.gateware.wires import SettlingStages
+from cnnhw.gateware.wires import PipelineStages
 from cnnhw.quant.arith import Requantizer
 from cnnhw.quant.tflite_arith import TFLiteAdd
 from tests.gateware.streams import get_n, put_all, run, run_monitored
@@ -99,14 +99,24 @@ def test_signed_digits_are_the_non_adjacent_form(constant):
 def test_a_staged_product_of_a_constant_is_the_product(constant, values):
     """The balanced tree of signed digits sums to the product whatever the digits' signs (its
     registers as plain values), with a register after every ``TREE_LEVELS_PER_STAGE`` of its
-    ``ceil(log2(digits))`` levels below the root."""
+    ``ceil(log2(digits))`` levels below the root, and as many more as asked for (``stages``)."""
     x = np.array(values, dtype=object)
     plain = times_constant(x, constant, stage=True, keep=lambda value, stage=False: value)
     assert list(plain) == [v * constant for v in values]
-    stages = SettlingStages()
-    times_constant(Signal(signed(32)), constant, stage=True, keep=stages.keep)
     levels = (len(signed_digits(constant)) - 1).bit_length()
-    assert stages.depth == max(levels - 1, 0) // TREE_LEVELS_PER_STAGE
+    for padded in (None, max(levels - 1, 0) // TREE_LEVELS_PER_STAGE + 2):
+        stages = PipelineStages()
+        times_constant(Signal(signed(32)), constant, stage=True, keep=stages.keep, stages=padded)
+        assert stages.depth == (padded or max(levels - 1, 0) // TREE_LEVELS_PER_STAGE)
+
+
+def test_a_pipeline_refuses_a_value_that_mixes_register_depths():
+    """Two registers of different depths hold parts of different elements: never combined."""
+    stages = PipelineStages()
+    operand = Signal(8)
+    later = stages.keep(operand + 1, stage=True)
+    with pytest.raises(ValueError, match=r"depths \[0, 1\]"):
+        stages.keep(operand + later)
 
 
 def _add_outputs(dut, a, b, seed: int) -> list[int]:
