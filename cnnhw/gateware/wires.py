@@ -60,6 +60,10 @@ class SettlingStages:
     def _register(self, register: Signal, value: Value) -> None:
         self.m.d.sync += register.eq(value)
 
+    def depth_of(self, value) -> int:
+        """Registers between the operands and ``value`` (a kept wire, or an expression of them)."""
+        return self._depth_read(Value.cast(value))
+
     @property
     def depth(self) -> int:
         return max(self._depths.values(), default=0)
