@@ -3,6 +3,7 @@ iCEBreaker, the timing search, the budget table of a model that does not fit, an
 (missing tools, timing not met) that must never leave a build folder that looks complete."""
 
 import json
+import subprocess
 import os
 import zlib
 
@@ -236,6 +237,41 @@ def test_place_and_route_report_parsing(tmp_path):
     parsed = PlaceRouteReport.read(tmp_path / "r.json")
     assert parsed.resources == {"logic_cells": (4838, 5280), "dsp": (7, 8), "ebr": (30, 30)}
     assert parsed.fmax_mhz == 20.4  # the constant net nextpnr promoted to a global is not a clock
+
+
+@pytest.mark.parametrize("width, depth, rom", [
+    (8, 9, False), (8, 10, False),  # a RAM: the block's cost with its read-beside-write emulation, 72
+    (8, 128, True), (8, 130, True), (8, 134, True),  # a ROM: 66, against a sixteenth of a point per bit
+    (5, 768, False), (10, 768, False), (12, 300, False), (24, 256, False),  # slices sharing the 16 lanes
+    (5, 768, True), (24, 300, True)])
+def test_block_ram_predictions_are_how_yosys_maps_each_memory(width, depth, rom, tmp_path):
+    """``plan.costs.ebr_blocks`` against yosys's ``synth_ice40`` on the memory alone, as Amaranth
+    writes it (one synchronous read port; a write port unless it is a ROM)."""
+    from amaranth import Module, Signal
+    from amaranth.back import rtlil
+    from amaranth.lib.memory import Memory
+
+    from cnnhw.gateware.memories import MemoryShape
+    from cnnhw.plan.costs import ebr_blocks
+
+    m = Module()
+    # A ROM's contents use every bit (yosys trims bits that are constant).
+    init = [int(v) for v in np.random.default_rng(depth).integers(0, 1 << width, depth)] if rom else []
+    m.submodules.memory = memory = Memory(shape=width, depth=depth, init=init)
+    read = memory.read_port()
+    ports = [Signal(range(depth)), Signal(width)]
+    m.d.comb += [read.addr.eq(ports[0]), ports[1].eq(read.data)]
+    if not rom:
+        write = memory.write_port()
+        ports += [Signal(range(depth)), Signal(width), Signal()]
+        m.d.comb += [write.addr.eq(ports[2]), write.data.eq(ports[3]), write.en.eq(ports[4])]
+    (tmp_path / "memory.il").write_text(rtlil.convert(m, ports=ports))
+    yosys = find_toolchain().yosys
+    subprocess.run([yosys, "-q", "-p", "read_rtlil memory.il; synth_ice40 -dsp -top top -json memory.json"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    cells = json.loads((tmp_path / "memory.json").read_text())["modules"]["top"]["cells"].values()
+    used = sum(cell["type"] == "SB_RAM40_4K" for cell in cells)
+    assert ebr_blocks(MemoryShape("memory", width, depth, rom=rom), load_board("icebreaker")) == used
 
 
 def test_synthesis_needs_and_the_budget_check():

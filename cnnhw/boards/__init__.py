@@ -51,6 +51,7 @@ class Board:
     first_try_mhz: float  # where the timing search starts (DESIGN: build picks the fastest that meets timing)
     programmers_at_offset: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # tool -> command line writing {file} at byte {offset} of the flash (the weight image)
+    ebr_lane_width: int = 0  # the block RAM width whose writes have per-bit enables (0: none)
 
     @property
     def clocks_mhz(self) -> list[float]:
@@ -89,7 +90,8 @@ def load_board(name_or_path: str) -> Board:
                       {tool: [str(part) for part in command] for tool, command in facts["programmers"].items()},
                       float(clock.get("first_try_mhz", max(p.mhz for p in pll))),
                       {tool: [str(part) for part in command]
-                       for tool, command in facts.get("programmers_at_offset", {}).items()})
+                       for tool, command in facts.get("programmers_at_offset", {}).items()},
+                      int(facts["memories"]["ebr"].get("lane_width", 0)))
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
         raise CnnhwError(f"board profile {path} is malformed ({type(error).__name__}: {error}); "
                          f"compare it with {HERE / 'icebreaker.json'}") from None

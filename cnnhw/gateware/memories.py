@@ -17,7 +17,6 @@ class MemoryShape:
     depth: int  # words
     rom: bool = False  # read-only, contents from the bitstream (weights)
     spram: bool = False  # in SPRAM blocks (gateware/spram.py), loaded at boot: no block RAM
-    transparent: bool = False  # its read gives a word written in the same cycle (yosys emulates that)
 
 
 def counter_bits(n: int) -> int:

@@ -60,7 +60,7 @@ class TileGeometry:
         return self.elements
 
     def memories(self, element_bits: int) -> list[MemoryShape]:
-        return [MemoryShape("pool partials", element_bits, max(2, self.out_w * self.channels), transparent=True)]
+        return [MemoryShape("pool partials", element_bits, max(2, self.out_w * self.channels))]
 
     def logic_terms(self, element_bits: int) -> dict[str, float]:
         """The logic-cell model's terms (``cnnhw.plan.logic``): control and the comparator."""

@@ -53,31 +53,43 @@ class LayerCost:
 
 #: yosys memory_libmap's prices (passes/memory/memory_libmap.cc, share/ice40/brams.txt): a block
 #: RAM costs 64, a bit built from logic 1/16 in a ROM and 1 in a RAM (the -logic-cost-rom/-ram
-#: defaults); a block RAM's cost grows by half a point per bit of the multiplexer a stack in depth
-#: reads through (and per stacked block's write enable), and by two points per point of
+#: defaults); a block RAM's cost grows by half a point per bit of the multiplexer its slices in
+#: depth are read through (and per slice's write enable), and by two points per point of
 #: emulation: one for a read port of its own (a tie-breaker every one of ours pays), three for a
-#: transparent read, which the iCE40's block RAM lacks. The cheaper wins, logic on a tie (its cost
-#: is truncated to an integer first).
+#: RAM's read in the cycle of a write (read-first for a non-transparent port, a bypass for a
+#: transparent one: the iCE40's block RAM has neither). The cheaper wins, logic on a tie (its
+#: cost is truncated to an integer first). Measured: an 8 x 9 RAM is built from logic, 8 x 10 in
+#: a block RAM.
 EBR_COST, LOGIC_COST_ROM_BIT, LOGIC_COST_RAM_BIT = 64, 1 / 16, 1.0
-MUX_FACTOR, EMULATION_FACTOR, OWN_READ_PORT, TRANSPARENT_READ = 0.5, 2, 1, 3
+MUX_FACTOR, EMULATION_FACTOR, OWN_READ_PORT, READ_BESIDE_WRITE = 0.5, 2, 1, 3
 
 
-def ebr_blocks(shape: MemoryShape, aspects) -> int:
+def ebr_blocks(shape: MemoryShape, board: Board) -> int:
     """Block RAMs yosys spends on a memory (0 when it builds it from logic instead)."""
-    return ebr_layout(shape, aspects)[0]
+    return ebr_layout(shape, board)[0]
 
 
-def ebr_layout(shape: MemoryShape, aspects) -> tuple[int, int]:
-    """(block RAMs, blocks stacked in depth) of a memory: a stack of ``n`` blocks needs an
-    ``n``-way multiplexer on every read bit. (0, 0) when yosys builds the memory from logic."""
+def ebr_layout(shape: MemoryShape, board: Board) -> tuple[int, int]:
+    """(block RAMs, slices in depth) of a memory, the cheapest of the board's block RAM aspects
+    as yosys prices them: each slice of ``depth`` words is read through an ``n``-way multiplexer
+    on every bit. Slices share a block's data lanes where its writes can be enabled bit by bit
+    (``lane_width``), and always in a ROM (measured with yosys: 5 x 768 and 10 x 768 RAMs take 1
+    and 2 blocks of 256 x 16, not 2 and 3). (0, 0) when yosys builds the memory from logic."""
     width, depth = shape.width, shape.depth
-    blocks, d = min((math.ceil(depth / d) * math.ceil(width / w), d) for d, w in aspects)
-    stacked = math.ceil(depth / d)
-    emulation = OWN_READ_PORT + (TRANSPARENT_READ if shape.transparent else 0)
-    cost = (EBR_COST * blocks + MUX_FACTOR * (stacked - 1) * width
-            + (MUX_FACTOR * stacked if stacked > 1 and not shape.rom else 0) + EMULATION_FACTOR * emulation)
+    emulation = OWN_READ_PORT + (0 if shape.rom else READ_BESIDE_WRITE)
+
+    def priced(aspect):
+        words, lanes = aspect
+        slices = math.ceil(depth / words)
+        shared = shape.rom or lanes == board.ebr_lane_width
+        blocks = math.ceil(slices * width / lanes) if shared else slices * math.ceil(width / lanes)
+        cost = (EBR_COST * blocks + MUX_FACTOR * (slices - 1) * width
+                + (MUX_FACTOR * slices if slices > 1 and not shape.rom else 0) + EMULATION_FACTOR * emulation)
+        return cost, blocks, slices
+
+    cost, blocks, slices = min(priced(aspect) for aspect in board.ebr_aspects)
     logic = int(width * depth * (LOGIC_COST_ROM_BIT if shape.rom else LOGIC_COST_RAM_BIT))
-    return (blocks, stacked) if cost < logic else (0, 0)
+    return (blocks, slices) if cost < logic else (0, 0)
 
 
 def network(qgraph: QGraph, plan: HardwarePlan | Network) -> Network:
@@ -90,7 +102,7 @@ def block_rams(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> di
     counts: dict[str, int] = {}
     for owner, shape in network(qgraph, plan).memories():
         if not shape.spram:
-            counts[owner] = counts.get(owner, 0) + ebr_blocks(shape, board.ebr_aspects)
+            counts[owner] = counts.get(owner, 0) + ebr_blocks(shape, board)
     return counts
 
 
@@ -111,7 +123,7 @@ def logic_terms(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> d
         if terms:
             owners[owner] = terms
     for owner, shape in net.memories():
-        placed = (0, 0) if shape.spram else ebr_layout(shape, board.ebr_aspects)
+        placed = (0, 0) if shape.spram else ebr_layout(shape, board)
         key = owner if owner in owners else "board"
         owners[key] = add_terms(owners[key], memory_terms(shape, placed))
     return owners
