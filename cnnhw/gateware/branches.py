@@ -5,7 +5,8 @@ the output scale.
 A join's multipliers are constants: each product is written out as shifted adds and subtracts of
 the input, one per non-zero digit of the multiplier in non-adjacent form (``signed_digits``: about
 a third of the bits, against half for plain binary), so that yosys keeps them in logic and the
-DSPs stay with the convolutions; the rule after the sum is the Requantizer's own ``finish``.
+DSPs stay with the convolutions; the rest is the rule's own ``sum_of`` (cnnhw's: the Requantizer's
+``finish`` of the sum; TFLite's ADD: a rescaling of each input and of the sum, pipelined).
 """
 
 from __future__ import annotations
