@@ -52,10 +52,14 @@ class SettlingStages:
                 self.m.d.comb += wire.eq(value)
         return wire
 
-    def _depth_read(self, value: Value) -> int:
+    def _depths_read(self, value: Value) -> set[int]:
+        """The register depths of the signals ``value`` reads (0 for the operands)."""
         # Amaranth has no public way to list the signals an expression reads; _rhs_signals is
         # what its own checks use (amaranth < 0.6 is pinned).
-        return max((self._depths.get(id(signal), 0) for signal in value._rhs_signals()), default=0)
+        return {self._depths.get(id(signal), 0) for signal in value._rhs_signals()}
+
+    def _depth_read(self, value: Value) -> int:
+        return max(self._depths_read(value), default=0)
 
     def _register(self, register: Signal, value: Value) -> None:
         self.m.d.sync += register.eq(value)
@@ -81,7 +85,7 @@ class PipelineStages(SettlingStages):
         self.advance = advance
 
     def _depth_read(self, value: Value) -> int:
-        depths = {self._depths.get(id(signal), 0) for signal in value._rhs_signals()}
+        depths = self._depths_read(value)
         if len(depths) > 1:
             raise ValueError(f"a pipelined value reads registers of depths {sorted(depths)}: pad the shorter paths")
         return max(depths, default=0)

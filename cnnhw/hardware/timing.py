@@ -478,7 +478,7 @@ class AddTiming(Producer):
         self.freezes = [(begin, end) for begin, end in self.freezes if end > start]
         others = [producer for k, producer in enumerate(self.inputs) if k != self.first]
         offered = max((producer.offered() for producer in others), default=NEVER)
-        taken = self.inputs[self.first].take(first_ready(max(start, offered), self.freezes), self.freezes)
+        taken = self.inputs[self.first].take(max(start, offered), self.freezes)
         for producer in others:
             taken = max(taken, producer.take(taken, self.freezes))
         # The element moves at the end of each of the next latency - 1 cycles that no element
