@@ -193,7 +193,7 @@ def plan_table(title: str, plan, costs, budget: dict[str, int], cycles_per_infer
                   f"{total['ebr']}/{budget['ebr']}", f"{total['spram']}/{budget['spram']}", "")
     from .plan.logic import typical_error
 
-    table.caption = (f"logic cells are estimated (mean error {typical_error():.1%}, either way): the build packs the "
+    table.caption = (f"logic cells are estimated (mean error {typical_error(plan.family):.1%}, either way): the build packs the "
                      f"netlist and plans again if it is over")
     if coupled:
         table.caption += (f"; {', '.join(coupled)} without line-buffer overlap waits at each image boundary for rows "
@@ -203,21 +203,25 @@ def plan_table(title: str, plan, costs, budget: dict[str, int], cycles_per_infer
 
 def boards_table(boards) -> Table:
     table = Table(title="boards")
-    for column, justify in (("board", "left"), ("device", "left"), ("logic cells", "right"), ("DSP", "right"),
-                            ("EBR (4 Kbit)", "right"), ("SPRAM (256 Kbit)", "right"), ("clock in", "right"),
+    for column, justify in (("board", "left"), ("family", "left"), ("device", "left"), ("logic (LUT4)", "right"),
+                            ("DSP", "right"), ("block RAM", "right"), ("SPRAM", "right"), ("clock in", "right"),
                             ("fabric clocks (PLL)", "left"), ("UART", "right")):
         table.add_column(column, justify=justify)
     for b in boards:
-        table.add_row(b.name, f"{b.device}-{b.package}", f"{b.budget['logic_cells']:,}", str(b.budget["dsp"]),
-                      str(b.budget["ebr"]), str(b.budget["spram"]), f"{b.input_mhz:g} MHz",
+        block = b.family.memory_primitives(b)[0]
+        kbit = max(depth * width for depth, width in block.aspects) // 1024
+        table.add_row(b.name, b.family.name, f"{b.device}-{b.package}", f"{b.budget['logic_cells']:,}",
+                      f"{b.budget['dsp']} {b.family.dsp.primitive}", f"{b.budget['ebr']} x {kbit} Kbit",
+                      str(b.budget["spram"] or ""), f"{b.input_mhz:g} MHz",
                       ", ".join(f"{f:g}" for f in b.clocks_mhz) + " MHz", f"{b.uart_baud / 1e6:g} Mbaud")
     return table
 
 
 def build_table(facts: dict) -> Table:
     """The summary of ``cnnhw build`` (the same facts as build.json)."""
-    from .plan.budget import RESOURCE_NAMES
+    from .families import family
 
+    names = family(facts.get("family", "ice40")).resource_names
     table = Table(title=f"{facts['model']} on {facts['board']} ({facts['device']})")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -230,7 +234,7 @@ def build_table(facts: dict) -> Table:
         planned = predicted.get(key)
         if planned is not None and key == "logic_cells":  # an estimate: show how far off it was
             planned = f"{planned:,} ({(planned - used) / used:+.1%})" if used else f"{planned:,}"
-        table.add_row(RESOURCE_NAMES.get(key, key), f"{used:,}", f"{total:,}", f"{used / total:.0%}" if total else "",
+        table.add_row(names.get(key, key), f"{used:,}", f"{total:,}", f"{used / total:.0%}" if total else "",
                       "" if planned is None else str(planned))
     table.add_section()
     table.add_row("clock (PLL), MHz", f"{facts['clock_mhz']:g}")

@@ -21,7 +21,8 @@ from cnnhw.plan.logic import MODEL_FILE
 from cnnhw.quant import QuantOptions, quantize_graph
 from cnnhw.protocol.weight_image import check_image_file
 from cnnhw.plan.budget import check_fits
-from cnnhw.flow.tools import PlaceRouteReport, find_toolchain, synthesis_needs
+from cnnhw.families import ICE40
+from cnnhw.flow.tools import PlaceRouteReport, find_toolchain
 from conftest import EXAMPLES
 from models import small_cnn
 
@@ -234,7 +235,7 @@ def test_place_and_route_report_parsing(tmp_path):
               "fmax": {"$PACKER_GND_NET_$glb_clk": {"achieved": 256.1, "constraint": 18},
                        "board.accelerator.clk": {"achieved": 20.4, "constraint": 18.0}}}
     (tmp_path / "r.json").write_text(json.dumps(report))
-    parsed = PlaceRouteReport.read(tmp_path / "r.json")
+    parsed = PlaceRouteReport.read(tmp_path / "r.json", ICE40)
     assert parsed.resources == {"logic_cells": (4838, 5280), "dsp": (7, 8), "ebr": (30, 30)}
     assert parsed.fmax_mhz == 20.4  # the constant net nextpnr promoted to a global is not a clock
 
@@ -276,7 +277,7 @@ def test_block_ram_predictions_are_how_yosys_maps_each_memory(width, depth, rom,
 
 def test_synthesis_needs_and_the_budget_check():
     cells = {"SB_LUT4": 3000, "SB_DFFE": 1500, "SB_DFFR": 900, "SB_CARRY": 800, "SB_MAC16": 9, "SB_RAM40_4K": 12}
-    needs = synthesis_needs(cells)
+    needs = ICE40.synthesis_needs(cells)
     assert needs == {"logic_cells": 3000, "dsp": 9, "ebr": 12, "spram": 0, "io": 0}
     with pytest.raises(BuildError, match=r"DSP \(SB_MAC16\) 9 > 8\); try fewer products per cycle") as error:
         check_fits(needs, load_board("icebreaker"), "test")

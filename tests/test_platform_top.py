@@ -21,7 +21,7 @@ def test_icebreaker_top_uses_the_pll_and_the_uart_pins(tmp_path):
     board = load_board("icebreaker")
     pll = board.pll[0]
     top = Network(qgraph, default_plan(qgraph)).board_top(pll.mhz * 1e6, board.uart_baud)
-    plan = ICEBreakerPlatform().prepare(PlatformTop(top, pll), name="cnnhw_top")
+    plan = ICEBreakerPlatform().prepare(PlatformTop(top, board, pll), name="cnnhw_top")
     rtlil = plan.files["cnnhw_top.il"]
     rtlil = rtlil if isinstance(rtlil, str) else rtlil.decode()
     assert "SB_PLL40_PAD" in rtlil

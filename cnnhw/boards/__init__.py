@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CnnhwError
+from ..families import Family, family
 from ..inputs import read_bytes
 
 HERE = Path(__file__).resolve().parent
@@ -20,29 +21,16 @@ BUDGET_KEYS = ("logic_cells", "dsp", "ebr", "spram", "io")
 
 
 @dataclass(frozen=True)
-class PllSetting:
-    mhz: float
-    divr: int
-    divf: int
-    divq: int
-    filter_range: int
-
-    def output_mhz(self, input_mhz: float) -> float:
-        """iCE40 PLL: f_out = f_in * (DIVF + 1) / ((DIVR + 1) * 2**DIVQ)."""
-        return input_mhz * (self.divf + 1) / ((self.divr + 1) * 2 ** self.divq)
-
-
-@dataclass(frozen=True)
 class Board:
     name: str
     description: str
     platform: str  # "module:Class" of the amaranth-boards platform
-    family: str
+    family: Family  # cnnhw.families: the tools, primitives and yosys rules of the board's FPGA
     device: str
     package: str
     budget: dict[str, int]
     input_mhz: float
-    pll: tuple[PllSetting, ...]
+    pll: tuple  # the family's PLL settings (each with ``mhz``), one per frequency the build may try
     uart_baud: int
     flash: dict[str, int]
     source: Path
@@ -52,12 +40,17 @@ class Board:
     programmers_at_offset: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # tool -> command line writing {file} at byte {offset} of the flash (the weight image)
     ebr_lane_width: int = 0  # the block RAM width whose writes have per-bit enables (0: none)
+    speed: str = ""  # the speed grade nextpnr times the device at (ECP5)
+    leds: tuple[tuple[str, int], tuple[tuple[str, int], ...]] = (("led_r", 0), (("led_g", 0),))
+    # (busy LED, class LEDs) as amaranth-boards resources (name, number)
+    uart_pins: dict[str, str] = dataclasses.field(default_factory=dict)
+    # rx/tx pins (and io_type) of a UART the profile adds where the platform declares none
 
     @property
     def clocks_mhz(self) -> list[float]:
         return sorted(p.mhz for p in self.pll)
 
-    def pll_for(self, mhz: float) -> PllSetting:
+    def pll_for(self, mhz: float):
         for setting in self.pll:
             if abs(setting.mhz - mhz) < 1e-6:
                 return setting
@@ -80,30 +73,34 @@ def load_board(name_or_path: str) -> Board:
     text = read_bytes(path, "board profile", limit=1 << 20)
     try:
         facts = json.loads(text.decode("utf-8"))
+        fpga = family(facts["family"])
         budget = {key: int(facts["budget"][key]) for key in BUDGET_KEYS}
         clock = facts["clock"]
-        pll = tuple(PllSetting(**setting) for setting in clock["pll"])
-        board = Board(facts["name"], facts["description"], facts["platform"], facts["family"], facts["device"],
-                      facts["package"], budget, float(clock["input_mhz"]), pll, int(facts["uart"]["baud"]),
+        input_mhz = float(clock["input_mhz"])
+        pll = fpga.read_pll(clock, input_mhz, path)
+        uart = facts["uart"]
+        board = Board(facts["name"], facts["description"], facts["platform"], fpga, facts["device"],
+                      facts["package"], budget, input_mhz, pll, int(uart["baud"]),
                       {key: int(value) for key, value in facts["flash"].items()}, path,
                       tuple((int(d), int(w)) for d, w in facts["memories"]["ebr"]["aspects"]),
                       {tool: [str(part) for part in command] for tool, command in facts["programmers"].items()},
                       float(clock.get("first_try_mhz", max(p.mhz for p in pll))),
                       {tool: [str(part) for part in command]
                        for tool, command in facts.get("programmers_at_offset", {}).items()},
-                      int(facts["memories"]["ebr"].get("lane_width", 0)))
+                      int(facts["memories"]["ebr"].get("lane_width", 0)), str(facts.get("speed", "")),
+                      _leds(facts["leds"]),
+                      {key: str(uart[key]) for key in ("rx_pin", "tx_pin", "io_type") if uart.get("add_resource")})
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
         raise CnnhwError(f"board profile {path} is malformed ({type(error).__name__}: {error}); "
                          f"compare it with {HERE / 'icebreaker.json'}") from None
-    for setting in board.pll:
-        actual = setting.output_mhz(board.input_mhz)
-        if abs(actual - setting.mhz) > 1e-6:
-            raise CnnhwError(f"board profile {path}: PLL setting for {setting.mhz} MHz gives {actual:g} MHz")
-        # iCE40 PLL limits (Lattice TN1251): phase detector 10..133 MHz, VCO 533..1066 MHz.
-        pfd = board.input_mhz / (setting.divr + 1)
-        vco = pfd * (setting.divf + 1)
-        if not (10 <= pfd <= 133 and 533 <= vco <= 1066 and 1 <= setting.divq <= 6):
-            raise CnnhwError(f"board profile {path}: PLL setting for {setting.mhz} MHz is outside the iCE40 PLL's "
-                             f"range (phase detector {pfd:g} MHz, VCO {vco:g} MHz, DIVQ {setting.divq})")
     board.pll_for(board.first_try_mhz)
     return board
+
+
+def _leds(facts: dict) -> tuple[tuple[str, int], tuple[tuple[str, int], ...]]:
+    """The profile's ``leds``: amaranth-boards resource names, ``"name"`` or ``"name/number"``."""
+    def resource(text: str) -> tuple[str, int]:
+        name, _, number = str(text).partition("/")
+        return name, int(number or 0)
+
+    return resource(facts["busy"]), tuple(resource(led) for led in facts["class"])

@@ -4,10 +4,11 @@ Before any attempt the build verifies what it builds (``verify``): the accelerat
 exactly this plan is compiled with Verilator and fed a few images, and every layer's output is
 compared with the golden model with ``==``; a difference fails the build, naming the first one.
 
-One *attempt* builds the board top at one PLL frequency: elaborate (Amaranth platform files),
-synthesise (yosys ``synth_ice40 -dsp``), check the netlist against the board budget, place and
-route (nextpnr ``--report``), and, if timing is met, pack (icepack). The design depends on the
-clock (UART divisor, timeouts, PLL dividers), so each frequency is its own attempt.
+One *attempt* builds the board top at one PLL frequency with the tools of the board's family
+(:mod:`cnnhw.families`): elaborate (Amaranth platform files), synthesise (yosys ``synth_ice40
+-dsp`` or ``synth_ecp5``), check the netlist against the board budget, place and route (nextpnr
+``--report``), and, if timing is met, pack (icepack or ecppack). The design depends on the clock
+(UART divisor, timeouts, PLL dividers), so each frequency is its own attempt.
 
 Timing search (no ``clock_mhz`` given): start at the profile's ``first_try_mhz``; after each
 attempt move to the fastest untried PLL frequency at or below the achieved Fmax (faster after a
@@ -18,7 +19,7 @@ fastest attempt that met timing. With ``clock_mhz`` the build uses that frequenc
 Output folder (written atomically: assembled in a hidden sibling folder and renamed into place;
 a failed build is left as ``<DIR>.failed/`` with its logs, never as ``DIR``)::
 
-    <top>.bin            the bitstream
+    <top>.bin/.bit       the bitstream (iCE40/ECP5)
     weights.bin          the weight image, when weights are in SPRAM (``protocol/weight_image.py``;
                          ``cnnhw flash`` writes it at the profile's ``flash.weights_offset``)
     build.json           the facts (DESIGN.md: build JSON keys; ``files``: the SHA-256 of each file
@@ -27,7 +28,7 @@ a failed build is left as ``<DIR>.failed/`` with its logs, never as ``DIR``)::
     plan.json            the hardware plan
     rtl/                 the accelerator's Verilog and manifest (as ``cnnhw sim`` writes them), the
                          design the verification simulated
-    attempts/<f>MHz/     per attempt: RTLIL, PCF, yosys/nextpnr logs and reports
+    attempts/<f>MHz/     per attempt: RTLIL, constraints (PCF/LPF), yosys/nextpnr logs and reports
                          (``<f>MHz-seed<n>/`` for a retry with another placement seed)
 """
 
@@ -59,7 +60,8 @@ from ..sim.runner import simulate_export
 from ..verify import expected_streams
 from ..runtime.flash import file_digest
 from ..protocol.frames import FrameType, encode
-from .tools import PlaceRouteReport, Toolchain, find_toolchain, run_tool, synthesis_cells, synthesis_needs
+from ..families import Toolchain
+from .tools import PlaceRouteReport, find_toolchain, run_tool, synthesis_cells
 from .verilog import Export, export_verilog, identifier
 
 log = logging.getLogger("cnnhw")
@@ -145,7 +147,7 @@ def _board_files(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, t
 
     pll = board.pll_for(mhz)
     design = PlatformTop(Network(qgraph, plan).board_top(pll.mhz * 1e6, board.uart_baud,
-                                                         weights_offset=board.flash["weights_offset"]), pll)
+                                                         weights_offset=board.flash["weights_offset"]), board, pll)
     return board_platform(board).prepare(design, name=top).files
 
 
@@ -158,34 +160,35 @@ def _timed(seconds: dict[str, float], key: str, label: str):
     seconds[key] = time.perf_counter() - started
 
 
-def _nextpnr_device(board: Board) -> list[str]:
-    device = board.device.lower().removeprefix("ice40")  # iCE40UP5K -> up5k
-    return [f"--{device}", "--package", board.package.lower()]
-
-
 def synthesize(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, tools: Toolchain, folder: Path,
                timed: Callable | None = None) -> dict[str, int]:
     """Elaborate the board top for ``plan`` at ``mhz`` into ``folder``, synthesise it (yosys) and
     pack it (nextpnr ``--pack-only``, a second): what it needs in budget units, logic cells as
     nextpnr packs them (placement uses the same count). ``timed(key, label)``: a progress stage."""
     top = _top_name(qgraph)
+    family = board.family
     timed = timed or (lambda key, label: stage(label))
     with timed("elaborate", f"{mhz:g} MHz: elaborating the board top"):
         files = _board_files(qgraph, plan, board, mhz, top)
-        for suffix in (".il", ".pcf"):
+        for suffix in (".il", family.constraints_suffix):
             content = files[f"{top}{suffix}"]
             (folder / f"{top}{suffix}").write_bytes(content if isinstance(content, bytes) else content.encode())
-        (folder / "synth.ys").write_text(f"read_rtlil {top}.il\nsynth_ice40 -dsp -top {top}\n"
-                                         f"tee -q -o synth_stat.json stat -json\nwrite_json {top}.json\n")
+        (folder / "synth.ys").write_text(family.synthesis_script(top))
     with timed("synthesis", f"{mhz:g} MHz: synthesis (yosys)"):
         run_tool("yosys", [tools.yosys, "-q", "-l", "yosys.log", "synth.ys"], folder, folder / "yosys.console.log")
-    needs = synthesis_needs(synthesis_cells(folder / "synth_stat.json"))
+    needs = family.synthesis_needs(synthesis_cells(folder / "synth_stat.json"))
     with timed("count", f"{mhz:g} MHz: counting logic cells (nextpnr --pack-only)"):
-        run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "pack.log", *_nextpnr_device(board), "--json",
-                             f"{top}.json", "--pcf", f"{top}.pcf", "--pack-only", "--report", "pack_report.json"],
-                 folder, folder / "nextpnr.console.log")
-    packed = PlaceRouteReport.read_utilization(folder / "pack_report.json")
+        run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "pack.log", *_nextpnr_design(board, top),
+                             "--pack-only", "--report", "pack_report.json"], folder, folder / "nextpnr.console.log")
+    packed = PlaceRouteReport.read_utilization(folder / "pack_report.json", family)
     return {**needs, "logic_cells": packed["logic_cells"][0]}
+
+
+def _nextpnr_design(board: Board, top: str) -> list[str]:
+    """nextpnr's device options and input files (the netlist, the pin constraints)."""
+    family = board.family
+    constraints = f"{top}{family.constraints_suffix}"
+    return [*family.nextpnr_device(board), "--json", f"{top}.json", f"--{family.constraints_suffix[1:]}", constraints]
 
 
 def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, tools: Toolchain, folder: Path,
@@ -200,15 +203,15 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
 
     needs = attempt.synthesis = synthesize(qgraph, plan, board, mhz, tools, folder, timed)
     check_fits(needs, board, "after synthesis, logic cells as packed")
+    routed_option, routed = board.family.routed_output(top)
     with timed("place_and_route", f"{mhz:g} MHz: place and route (nextpnr)"):
         try:
-            run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "nextpnr.log", *_nextpnr_device(board),
-                                 "--json", f"{top}.json", "--pcf", f"{top}.pcf", "--asc", f"{top}.asc",
-                                 "--report", "nextpnr_report.json", "--freq", f"{mhz:g}", "--seed", str(seed),
-                                 "--timing-allow-fail"], folder, folder / "nextpnr.console.log")
+            run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "nextpnr.log", *_nextpnr_design(board, top),
+                                 *routed_option, "--report", "nextpnr_report.json", "--freq", f"{mhz:g}",
+                                 "--seed", str(seed), "--timing-allow-fail"], folder, folder / "nextpnr.console.log")
         except BuildError as error:
             if any(sign in str(error) for sign in PLACEMENT_FULL):
-                cells = re.search(r"of (\d+) ICESTORM_LCs", str(error))
+                cells = re.search(r"of (\d+) (?:ICESTORM_LCs|TRELLIS_COMBs)", str(error))
                 if cells:  # nextpnr's own count of the logic cells it needed
                     needs = {**needs, "logic_cells": int(cells.group(1))}
                 raise DoesNotFitError(f"the design does not fit the {board.name}: {error}",
@@ -216,14 +219,16 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
                                       over=[key for key, value in needs.items()
                                             if value > board.budget.get(key, value)], needs=needs) from None
             raise
-    report = PlaceRouteReport.read(folder / "nextpnr_report.json")
+    report = PlaceRouteReport.read(folder / "nextpnr_report.json", board.family)
     attempt.resources, attempt.fmax_mhz = report.resources, report.fmax_mhz
     attempt.timing_met = report.fmax_mhz >= mhz
     if attempt.timing_met:
-        with timed("pack", f"{mhz:g} MHz: packing the bitstream (icepack)"):
-            run_tool("icepack", [tools.icepack, f"{top}.asc", f"{top}.bin"], folder, folder / "icepack.log")
-        attempt.bitstream = folder / f"{top}.bin"
-        (folder / f"{top}.asc").unlink()  # 1-2 MB of text the bitstream already holds
+        bitstream = f"{top}{board.family.bitstream_suffix}"
+        packer = Path(tools.pack).name
+        with timed("pack", f"{mhz:g} MHz: packing the bitstream ({packer.removeprefix('yowasp-')})"):
+            run_tool("pack", board.family.pack_command(tools, routed, bitstream), folder, folder / "pack.log")
+        attempt.bitstream = folder / bitstream
+        (folder / routed).unlink()  # megabytes of text the bitstream already holds
     return attempt
 
 
@@ -252,7 +257,7 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
     not verified, and build.json says so). Raises BuildError (verification, timing, tools) or
     DoesNotFitError; the partial build is then kept as ``<folder>.failed`` for its logs."""
     started = time.perf_counter()
-    tools = find_toolchain(toolchain)
+    tools = find_toolchain(toolchain, board.family)
     if clock_mhz is not None:
         board.pll_for(clock_mhz)
     folder = Path(folder)
@@ -364,6 +369,7 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
     return {
         "model": qgraph.graph.name,
         "board": board.name,
+        "family": board.family.name,
         "device": f"{board.device}-{board.package}",
         "resources": resources,
         # What the plan's cost model predicted (`predicted`, `layer_costs`), beside `resources`

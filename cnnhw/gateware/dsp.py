@@ -1,7 +1,8 @@
 """Two 8x8 products in one iCE40 DSP (SB_MAC16 in ``MODE_8x8``).
 
-yosys maps every wide-enough multiply to its own SB_MAC16, using one of its four 8x8 multipliers'
-worth of a 16x16 array; in 8x8 mode one SB_MAC16 delivers two independent products,
+yosys maps every wide-enough multiply to its own SB_MAC16 (``cnnhw.families.ice40``'s DspRule),
+using one of its four 8x8 multipliers' worth of a 16x16 array; in 8x8 mode one SB_MAC16 delivers
+two independent products,
 ``A[15:8] * B[15:8]`` on ``O[31:16]`` and ``A[7:0] * B[7:0]`` on ``O[15:0]``, both 16 bits.
 ``A_SIGNED``/``B_SIGNED`` then make *both* bytes of A/B two's complement (yosys'
 ``ice40/cells_sim.v``, the model the tests simulate the instance with). Every register of the
@@ -15,24 +16,9 @@ elaborates to that arithmetic; with one (``cnnhw build``), to the primitive.
 
 from __future__ import annotations
 
-import math
-
 from amaranth import Cat, Instance, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-
-#: yosys ``synth_ice40 -dsp`` (``mul2dsp``'s ``DSP_Y_MINWIDTH``): narrower products stay in logic.
-DSP_MIN_PRODUCT_BITS = 11
-
-
-def dsps_of_product(a_bits: int, b_bits: int) -> int:
-    """SB_MAC16s yosys ``synth_ice40 -dsp`` spends on one ``a * b`` (a ``$mul``): none for a product
-    narrower than :data:`DSP_MIN_PRODUCT_BITS` or with a one-bit operand (logic builds those), else
-    one per 16x16-bit piece."""
-    if a_bits < 2 or b_bits < 2 or a_bits + b_bits < DSP_MIN_PRODUCT_BITS:
-        return 0
-    return math.ceil(a_bits / 16) * math.ceil(b_bits / 16)
-
 
 class PackedMultiplier(wiring.Component):
     def __init__(self, b_signed: bool):

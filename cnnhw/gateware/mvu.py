@@ -32,7 +32,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .dsp import PackedMultiplier, dsps_of_product
+from ..families import ICE40, DspRule
+from .dsp import PackedMultiplier
 from .lut_mul import logic_product
 from .memories import MemoryShape, counter_bits
 from .spram import LoadSignature, SpramWeights, drive_load
@@ -54,7 +55,7 @@ class MatrixParameters:
     ``outputs`` rows by ``inputs`` columns (per group), folded as ``pe`` rows by ``simd`` columns
     per cycle; ``element_bits`` (signed or not) activations, ``weight_bits`` weights, ``acc_bits``
     accumulators. ``packed``: two products per DSP; ``logic_products``: products from logic cells;
-    ``home``: where the weights live."""
+    ``home``: where the weights live; ``dsp``: how yosys puts products on the family's DSPs."""
 
     groups: int
     outputs: int
@@ -68,6 +69,7 @@ class MatrixParameters:
     packed: bool = False
     logic_products: bool = False
     home: WeightHome = WeightHome.ROM
+    dsp: DspRule = ICE40.dsp
 
     #: Cycles from taking the last word of a fold to offering its output.
     LATENCY = 2
@@ -81,6 +83,8 @@ class MatrixParameters:
             raise ValueError("products are either packed into DSPs or made of logic, not both")
         if self.packed and (self.weight_bits > 8 or self.element_bits > 8):
             raise ValueError("packed products need weights and activations of at most 8 bits")
+        if self.packed and not self.dsp.packs_two_8x8:
+            raise ValueError(f"{self.dsp.primitive} makes one product at a time: products cannot be packed")
         WeightHome(self.home)
 
     @property
@@ -128,7 +132,7 @@ class MatrixParameters:
     def narrow_products(self) -> bool:
         """Products too narrow for yosys to put on a DSP (it builds them from logic itself)."""
         return not self.packed and not self.logic_products and \
-            not dsps_of_product(self.element_bits, self.weight_bits)
+            not self.dsp.dsps_of_product(self.element_bits, self.weight_bits)
 
     @property
     def dsps(self) -> int:

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir.ops import PoolKind, pool_kind
 from ..quant.arith import AverageDivider
 from .memories import MemoryShape, add_terms
+from ..families import ICE40, DspRule
 from .rescale import Rescaler, RescalerParameters, rescale_input
 from .window import window_payload
 
@@ -36,6 +37,7 @@ class ReducerParameters:
     divider: AverageDivider | None = None
     sum_bits: int = 32
     digit_bits: int = 4
+    dsp: DspRule = ICE40.dsp
 
     def __post_init__(self):
         object.__setattr__(self, "kind", pool_kind(self.kind, "a pool reducer's"))
@@ -46,7 +48,7 @@ class ReducerParameters:
     def rescaler(self) -> RescalerParameters | None:
         if self.divider is None:
             return None
-        return RescalerParameters.for_rule(self.divider, self.sum_bits, self.digit_bits)
+        return RescalerParameters.for_rule(self.divider, self.sum_bits, self.digit_bits, self.dsp)
 
     def memories(self) -> list[MemoryShape]:
         return self.rescaler.memories() if self.rescaler is not None else []

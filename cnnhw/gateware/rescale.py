@@ -30,7 +30,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .dsp import dsps_of_product
+from ..families import ICE40, DspRule
 from .memories import MemoryShape, add_terms
 from .tables import lookup, table_bits
 from .wires import SettlingStages
@@ -43,7 +43,8 @@ TABLE_IN_LOGIC_MAX = 32
 class RescalerParameters:
     """What a Rescaler costs, known before it is built: ``value_bits`` wide values, multipliers of
     ``multiplier_bits``, ``entries`` of them per table, ``tables`` tables (two with negative
-    multipliers), ``digit_bits`` multiplier bits per cycle."""
+    multipliers), ``digit_bits`` multiplier bits per cycle; ``dsp``: how yosys puts a whole
+    multiply on the family's DSPs."""
 
     value_bits: int
     multiplier_bits: int
@@ -52,9 +53,10 @@ class RescalerParameters:
     tables: int = 1
     finish_terms: tuple[tuple[str, float], ...] = ()
     finish_stages: int = 0
+    dsp: DspRule = ICE40.dsp
 
     @staticmethod
-    def for_rule(rule, value_bits: int, digit_bits: int) -> "RescalerParameters":
+    def for_rule(rule, value_bits: int, digit_bits: int, dsp: DspRule = ICE40.dsp) -> "RescalerParameters":
         """For a rule with ``multipliers``, ``negative_multipliers`` and ``finish_structure``: a
         ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``), TFLite's or onnxruntime's."""
         negative = rule.negative_multipliers
@@ -69,7 +71,7 @@ class RescalerParameters:
         return RescalerParameters(value_bits, rule.multiplier_bits, entries, digit_bits,
                                   1 if negative is None else 2,
                                   tuple((name, value) for name, value in terms.items() if value),
-                                  finish_stages(rule))
+                                  finish_stages(rule), dsp)
 
     @property
     def digit(self) -> int:
@@ -98,7 +100,7 @@ class RescalerParameters:
     def dsps(self) -> int:
         """None while it multiplies a few bits per cycle (shifted adds in logic); a whole multiplier
         per cycle is a ``*`` of the ``value_bits + 1``-bit value by it, which yosys maps."""
-        return dsps_of_product(self.value_bits + 1, self.digit) if self.steps == 1 else 0
+        return self.dsp.dsps_of_product(self.value_bits + 1, self.digit) if self.steps == 1 else 0
 
     def logic_terms(self) -> dict[str, float]:
         """The logic-cell model's terms (``cnnhw.plan.logic``): control, rounding and saturation;

@@ -7,6 +7,7 @@ import math
 from amaranth import Module
 from amaranth.lib import wiring
 
+from ..families import ICE40, DspRule
 from ..gateware.memories import add_terms
 from ..gateware.window import SlidingWindow, WindowGeometry
 from ..quant.qgraph import QConv
@@ -26,8 +27,8 @@ class ConvOp(MatrixOp):
 
     windowed = True
 
-    def __init__(self, layer: QConv, plan):
-        super().__init__(layer, plan)
+    def __init__(self, layer: QConv, plan, dsp: DspRule = ICE40.dsp):
+        super().__init__(layer, plan, dsp)
         in_c, in_h, in_w = layer.in_shape
         out_c, out_h, out_w = layer.out_shape
         self.geometry = WindowGeometry(in_h, in_w, in_c, layer.kernel, layer.stride, layer.dilation, layer.pads,

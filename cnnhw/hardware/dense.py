@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from amaranth import Module
 
+from ..families import ICE40, DspRule
 from ..gateware.memories import add_terms
 from ..gateware.small import Packer
 from ..quant.qgraph import QDense
@@ -21,8 +22,8 @@ class DenseOp(MatrixOp):
     cycle) and the rescaler. The columns of the weight matrix are put in the input stream's order,
     so the dense layer reads a flattened feature map as it streams (HWC)."""
 
-    def __init__(self, layer: QDense, plan):
-        super().__init__(layer, plan)
+    def __init__(self, layer: QDense, plan, dsp: DspRule = ICE40.dsp):
+        super().__init__(layer, plan, dsp)
         self.matrix = self.matrix_parameters(1, *layer.weight.shape)
 
     def folding_limits(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from amaranth import Module
 
+from ..families import ICE40, DspRule
 from ..errors import UnsupportedModelError
 from ..gateware.small import Clamp, Lookup
 from ..quant.qgraph import QClamp, QLookup, QReshape
@@ -15,8 +16,8 @@ from .timing import RegisterTiming
 class ClampOp(HardwareOp):
     """``saturate(x, lo, hi)``, combinational: it never holds the stream up."""
 
-    def __init__(self, layer: QClamp, plan):
-        super().__init__(layer, plan)
+    def __init__(self, layer: QClamp, plan, dsp: DspRule = ICE40.dsp):
+        super().__init__(layer, plan, dsp)
 
     def output_order(self, input_order):
         return input_order  # element-wise: the stream order stays as it is
@@ -44,8 +45,8 @@ class LookupOp(HardwareOp):
     one element per cycle, each ``Lookup.LATENCY`` cycle after it is taken. Like a clamp it never
     sets the pace (``cycles`` 0), and the stages after it see their rows at the pace before it."""
 
-    def __init__(self, layer: QLookup, plan):
-        super().__init__(layer, plan)
+    def __init__(self, layer: QLookup, plan, dsp: DspRule = ICE40.dsp):
+        super().__init__(layer, plan, dsp)
 
     def _lookup(self) -> Lookup:
         return Lookup(self.layer.table, element_shape(self.layer.out_format))
@@ -81,13 +82,13 @@ class FlattenOp(HardwareOp):
     """A reshape into a vector moves no data: the next dense layer reads its weights in the
     order the feature map streams. Any other reshape would need the stream reordered."""
 
-    def __init__(self, layer: QReshape, plan):
+    def __init__(self, layer: QReshape, plan, dsp: DspRule = ICE40.dsp):
         if len(layer.out_shape) != 1:
             raise UnsupportedModelError(
                 f"Reshape '{layer.name}' to {layer.out_shape}: the hardware streams feature maps in HWC order "
                 f"and supports reshapes into vectors (flatten) only"
             )
-        super().__init__(layer, plan)
+        super().__init__(layer, plan, dsp)
 
     @property
     def has_stage(self) -> bool:

@@ -12,6 +12,7 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..families import ICE40, DspRule
 from ..errors import UnsupportedModelError
 from ..gateware.branches import AddUnit, ConcatUnit, StreamFIFO
 from ..gateware.memories import add_terms
@@ -25,8 +26,8 @@ class JoinOp(HardwareOp):
     """Base of the joins: one element per cycle out (``cycles`` = output elements), each offered
     :meth:`latency` cycles after its inputs are taken."""
 
-    def __init__(self, layer: QJoin, plan):
-        super().__init__(layer, plan)
+    def __init__(self, layer: QJoin, plan, dsp: DspRule = ICE40.dsp):
+        super().__init__(layer, plan, dsp)
         self.inputs = len(layer.in_formats)
         #: The input from the longest branch (no FIFO); set by the network.
         self.first_input = 0

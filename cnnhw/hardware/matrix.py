@@ -3,6 +3,7 @@ that come from them."""
 
 from __future__ import annotations
 
+from ..families import ICE40, DspRule
 from ..gateware.memories import add_terms
 from ..gateware.mvu import MatrixParameters, MatrixVectorUnit
 from ..gateware.rescale import RescalerParameters
@@ -20,9 +21,9 @@ class MatrixOp(HardwareOp):
     foldable = rescales = True
     matrix: MatrixParameters
 
-    def __init__(self, layer, plan):
-        super().__init__(layer, plan)
-        self.rescaler = RescalerParameters.for_rule(layer.requant, layer.acc_format.bits, plan.digit_bits)
+    def __init__(self, layer, plan, dsp: DspRule = ICE40.dsp):
+        super().__init__(layer, plan, dsp)
+        self.rescaler = RescalerParameters.for_rule(layer.requant, layer.acc_format.bits, plan.digit_bits, dsp)
 
     @property
     def packable(self) -> bool:
@@ -32,7 +33,7 @@ class MatrixOp(HardwareOp):
         layer, plan = self.layer, self.plan
         return MatrixParameters(groups, outputs, inputs, plan.pe, plan.simd, layer.in_format.bits,
                                 layer.in_format.signed, layer.weight_format.bits, layer.acc_format.bits,
-                                plan.packed, plan.logic_products, plan.weights)
+                                plan.packed, plan.logic_products, plan.weights, self.dsp)
 
     def matrix_timing(self, source) -> MatrixTiming:
         """The latency model of its MatrixVectorUnit and RequantUnit, fed by ``source``."""

@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import CnnhwError, UnsupportedModelError
+from ..families import ICE40, DspRule, family
 from ..gateware.accelerator import Accelerator
 from ..gateware.board import BoardTop
 from ..gateware.memories import MemoryShape, add_terms
@@ -47,26 +48,16 @@ FIFO_MARGIN = 4
 SIZING_IMAGES = 3
 
 
-def hardware_op(layer, plan: LayerPlan) -> HardwareOp:
-    """The op for one quantized layer (UnsupportedModelError for a layer without hardware)."""
-    if isinstance(layer, QConv):
-        return ConvOp(layer, plan)
-    if isinstance(layer, QDense):
-        return DenseOp(layer, plan)
+def hardware_op(layer, plan: LayerPlan, dsp: DspRule = ICE40.dsp) -> HardwareOp:
+    """The op for one quantized layer, its products on DSPs as ``dsp`` says (UnsupportedModelError
+    for a layer without hardware)."""
+    kinds = ((QConv, ConvOp), (QDense, DenseOp), (QGlobalPool, WindowPoolOp), (QClamp, ClampOp),
+             (QLookup, LookupOp), (QReshape, FlattenOp), (QAdd, AddOp), (QConcat, ConcatOp))
     if isinstance(layer, QPool):
-        return TiledMaxPoolOp(layer, plan) if layer.tiled else WindowPoolOp(layer, plan)
-    if isinstance(layer, QGlobalPool):
-        return WindowPoolOp(layer, plan)
-    if isinstance(layer, QClamp):
-        return ClampOp(layer, plan)
-    if isinstance(layer, QLookup):
-        return LookupOp(layer, plan)
-    if isinstance(layer, QReshape):
-        return FlattenOp(layer, plan)
-    if isinstance(layer, QAdd):
-        return AddOp(layer, plan)
-    if isinstance(layer, QConcat):
-        return ConcatOp(layer, plan)
+        return (TiledMaxPoolOp if layer.tiled else WindowPoolOp)(layer, plan, dsp)
+    for quantized, op in kinds:
+        if isinstance(layer, quantized):
+            return op(layer, plan, dsp)
     raise UnsupportedModelError(f"{layer.label} '{layer.name}' has no hardware stage")
 
 
@@ -85,7 +76,8 @@ class Network:
                 raise CnnhwError(f"plan: no layer named '{layer_plan.name}' (layers: {', '.join(sorted(names))})")
         self.qgraph, self.plan = qgraph, plan
         self._timelines: dict[int, list] = {}
-        self.ops = [hardware_op(layer, plan.for_layer(layer.name)) for layer in qgraph.layers]
+        dsp = family(plan.family).dsp
+        self.ops = [hardware_op(layer, plan.for_layer(layer.name), dsp) for layer in qgraph.layers]
         if not any(op.has_stage for op in self.ops):
             raise UnsupportedModelError(f"model '{qgraph.graph.name}' has no layer to build hardware for")
         #: What each op reads: earlier ops' names, or INPUT.

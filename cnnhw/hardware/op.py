@@ -22,6 +22,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import CnnhwError
+from ..families import ICE40, DspRule
 from ..gateware.memories import MemoryShape
 from ..gateware.spram import LoadSignature
 from ..gateware.streams import stream_order
@@ -43,8 +44,10 @@ class HardwareOp:
     windowed = False
     rescales = False
 
-    def __init__(self, layer, plan: LayerPlan):
+    def __init__(self, layer, plan: LayerPlan, dsp: DspRule = ICE40.dsp):
         self.layer, self.plan = layer, plan
+        #: How yosys puts this op's products on the family's DSPs (``HardwarePlan.family``).
+        self.dsp = dsp
         self.name = layer.name
         #: Cycles between the input rows the op receives: one element per cycle unless the
         #: stages before it are slower (set by :class:`~cnnhw.hardware.network.Network`).
@@ -77,6 +80,9 @@ class HardwareOp:
         if folding.packed and not self.packable:
             raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) cannot pack two products per DSP "
                              f"(only conv/dense layers with operands of at most 8 bits)")
+        if folding.packed and not self.dsp.packs_two_8x8:
+            raise CnnhwError(f"plan: layer '{layer.name}' cannot pack two products per DSP: the "
+                             f"{self.dsp.primitive} makes one at a time (set packed to false)")
         if folding.logic_products and limits is None:
             raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no products to make from logic")
         if folding.logic_products and folding.packed:

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 
 from ..errors import CnnhwError
+from ..families import FAMILIES
 from ..gateware.mvu import WeightHome
 from ..ir.ops import is_int
 
@@ -46,7 +47,11 @@ class LayerPlan:
 
 @dataclass(frozen=True)
 class HardwarePlan:
+    """Every layer's folding, for one FPGA family (``family``, :mod:`cnnhw.families`: how many
+    DSPs a product takes and whether two can share one depend on it)."""
+
     layers: tuple[LayerPlan, ...]
+    family: str = "ice40"
 
     def for_layer(self, name: str) -> LayerPlan:
         for layer in self.layers:
@@ -55,7 +60,8 @@ class HardwarePlan:
         return LayerPlan(name)
 
     def to_json(self) -> dict:
-        return {"layers": [{**asdict(layer), "weights": WeightHome(layer.weights).value} for layer in self.layers]}
+        return {"family": self.family,
+                "layers": [{**asdict(layer), "weights": WeightHome(layer.weights).value} for layer in self.layers]}
 
     @staticmethod
     def from_json(facts) -> "HardwarePlan":
@@ -64,16 +70,19 @@ class HardwarePlan:
         expected = "expected {\"layers\": [{\"name\": ..., \"pe\": ..., \"simd\": ...}, ...]}"
         if not isinstance(facts, dict) or not isinstance(facts.get("layers"), list):
             raise CnnhwError(f"plan: not a cnnhw plan; {expected}")
-        unknown = set(facts) - {"layers", "written_by"}
+        unknown = set(facts) - {"layers", "family", "written_by"}
         if unknown:
             raise CnnhwError(f"plan: unknown key {sorted(unknown)[0]!r} at the top level; {expected}")
+        plan_family = facts.get("family", "ice40")
+        if plan_family not in FAMILIES:
+            raise CnnhwError(f"plan: 'family' must be one of {', '.join(FAMILIES)}, not {plan_family!r:.40}")
         layers, seen = [], set()
         for index, layer in enumerate(facts["layers"]):
             layers.append(_layer_plan(layer, index))
             if layers[-1].name in seen:
                 raise CnnhwError(f"plan: layer '{layers[-1].name}' is listed twice; give each layer once")
             seen.add(layers[-1].name)
-        return HardwarePlan(tuple(layers))
+        return HardwarePlan(tuple(layers), plan_family)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
@@ -117,4 +126,4 @@ def with_folding(plan: HardwarePlan, name: str, **changes) -> HardwarePlan:
     layers = [replace(layer, **changes) if layer.name == name else layer for layer in plan.layers]
     if all(layer.name != name for layer in plan.layers):
         layers.append(replace(LayerPlan(name), **changes))
-    return HardwarePlan(tuple(layers))
+    return replace(plan, layers=tuple(layers))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from amaranth import Module
 
+from ..families import ICE40, DspRule
 from ..gateware.memories import add_terms
 from ..gateware.pool import PoolReducer, ReducerParameters
 from ..gateware.tiled_pool import TileGeometry, TiledMaxPool
@@ -18,8 +19,8 @@ class TiledMaxPoolOp(HardwareOp):
     """Max pooling with stride = kernel, no padding or dilation (``QPool.tiled``): one input
     element per cycle, never waiting; one row of partial maxima instead of a line buffer."""
 
-    def __init__(self, layer: QPool, plan):
-        super().__init__(layer, plan)
+    def __init__(self, layer: QPool, plan, dsp: DspRule = ICE40.dsp):
+        super().__init__(layer, plan, dsp)
         channels, in_h, in_w = layer.in_shape
         self.tiles = TileGeometry(in_h, in_w, channels, layer.kernel)
 
@@ -50,8 +51,8 @@ class WindowPoolOp(HardwareOp):
 
     windowed = True
 
-    def __init__(self, layer: QPool | QGlobalPool, plan):
-        super().__init__(layer, plan)
+    def __init__(self, layer: QPool | QGlobalPool, plan, dsp: DspRule = ICE40.dsp):
+        super().__init__(layer, plan, dsp)
         channels, in_h, in_w = layer.in_shape
         _, out_h, out_w = layer.out_shape
         if isinstance(layer, QGlobalPool):
@@ -65,7 +66,8 @@ class WindowPoolOp(HardwareOp):
         # pool (whose reducer keeps no sum).
         sum_bits = layer.sum_format.bits + 1 if layer.sum_format is not None else 32
         self.reducer = ReducerParameters(layer.kind, kernel[0] * kernel[1],
-                                         layer.in_format.bits, count_pads, layer.divider, sum_bits, plan.digit_bits)
+                                         layer.in_format.bits, count_pads, layer.divider, sum_bits, plan.digit_bits,
+                                         dsp)
 
     @property
     def rescales(self) -> bool:  # type: ignore[override]

@@ -42,10 +42,6 @@ from .costs import block_rams, logic_cells, needs, plan_costs
 from .logic import typical_error
 
 
-RESOURCE_NAMES = {"logic_cells": "logic cells", "dsp": "DSP (SB_MAC16)", "ebr": "block RAM (EBR, 4 Kbit)",
-                  "spram": "SPRAM (256 Kbit)", "io": "IO pins", "pll": "PLL"}
-
-
 def budget_table(needs: dict[str, int], board: Board, note: str):
     """Each resource needed vs the board's, for a "does not fit" error."""
     from rich.table import Table
@@ -58,7 +54,7 @@ def budget_table(needs: dict[str, int], board: Board, note: str):
         if available is None:
             continue
         over = needed - available
-        table.add_row(RESOURCE_NAMES[key], f"{needed:,}", f"{available:,}", f"{over:,}" if over > 0 else "")
+        table.add_row(board.family.resource_names[key], f"{needed:,}", f"{available:,}", f"{over:,}" if over > 0 else "")
     return table
 
 
@@ -75,7 +71,7 @@ def check_fits(needs: dict[str, int], board: Board, note: str) -> None:
     every resource in ``needs`` is within the board's budget."""
     over = [key for key, needed in needs.items() if key in board.budget and needed > board.budget[key]]
     if over:
-        listed = ", ".join(f"{RESOURCE_NAMES[k]} {needs[k]:,} > {board.budget[k]:,}" for k in over)
+        listed = ", ".join(f"{board.family.resource_names[k]} {needs[k]:,} > {board.budget[k]:,}" for k in over)
         raise DoesNotFitError(f"the design does not fit the {board.name} ({listed}); try {_advice(over)}",
                               details=budget_table(needs, board, note), over=over, needs=needs)
 
@@ -209,22 +205,24 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
     board's logic cells (``logic.typical_error``): the estimate errs either way, and the build packs
     the netlist and decides."""
     cells = max_logic_cells if max_logic_cells is not None else \
-        round(board.budget["logic_cells"] * (1 + typical_error()))
+        round(board.budget["logic_cells"] * (1 + typical_error(board.family.name)))
     dsp = min(board.budget["dsp"], max_dsp or board.budget["dsp"])
     # What a refusal shows: the budget without the estimate's margin.
     strict = dataclasses.replace(board, budget={**board.budget, "dsp": dsp,
                                                 "logic_cells": min(cells, board.budget["logic_cells"])})
     board = dataclasses.replace(board, budget={**board.budget, "logic_cells": cells, "dsp": dsp})
-    fixed = check_plan(fixed, qgraph) if fixed is not None else HardwarePlan(())
+    # The plan is for the board's family (how many DSPs a product takes, whether two share one).
+    fixed = dataclasses.replace(fixed or HardwarePlan(()), family=board.family.name)
+    fixed = check_plan(fixed, qgraph)
     fixed_names = {layer.name for layer in fixed.layers}
     ops = Network(qgraph, fixed).ops
     foldable = {op.name: op.folding_limits() for op in ops if op.foldable}
-    packable = {op.name: op.packable for op in ops if op.foldable}
+    packable = {op.name: op.packable and board.family.dsp.packs_two_8x8 for op in ops if op.foldable}
     start = [fixed.for_layer(name) if name in fixed_names else LayerPlan(name, 1, 1, digit_bits) for name in foldable]
     start += [layer for layer in fixed.layers if layer.name not in foldable]
-    fitted = _with_room(qgraph, HardwarePlan(tuple(start)), board, fixed_names)
+    fitted = _with_room(qgraph, HardwarePlan(tuple(start), fixed.family), board, fixed_names)
     if fitted is None:
-        lean = HardwarePlan(tuple(start))
+        lean = HardwarePlan(tuple(start), fixed.family)
         network = Network(qgraph, lean)
         for op in network.ops:
             if op.windowed and op.name not in fixed_names:

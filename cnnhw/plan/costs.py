@@ -5,14 +5,13 @@ them up and prices what depends on the board:
 
 * cycles per image: ``HardwareOp.cycles`` (the slowest stage sets the pace);
 * products per cycle, and where yosys puts them: ``HardwareOp.dsps`` and ``products_in_logic``
-  (``gateware.dsp.dsps_of_product`` is yosys' rule: 8x8-bit products take one SB_MAC16 each
-  and 4x4-bit ones become logic, ``lut_products``);
-* block RAMs: counted from the memories the ops declare (``HardwareOp.memories``) with the
-  board's EBR aspect ratios: a ``width x depth`` memory takes
-  ``ceil(depth / d) * ceil(width / w)`` blocks in the best aspect ``d x w``, unless yosys finds
-  logic cheaper: its ``memory_libmap`` prices a block RAM at 64 and logic at 1 per bit of RAM or
-  1/16 per bit of ROM (so small weight ROMs become LUTs). Equal to yosys' count on every design
-  measured so far (mnist-8, the tests' small CNN);
+  (the family's ``DspRule`` is yosys' rule: on iCE40 8x8-bit products take one SB_MAC16 each
+  and 4x4-bit ones become logic, ``lut_products``; on ECP5 every product takes a MULT18X18D);
+* block RAMs: counted from the memories the ops declare (``HardwareOp.memories``), each where
+  yosys' ``memory_libmap`` puts it (``memory_placement``): the cheapest of the family's memory
+  primitives in the board's aspects, or logic (so small weight ROMs become LUTs, and on ECP5
+  small RAMs distributed RAM). Equal to yosys' count on every memory measured
+  (``tests/test_build.py``);
 * SPRAM blocks (layers whose weights the plan puts there, ``LayerPlan.weights``): a weight
   memory of ``width x depth`` takes ``ceil(width / 16) * ceil(depth / 16384)`` blocks
   (``gateware.spram.spram_blocks``): the width is the bandwidth the folding needs, so a faster
@@ -31,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 from ..boards import Board
+from ..families import MemoryPrimitive
 from ..gateware.memories import MemoryShape, add_terms
 from ..hardware import HardwarePlan, Network
 from ..hardware.network import network_of
@@ -51,45 +51,62 @@ class LayerCost:
     logic_cells: int
 
 
-#: yosys memory_libmap's prices (passes/memory/memory_libmap.cc, share/ice40/brams.txt): a block
-#: RAM costs 64, a bit built from logic 1/16 in a ROM and 1 in a RAM (the -logic-cost-rom/-ram
-#: defaults); a block RAM's cost grows by half a point per bit of the multiplexer its slices in
-#: depth are read through (and per slice's write enable), and by two points per point of
-#: emulation: one for a read port of its own (a tie-breaker every one of ours pays), three for a
-#: RAM's read in the cycle of a write (read-first for a non-transparent port, a bypass for a
-#: transparent one: the iCE40's block RAM has neither). The cheaper wins, logic on a tie (its
-#: cost is truncated to an integer first). Measured: an 8 x 9 RAM is built from logic, 8 x 10 in
-#: a block RAM.
-EBR_COST, LOGIC_COST_ROM_BIT, LOGIC_COST_RAM_BIT = 64, 1 / 16, 1.0
-MUX_FACTOR, EMULATION_FACTOR, OWN_READ_PORT, READ_BESIDE_WRITE = 0.5, 2, 1, 3
+#: yosys memory_libmap's prices (passes/memory/memory_libmap.cc): a bit built from logic costs
+#: 1/16 in a ROM and 1 in a RAM (the -logic-cost-rom/-ram defaults); each primitive its own cost
+#: (``families.MemoryPrimitive``), plus half a point per bit of the multiplexer its slices in
+#: depth are read through (and per slice's write enable), plus two points per point of
+#: emulation. The cheapest wins, logic on a tie (its cost is truncated to an integer first).
+LOGIC_COST_ROM_BIT, LOGIC_COST_RAM_BIT = 1 / 16, 1.0
+MUX_FACTOR, EMULATION_FACTOR = 0.5, 2
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where yosys puts a memory: ``primitive`` (None: logic), how many, and the slices in depth
+    its words are split into (each read through a multiplexer)."""
+
+    primitive: MemoryPrimitive | None
+    blocks: int
+    slices: int
+
+    @property
+    def ebr(self) -> int:
+        """Block RAMs it takes from the board's budget."""
+        return self.blocks if self.primitive is not None and self.primitive.budget_key == "ebr" else 0
+
+
+IN_LOGIC = Placement(None, 0, 0)
 
 
 def ebr_blocks(shape: MemoryShape, board: Board) -> int:
     """Block RAMs yosys spends on a memory (0 when it builds it from logic instead)."""
-    return ebr_layout(shape, board)[0]
+    return memory_placement(shape, board).ebr
 
 
-def ebr_layout(shape: MemoryShape, board: Board) -> tuple[int, int]:
-    """(block RAMs, slices in depth) of a memory, the cheapest of the board's block RAM aspects
-    as yosys prices them: each slice of ``depth`` words is read through an ``n``-way multiplexer
-    on every bit. Slices share a block's data lanes where its writes can be enabled bit by bit
-    (``lane_width``), and always in a ROM (measured with yosys: 5 x 768 and 10 x 768 RAMs take 1
-    and 2 blocks of 256 x 16, not 2 and 3). (0, 0) when yosys builds the memory from logic."""
+def memory_placement(shape: MemoryShape, board: Board) -> Placement:
+    """The cheapest of the board's memory primitives (``Family.memory_primitives``) in each of its
+    aspects, as yosys prices them, or logic: each slice of ``depth`` words is read through an
+    ``n``-way multiplexer on every bit. Slices share a primitive's data lanes where its writes can
+    be enabled bit by bit (``lane_width``), and always in a ROM (measured with yosys: 5 x 768 and
+    10 x 768 RAMs take 1 and 2 iCE40 blocks of 256 x 16, not 2 and 3)."""
     width, depth = shape.width, shape.depth
-    emulation = OWN_READ_PORT + (0 if shape.rom else READ_BESIDE_WRITE)
-
-    def priced(aspect):
-        words, lanes = aspect
-        slices = math.ceil(depth / words)
-        shared = shape.rom or lanes == board.ebr_lane_width
-        blocks = math.ceil(slices * width / lanes) if shared else slices * math.ceil(width / lanes)
-        cost = (EBR_COST * blocks + MUX_FACTOR * (slices - 1) * width
-                + (MUX_FACTOR * slices if slices > 1 and not shape.rom else 0) + EMULATION_FACTOR * emulation)
-        return cost, blocks, slices
-
-    cost, blocks, slices = min(priced(aspect) for aspect in board.ebr_aspects)
+    candidates = []
+    for primitive in board.family.memory_primitives(board):
+        if shape.rom and not primitive.holds_rom:
+            continue
+        emulation = primitive.own_read_port + (0 if shape.rom else primitive.read_beside_write)
+        for words, lanes in primitive.aspects:
+            slices = math.ceil(depth / words)
+            shared = shape.rom or lanes == primitive.lane_width
+            blocks = math.ceil(slices * width / lanes) if shared else slices * math.ceil(width / lanes)
+            cost = (primitive.cost * blocks + MUX_FACTOR * (slices - 1) * width
+                    + (MUX_FACTOR * slices if slices > 1 and not shape.rom else 0) + EMULATION_FACTOR * emulation)
+            candidates.append((cost, blocks, slices, primitive))
     logic = int(width * depth * (LOGIC_COST_ROM_BIT if shape.rom else LOGIC_COST_RAM_BIT))
-    return (blocks, slices) if cost < logic else (0, 0)
+    if not candidates:
+        return IN_LOGIC
+    cost, blocks, slices, primitive = min(candidates, key=lambda c: c[:3])
+    return Placement(primitive, blocks, slices) if cost < logic else IN_LOGIC
 
 
 def network(qgraph: QGraph, plan: HardwarePlan | Network) -> Network:
@@ -123,7 +140,7 @@ def logic_terms(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> d
         if terms:
             owners[owner] = terms
     for owner, shape in net.memories():
-        placed = (0, 0) if shape.spram else ebr_layout(shape, board)
+        placed = IN_LOGIC if shape.spram else memory_placement(shape, board)
         key = owner if owner in owners else "board"
         owners[key] = add_terms(owners[key], memory_terms(shape, placed))
     return owners
@@ -131,7 +148,7 @@ def logic_terms(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> d
 
 def logic_cells(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> dict[str, int]:
     """Estimated logic cells per owner (see :func:`logic_terms`)."""
-    return {owner: estimate(terms) for owner, terms in logic_terms(qgraph, plan, board).items()}
+    return {owner: estimate(terms, board.family.name) for owner, terms in logic_terms(qgraph, plan, board).items()}
 
 
 def plan_costs(qgraph: QGraph, plan: HardwarePlan | Network, board: Board) -> list[LayerCost]:
