@@ -1,9 +1,11 @@
-"""The benchmark: for each bench model, what the iCEBreaker build and the RTL simulation measure.
+"""The benchmark: for each bench model, what a board's build and the RTL simulation measure.
 
-Run:  .venv/bin/python bench/bench.py            (about 10 minutes on 2 cores)
-Writes bench/results.json and prints a Markdown table (quoted in README) with the command.
+Run:  .venv/bin/python bench/bench.py            (the iCEBreaker; about 10 minutes on 2 cores)
+      .venv/bin/python bench/bench.py --board ulx3s-12f --models lenet   (another board, some models)
+Writes bench/results.json (results_<board>.json for another board) and prints a Markdown table
+(quoted in README) with the command.
 
-Per model: MACs; the bound (MACs / the board's 8 DSPs: cycles if every DSP multiplied every cycle);
+Per model: MACs; the bound (MACs / the board's DSPs: cycles if every DSP multiplied every cycle);
 the planner's plan and its predicted cycles per inference; simulated cycles per inference
 (Verilator, images back to back) and the prediction's error; the latency (first input to class)
 simulated and predicted; bit-exactness of every layer; the
@@ -16,6 +18,7 @@ planned (with unlimited memory) and simulated; its build columns say why it was 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -46,24 +49,24 @@ SIM_IMAGES = 5
 
 
 def models(work: Path):
-    """(name, graph, qgraph, labelled images (x, y) or None, images to simulate)."""
+    """(key, name, graph, qgraph, labelled images (x, y) or None, images to simulate)."""
     from models import small_cnn
     import onnx
 
     lenet = load_model(ROOT / "examples" / "lenet.onnx")
     test = np.load(ROOT / "examples" / "lenet.test.npz")
-    yield ("LeNet-5 (examples/lenet.onnx)", lenet,
+    yield ("lenet", "LeNet-5 (examples/lenet.onnx)", lenet,
            quantize_graph(lenet, QuantOptions(), np.load(ROOT / "examples" / "lenet.calib.npz")["x"]),
            (test["x"], test["y"]), test["x"][:SIM_IMAGES])
     mnist = load_model(ROOT / "tests" / "data" / "mnist8" / "mnist-8.onnx")
     digits = np.load(ROOT / "tests" / "data" / "mnist8" / "mnist_digits_10.npz")
-    yield ("mnist-8 (ONNX model zoo)", mnist, quantize_graph(mnist, QuantOptions(), input_range=(0, 255)),
+    yield ("mnist8", "mnist-8 (ONNX model zoo)", mnist, quantize_graph(mnist, QuantOptions(), input_range=(0, 255)),
            (digits["x"], digits["y"]), digits["x"][:SIM_IMAGES])
     model, _ = small_cnn(np.random.default_rng(5))
     onnx.save(model, work / "tiny.onnx")
     tiny = load_model(work / "tiny.onnx")
     rng = np.random.default_rng(1)
-    yield ("tiny CNN (tests/models.py small_cnn, random weights)", tiny,
+    yield ("tiny", "tiny CNN (tests/models.py small_cnn, random weights)", tiny,
            quantize_graph(tiny, QuantOptions(), rng.normal(size=(64, 2, 12, 10))), None,
            rng.normal(size=(SIM_IMAGES, 2, 12, 10)))
 
@@ -83,7 +86,8 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
                    refits=facts["refits"], weight_image_bytes=facts.get("weight_image", {}).get("bytes", 0))
     except DoesNotFitError as error:
         row["build"] = f"not built: {error}"
-        plan = plan_for_board(qgraph, replace(board, budget={**board.budget, "ebr": 10**6, "spram": 10**6}))
+        unlimited = {"ebr": 10**6, "spram": 10**6 if board.budget["spram"] else 0}  # no SPRAM on ECP5
+        plan = plan_for_board(qgraph, replace(board, budget={**board.budget, **unlimited}))
     row["plan"] = plan.to_json()
     row["predicted_cycles"] = predict_cycles_per_inference(qgraph, plan)
     row["predicted_latency"] = predict_latency(qgraph, plan)
@@ -104,9 +108,9 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
     return row
 
 
-def table(rows) -> str:
-    lines = [f"Measured with `{COMMAND}` on the 2-core machine (iCEBreaker, iCE40UP5K):", "",
-             "| model | MACs | bound (MACs/8 DSP) | simulated cycles | x bound | predicted (error) | "
+def table(rows, command: str, board) -> str:
+    lines = [f"Measured with `{command}` on the 2-core machine ({board.name}, {board.device}):", "",
+             f"| model | MACs | bound (MACs/{board.budget['dsp']} DSP) | simulated cycles | x bound | predicted (error) | "
              "latency simulated / predicted (error) | bit-exact | "
              "clock / Fmax MHz | LC (estimated, error) | DSP | EBR | SPRAM | us/inference | build s | refits | sim cycles/s | "
              "float / int acc. |",
@@ -132,14 +136,23 @@ def table(rows) -> str:
 
 
 def main() -> int:
-    board = load_board("icebreaker")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--board", default="icebreaker")
+    parser.add_argument("--models", nargs="+", choices=("lenet", "mnist8", "tiny"), help="only these")
+    args = parser.parse_args()
+    board = load_board(args.board)
+    command = COMMAND + (f" --board {board.name}" if args.board != "icebreaker" else "") + \
+        (f" --models {' '.join(args.models)}" if args.models else "")
     rows = []
     with tempfile.TemporaryDirectory(prefix="cnnhw-bench-") as scratch:
-        for name, graph, qgraph, labelled, images in models(Path(scratch)):
+        for key, name, graph, qgraph, labelled, images in models(Path(scratch)):
+            if args.models and key not in args.models:
+                continue
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
             rows.append(measure(name, graph, qgraph, labelled, images, board, Path(scratch)))
-    (ROOT / "bench" / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(table(rows))
+    results = "results.json" if args.board == "icebreaker" else f"results_{board.name}.json"
+    (ROOT / "bench" / results).write_text(json.dumps(rows, indent=2) + "\n")
+    print(table(rows, command, board))
     return 0 if all(r["bit_exact"] for r in rows) else 1
 
 

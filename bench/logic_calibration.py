@@ -1,21 +1,24 @@
-"""Calibrate the logic-cell model (``cnnhw/plan/logic.py``) on whole designs.
+"""Calibrate the logic-cell model (``cnnhw/plan/logic.py``) of an FPGA family on whole designs.
 
 Run:  .venv/bin/pip install -e '.[bench]'                  (SciPy, for the fit)
-      .venv/bin/python bench/logic_calibration.py            (about 20 minutes on 2 cores)
+      .venv/bin/python bench/logic_calibration.py            (iCE40, about 20 minutes on 2 cores)
+      .venv/bin/python bench/logic_calibration.py --board ulx3s-85f   (ECP5)
       .venv/bin/python bench/logic_calibration.py --fit-only (refit on the stored samples)
 
 For each calibration design (LeNet-5, mnist-8 and the tiny CNN with the planner's plans at several
 DSP budgets and with products moved into logic, the plans the planner picks with the model fitted so
-far, and random networks of ``tests/netgen.py`` with random foldings), the board top is elaborated at 24 MHz, synthesised (yosys ``synth_ice40 -dsp``,
-as ``cnnhw build`` does) and packed (``nextpnr-ice40 --pack-only``, which counts the logic cells
-placement uses). Each sample (the design's plan, the model's terms per owner and the packed count)
-is kept in ``bench/logic_samples.json``; a rerun synthesises only designs whose plan is new and
-computes the terms of the others again, so the model's terms can be refined without synthesising
-anything again.
+far, and random networks of ``tests/netgen.py`` with random foldings), the board top is elaborated
+at the board's first clock, synthesised (the family's yosys script, as ``cnnhw build`` runs it) and
+packed (nextpnr ``--pack-only``, which counts the logic cells placement uses). Each sample (the
+design's plan, the model's terms per owner and the packed count) is kept in
+``bench/logic_samples.json`` (``logic_samples_<family>.json`` for other families); a rerun
+synthesises only designs whose plan is new and computes the terms of the others again, so the
+model's terms can be refined without synthesising anything again.
 
 The coefficients are a non-negative least-squares fit of the packed counts on the summed terms,
-written to ``cnnhw/plan/logic_cells.json`` with the fit's error, measured leaving each design out
-of the fit that predicts it (so the error is what a new design can expect), and printed as a table.
+written to the family's model file (``logic.model_file``) with the fit's error, measured leaving
+each design out of the fit that predicts it (so the error is what a new design can expect), and
+printed as a table.
 """
 
 from __future__ import annotations
@@ -45,13 +48,17 @@ from cnnhw.hardware import with_folding  # noqa: E402
 from cnnhw.plan.budget import _fit_memories, plan_for_board  # noqa: E402
 from cnnhw.plan.costs import logic_terms, needs, plan_costs  # noqa: E402
 from cnnhw.plan import logic  # noqa: E402
-from cnnhw.plan.logic import MODEL_FILE  # noqa: E402
 from cnnhw.quant import QuantOptions, quantize_graph  # noqa: E402
 from cnnhw.quant.qgraph import QConv, QDense  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/logic_calibration.py"
-SAMPLES = ROOT / "bench" / "logic_samples.json"
-MHZ = 24.0
+#: DSP budgets the planner's plans are made at, per family (the board's own first on ECP5).
+DSP_SWEEP = {"ice40": (8, 7, 6, 5, 4, 3, 2, 1), "ecp5": (156, 96, 48, 24, 8, 6, 5, 4, 3, 1)}
+
+
+def samples_file(family: str) -> Path:
+    """Where a family's samples are kept (``logic_samples.json`` for iCE40)."""
+    return ROOT / "bench" / ("logic_samples.json" if family == "ice40" else f"logic_samples_{family}.json")
 
 
 def _models(work: Path):
@@ -83,9 +90,9 @@ def designs(work: Path, board):
     for model, qgraph in _models(work):
         weighted = [layer.name for layer in qgraph.layers if isinstance(layer, (QConv, QDense))]
         # The planner's starting point: one product per layer, memories fitted (SPRAM where needed).
-        smallest = HardwarePlan(tuple(LayerPlan(name) for name in weighted))
+        smallest = HardwarePlan(tuple(LayerPlan(name) for name in weighted), family=board.family.name)
         yield f"{model}-smallest", qgraph, _fit_memories(qgraph, smallest, board, set())[0]
-        for dsp in (8, 7, 6, 5, 4, 3, 2, 1):
+        for dsp in (d for d in DSP_SWEEP[board.family.name] if d <= board.budget["dsp"]):
             try:
                 plan = plan_for_board(qgraph, board, max_dsp=dsp)
             except DoesNotFitError:
@@ -97,8 +104,9 @@ def designs(work: Path, board):
                 yield f"{model}-dsp{dsp}-logic-first", qgraph, _in_logic(qgraph, plan, weighted[:1])
             if dsp == 4:
                 yield f"{model}-dsp{dsp}-logic-all", qgraph, _in_logic(qgraph, plan, weighted)
-        if MODEL_FILE.exists():  # what the planner picks with the model fitted so far
-            for cells in (5280, 4500):
+        if logic.model_file(board.family.name).exists():  # what the planner picks with the model fitted so far
+            budget = board.budget["logic_cells"]
+            for cells in (budget, round(0.85 * budget)):
                 with logic_model(_FITTED):
                     plan = plan_for_board(qgraph, board, max_logic_cells=cells)
                 digest = hashlib.sha1(plan.dumps().encode()).hexdigest()[:6]  # a new model may plan anew
@@ -110,9 +118,11 @@ def designs(work: Path, board):
         # A random folding, products on DSPs (a random plan may put dozens of products in logic, which
         # no plan for a board does); when that needs too many DSPs, the planner's plan with the model
         # fitted so far for a random share of them.
-        plan = HardwarePlan(tuple(replace(layer, logic_products=False) for layer in random_plan(qgraph, seed).layers))
+        packs = board.family.dsp.packs_two_8x8
+        plan = HardwarePlan(tuple(replace(layer, logic_products=False, packed=layer.packed and packs)
+                                  for layer in random_plan(qgraph, seed).layers), family=board.family.name)
         if needs(plan_costs(qgraph, plan, board))["dsp"] > board.budget["dsp"]:
-            if not MODEL_FILE.exists():
+            if not logic.model_file(board.family.name).exists():
                 continue
             try:
                 with logic_model(_FITTED):
@@ -128,14 +138,15 @@ def designs(work: Path, board):
 def measure(name, qgraph, plan, board, tools, work: Path) -> dict:
     folder = work / name
     folder.mkdir()
-    counted = synthesize(qgraph, plan, board, MHZ, tools, folder, timed=None)
+    counted = synthesize(qgraph, plan, board, board.first_try_mhz, tools, folder, timed=None)
     return {"name": name, "logic_cells": counted["logic_cells"], "terms": logic_terms(qgraph, plan, board),
             "plan": plan.to_json()}
 
 
 def collect(board) -> list[dict]:
-    samples = {s["name"]: s for s in json.loads(SAMPLES.read_text())} if SAMPLES.exists() else {}
-    tools = find_toolchain()
+    path = samples_file(board.family.name)
+    samples = {s["name"]: s for s in json.loads(path.read_text())} if path.exists() else {}
+    tools = find_toolchain(family=board.family)
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         todo = []
@@ -155,15 +166,15 @@ def collect(board) -> list[dict]:
                 sample = future.result()
                 samples[sample["name"]] = sample
                 print(f"{sample['name']}: {sample['logic_cells']:,} logic cells", flush=True)
-                SAMPLES.write_text(json.dumps(sorted(samples.values(), key=lambda s: s["name"]), indent=1) + "\n")
-    SAMPLES.write_text(json.dumps(sorted(samples.values(), key=lambda s: s["name"]), indent=1) + "\n")
+                path.write_text(json.dumps(sorted(samples.values(), key=lambda s: s["name"]), indent=1) + "\n")
+    path.write_text(json.dumps(sorted(samples.values(), key=lambda s: s["name"]), indent=1) + "\n")
     return sorted(samples.values(), key=lambda s: s["name"])
 
 
 _FITTED = logic.coefficients
 
 
-def _dsp_only() -> dict[str, float]:
+def _dsp_only(family: str = "ice40") -> dict[str, float]:
     """Coefficients under which the planner plans as without a logic-cell model: every term free but
     products in logic, which no plan can afford (so it spends DSPs only, as the budget says)."""
     return {"logic_product_bits": 1e9}
@@ -174,12 +185,14 @@ def logic_model(coefficients=_dsp_only):
     """The cost model with other logic-cell coefficients; by default :func:`_dsp_only`, for the
     designs made by budget (the planner's plans at so many DSPs), which must not depend on the model
     being fitted."""
-    saved = logic.coefficients
+    saved = logic.coefficients, logic.typical_error
     logic.coefficients = coefficients
+    if coefficients is _dsp_only:  # no margin over the budget either (there may be no model yet)
+        logic.typical_error = lambda family="ice40": 0.0
     try:
         yield
     finally:
-        logic.coefficients = saved
+        logic.coefficients, logic.typical_error = saved
 
 
 def _matrix(samples: list[dict], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -209,9 +222,10 @@ def distinct(samples: list[dict]) -> list[dict]:
 FIT_RANGE = 1.25
 
 
-def fit(samples: list[dict], budget: int) -> dict:
+def fit(samples: list[dict], board) -> dict:
     from scipy.optimize import nnls
 
+    budget = board.budget["logic_cells"]
     samples = [sample for sample in distinct(samples) if sample["logic_cells"] <= FIT_RANGE * budget]
     names = sorted({name for s in samples for terms in s["terms"].values() for name in terms})
     x, y = _matrix(samples, names)
@@ -223,11 +237,11 @@ def fit(samples: list[dict], budget: int) -> dict:
         held_out.append(float(x[index] @ partial))
     errors = [(p - a) / a for p, a in zip(held_out, y)]
     return {
-        "command": COMMAND,
+        "command": COMMAND if board.family.name == "ice40" else f"{COMMAND} --board {board.name}",
         "about": "logic cells per unit of each term of cnnhw/plan/logic.py; fitted (non-negative least squares) "
-                 "on the packed logic cells (yosys synth_ice40 -dsp, nextpnr-ice40 --pack-only) of the distinct "
-                 f"designs in bench/logic_samples.json up to {FIT_RANGE:.0%} of the device; errors: each design "
-                 "predicted by the fit without it",
+                 f"on the packed logic cells ({board.family.name}: yosys synthesis, nextpnr --pack-only) of the "
+                 f"distinct designs in bench/{samples_file(board.family.name).name} up to {FIT_RANGE:.0%} of the "
+                 f"{board.name}'s; errors: each design predicted by the fit without it",
         "designs": len(samples),
         "fitted_up_to_logic_cells": int(FIT_RANGE * budget),
         "coefficients": {name: round(float(c), 4) for name, c in zip(names, coefficients)},
@@ -240,17 +254,19 @@ def fit(samples: list[dict], budget: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fit-only", action="store_true", help="refit on bench/logic_samples.json")
+    parser.add_argument("--fit-only", action="store_true", help="refit on the stored samples")
+    parser.add_argument("--board", default="icebreaker",
+                        help="the board whose family is calibrated (icebreaker: iCE40; ulx3s-85f: ECP5)")
     args = parser.parse_args()
-    board = load_board("icebreaker")
+    board = load_board(args.board)
     if args.fit_only:
-        samples = json.loads(SAMPLES.read_text())
+        samples = json.loads(samples_file(board.family.name).read_text())
     else:
         with logic_model():
             samples = collect(board)
-    model = fit(samples, board.budget["logic_cells"])
-    MODEL_FILE.write_text(json.dumps(model, indent=1) + "\n")
-    print(f"\n`{COMMAND}` ({model['designs']} designs; each predicted by the fit on the others):\n")
+    model = fit(samples, board)
+    logic.model_file(board.family.name).write_text(json.dumps(model, indent=1) + "\n")
+    print(f"\n`{model['command']}` ({model['designs']} designs; each predicted by the fit on the others):\n")
     print("| design | packed LCs | predicted | error |\n|---|---|---|---|")
     for name, row in model["held_out"].items():
         print(f"| {name} | {row['packed']:,} | {row['predicted']:,} | "

@@ -729,7 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     flash = commands.add_parser("flash", parents=[common], help="write a build's bitstream to the board's flash")
     flash.add_argument("folder", metavar="DIR", help="a folder written by cnnhw build")
-    flash.add_argument("--programmer", metavar="TOOL", help="iceprog or openFPGALoader (default: whichever is installed)")
+    flash.add_argument("--programmer", metavar="TOOL",
+                       help="one of the programmers the board profile names (iceprog, openFPGALoader, fujprog, "
+                            "dfu-util; default: the first installed)")
     flash.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     flash.set_defaults(run=cmd_flash)
 

@@ -203,18 +203,29 @@ def plan_table(title: str, plan, costs, budget: dict[str, int], cycles_per_infer
 
 def boards_table(boards) -> Table:
     table = Table(title="boards")
-    for column, justify in (("board", "left"), ("family", "left"), ("device", "left"), ("logic (LUT4)", "right"),
+    for column, justify in (("board", "left"), ("family", "left"), ("device", "left"), ("logic", "right"),
                             ("DSP", "right"), ("block RAM", "right"), ("SPRAM", "right"), ("clock in", "right"),
-                            ("fabric clocks (PLL)", "left"), ("UART", "right")):
-        table.add_column(column, justify=justify)
+                            ("PLL clocks", "left"), ("UART", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)
     for b in boards:
         block = b.family.memory_primitives(b)[0]
         kbit = max(depth * width for depth, width in block.aspects) // 1024
-        table.add_row(b.name, b.family.name, f"{b.device}-{b.package}", f"{b.budget['logic_cells']:,}",
-                      f"{b.budget['dsp']} {b.family.dsp.primitive}", f"{b.budget['ebr']} x {kbit} Kbit",
-                      str(b.budget["spram"] or ""), f"{b.input_mhz:g} MHz",
-                      ", ".join(f"{f:g}" for f in b.clocks_mhz) + " MHz", f"{b.uart_baud / 1e6:g} Mbaud")
+        table.add_row(b.name, b.family.name, b.device, f"{b.budget['logic_cells']:,}",
+                      str(b.budget["dsp"]), f"{b.budget['ebr']} x {kbit}K", str(b.budget["spram"] or ""),
+                      f"{b.input_mhz:g} MHz", _clock_list(b.clocks_mhz), f"{b.uart_baud / 1e6:g} Mbaud")
+    first = {}
+    for b in boards:
+        first.setdefault(b.family.name, b)
+    table.caption = "; ".join(f"{name}: logic in {b.family.resource_names['logic_cells']}, DSP "
+                              f"{b.family.dsp.primitive}, block RAM {b.family.memory_primitives(b)[0].name} (Kbit)"
+                              for name, b in first.items())
     return table
+
+
+def _clock_list(mhz: list[float]) -> str:
+    """``12, 15, ..., 48 MHz``: the first two and the last of a long list."""
+    shown = [f"{f:g}" for f in mhz]
+    return ", ".join(shown if len(shown) <= 4 else [*shown[:2], "...", shown[-1]]) + " MHz"
 
 
 def build_table(facts: dict) -> Table:

@@ -95,7 +95,7 @@ def test_the_host_reports_a_refused_image_and_a_silent_board(network):
 
 def _finish(folder, facts):
     """Write build.json as a build does: with the digests of the files and the folder's marker."""
-    facts["files"] = {path.name: file_digest(path) for path in folder.iterdir() if path.suffix == ".bin"}
+    facts["files"] = {path.name: file_digest(path) for path in folder.iterdir() if path.suffix in (".bin", ".bit")}
     write_json(folder / "build.json", facts)
     mark_folder(folder, "build")
 
@@ -120,6 +120,23 @@ def test_flash_dry_run_prints_the_command(cli, tmp_path, finished_build):
     assert result.returncode == 0 and result.stdout.strip() == "iceprog out/top.bin"
     result = cli("flash", "out", "--dry-run", "--programmer", "openFPGALoader")
     assert result.stdout.strip() == "openFPGALoader --board ice40_generic --write-flash out/top.bin"
+
+
+@pytest.mark.parametrize("board, commands", [
+    ("ulx3s-85f", {"openFPGALoader": "openFPGALoader --board ulx3s --write-flash out/top.bit",
+                   "fujprog": "fujprog -j flash out/top.bit"}),
+    ("orangecrab-25f", {"dfu-util": "dfu-util -a 0 -D out/top.bit",
+                        "openFPGALoader": "openFPGALoader --board orangeCrab out/top.bit"})])
+def test_flash_dry_run_on_ecp5_boards_gives_their_profiles_command_lines(cli, tmp_path, board, commands):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "top.bit").write_bytes(b"\xff\x00Part: LFE5U\x00")
+    _finish(folder, {"board": board, "bitstream": "somewhere/out/top.bit"})
+    first = next(iter(commands))
+    result = cli("flash", "out", "--dry-run", env={**os.environ, "PATH": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout.strip() == commands[first]
+    for tool, command in commands.items():
+        assert cli("flash", "out", "--dry-run", "--programmer", tool).stdout.strip() == command
 
 
 def test_flash_without_a_programmer_or_a_board(cli, tmp_path, finished_build):

@@ -14,14 +14,23 @@ from cnnhw.boards import load_board
 from cnnhw.frontend import load_model
 from cnnhw.plan import HardwarePlan
 from cnnhw.plan.costs import logic_cells, logic_terms
-from cnnhw.plan.logic import MODEL_FILE
+from cnnhw.plan import logic
 from cnnhw.hardware import with_folding
 from cnnhw.quant import QuantOptions, quantize_graph
 from conftest import EXAMPLES, MNIST8, ROOT
 from models import small_cnn
 
-SAMPLES = json.loads((ROOT / "bench" / "logic_samples.json").read_text())
-MODEL = json.loads(MODEL_FILE.read_text())
+#: A board of each family whose logic-cell model is calibrated (bench/logic_calibration.py --board).
+CALIBRATED_ON = {"ice40": "icebreaker", "ecp5": "ulx3s-85f"}
+
+
+def calibration(family: str) -> tuple[list[dict], dict]:
+    """The family's stored samples and its fitted model."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import logic_calibration
+
+    return (json.loads(logic_calibration.samples_file(family).read_text()),
+            json.loads(logic.model_file(family).read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +48,21 @@ def bench_models(tmp_path_factory):
     }
 
 
-def test_every_term_the_code_computes_has_a_fitted_coefficient():
+@pytest.mark.parametrize("family", CALIBRATED_ON)
+def test_every_term_the_code_computes_has_a_fitted_coefficient(family):
+    SAMPLES, MODEL = calibration(family)
     used = {name for sample in SAMPLES for terms in sample["terms"].values() for name in terms}
     assert used <= set(MODEL["coefficients"]), sorted(used - set(MODEL["coefficients"]))
     assert MODEL["designs"] >= 40 and MODEL["error"]["mean_abs_percent"] <= 5
 
 
-def test_the_bench_models_designs_are_estimated_within_the_stated_error(bench_models):
+@pytest.mark.parametrize("family", CALIBRATED_ON)
+def test_the_bench_models_designs_are_estimated_within_the_stated_error(bench_models, family):
     """For every calibration design of LeNet-5, mnist-8 and the tiny CNN: the terms recomputed from
     its plan are those the fit used (code and samples in step), and, for those in the fit's range,
     the estimate is within the calibration's stated largest error of the packed count."""
-    board = load_board("icebreaker")
+    SAMPLES, MODEL = calibration(family)
+    board = load_board(CALIBRATED_ON[family])
     limit = MODEL["error"]["max_abs_percent"] / 100
     checked = 0
     for sample in SAMPLES:
@@ -84,8 +97,10 @@ def test_more_products_more_logic(bench_models):
     assert in_logic > on_dsps + 200  # two 8x8 products from logic cells
 
 
-def test_the_calibration_script_states_its_command():
+@pytest.mark.parametrize("family", CALIBRATED_ON)
+def test_the_calibration_script_states_its_command(family):
     sys.path.insert(0, str(ROOT / "bench"))
     import logic_calibration
 
-    assert MODEL["command"] == logic_calibration.COMMAND
+    board = "" if family == "ice40" else f" --board {CALIBRATED_ON[family]}"
+    assert calibration(family)[1]["command"] == logic_calibration.COMMAND + board

@@ -32,7 +32,7 @@ class Board:
     input_mhz: float
     pll: tuple  # the family's PLL settings (each with ``mhz``), one per frequency the build may try
     uart_baud: int
-    flash: dict[str, int]
+    flash: dict[str, int]  # the weight image's flash layout (boards with SPRAM; see _flash)
     source: Path
     ebr_aspects: tuple[tuple[int, int], ...]  # (depth, width) configurations of one block RAM
     programmers: dict[str, list[str]]  # tool -> command line writing {bitstream} to the board's flash
@@ -41,8 +41,8 @@ class Board:
     # tool -> command line writing {file} at byte {offset} of the flash (the weight image)
     ebr_lane_width: int = 0  # the block RAM width whose writes have per-bit enables (0: none)
     speed: str = ""  # the speed grade nextpnr times the device at (ECP5)
-    leds: tuple[tuple[str, int], tuple[tuple[str, int], ...]] = (("led_r", 0), (("led_g", 0),))
-    # (busy LED, class LEDs) as amaranth-boards resources (name, number)
+    leds: tuple[tuple[str, int, str], tuple[tuple[str, int, str], ...]] = (("led_r", 0, ""), (("led_g", 0, ""),))
+    # (busy LED, class LEDs) as amaranth-boards resources (name, number, subsignal or "")
     uart_pins: dict[str, str] = dataclasses.field(default_factory=dict)
     # rx/tx pins (and io_type) of a UART the profile adds where the platform declares none
 
@@ -81,7 +81,7 @@ def load_board(name_or_path: str) -> Board:
         uart = facts["uart"]
         board = Board(facts["name"], facts["description"], facts["platform"], fpga, facts["device"],
                       facts["package"], budget, input_mhz, pll, int(uart["baud"]),
-                      {key: int(value) for key, value in facts["flash"].items()}, path,
+                      _flash(facts), path,
                       tuple((int(d), int(w)) for d, w in facts["memories"]["ebr"]["aspects"]),
                       {tool: [str(part) for part in command] for tool, command in facts["programmers"].items()},
                       float(clock.get("first_try_mhz", max(p.mhz for p in pll))),
@@ -97,10 +97,23 @@ def load_board(name_or_path: str) -> Board:
     return board
 
 
-def _leds(facts: dict) -> tuple[tuple[str, int], tuple[tuple[str, int], ...]]:
-    """The profile's ``leds``: amaranth-boards resource names, ``"name"`` or ``"name/number"``."""
-    def resource(text: str) -> tuple[str, int]:
-        name, _, number = str(text).partition("/")
-        return name, int(number or 0)
+def _flash(facts: dict) -> dict[str, int]:
+    """The profile's ``flash`` layout (``size_bytes``, ``bitstream_bytes``, ``weights_offset``): where
+    the weight image of a plan with weights in SPRAM goes, so a board with SPRAM needs it; a board
+    without (ECP5) may leave it out."""
+    flash = {key: int(value) for key, value in facts.get("flash", {}).items()}
+    missing = [key for key in ("size_bytes", "bitstream_bytes", "weights_offset") if key not in flash]
+    if facts["budget"]["spram"] and missing:
+        raise KeyError(f"flash.{missing[0]}")  # the caller names the profile
+    return flash
+
+
+def _leds(facts: dict) -> tuple[tuple[str, int, str], tuple[tuple[str, int, str], ...]]:
+    """The profile's ``leds``: amaranth-boards resources, ``"name"``, ``"name/number"``, or one
+    subsignal of a resource, ``"name/number.subsignal"`` (an RGB LED's ``rgb_led/0.r``)."""
+    def resource(text: str) -> tuple[str, int, str]:
+        text, _, subsignal = str(text).partition(".")
+        name, _, number = text.partition("/")
+        return name, int(number or 0), subsignal
 
     return resource(facts["busy"]), tuple(resource(led) for led in facts["class"])

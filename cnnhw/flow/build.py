@@ -147,7 +147,7 @@ def _board_files(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, t
 
     pll = board.pll_for(mhz)
     design = PlatformTop(Network(qgraph, plan).board_top(pll.mhz * 1e6, board.uart_baud,
-                                                         weights_offset=board.flash["weights_offset"]), board, pll)
+                                                         weights_offset=board.flash.get("weights_offset")), board, pll)
     return board_platform(board).prepare(design, name=top).files
 
 
@@ -365,7 +365,9 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
     planned = plan_facts(qgraph, plan, board)
     link_bytes = frame_bytes(qgraph)
     link_us = link_bytes * 10 / board.uart_baud * 1e6  # 8N1: ten bit times per byte
-    resources = {key: {"used": used, "total": total} for key, (used, total) in chosen.resources.items()}
+    # The board's own budget where it is below the die's (nextpnr places a 12F on the 25F's die).
+    resources = {key: {"used": used, "total": min(total, board.budget.get(key, total))}
+                 for key, (used, total) in chosen.resources.items()}
     return {
         "model": qgraph.graph.name,
         "board": board.name,

@@ -49,15 +49,23 @@ class PlatformTop(Elaboratable):
             platform.add_resources([Resource("uart", 0, Subsignal("rx", Pins(pins["rx_pin"], dir="i")),
                                              Subsignal("tx", Pins(pins["tx_pin"], dir="o")),
                                              Attrs(IO_TYPE=pins["io_type"]))])
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        uart = platform.request("uart", 0, dir="-")  # rx and tx only; a DTR or RTS stays unconnected
         m.submodules.rx = rx = io.Buffer("i", uart.rx)
         m.submodules.tx = tx = io.Buffer("o", uart.tx)
-        (busy_name, busy_number), class_leds = board.leds
-        m.submodules.busy_led = busy_led = io.Buffer("o", platform.request(busy_name, busy_number, dir="-"))
+        busy, class_leds = board.leds
+        requested = {}  # an RGB LED's resource is requested once, its colours used apart
+
+        def led_pins(name: str, number: int, subsignal: str):
+            if (name, number) not in requested:
+                requested[name, number] = platform.request(name, number, dir="-")
+            pins = requested[name, number]
+            return getattr(pins, subsignal) if subsignal else pins
+
+        m.submodules.busy_led = busy_led = io.Buffer("o", led_pins(*busy))
         top = self.board_top
         # The class's low bits, one per LED the profile gives.
-        for bit, (name, number) in enumerate(class_leds[:len(top.last_class)]):
-            led = io.Buffer("o", platform.request(name, number, dir="-"))
+        for bit, spec in enumerate(class_leds[:len(top.last_class)]):
+            led = io.Buffer("o", led_pins(*spec))
             m.submodules["class_led" if bit == 0 else f"class_led{bit}"] = led
             m.d.comb += led.o.eq(top.last_class[bit])
         m.submodules.board = top

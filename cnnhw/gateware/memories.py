@@ -31,3 +31,14 @@ def add_terms(*parts: dict[str, float]) -> dict[str, float]:
         for name, amount in part.items():
             total[name] = total.get(name, 0) + amount
     return total
+
+
+def times_constant(value, constant: int):
+    """``value * constant`` for an address, as shifted adds of ``value`` (one per set bit of the
+    non-negative ``constant``). A ``*`` would do the same arithmetic, but yosys maps every ``$mul``
+    with two operands of 2 bits or more to an ECP5 MULT18X18D, a constant one included; an address
+    computed here never takes a DSP on any family."""
+    if constant < 0:
+        raise ValueError(f"times_constant: {constant} is negative")
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    return sum(terms[1:], terms[0]) if terms else 0

@@ -35,7 +35,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .fifo import RegisterFIFO
-from .memories import MemoryShape, counter_bits
+from .memories import MemoryShape, counter_bits, times_constant
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class SlidingWindow(wiring.Component):
         word_in = Signal(word_shape)
         m.d.comb += [word_in.eq(packed), word_in[g.simd - 1].eq(self.i.payload)]  # the last lane arrives now
         m.d.comb += [
-            write.addr.eq(w_slot * row_words + w_col * words + w_word),
+            write.addr.eq(times_constant(w_slot, row_words) + times_constant(w_col, words) + w_word),
             write.data.eq(word_in),
         ]
         wrote_row = Signal()
@@ -250,7 +250,8 @@ class SlidingWindow(wiring.Component):
         issue = Signal()
         m.d.comb += issue.eq(rows_ready & (fifo.level + in_flight <= 2))
         m.d.comb += [
-            read.addr.eq(slot * row_words + x.as_unsigned() * words + group * group_words + r_word),
+            read.addr.eq(times_constant(slot, row_words) + times_constant(x.as_unsigned(), words)
+                         + times_constant(group, group_words) + r_word),
             read.en.eq(issue),
         ]
         m.d.sync += [in_flight.eq(issue), flight_inside.eq(inside), flight_beyond.eq(beyond)]

@@ -38,8 +38,8 @@ from ..hardware import HardwarePlan, LayerPlan, Network, check_plan, predict_cyc
 from ..hardware.network import network_of
 from ..hardware.plan import divisors
 from ..quant.qgraph import QGraph
+from . import logic
 from .costs import block_rams, logic_cells, needs, plan_costs
-from .logic import typical_error
 
 
 def budget_table(needs: dict[str, int], board: Board, note: str):
@@ -205,7 +205,7 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
     board's logic cells (``logic.typical_error``): the estimate errs either way, and the build packs
     the netlist and decides."""
     cells = max_logic_cells if max_logic_cells is not None else \
-        round(board.budget["logic_cells"] * (1 + typical_error(board.family.name)))
+        round(board.budget["logic_cells"] * (1 + logic.typical_error(board.family.name)))
     dsp = min(board.budget["dsp"], max_dsp or board.budget["dsp"])
     # What a refusal shows: the budget without the estimate's margin.
     strict = dataclasses.replace(board, budget={**board.budget, "dsp": dsp,

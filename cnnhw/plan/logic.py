@@ -85,7 +85,7 @@ def _fitted(family: str) -> dict:
     path = model_file(family)
     if not path.is_file():
         raise CnnhwError(f"no logic-cell model for the {family} family ({path.name}): "
-                         f"fit one with bench/logic_calibration.py --family {family}")
+                         f"fit one with bench/logic_calibration.py --board <a board of the family>")
     return json.loads(path.read_text())
 
 

@@ -225,7 +225,7 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
     board.pll_for(clock_mhz)
     divisor = uart_divisor(clock_mhz * 1e6, board.uart_baud)
     timeout_cycles = SIM_TIMEOUT_BYTES * 10 * divisor
-    offset = board.flash["weights_offset"]
+    offset = board.flash.get("weights_offset")  # a board without SPRAM (ECP5) has no weight image
     top = Network(qgraph, plan).board_top(clock_mhz * 1e6, board.uart_baud,
                                           timeout_s=timeout_cycles / (clock_mhz * 1e6), weights_offset=offset)
     weights = top.accelerator.weight_image()
