@@ -128,7 +128,7 @@ def table(rows, command: str, board) -> str:
             f"| {r['sim_latency']:,} / {r['predicted_latency']:,} ({r['latency_error']:.1%}) "
             f"| {'yes' if r['bit_exact'] else 'NO'} | "
             + (f"{r['clock_mhz']:g} / {r['fmax_mhz']:.1f} | {cells_text} | {res['dsp']} | {res['ebr']} | "
-               f"{res['spram']} | {r['microseconds_per_inference']:,.0f} | {r['build_seconds']:.0f} | "
+               f"{res.get('spram', 0)} | {r['microseconds_per_inference']:,.0f} | {r['build_seconds']:.0f} | "
                f"{len(r['refits'])} | "
                if built else "not built: does not fit the board | | | | | | | | ")
             + f"{r['sim_cycles_per_second']:,.0f} | {accuracy_text} |")

@@ -24,6 +24,7 @@ from cnnhw.plan.budget import check_fits
 from cnnhw.families import ICE40
 from cnnhw.flow.tools import PlaceRouteReport, find_toolchain
 from conftest import EXAMPLES
+from memories import memory_rtlil
 from models import small_cnn
 
 #: The logic-cell model's largest error on designs it was not fitted on (its calibration states it).
@@ -248,25 +249,10 @@ def test_place_and_route_report_parsing(tmp_path):
 def test_block_ram_predictions_are_how_yosys_maps_each_memory(width, depth, rom, tmp_path):
     """``plan.costs.ebr_blocks`` against yosys's ``synth_ice40`` on the memory alone, as Amaranth
     writes it (one synchronous read port; a write port unless it is a ROM)."""
-    from amaranth import Module, Signal
-    from amaranth.back import rtlil
-    from amaranth.lib.memory import Memory
-
     from cnnhw.gateware.memories import MemoryShape
     from cnnhw.plan.costs import ebr_blocks
 
-    m = Module()
-    # A ROM's contents use every bit (yosys trims bits that are constant).
-    init = [int(v) for v in np.random.default_rng(depth).integers(0, 1 << width, depth)] if rom else []
-    m.submodules.memory = memory = Memory(shape=width, depth=depth, init=init)
-    read = memory.read_port()
-    ports = [Signal(range(depth)), Signal(width)]
-    m.d.comb += [read.addr.eq(ports[0]), ports[1].eq(read.data)]
-    if not rom:
-        write = memory.write_port()
-        ports += [Signal(range(depth)), Signal(width), Signal()]
-        m.d.comb += [write.addr.eq(ports[2]), write.data.eq(ports[3]), write.en.eq(ports[4])]
-    (tmp_path / "memory.il").write_text(rtlil.convert(m, ports=ports))
+    (tmp_path / "memory.il").write_text(memory_rtlil(width, depth, rom))
     yosys = find_toolchain().yosys
     subprocess.run([yosys, "-q", "-p", "read_rtlil memory.il; synth_ice40 -dsp -top top -json memory.json"],
                    cwd=tmp_path, check=True, capture_output=True)

@@ -18,10 +18,12 @@ from cnnhw.families import ECP5
 from cnnhw.flow.tools import find_toolchain
 from cnnhw.frontend import load_model
 from cnnhw.gateware.memories import MemoryShape
-from cnnhw.hardware import Network
+from cnnhw.hardware import Network, with_folding
 from cnnhw.plan import logic
-from cnnhw.plan.costs import memory_placement, needs, plan_costs
+from cnnhw.plan.costs import block_rams, memory_placement, needs, plan_costs
 from cnnhw.quant import QuantOptions, quantize_graph
+from cnnhw.quant.qgraph import QConv, QDense
+from memories import memory_rtlil
 from netgen import random_network, random_plan
 
 ECP5_BOARDS = [name for name in board_names() if load_board(name).family is ECP5]
@@ -80,21 +82,7 @@ def test_a_frequency_the_pll_cannot_make_exactly_is_refused(tmp_path):
 def test_memory_placement_is_how_synth_ecp5_maps_each_memory(width, depth, rom, tmp_path):
     """``plan.costs.memory_placement`` against the ECP5 synthesis (``Family.synthesis_script``) on the memory alone, as
     Amaranth writes it: the DP16KDs, and the TRELLIS_DPR16X4s of distributed RAM."""
-    from amaranth import Module, Signal
-    from amaranth.back import rtlil
-    from amaranth.lib.memory import Memory
-
-    m = Module()
-    init = [int(v) for v in np.random.default_rng(depth).integers(0, 1 << width, depth)] if rom else []
-    m.submodules.memory = memory = Memory(shape=width, depth=depth, init=init)
-    read = memory.read_port()
-    ports = [Signal(range(depth)), Signal(width)]
-    m.d.comb += [read.addr.eq(ports[0]), ports[1].eq(read.data)]
-    if not rom:
-        write = memory.write_port()
-        ports += [Signal(range(depth)), Signal(width), Signal()]
-        m.d.comb += [write.addr.eq(ports[2]), write.data.eq(ports[3]), write.en.eq(ports[4])]
-    (tmp_path / "top.il").write_text(rtlil.convert(m, ports=ports))
+    (tmp_path / "top.il").write_text(memory_rtlil(width, depth, rom))
     cells = _synthesize(tmp_path)
     placed = memory_placement(MemoryShape("memory", width, depth, rom=rom), load_board("ulx3s-85f"))
     assert placed.ebr == cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0)
@@ -103,9 +91,10 @@ def test_memory_placement_is_how_synth_ecp5_maps_each_memory(width, depth, rom, 
 
 
 @pytest.mark.parametrize("seed", [3, 11, 17])
-def test_the_planned_dsps_are_the_multipliers_synth_ecp5_infers(seed, tmp_path):
-    """A random network with a random folding (convolutions, pooling, dense layers, joins): every
-    ``*`` yosys maps to a MULT18X18D is one the plan counts, and no more."""
+def test_the_planned_dsps_and_block_rams_are_what_synth_ecp5_infers(seed, tmp_path):
+    """A random network with a random folding (convolutions, pooling, dense layers, joins), the
+    first weighted layer's weights in LUTs: every ``*`` yosys maps to a MULT18X18D is one the plan
+    counts, and no more; the block RAMs are the plan's."""
     from amaranth.back import rtlil
 
     spec = random_network(seed)
@@ -114,8 +103,13 @@ def test_the_planned_dsps_are_the_multipliers_synth_ecp5_infers(seed, tmp_path):
     board = load_board("ulx3s-85f")
     plan = random_plan(qgraph, seed)  # products on DSPs (never packed two to one: no ECP5 DSP does that) or in logic
     plan = replace(plan, layers=tuple(replace(layer, packed=False) for layer in plan.layers), family="ecp5")
+    first = next(layer.name for layer in qgraph.layers if isinstance(layer, (QConv, QDense)))
+    plan = with_folding(plan, first, weights="logic")
     (tmp_path / "top.il").write_text(rtlil.convert(Network(qgraph, plan).accelerator(), name="top"))
-    assert _synthesize(tmp_path).get("MULT18X18D", 0) == needs(plan_costs(qgraph, plan, board))["dsp"]
+    cells, planned = _synthesize(tmp_path), needs(plan_costs(qgraph, plan, board))
+    assert cells.get("MULT18X18D", 0) == planned["dsp"]
+    accelerator_rams = sum(count for owner, count in block_rams(qgraph, plan, board).items() if owner != "serial")
+    assert cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0) == accelerator_rams  # the UART's buffer is not here
 
 
 @pytest.mark.long

@@ -77,7 +77,7 @@ def test_an_op_checks_its_part_of_the_plan():
     qgraph = _lenet()
     with pytest.raises(CnnhwError, match=r"plan: pe 7 of layer '/conv1/Conv' must divide 6 \(choose from \[1, 2, 3, 6\]\)"):
         Network(qgraph, HardwarePlan((LayerPlan("/conv1/Conv", pe=7),)))
-    with pytest.raises(CnnhwError, match="has no weights to place in SPRAM"):
+    with pytest.raises(CnnhwError, match="has no weights to place in spram"):
         Network(qgraph, HardwarePlan((LayerPlan("/MaxPool", weights="spram"),)))
     with pytest.raises(CnnhwError, match="no layer named 'nope'"):
         Network(qgraph, HardwarePlan((LayerPlan("nope"),)))

@@ -98,6 +98,22 @@ def test_products_are_made_of_logic_only_when_the_dsps_run_out(mnist8):
         plan_for_board(mnist8, _board(1, 30, logic_cells=3000))
 
 
+def test_weights_move_into_logic_only_when_block_ram_runs_out_and_the_luts_have_room(mnist8):
+    """A board without SPRAM (ECP5): weights go to LUTs (``weights: logic``) when block RAM runs
+    out, the layer that saves a block for the fewest bits first, and only while the estimated
+    logic cells stay within the board's."""
+    ecp5 = load_board("ulx3s-12f")
+    roomy = plan_for_board(mnist8, ecp5)
+    assert all(layer.weights == "rom" for layer in roomy.layers)
+    tight = replace(ecp5, budget={**ecp5.budget, "ebr": 4})  # the smallest plan in ROM needs 8
+    plan = plan_for_board(mnist8, tight)
+    assert [layer.weights for layer in plan.layers] == ["rom", "logic", "logic"]
+    used = needs(plan_costs(mnist8, plan, tight))
+    assert used["ebr"] <= 4 and used["logic_cells"] <= ecp5.budget["logic_cells"] * (1 + typical_error("ecp5"))
+    with pytest.raises(DoesNotFitError, match=r"block RAM \(DP16KD, 18 Kbit\) \d+ > 4\)"):  # LUTs not over
+        plan_for_board(mnist8, replace(tight, budget={**tight.budget, "logic_cells": 6000}))
+
+
 def test_overrides_are_honoured(mnist8):
     fixed = HardwarePlan((LayerPlan("Convolution110", pe=2, simd=1, digit_bits=4, overlap=True),))
     plan = plan_for_board(mnist8, load_board("icebreaker"), fixed=fixed)

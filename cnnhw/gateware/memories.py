@@ -17,6 +17,7 @@ class MemoryShape:
     depth: int  # words
     rom: bool = False  # read-only, contents from the bitstream (weights)
     spram: bool = False  # in SPRAM blocks (gateware/spram.py), loaded at boot: no block RAM
+    logic: bool = False  # a ROM kept in LUTs whatever yosys would choose (rom_style "logic")
 
 
 def counter_bits(n: int) -> int:

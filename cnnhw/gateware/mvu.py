@@ -10,7 +10,8 @@ this one is still being computed. Each fold ends with one output word: the ``pe`
 accumulators, for channels ``fold * pe + lane`` in order.
 
 Weights live in a memory of ``groups * folds * words_per_group`` words of ``pe * simd`` lanes:
-a ROM initialized from the quantized model (block RAM or LUTs, as yosys decides), or, with
+a ROM initialized from the quantized model (block RAM or LUTs, as yosys decides; with
+``home=WeightHome.LOGIC`` always LUTs, yosys' ``rom_style = "logic"``), or, with
 ``home=WeightHome.SPRAM``, SPRAM blocks filled at boot through the ``load`` port
 (:mod:`cnnhw.gateware.spram`). Both read one word per cycle, one cycle after the address.
 
@@ -43,9 +44,11 @@ from .tables import lookup, table_bits
 
 class WeightHome(str, Enum):
     """Where a matrix's weights live: a ROM the bitstream initializes (block RAM or LUTs, as yosys
-    decides), or SPRAM blocks the loader fills from flash at boot (``gateware/spram.py``)."""
+    decides), the same ROM always in LUTs (for a board whose block RAM runs out and that has no
+    SPRAM), or SPRAM blocks the loader fills from flash at boot (``gateware/spram.py``)."""
 
     ROM = "rom"
+    LOGIC = "logic"
     SPRAM = "spram"
 
 
@@ -149,7 +152,7 @@ class MatrixParameters:
         """The weight ROM (or SPRAM), with several folds the ping-pong window buffer, and a long
         bias table."""
         shapes = [MemoryShape("weights", self.weight_bits_per_cycle, max(2, self.cycles_per_window), rom=True,
-                              spram=self.home == WeightHome.SPRAM)]
+                              spram=self.home == WeightHome.SPRAM, logic=self.home == WeightHome.LOGIC)]
         if self.folds > 1:
             shapes.append(MemoryShape("window buffer", self.element_bits * self.simd, 2 * self.words))
         if self.biases_in_memory:
@@ -229,7 +232,8 @@ class MatrixVectorUnit(wiring.Component):
         lane_bits = mx.weight_bits
         if self.spram is None:
             rom_shape = self.memories()[0]
-            rom = Memory(shape=rom_shape.width, depth=rom_shape.depth, init=self.rom_words())
+            rom = Memory(shape=rom_shape.width, depth=rom_shape.depth, init=self.rom_words(),
+                         attrs={"rom_style": "logic"} if rom_shape.logic else None)
             m.submodules.rom = rom
             rom_read = rom.read_port()
         else:

@@ -92,7 +92,8 @@ class HardwareOp:
             raise CnnhwError(f"plan: weights of layer '{layer.name}' must be one of {', '.join(WEIGHT_HOMES)}, "
                              f"not {folding.weights!r}")
         if limits is None and folding.weights != WeightHome.ROM:
-            raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no weights to place in SPRAM")
+            raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no weights to place in "
+                             f"{folding.weights.value}")
         if limits is None:
             if (folding.pe, folding.simd) != (1, 1):
                 raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no PE/SIMD folding")

@@ -26,7 +26,8 @@ class LayerPlan:
     without, fewer block RAMs and a wait at every image boundary. ``packed`` (conv and dense
     layers with operands of at most 8 bits): two products per DSP (SB_MAC16 in 8x8 mode).
     ``weights`` (conv and dense layers): where the weights live, "rom" (initialized by the
-    bitstream: block RAM or LUTs, as yosys decides) or "spram" (loaded from flash at boot), a
+    bitstream: block RAM or LUTs, as yosys decides), "logic" (the same ROM, always in LUTs) or
+    "spram" (loaded from flash at boot), a
     :class:`WeightHome` (a ``str`` enum, so the JSON keeps the words).
     ``logic_products`` (conv and dense layers): the products are made of logic cells (LUT
     multipliers, ``gateware/lut_mul.py``) and take no DSP: what a plan uses when the DSPs run out."""

@@ -90,7 +90,9 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     While block RAM is over budget: first give up line-buffer overlap of windowed stages (a wait at
     each image boundary, no other cost), biggest saving first; then move weights into SPRAM (which
     costs the loader and a weight image in flash), biggest saving first, as long as the SPRAM blocks
-    suffice.
+    suffice; then (a board without SPRAM, or with too little) weights into LUTs, the layer that
+    saves a block RAM for the fewest bits first, as long as the estimated logic cells stay within
+    the board's.
     Finally restore overlap wherever it still fits. Layers the user fixed are left alone."""
     network = network_of(qgraph, plan)
     windowed = [op.name for op in network.ops if op.windowed and op.name not in fixed]
@@ -99,21 +101,27 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     dropped = []
     while ebr > board.budget["ebr"]:
         step = None
-        for dropping in (True, False):
-            if dropping:
+        for move in ("overlap", "spram", "logic"):
+            if move == "overlap":
                 candidates = {name: with_folding(plan, name, overlap=False) for name in windowed
                               if plan.for_layer(name).overlap}
             else:
-                candidates = {name: with_folding(plan, name, weights="spram") for name in weighted
+                candidates = {name: with_folding(plan, name, weights=move) for name in weighted
                               if plan.for_layer(name).weights == "rom"}
             uses = {name: _memory_use(qgraph, option, board) for name, option in candidates.items()}
             uses = {name: use for name, use in uses.items() if use[0] < ebr and use[1] <= board.budget["spram"]}
+            if move == "logic":  # only while the LUTs have room for the ROM
+                uses = {name: use for name, use in uses.items()
+                        if _logic_cells(qgraph, candidates[name], board) <= board.budget["logic_cells"]}
             if uses:
-                step = min(uses, key=lambda n: uses[n][0])
+                if move == "logic":  # the fewest weight bits per block RAM saved: the fewest LUTs
+                    step = min(uses, key=lambda n: (_weight_bits(qgraph, plan, n) / (ebr - uses[n][0]), n))
+                else:
+                    step = min(uses, key=lambda n: uses[n][0])
                 break
         if step is None:
             break
-        if dropping:
+        if move == "overlap":
             dropped.append(step)
         plan, (ebr, spram) = candidates[step], uses[step]
     for name in reversed(dropped):
@@ -122,6 +130,12 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
         if use[0] <= board.budget["ebr"]:
             plan, (ebr, spram) = restored, use
     return plan, ebr, spram
+
+
+def _weight_bits(qgraph: QGraph, plan: HardwarePlan, name: str) -> int:
+    """Bits of a layer's weight memory (``HardwareOp.memories``)."""
+    op = next(op for op in network_of(qgraph, plan).ops if op.name == name)
+    return sum(shape.width * shape.depth for shape in op.memories() if shape.role == "weights")
 
 
 def _dsps(qgraph: QGraph, plan: HardwarePlan) -> int:

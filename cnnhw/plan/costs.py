@@ -89,6 +89,8 @@ def memory_placement(shape: MemoryShape, board: Board) -> Placement:
     ``n``-way multiplexer on every bit. Slices share a primitive's data lanes where its writes can
     be enabled bit by bit (``lane_width``), and always in a ROM (measured with yosys: 5 x 768 and
     10 x 768 RAMs take 1 and 2 iCE40 blocks of 256 x 16, not 2 and 3)."""
+    if shape.logic:
+        return IN_LOGIC
     width, depth = shape.width, shape.depth
     candidates = []
     for primitive in board.family.memory_primitives(board):
