@@ -211,3 +211,17 @@ def test_a_fifo_holds_what_the_timing_model_says_and_the_planner_counts_it(tmp_p
     (depth,) = join.fifo_depths.values()
     assert join.first_input == 1  # the three convolutions, not the fork itself
     assert ("/join/Add", MemoryShape("branch FIFO", 8, depth)) in network.memories()
+
+
+@pytest.mark.parametrize("name", sorted(BRANCH_NETWORKS))
+@pytest.mark.parametrize("products", [1, 4, 16])
+def test_the_planners_bound_on_branch_fifos_is_no_smaller_than_their_timed_size(name, products, tmp_path):
+    """The planner judges candidates with every join's FIFOs bounded by an image of their input
+    (``Network.bounded_branches``): those memories hold at least the bits the timing model sizes."""
+    qgraph, _ = _quantized(name, tmp_path)
+    plan = default_plan(qgraph, products)
+    bits = {}
+    for bounded in (False, True):
+        network = Network(qgraph, plan, bounded_branches=bounded)
+        bits[bounded] = sum(shape.width * shape.depth for join in network.joins for shape in join.memories())
+    assert bits[False] > 0 and bits[True] >= bits[False], bits

@@ -3,6 +3,7 @@ never overflows it (or the refusal names what is missing), user overrides are ho
 result is deterministic."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import onnx
 import pytest
@@ -138,3 +139,20 @@ def test_impossible_overrides_are_clear_errors(mnist8):
     too_big = HardwarePlan((LayerPlan("Convolution110", pe=16, simd=8),))
     with pytest.raises(DoesNotFitError, match=r"DSP \(SB_MAC16\) 130 > 8"):
         plan_for_board(mnist8, load_board("icebreaker"), fixed=too_big)
+
+
+def test_a_rescaler_that_sets_the_pace_gets_more_bits_per_cycle():
+    """MLPerf Tiny's ResNet-8 on the ULX3S-85F: TFLite's 31-bit multipliers at 4 bits per cycle
+    take 13 cycles a value, 208 a pixel of 16 channels, more than any folding's MAC words; the
+    planner gives those rescalers a whole multiply (6 cycles a value) and grows the foldings
+    to match, well under the slowest stage of rescalers left at 4 bits."""
+    resnet8 = Path(__file__).parent / "data" / "mlperf_tiny" / "pretrainedResnet_quant.tflite"
+    qgraph = quantize_graph(load_model(resnet8), QuantOptions())
+    board = load_board("ulx3s-85f")
+    plan = plan_for_board(qgraph, board)
+    narrow = plan_for_board(qgraph, board, fixed=HardwarePlan(tuple(
+        LayerPlan(layer.name, 1, 3, 4) for layer in plan.layers[:1])))  # 144 MAC words a pixel
+    first = plan.for_layer(plan.layers[0].name)
+    assert first.digit_bits >= 31 and narrow.for_layer(first.name).digit_bits == 4
+    assert _cycles(qgraph, plan) == 6 * 16 * 32 * 32 < _cycles(qgraph, narrow) == 13 * 16 * 32 * 32
+    assert needs(plan_costs(qgraph, plan, board))["dsp"] <= board.budget["dsp"]

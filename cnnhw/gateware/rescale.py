@@ -39,6 +39,10 @@ from .wires import SettlingStages
 TABLE_IN_LOGIC_MAX = 32
 
 
+#: ``RescalerParameters.for_rule``'s answers: (id(rule), value_bits, digit_bits, dsp) -> (rule, parameters).
+_FOR_RULE: dict = {}
+
+
 @dataclass(frozen=True)
 class RescalerParameters:
     """What a Rescaler costs, known before it is built: ``value_bits`` wide values, multipliers of
@@ -58,7 +62,17 @@ class RescalerParameters:
     @staticmethod
     def for_rule(rule, value_bits: int, digit_bits: int, dsp: DspRule = ICE40.dsp) -> "RescalerParameters":
         """For a rule with ``multipliers``, ``negative_multipliers`` and ``finish_structure``: a
-        ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``), TFLite's or onnxruntime's."""
+        ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``), TFLite's or onnxruntime's.
+        Remembered per rule object (rules are immutable; the planner asks for the same ones in
+        thousands of candidate plans)."""
+        key = (id(rule), value_bits, digit_bits, dsp)
+        known = _FOR_RULE.get(key)
+        if known is None or known[0] is not rule:  # the rule is kept with its answer: its id stays its own
+            known = _FOR_RULE[key] = (rule, RescalerParameters._for_rule(rule, value_bits, digit_bits, dsp))
+        return known[1]
+
+    @staticmethod
+    def _for_rule(rule, value_bits: int, digit_bits: int, dsp: DspRule) -> "RescalerParameters":
         negative = rule.negative_multipliers
         entries = table_entries(rule.multipliers, negative)
         # A finish beyond cnnhw's own rounding (whose cost the fitted rescaler terms hold) has

@@ -69,12 +69,12 @@ class Network:
     fork (``gateware/branches.Fork``), and each join takes its longest branch's input directly
     and every other input through a FIFO sized by the timing model (``_size_branches``)."""
 
-    def __init__(self, qgraph: QGraph, plan: HardwarePlan):
+    def __init__(self, qgraph: QGraph, plan: HardwarePlan, bounded_branches: bool = False):
         names = {layer.name for layer in qgraph.layers}
         for layer_plan in plan.layers:
             if layer_plan.name not in names:
                 raise CnnhwError(f"plan: no layer named '{layer_plan.name}' (layers: {', '.join(sorted(names))})")
-        self.qgraph, self.plan = qgraph, plan
+        self.qgraph, self.plan, self.bounded_branches = qgraph, plan, bounded_branches
         self._timelines: dict[int, list] = {}
         dsp = family(plan.family).dsp
         self.ops = [hardware_op(layer, plan.for_layer(layer.name), dsp) for layer in qgraph.layers]
@@ -104,7 +104,10 @@ class Network:
         do, and those are all that the planner asks of most candidate plans."""
         if not self._branches_sized:
             self._branches_sized = True  # first: the sizing's own timing runs come back here
-            self._size_branches()
+            if self.bounded_branches:
+                self._bound_branches()
+            else:
+                self._size_branches()
 
     def fed_by_input(self, name: str) -> bool:
         """Whether the op's input rows come from the accelerator's input at one element per cycle
@@ -202,6 +205,21 @@ class Network:
         for op in self._joins:
             op.set_branches(op.first_input, {k: depth for (name, k), depth in depths.items() if name == op.name})
 
+    def _bound_branches(self) -> None:
+        """Branches sized without the timing model, for the planner's quick look at a candidate
+        (``bounded_branches``): every input's FIFO holds one image of that input (and the margin
+        ``_size_branches`` adds), on every input but the one whose FIFO would be the smallest. A
+        long path holds a few of its rows, not an image, so these memories are (in practice) no
+        fewer than the timed sizing's; the planner checks the plan it returns with the timed sizing."""
+        for op in self._joins:
+            depths = {}
+            for k, shape in enumerate(op.layer.in_shapes):
+                elements = math.prod(shape)
+                depths[k] = elements + max(FIFO_MARGIN, elements // 8)
+            bits = [depths[k] * fmt.bits for k, fmt in enumerate(op.layer.in_formats)]
+            first = min(range(op.inputs), key=lambda k: (bits[k], k))
+            op.set_branches(first, {k: depth for k, depth in depths.items() if k != first})
+
     def stage_latencies(self) -> list[tuple[str, int]]:
         """(layer, cycles from an image's first input element to the stage's last output element)
         for every stage, the pipeline otherwise idle (:meth:`timeline` of one image)."""
@@ -296,10 +314,10 @@ class Network:
 
 
 @lru_cache(maxsize=1024)
-def network_of(qgraph: QGraph, plan: HardwarePlan) -> Network:
-    """``Network(qgraph, plan)``, remembered: the planner asks about the same candidate plans many
-    times (a Network is never changed once made)."""
-    return Network(qgraph, plan)
+def network_of(qgraph: QGraph, plan: HardwarePlan, bounded_branches: bool = False) -> Network:
+    """``Network(qgraph, plan, bounded_branches)``, remembered: the planner asks about the same
+    candidate plans many times (a Network is never changed once made)."""
+    return Network(qgraph, plan, bounded_branches)
 
 
 def check_plan(plan: HardwarePlan, qgraph: QGraph) -> HardwarePlan:

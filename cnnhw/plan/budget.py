@@ -3,7 +3,8 @@
 Throughput is set by the slowest stage (``predict_cycles``), so the planner works on the
 bottleneck: it starts from the smallest plan (one product per cycle per conv/dense layer, line
 buffers with overlap, weights in ROM) and repeatedly gives the bottleneck layer its next
-folding with more products per cycle, choosing among the foldings of that size the one with the fewest block RAMs
+folding with more products per cycle (or, when its rescales set its pace, a rescaler that multiplies
+more bits per cycle: ``_wider_rescaler``), choosing among the foldings of that size the one with the fewest block RAMs
 (PE and SIMD cost different memories: SIMD widens line buffers and window buffers, PE widens the
 weight ROM), with one product per DSP if that fits, else two (``LayerPlan.packed``: SB_MAC16 in
 8x8 mode), else with products made of logic cells (``LayerPlan.logic_products``: when the DSPs
@@ -76,14 +77,15 @@ def check_fits(needs: dict[str, int], board: Board, note: str) -> None:
                               details=budget_table(needs, board, note), over=over, needs=needs)
 
 
-def _memory_use(qgraph: QGraph, plan: HardwarePlan, board: Board) -> tuple[int, int]:
-    """(EBRs, SPRAM blocks) the plan takes."""
-    network = network_of(qgraph, plan)
+def _memory_use(qgraph: QGraph, plan: HardwarePlan, board: Board, bounded: bool) -> tuple[int, int]:
+    """(EBRs, SPRAM blocks) the plan takes (``bounded``: its branch FIFOs sized by
+    ``Network._bound_branches``, else by the timing model)."""
+    network = network_of(qgraph, plan, bounded)
     return sum(block_rams(qgraph, network, board).values()), sum(network.spram_blocks().values())
 
 
 def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
-                  fixed: set[str]) -> tuple[HardwarePlan, int, int]:
+                  fixed: set[str], bounded: bool = False) -> tuple[HardwarePlan, int, int]:
     """``plan`` with its memories made to fit the board as far as possible, and the (EBRs, SPRAM
     blocks) it then takes (maybe still over budget).
 
@@ -97,7 +99,7 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     network = network_of(qgraph, plan)
     windowed = [op.name for op in network.ops if op.windowed and op.name not in fixed]
     weighted = [op.name for op in network.ops if op.foldable and op.name not in fixed]
-    ebr, spram = _memory_use(qgraph, plan, board)
+    ebr, spram = _memory_use(qgraph, plan, board, bounded)
     dropped = []
     while ebr > board.budget["ebr"]:
         step = None
@@ -108,11 +110,11 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
             else:
                 candidates = {name: with_folding(plan, name, weights=move) for name in weighted
                               if plan.for_layer(name).weights == "rom"}
-            uses = {name: _memory_use(qgraph, option, board) for name, option in candidates.items()}
+            uses = {name: _memory_use(qgraph, option, board, bounded) for name, option in candidates.items()}
             uses = {name: use for name, use in uses.items() if use[0] < ebr and use[1] <= board.budget["spram"]}
             if move == "logic":  # only while the LUTs have room for the ROM
                 uses = {name: use for name, use in uses.items()
-                        if _logic_cells(qgraph, candidates[name], board) <= board.budget["logic_cells"]}
+                        if _logic_cells(qgraph, candidates[name], board, bounded) <= board.budget["logic_cells"]}
             if uses:
                 if move == "logic":  # the fewest weight bits per block RAM saved: the fewest LUTs
                     step = min(uses, key=lambda n: (_weight_bits(qgraph, plan, n) / (ebr - uses[n][0]), n))
@@ -126,7 +128,7 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
         plan, (ebr, spram) = candidates[step], uses[step]
     for name in reversed(dropped):
         restored = with_folding(plan, name, overlap=True)
-        use = _memory_use(qgraph, restored, board)
+        use = _memory_use(qgraph, restored, board, bounded)
         if use[0] <= board.budget["ebr"]:
             plan, (ebr, spram) = restored, use
     return plan, ebr, spram
@@ -163,22 +165,40 @@ def _with_room(qgraph: QGraph, plan: HardwarePlan, board: Board,
     """``plan`` fitted to the board (DSPs freed by products in logic where needed, see
     :func:`_free_dsps`; memories, see :func:`_fit_memories`) and the EBRs it takes, or None if it
     does not fit (DSPs, block RAM, SPRAM, or, when it has products in logic, the estimated logic
-    cells)."""
+    cells). Branch FIFOs are first sized by their bound (no timing model: a residual network's
+    candidates are judged in milliseconds, not seconds); only a plan whose memories do not fit so
+    is judged again with the FIFOs the timing model sizes. (The FIFOs' share of the logic cells is
+    a few counters: a plan over them is over either way; the plan returned is checked with the
+    timed FIFOs, see :func:`plan_for_board`.)"""
+    fitted = _fitted(qgraph, plan, board, fixed, bounded=True)
+    if fitted == "memories":
+        fitted = _fitted(qgraph, plan, board, fixed, bounded=False)
+    return None if isinstance(fitted, str) else fitted
+
+
+def _fitted(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str],
+            bounded: bool) -> tuple[HardwarePlan, int] | str:
+    """:func:`_with_room` with the branch FIFOs sized one way (``Network.bounded_branches``), or
+    what is over: "dsps", "memories" or "logic"."""
     if _dsps(qgraph, plan) > board.budget["dsp"]:
         plan = _free_dsps(qgraph, plan, board, fixed)
         if plan is None:
-            return None
-    plan, ebr, spram = _fit_memories(qgraph, plan, board, fixed)
+            return "dsps"
+    plan, ebr, spram = _fit_memories(qgraph, plan, board, fixed, bounded)
     if ebr > board.budget["ebr"] or spram > board.budget["spram"]:
-        return None
-    if _in_logic(plan) and _logic_cells(qgraph, _narrow_rescalers(qgraph, plan, fixed), board) > \
-            board.budget["logic_cells"]:
-        return None  # products in logic only where the logic cells have room for them (rescalers narrowed)
+        return "memories"
+    cells = board.budget["logic_cells"]
+    # Products in logic only where the logic cells have room for them, as the plan is or once its
+    # rescalers are narrowed (fewer shifted adds; asked only of a plan over as it is). Growth is
+    # judged so; the plan returned is judged as finished (plan_for_board).
+    if _in_logic(plan) and _logic_cells(qgraph, plan, board, bounded) > cells and \
+            _logic_cells(qgraph, _narrow_rescalers(qgraph, plan, fixed), board, bounded) > cells:
+        return "logic"
     return plan, ebr
 
 
-def _logic_cells(qgraph: QGraph, plan: HardwarePlan, board: Board) -> int:
-    return sum(logic_cells(qgraph, plan, board).values())
+def _logic_cells(qgraph: QGraph, plan: HardwarePlan, board: Board, bounded: bool = False) -> int:
+    return sum(logic_cells(qgraph, network_of(qgraph, plan, bounded), board).values())
 
 
 def _foldings(limits: tuple[int, int]) -> dict[int, list[tuple[int, int]]]:
@@ -261,17 +281,46 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
                 if step is not None:
                     break
         if step is None:
+            step = _wider_rescaler(qgraph, plan, board, fixed_names, bottleneck, foldable[bottleneck],
+                                   _kinds(current, packable[bottleneck]))
+        if step is None:
             break
         plan = step
         grown.append(plan)
     # The fastest plan grown whose estimated logic cells fit, once trimmed (see the module docstring).
+    # Judged with the timed branch FIFOs (growth may have judged by their bound).
     for plan in reversed(grown):
         finished = _narrow_rescalers(qgraph, _trim_foldings(qgraph, plan, board, fixed_names, foldable, packable),
                                      fixed_names)
-        if _logic_cells(qgraph, finished, board) <= board.budget["logic_cells"]:
-            return finished
+        fitted = _fitted(qgraph, finished, board, fixed_names, bounded=False)
+        if not isinstance(fitted, str) and _logic_cells(qgraph, fitted[0], board) <= board.budget["logic_cells"]:
+            return fitted[0]
     _refuse(qgraph, finished, strict, "the smallest plan" if not fixed.layers else "the smallest plan with "
             "your fixed layers")
+
+
+def _wider_rescaler(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str], name: str,
+                    limits: tuple[int, int], kinds: tuple[dict, ...]) -> HardwarePlan | None:
+    """``plan`` with the rescaler of layer ``name`` (the bottleneck, whose next folding alone is no
+    faster) multiplying more bits per cycle: the next digit width that takes fewer steps, alone or
+    with a larger folding (when the MAC words and the rescales take equally long, neither alone is
+    faster), then the width after that; fitted to the board (:func:`_with_room`); None if none is
+    faster."""
+    pace = predict_cycles(qgraph, plan)[name]
+    faster = lambda fitted: predict_cycles(qgraph, fitted)[name] < pace  # noqa: E731
+    rescaler = network_of(qgraph, plan).op(name).rescaler
+    current = plan.for_layer(name)
+    for steps in range(rescaler.steps - 1, 0, -1):
+        wider = with_folding(plan, name, digit_bits=-(-rescaler.multiplier_bits // steps))
+        fitted = _with_room(qgraph, wider, board, fixed)
+        if fitted is not None and faster(fitted[0]):
+            return fitted[0]
+        for count, options in _foldings(limits).items():
+            if count > current.pe * current.simd:
+                step = _best_fitting(qgraph, wider, board, fixed, name, options, kinds, faster)
+                if step is not None:
+                    return step
+    return None
 
 
 def _trim_foldings(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str], foldable: dict,
@@ -333,11 +382,15 @@ def _narrow_rescalers(qgraph: QGraph, plan: HardwarePlan, fixed: set[str]) -> Ha
     for op in network_of(qgraph, plan).ops:
         if op.name in fixed or not op.rescales:
             continue
-        for digit_bits in range(1, plan.for_layer(op.name).digit_bits):
-            narrower = with_folding(plan, op.name, digit_bits=digit_bits)
-            if predict_cycles(qgraph, narrower)[op.name] <= pace:
-                plan = narrower
-                break
+        # A stage's cycles never grow with its rescaler's digit width: bisect for the narrowest.
+        low, high = 1, plan.for_layer(op.name).digit_bits  # high keeps pace
+        while low < high:
+            middle = (low + high) // 2
+            if predict_cycles(qgraph, with_folding(plan, op.name, digit_bits=middle))[op.name] <= pace:
+                high = middle
+            else:
+                low = middle + 1
+        plan = with_folding(plan, op.name, digit_bits=high)
     return plan
 
 

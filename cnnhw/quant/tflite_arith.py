@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -134,16 +135,16 @@ class TFLiteRequantizer:
         return TFLiteRequantizer(tuple(m for m, _ in pairs), tuple(s for _, s in pairs), int(offset), int(lo), int(hi),
                                  single_rounding)
 
-    @property
+    @cached_property
     def multipliers(self) -> tuple[int, ...]:
         """What the accumulator is multiplied by, per channel: ``m0 << max(shift, 0)``."""
         return tuple(m << max(s, 0) for m, s in zip(self.quantized_multipliers, self.shifts))
 
-    @property
+    @cached_property
     def right_shifts(self) -> tuple[int, ...]:
         return tuple(max(-s, 0) for s in self.shifts)
 
-    @property
+    @cached_property
     def multiplier_bits(self) -> int:
         return max(1, max(m.bit_length() for m in self.multipliers))
 
@@ -310,16 +311,16 @@ class TFLiteAverage:
             return entry(n, -(-(1 << self.shift) // n))
         return tuple(of(n if n in self.counts else self.counts[0]) for n in range(max(self.counts) + 1))
 
-    @property
+    @cached_property
     def multipliers(self) -> tuple[int, ...]:
         """``multipliers[n]`` for ``n`` in ``0..max(counts)``."""
         return self._table(lambda n, multiplier: multiplier)
 
-    @property
+    @cached_property
     def halves(self) -> tuple[int, ...]:
         return self._table(lambda n, multiplier: (n // 2) * multiplier)
 
-    @property
+    @cached_property
     def multiplier_bits(self) -> int:
         return max(m.bit_length() for m in self.multipliers)
 
