@@ -156,3 +156,19 @@ def test_a_rescaler_that_sets_the_pace_gets_more_bits_per_cycle():
     assert first.digit_bits >= 31 and narrow.for_layer(first.name).digit_bits == 4
     assert _cycles(qgraph, plan) == 6 * 16 * 32 * 32 < _cycles(qgraph, narrow) == 13 * 16 * 32 * 32
     assert needs(plan_costs(qgraph, plan, board))["dsp"] <= board.budget["dsp"]
+
+
+def test_lenet_fits_the_ulx3s_12f_with_rom_tables_in_luts():
+    """LeNet-5's weights alone take 30 of the 12F's 32 block RAMs: the planner keeps the small
+    layers' weights and a bias table in LUTs until block RAM fits, within the 12,096 LUT4s."""
+    import numpy as np
+
+    examples = Path(__file__).parent.parent / "examples"
+    qgraph = quantize_graph(load_model(examples / "lenet.onnx"), QuantOptions(),
+                            np.load(examples / "lenet.calib.npz")["x"])
+    board = load_board("ulx3s-12f")
+    plan = plan_for_board(qgraph, board)
+    used = needs(plan_costs(qgraph, plan, board))
+    assert used["ebr"] <= 32 and used["logic_cells"] <= 12_096 * (1 + typical_error("ecp5"))
+    in_luts = [layer for layer in plan.layers if layer.weights == "logic" or layer.biases_in_logic]
+    assert in_luts and any(layer.biases_in_logic for layer in plan.layers)

@@ -58,7 +58,8 @@ class MatrixParameters:
     ``outputs`` rows by ``inputs`` columns (per group), folded as ``pe`` rows by ``simd`` columns
     per cycle; ``element_bits`` (signed or not) activations, ``weight_bits`` weights, ``acc_bits``
     accumulators. ``packed``: two products per DSP; ``logic_products``: products from logic cells;
-    ``home``: where the weights live; ``dsp``: how yosys puts products on the family's DSPs."""
+    ``home``: where the weights live; ``dsp``: how yosys puts products on the family's DSPs;
+    ``biases_in_logic``: the bias table is a multiplexer of constants however long it is."""
 
     groups: int
     outputs: int
@@ -73,6 +74,7 @@ class MatrixParameters:
     logic_products: bool = False
     home: WeightHome = WeightHome.ROM
     dsp: DspRule = ICE40.dsp
+    biases_in_logic: bool = False
 
     #: Cycles from taking the last word of a fold to offering its output.
     LATENCY = 2
@@ -128,8 +130,9 @@ class MatrixParameters:
 
     @property
     def biases_in_memory(self) -> bool:
-        """Bias tables longer than the rescaler's logic limit are a ROM too (same reasons)."""
-        return self.banks > TABLE_IN_LOGIC_MAX
+        """Bias tables longer than the rescaler's logic limit are a ROM too (same reasons), unless
+        ``biases_in_logic``."""
+        return self.banks > TABLE_IN_LOGIC_MAX and not self.biases_in_logic
 
     @property
     def narrow_products(self) -> bool:

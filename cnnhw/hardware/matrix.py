@@ -33,7 +33,7 @@ class MatrixOp(HardwareOp):
         layer, plan = self.layer, self.plan
         return MatrixParameters(groups, outputs, inputs, plan.pe, plan.simd, layer.in_format.bits,
                                 layer.in_format.signed, layer.weight_format.bits, layer.acc_format.bits,
-                                plan.packed, plan.logic_products, plan.weights, self.dsp)
+                                plan.packed, plan.logic_products, plan.weights, self.dsp, plan.biases_in_logic)
 
     def matrix_timing(self, source) -> MatrixTiming:
         """The latency model of its MatrixVectorUnit and RequantUnit, fed by ``source``."""

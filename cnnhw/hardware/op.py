@@ -91,6 +91,8 @@ class HardwareOp:
         if folding.weights not in WEIGHT_HOMES:
             raise CnnhwError(f"plan: weights of layer '{layer.name}' must be one of {', '.join(WEIGHT_HOMES)}, "
                              f"not {folding.weights!r}")
+        if limits is None and folding.biases_in_logic:
+            raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no biases to keep in logic")
         if limits is None and folding.weights != WeightHome.ROM:
             raise CnnhwError(f"plan: layer '{layer.name}' ({layer.label}) has no weights to place in "
                              f"{folding.weights.value}")

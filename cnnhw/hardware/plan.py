@@ -30,7 +30,10 @@ class LayerPlan:
     "spram" (loaded from flash at boot), a
     :class:`WeightHome` (a ``str`` enum, so the JSON keeps the words).
     ``logic_products`` (conv and dense layers): the products are made of logic cells (LUT
-    multipliers, ``gateware/lut_mul.py``) and take no DSP: what a plan uses when the DSPs run out."""
+    multipliers, ``gateware/lut_mul.py``) and take no DSP: what a plan uses when the DSPs run out.
+    ``biases_in_logic`` (conv and dense layers): the bias table is a multiplexer of constants
+    however long it is (a long one is otherwise a ROM that yosys may put in block RAM): what a
+    plan uses when block RAM runs out."""
 
     name: str
     pe: int = 1
@@ -40,6 +43,7 @@ class LayerPlan:
     packed: bool = False
     weights: WeightHome = WeightHome.ROM
     logic_products: bool = False
+    biases_in_logic: bool = False
 
     def __post_init__(self):
         if self.weights in WEIGHT_HOMES and not isinstance(self.weights, WeightHome):
@@ -110,7 +114,7 @@ def _layer_plan(layer, index: int) -> LayerPlan:
             top = MAX_DIGIT_BITS if key == "digit_bits" else MAX_FOLDING
             if not is_int(value) or not 1 <= value <= top:
                 raise CnnhwError(f"plan: '{key}' of layer '{name}' must be an integer from 1 to {top}, not {value!r:.40}")
-        elif key in ("overlap", "packed", "logic_products") and not isinstance(value, bool):
+        elif key in ("overlap", "packed", "logic_products", "biases_in_logic") and not isinstance(value, bool):
             raise CnnhwError(f"plan: '{key}' of layer '{name}' must be true or false, not {value!r:.40}")
         elif key == "weights" and value not in WEIGHT_HOMES:
             raise CnnhwError(f"plan: 'weights' of layer '{name}' must be one of {', '.join(WEIGHT_HOMES)}, "

@@ -92,9 +92,9 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     While block RAM is over budget: first give up line-buffer overlap of windowed stages (a wait at
     each image boundary, no other cost), biggest saving first; then move weights into SPRAM (which
     costs the loader and a weight image in flash), biggest saving first, as long as the SPRAM blocks
-    suffice; then (a board without SPRAM, or with too little) weights into LUTs, the layer that
-    saves a block RAM for the fewest bits first, as long as the estimated logic cells stay within
-    the board's.
+    suffice; then (a board without SPRAM, or with too little) ROMs into LUTs, a layer's weights
+    (``weights: logic``) or its bias table (``biases_in_logic``), the one that saves a block RAM
+    for the fewest bits first, as long as the estimated logic cells stay within the board's.
     Finally restore overlap wherever it still fits. Layers the user fixed are left alone."""
     network = network_of(qgraph, plan)
     windowed = [op.name for op in network.ops if op.windowed and op.name not in fixed]
@@ -107,19 +107,24 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
             if move == "overlap":
                 candidates = {name: with_folding(plan, name, overlap=False) for name in windowed
                               if plan.for_layer(name).overlap}
-            else:
-                candidates = {name: with_folding(plan, name, weights=move) for name in weighted
+            elif move == "spram":
+                candidates = {name: with_folding(plan, name, weights="spram") for name in weighted
                               if plan.for_layer(name).weights == "rom"}
-            uses = {name: _memory_use(qgraph, option, board, bounded) for name, option in candidates.items()}
-            uses = {name: use for name, use in uses.items() if use[0] < ebr and use[1] <= board.budget["spram"]}
+            else:
+                candidates = {**{(name, "weights"): with_folding(plan, name, weights="logic") for name in weighted
+                                 if plan.for_layer(name).weights == "rom"},
+                              **{(name, "biases"): with_folding(plan, name, biases_in_logic=True) for name in weighted
+                                 if _rom_bits(qgraph, plan, name, "biases")}}
+            uses = {key: _memory_use(qgraph, option, board, bounded) for key, option in candidates.items()}
+            uses = {key: use for key, use in uses.items() if use[0] < ebr and use[1] <= board.budget["spram"]}
             if move == "logic":  # only while the LUTs have room for the ROM
-                uses = {name: use for name, use in uses.items()
-                        if _logic_cells(qgraph, candidates[name], board, bounded) <= board.budget["logic_cells"]}
+                uses = {key: use for key, use in uses.items()
+                        if _logic_cells(qgraph, candidates[key], board, bounded) <= board.budget["logic_cells"]}
             if uses:
-                if move == "logic":  # the fewest weight bits per block RAM saved: the fewest LUTs
-                    step = min(uses, key=lambda n: (_weight_bits(qgraph, plan, n) / (ebr - uses[n][0]), n))
+                if move == "logic":  # the fewest bits per block RAM saved: the fewest LUTs
+                    step = min(uses, key=lambda key: (_rom_bits(qgraph, plan, *key) / (ebr - uses[key][0]), key))
                 else:
-                    step = min(uses, key=lambda n: uses[n][0])
+                    step = min(uses, key=lambda key: uses[key][0])
                 break
         if step is None:
             break
@@ -134,10 +139,10 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
     return plan, ebr, spram
 
 
-def _weight_bits(qgraph: QGraph, plan: HardwarePlan, name: str) -> int:
-    """Bits of a layer's weight memory (``HardwareOp.memories``)."""
+def _rom_bits(qgraph: QGraph, plan: HardwarePlan, name: str, role: str) -> int:
+    """Bits of a layer's memories of ``role`` ("weights", "biases": ``HardwareOp.memories``)."""
     op = next(op for op in network_of(qgraph, plan).ops if op.name == name)
-    return sum(shape.width * shape.depth for shape in op.memories() if shape.role == "weights")
+    return sum(shape.width * shape.depth for shape in op.memories() if shape.role == role)
 
 
 def _dsps(qgraph: QGraph, plan: HardwarePlan) -> int:
@@ -308,6 +313,9 @@ def _wider_rescaler(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set
     faster."""
     pace = predict_cycles(qgraph, plan)[name]
     faster = lambda fitted: predict_cycles(qgraph, fitted)[name] < pace  # noqa: E731
+    pe, simd = list(_foldings(limits).values())[-1][0]
+    if faster(with_folding(plan, name, pe=pe, simd=simd)):
+        return None  # the largest folding alone would be faster: the board, not the rescaler, stops it
     rescaler = network_of(qgraph, plan).op(name).rescaler
     current = plan.for_layer(name)
     for steps in range(rescaler.steps - 1, 0, -1):

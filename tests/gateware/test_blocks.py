@@ -12,7 +12,7 @@ import pytest
 from amaranth import signed, unsigned
 
 from cnnhw.gateware.fifo import RegisterFIFO
-from cnnhw.gateware.mvu import MatrixParameters, MatrixVectorUnit
+from cnnhw.gateware.mvu import MatrixParameters, MatrixVectorUnit, WeightHome
 from cnnhw.gateware.pool import PoolReducer, ReducerParameters
 from cnnhw.gateware.requant import RequantUnit
 from cnnhw.gateware.small import Argmax, Lookup, Packer
@@ -36,19 +36,22 @@ def _stream_through(dut, payloads, count: int, seed, max_cycles: int = 20_000) -
     return got
 
 
-@pytest.mark.parametrize("groups, outputs, inputs, pe, simd, signed_input", [
-    (1, 6, 12, 2, 3, False),  # three folds: the ping-pong window buffer
-    (2, 4, 9, 1, 3, True),  # two groups of four folds each
-    (1, 5, 8, 5, 2, True),  # one fold: words straight from the stream
-    (3, 2, 4, 2, 4, False),  # depthwise-like: one word per group
+@pytest.mark.parametrize("groups, outputs, inputs, pe, simd, signed_input, constants", [
+    (1, 6, 12, 2, 3, False, {}),  # three folds: the ping-pong window buffer
+    (2, 4, 9, 1, 3, True, {}),  # two groups of four folds each
+    (1, 5, 8, 5, 2, True, {}),  # one fold: words straight from the stream
+    (3, 2, 4, 2, 4, False, {}),  # depthwise-like: one word per group
+    (1, 40, 4, 1, 4, True, {}),  # 40 banks: the bias table is a ROM
+    (1, 40, 4, 1, 4, True, {"biases_in_logic": True, "home": WeightHome.LOGIC}),  # both kept in LUTs
 ])
-def test_matrix_vector_unit_computes_every_fold(groups, outputs, inputs, pe, simd, signed_input):
+def test_matrix_vector_unit_computes_every_fold(groups, outputs, inputs, pe, simd, signed_input, constants):
     rng = np.random.default_rng(groups * 100 + outputs * 10 + inputs)
     weights = rng.integers(-127, 128, size=(groups, outputs, inputs))
     bias = rng.integers(-5000, 5000, size=groups * outputs)
     lo, hi = (-128, 127) if signed_input else (0, 255)
     windows = rng.integers(lo, hi + 1, size=(3, groups, inputs))
-    parameters = MatrixParameters(groups, outputs, inputs, pe, simd, 8, signed_input, 8, 28)
+    parameters = MatrixParameters(groups, outputs, inputs, pe, simd, 8, signed_input, 8, 28, **constants)
+    assert parameters.biases_in_memory == (groups * outputs // pe > 32 and not constants)
     dut = MatrixVectorUnit(parameters, weights, bias)
     words = [[int(v) for v in window[g, k * simd:(k + 1) * simd]]
              for window in windows for g in range(groups) for k in range(inputs // simd)]
