@@ -113,8 +113,11 @@ class RescalerParameters:
     @property
     def dsps(self) -> int:
         """None while it multiplies a few bits per cycle (shifted adds in logic); a whole multiplier
-        per cycle is a ``*`` of the ``value_bits + 1``-bit value by it, which yosys maps."""
-        return self.dsp.dsps_of_product(self.value_bits + 1, self.digit) if self.steps == 1 else 0
+        per cycle is a ``*`` of the signed value by it, which yosys maps: the value's register has a
+        sign bit to spare (yosys merges it away: ``value_bits``), the unsigned multiplier gains a
+        zero sign bit (``digit + 1``; measured with synth_ecp5: 19-bit values by 16-bit
+        multipliers take one MULT18X18D)."""
+        return self.dsp.dsps_of_product(self.value_bits, self.digit + 1) if self.steps == 1 else 0
 
     def logic_terms(self) -> dict[str, float]:
         """The logic-cell model's terms (``cnnhw.plan.logic``): control, rounding and saturation;

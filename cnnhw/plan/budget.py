@@ -3,8 +3,8 @@
 Throughput is set by the slowest stage (``predict_cycles``), so the planner works on the
 bottleneck: it starts from the smallest plan (one product per cycle per conv/dense layer, line
 buffers with overlap, weights in ROM) and repeatedly gives the bottleneck layer its next
-folding with more products per cycle (or, when its rescales set its pace, a rescaler that multiplies
-more bits per cycle: ``_wider_rescaler``), choosing among the foldings of that size the one with the fewest block RAMs
+folding with more products per cycle (or, when its rescales set its pace, a rescaler that makes its
+whole multiply in one cycle: ``_wider_rescaler``), choosing among the foldings of that size the one with the fewest block RAMs
 (PE and SIMD cost different memories: SIMD widens line buffers and window buffers, PE widens the
 weight ROM), with one product per DSP if that fits, else two (``LayerPlan.packed``: SB_MAC16 in
 8x8 mode), else with products made of logic cells (``LayerPlan.logic_products``: when the DSPs
@@ -307,10 +307,10 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
 def _wider_rescaler(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str], name: str,
                     limits: tuple[int, int], kinds: tuple[dict, ...]) -> HardwarePlan | None:
     """``plan`` with the rescaler of layer ``name`` (the bottleneck, whose next folding alone is no
-    faster) multiplying more bits per cycle: the next digit width that takes fewer steps, alone or
-    with a larger folding (when the MAC words and the rescales take equally long, neither alone is
-    faster), then the width after that; fitted to the board (:func:`_with_room`); None if none is
-    faster."""
+    faster) making its whole multiply in one cycle (a DSP's job: wider shifted adds than the
+    default digit would lengthen the critical path), alone or with a larger folding (when the MAC
+    words and the rescales take equally long, neither alone is faster); fitted to the board
+    (:func:`_with_room`); None if that is no faster."""
     pace = predict_cycles(qgraph, plan)[name]
     faster = lambda fitted: predict_cycles(qgraph, fitted)[name] < pace  # noqa: E731
     pe, simd = list(_foldings(limits).values())[-1][0]
@@ -318,16 +318,17 @@ def _wider_rescaler(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set
         return None  # the largest folding alone would be faster: the board, not the rescaler, stops it
     rescaler = network_of(qgraph, plan).op(name).rescaler
     current = plan.for_layer(name)
-    for steps in range(rescaler.steps - 1, 0, -1):
-        wider = with_folding(plan, name, digit_bits=-(-rescaler.multiplier_bits // steps))
-        fitted = _with_room(qgraph, wider, board, fixed)
-        if fitted is not None and faster(fitted[0]):
-            return fitted[0]
-        for count, options in _foldings(limits).items():
-            if count > current.pe * current.simd:
-                step = _best_fitting(qgraph, wider, board, fixed, name, options, kinds, faster)
-                if step is not None:
-                    return step
+    if rescaler.steps == 1:
+        return None
+    wider = with_folding(plan, name, digit_bits=rescaler.multiplier_bits)
+    fitted = _with_room(qgraph, wider, board, fixed)
+    if fitted is not None and faster(fitted[0]):
+        return fitted[0]
+    for count, options in _foldings(limits).items():
+        if count > current.pe * current.simd:
+            step = _best_fitting(qgraph, wider, board, fixed, name, options, kinds, faster)
+            if step is not None:
+                return step
     return None
 
 
