@@ -40,12 +40,18 @@ from .timing import NEVER, FIFOTiming, ForkTiming, InputTiming, Probe
 STEADY_IMAGES = 6
 
 
-#: A branch FIFO holds this many more entries than the timing model says it needs (and at least
-#: ``FIFO_MARGIN`` more): too few entries can deadlock a residual block, a few more cost little.
+#: The fewest entries a branch FIFO holds beyond what the timing model says it needs
+#: (``fifo_entries``): too few entries can deadlock a residual block, a few more cost little.
 FIFO_MARGIN = 4
 #: Images back to back over which the branch FIFOs are sized: the second and third see the
 #: steady state (a FIFO holds most when one image's tail and the next one's head overlap).
 SIZING_IMAGES = 3
+
+
+def fifo_entries(needed: int) -> int:
+    """A branch FIFO's entries when it holds ``needed`` at most: an eighth more, at least
+    ``FIFO_MARGIN`` more."""
+    return needed + max(FIFO_MARGIN, needed // 8)
 
 
 def hardware_op(layer, plan: LayerPlan, dsp: DspRule = ICE40.dsp) -> HardwareOp:
@@ -197,7 +203,7 @@ class Network:
             _, fifos = self._run_timing(SIZING_IMAGES, fifo_latency=latency)
             for key, fifo in fifos.items():
                 needed = fifo.depth_needed()
-                depths[key] = max(depths.get(key, 0), needed + max(FIFO_MARGIN, needed // 8))
+                depths[key] = max(depths.get(key, 0), fifo_entries(needed))
             found = {key: StreamFIFO.latency_of(depth) for key, depth in depths.items()}
             if all(found[key] == assumed.get(key, 2) for key in found):
                 break
@@ -207,15 +213,13 @@ class Network:
 
     def _bound_branches(self) -> None:
         """Branches sized without the timing model, for the planner's quick look at a candidate
-        (``bounded_branches``): every input's FIFO holds one image of that input (and the margin
-        ``_size_branches`` adds), on every input but the one whose FIFO would be the smallest. A
-        long path holds a few of its rows, not an image, so these memories are (in practice) no
-        fewer than the timed sizing's; the planner checks the plan it returns with the timed sizing."""
+        (``bounded_branches``): every input's FIFO holds one image of that input (``fifo_entries``
+        of it), on every input but the one whose FIFO would be the smallest. A long path holds a
+        few of its rows, not an image, so these memories are (in practice) no fewer than the timed
+        sizing's; the planner checks the plan it returns with the timed sizing. Such a Network is
+        for costs only: hardware and timelines come from a timed one."""
         for op in self._joins:
-            depths = {}
-            for k, shape in enumerate(op.layer.in_shapes):
-                elements = math.prod(shape)
-                depths[k] = elements + max(FIFO_MARGIN, elements // 8)
+            depths = {k: fifo_entries(math.prod(shape)) for k, shape in enumerate(op.layer.in_shapes)}
             bits = [depths[k] * fmt.bits for k, fmt in enumerate(op.layer.in_formats)]
             first = min(range(op.inputs), key=lambda k: (bits[k], k))
             op.set_branches(first, {k: depth for k, depth in depths.items() if k != first})
@@ -282,6 +286,8 @@ class Network:
 
     # ------------------------------------------------------------------ hardware
     def accelerator(self) -> Accelerator:
+        if self.bounded_branches:
+            raise RuntimeError("a Network with bounded branch FIFOs is for costs only; build from a timed one")
         self._ensure_branches_sized()
         orders = {INPUT: stream_order(self.qgraph.graph.input_shape)}
         # Each op's output stream comes from a stage (its own, or, for a flatten, the one before).

@@ -141,8 +141,8 @@ def _fit_memories(qgraph: QGraph, plan: HardwarePlan, board: Board,
 
 def _rom_bits(qgraph: QGraph, plan: HardwarePlan, name: str, role: str) -> int:
     """Bits of a layer's memories of ``role`` ("weights", "biases": ``HardwareOp.memories``)."""
-    op = next(op for op in network_of(qgraph, plan).ops if op.name == name)
-    return sum(shape.width * shape.depth for shape in op.memories() if shape.role == role)
+    return sum(shape.width * shape.depth for shape in network_of(qgraph, plan).op(name).memories()
+               if shape.role == role)
 
 
 def _dsps(qgraph: QGraph, plan: HardwarePlan) -> int:
@@ -277,14 +277,9 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
         if bottleneck not in foldable or bottleneck in fixed_names:
             break
         current = plan.for_layer(bottleneck)
-        step = None
-        for count, options in _foldings(foldable[bottleneck]).items():
-            if count > current.pe * current.simd:
-                step = _best_fitting(qgraph, plan, board, fixed_names, bottleneck, options,
-                                     _kinds(current, packable[bottleneck]),
-                                     lambda fitted: predict_cycles(qgraph, fitted)[bottleneck] < cycles[bottleneck])
-                if step is not None:
-                    break
+        step = _larger_folding(qgraph, plan, board, fixed_names, bottleneck, foldable[bottleneck],
+                               _kinds(current, packable[bottleneck]),
+                               lambda fitted: predict_cycles(qgraph, fitted)[bottleneck] < cycles[bottleneck])
         if step is None:
             step = _wider_rescaler(qgraph, plan, board, fixed_names, bottleneck, foldable[bottleneck],
                                    _kinds(current, packable[bottleneck]))
@@ -317,16 +312,23 @@ def _wider_rescaler(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set
     if faster(with_folding(plan, name, pe=pe, simd=simd)):
         return None  # the largest folding alone would be faster: the board, not the rescaler, stops it
     rescaler = network_of(qgraph, plan).op(name).rescaler
-    current = plan.for_layer(name)
     if rescaler.steps == 1:
         return None
     wider = with_folding(plan, name, digit_bits=rescaler.multiplier_bits)
     fitted = _with_room(qgraph, wider, board, fixed)
     if fitted is not None and faster(fitted[0]):
         return fitted[0]
+    return _larger_folding(qgraph, wider, board, fixed, name, limits, kinds, faster)
+
+
+def _larger_folding(qgraph: QGraph, plan: HardwarePlan, board: Board, fixed: set[str], name: str,
+                    limits: tuple[int, int], kinds: tuple[dict, ...], accept) -> HardwarePlan | None:
+    """``plan`` with layer ``name`` at the fewest products per cycle beyond its own that gives a
+    plan :func:`_best_fitting` finds (fitted, taken by ``accept``); None if no larger one does."""
+    current = plan.for_layer(name)
     for count, options in _foldings(limits).items():
         if count > current.pe * current.simd:
-            step = _best_fitting(qgraph, wider, board, fixed, name, options, kinds, faster)
+            step = _best_fitting(qgraph, plan, board, fixed, name, options, kinds, accept)
             if step is not None:
                 return step
     return None
