@@ -144,8 +144,9 @@ def test_impossible_overrides_are_clear_errors(mnist8):
 def test_a_rescaler_that_sets_the_pace_gets_more_bits_per_cycle():
     """MLPerf Tiny's ResNet-8 on the ULX3S-85F: TFLite's 31-bit multipliers at 4 bits per cycle
     take 13 cycles a value, 208 a pixel of 16 channels, more than any folding's MAC words; the
-    planner gives those rescalers a whole multiply (6 cycles a value) and grows the foldings
-    to match, well under the slowest stage of rescalers left at 4 bits."""
+    planner gives those rescalers a whole multiply (a pipeline: a value per cycle) and grows the
+    foldings until the first convolution's 27 x 16 MACs a pixel at 6 products per cycle set the
+    pace, well under the slowest stage of rescalers left at 4 bits."""
     resnet8 = Path(__file__).parent / "data" / "mlperf_tiny" / "pretrainedResnet_quant.tflite"
     qgraph = quantize_graph(load_model(resnet8), QuantOptions())
     board = load_board("ulx3s-85f")
@@ -154,7 +155,7 @@ def test_a_rescaler_that_sets_the_pace_gets_more_bits_per_cycle():
         LayerPlan(layer.name, 1, 3, 4) for layer in plan.layers[:1])))  # 144 MAC words a pixel
     first = plan.for_layer(plan.layers[0].name)
     assert first.digit_bits >= 31 and narrow.for_layer(first.name).digit_bits == 4
-    assert _cycles(qgraph, plan) == 6 * 16 * 32 * 32 < _cycles(qgraph, narrow) == 13 * 16 * 32 * 32
+    assert _cycles(qgraph, plan) == 27 * 16 // 6 * 32 * 32 < _cycles(qgraph, narrow) == 13 * 16 * 32 * 32
     assert needs(plan_costs(qgraph, plan, board))["dsp"] <= board.budget["dsp"]
 
 

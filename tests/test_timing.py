@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnhw.gateware.mvu import MatrixParameters
-from cnnhw.hardware.timing import NEVER, InputTiming, MatrixTiming, consume, first_ready
+from cnnhw.hardware.timing import NEVER, InputTiming, MatrixTiming, RescalerTiming, consume, first_ready
 
 
 def test_a_consumer_takes_one_word_per_cycle_when_offered_and_not_stalled():
@@ -46,7 +46,7 @@ def test_a_matrix_unit_stalls_while_its_requantizer_is_busy():
     matrix = MatrixParameters(groups=1, outputs=2, inputs=2, pe=2, simd=1, element_bits=8, element_signed=True,
                               weight_bits=8, acc_bits=20)
     segments = Segments([0, 1], [2, 3], [4, 4])
-    unit = MatrixTiming(matrix, pe=2, cycles_per_value=3, source=segments)
+    unit = MatrixTiming(matrix, pe=2, rescaler=RescalerTiming(3), source=segments)
     results = [unit.take(NEVER) for _ in range(4)]
     assert results == [6, 9, 12, 15]
     unit.take(NEVER)
@@ -58,5 +58,5 @@ def test_a_late_consumer_holds_the_rescaler():
     at 21 and takes lane 1 then (its result at 23)."""
     matrix = MatrixParameters(groups=1, outputs=2, inputs=2, pe=2, simd=1, element_bits=8, element_signed=True,
                               weight_bits=8, acc_bits=20)
-    unit = MatrixTiming(matrix, pe=2, cycles_per_value=3, source=Segments([0, 1]))
+    unit = MatrixTiming(matrix, pe=2, rescaler=RescalerTiming(3), source=Segments([0, 1]))
     assert [unit.take(20), unit.take(NEVER)] == [20, 23]

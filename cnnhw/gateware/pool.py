@@ -48,7 +48,7 @@ class ReducerParameters:
     def rescaler(self) -> RescalerParameters | None:
         if self.divider is None:
             return None
-        return RescalerParameters.for_rule(self.divider, self.sum_bits, self.digit_bits, self.dsp)
+        return RescalerParameters.for_rule(self.divider, self.sum_bits, self.digit_bits, self.dsp, self.element_bits)
 
     def memories(self) -> list[MemoryShape]:
         return self.rescaler.memories() if self.rescaler is not None else []

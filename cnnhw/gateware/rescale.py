@@ -2,14 +2,23 @@
 and of average pooling, with the rounding/saturation taken from the rule (``cnnhw.quant.arith``,
 ``cnnhw.quant.tflite_arith`` or ``cnnhw.quant.onnx_arith``).
 
-The product is built ``digit_bits`` multiplier bits per cycle (most significant first):
-``digit_bits >= multiplier bits`` is one full multiply (a DSP with yosys ``-dsp``); fewer
-bits trade cycles for logic. The finish is pipelined where the rule says (``keep(value,
-stage=True)``: a TFLite or onnxruntime rounding is too long a path for one cycle at the board's
-clock): the product is held while those registers settle, ``finish_stages`` cycles
-(:func:`finish_stages`). Throughput: one value per ``steps + 2 + finish_stages`` cycles, where
-``steps = ceil(multiplier_bits / digit_bits)``, plus one when the multipliers are in a memory.
-Latency: the same. Handshake: ``i`` is taken when idle; ``o`` holds its payload until ``ready``.
+The product is built ``digit_bits`` multiplier bits per cycle (most significant first).
+
+* ``digit_bits >= multiplier bits`` is one full multiply (a DSP with yosys ``-dsp``) and the
+  rescaler is a pipeline: one value per cycle. A value taken is offered ``latency = 3 + table +
+  finish_stages`` cycles later (input register, the multiplier read from a table in memory, the
+  product register, the rule's pipeline registers, ``keep(value, stage=True)``, and the output
+  queue). The pipeline never stalls: results wait in a queue of ``latency + 1`` entries, and a
+  value is taken while fewer than that many are taken and not yet handed over, so that
+  ``i.ready`` comes from a register (no ready path through the rescaler) and the rate is one value
+  per cycle while the consumer keeps up.
+* Fewer bits trade cycles for logic: shifted adds, one digit per cycle, in a unit that takes a
+  value when idle. The finish's registers settle while the product is held, ``finish_stages``
+  cycles (:func:`finish_stages`). One value per ``steps + 2 + finish_stages`` cycles, where
+  ``steps = ceil(multiplier_bits / digit_bits)``, plus one when the multipliers are in a memory;
+  the result is offered one cycle before the next value can be taken.
+
+Handshake: ``o`` holds its payload until ``ready``.
 
 The multiplier table is logic (a constant multiplexer) for up to ``TABLE_IN_LOGIC_MAX`` entries
 and a ROM beyond (yosys puts a large one in block RAM): a dense layer's 100+ per-channel
@@ -25,7 +34,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from amaranth import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth import Array, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -33,13 +42,13 @@ from amaranth.lib.wiring import In, Out
 from ..families import ICE40, DspRule
 from .memories import MemoryShape, add_terms
 from .tables import lookup, table_bits
-from .wires import SettlingStages
+from .wires import AligningStages, SettlingStages
 
 #: Largest multiplier table kept in logic (see the module docstring).
 TABLE_IN_LOGIC_MAX = 32
 
 
-#: ``RescalerParameters.for_rule``'s answers: (id(rule), value_bits, digit_bits, dsp) -> (rule, parameters).
+#: ``RescalerParameters.for_rule``'s answers: (id(rule), value_bits, digit_bits, dsp, out_bits) -> (rule, parameters).
 _FOR_RULE: dict = {}
 
 
@@ -48,7 +57,7 @@ class RescalerParameters:
     """What a Rescaler costs, known before it is built: ``value_bits`` wide values, multipliers of
     ``multiplier_bits``, ``entries`` of them per table, ``tables`` tables (two with negative
     multipliers), ``digit_bits`` multiplier bits per cycle; ``dsp``: how yosys puts a whole
-    multiply on the family's DSPs."""
+    multiply on the family's DSPs; ``out_bits`` wide results."""
 
     value_bits: int
     multiplier_bits: int
@@ -58,21 +67,23 @@ class RescalerParameters:
     finish_terms: tuple[tuple[str, float], ...] = ()
     finish_stages: int = 0
     dsp: DspRule = ICE40.dsp
+    out_bits: int = 8
 
     @staticmethod
-    def for_rule(rule, value_bits: int, digit_bits: int, dsp: DspRule = ICE40.dsp) -> "RescalerParameters":
+    def for_rule(rule, value_bits: int, digit_bits: int, dsp: DspRule = ICE40.dsp,
+                 out_bits: int = 8) -> "RescalerParameters":
         """For a rule with ``multipliers``, ``negative_multipliers`` and ``finish_structure``: a
         ``Requantizer`` or ``AverageDivider`` (``cnnhw.quant.arith``), TFLite's or onnxruntime's.
         Remembered per rule object (rules are immutable; the planner asks for the same ones in
         thousands of candidate plans)."""
-        key = (id(rule), value_bits, digit_bits, dsp)
+        key = (id(rule), value_bits, digit_bits, dsp, out_bits)
         known = _FOR_RULE.get(key)
         if known is None or known[0] is not rule:  # the rule is kept with its answer: its id stays its own
-            known = _FOR_RULE[key] = (rule, RescalerParameters._for_rule(rule, value_bits, digit_bits, dsp))
+            known = _FOR_RULE[key] = (rule, RescalerParameters._for_rule(rule, value_bits, digit_bits, dsp, out_bits))
         return known[1]
 
     @staticmethod
-    def _for_rule(rule, value_bits: int, digit_bits: int, dsp: DspRule) -> "RescalerParameters":
+    def _for_rule(rule, value_bits: int, digit_bits: int, dsp: DspRule, out_bits: int) -> "RescalerParameters":
         negative = rule.negative_multipliers
         entries = table_entries(rule.multipliers, negative)
         # A finish beyond cnnhw's own rounding (whose cost the fitted rescaler terms hold) has
@@ -85,7 +96,7 @@ class RescalerParameters:
         return RescalerParameters(value_bits, rule.multiplier_bits, entries, digit_bits,
                                   1 if negative is None else 2,
                                   tuple((name, value) for name, value in terms.items() if value),
-                                  finish_stages(rule), dsp)
+                                  finish_stages(rule), dsp, out_bits)
 
     @property
     def digit(self) -> int:
@@ -101,9 +112,26 @@ class RescalerParameters:
         return self.entries > TABLE_IN_LOGIC_MAX
 
     @property
+    def pipelined(self) -> bool:
+        """One whole multiply per value: the rescaler is a pipeline (see the module docstring)."""
+        return self.steps == 1
+
+    @property
     def cycles_per_value(self) -> int:
-        """Cycles from taking a value to offering its result, and between values."""
-        return self.steps + 2 + self.table_in_memory + self.finish_stages
+        """Cycles between values taken, while the consumer keeps up."""
+        return 1 if self.pipelined else self.steps + 2 + self.table_in_memory + self.finish_stages
+
+    @property
+    def latency(self) -> int:
+        """Cycles from taking a value to offering its result, when nothing waits."""
+        if self.pipelined:
+            return 3 + self.table_in_memory + self.finish_stages
+        return self.cycles_per_value - 1
+
+    @property
+    def queue_entries(self) -> int:
+        """A pipeline's output queue: values taken and not yet handed over, at most (0: none)."""
+        return self.latency + 1 if self.pipelined else 0
 
     def memories(self) -> list[MemoryShape]:
         if not self.table_in_memory:
@@ -121,8 +149,11 @@ class RescalerParameters:
 
     def logic_terms(self) -> dict[str, float]:
         """The logic-cell model's terms (``cnnhw.plan.logic``): control, rounding and saturation;
-        registers and the product's adder; the shifted adds unless a DSP multiplies; tables in logic."""
+        registers and the product's adder; a pipeline's output queue; the shifted adds unless a DSP
+        multiplies; tables in logic."""
         terms = {"rescaler": 1, "rescale_bits": 2 * self.value_bits + 2 * self.multiplier_bits}
+        if self.pipelined:  # the output queue: a flip-flop per bit and its read multiplexer
+            terms["ram_logic_bits"] = self.queue_entries * self.out_bits
         if not self.dsps:
             terms["rescale_digit_bits"] = (self.value_bits + 1) * self.digit
         if not self.table_in_memory:
@@ -176,7 +207,7 @@ class Rescaler(wiring.Component):
         self.parameters = RescalerParameters(self.value_shape.width, max(1, max(m.bit_length() for m in all_multipliers)),
                                              table_entries(self.multipliers, self.negative_multipliers), digit_bits,
                                              1 if self.negative_multipliers is None else 2,
-                                             finish_stages=finish_stages(rule))
+                                             finish_stages=finish_stages(rule), out_bits=self.out_shape.width)
         self.multiplier_bits = self.parameters.multiplier_bits
         self.digit_bits = self.parameters.digit
         self.steps = self.parameters.steps
@@ -198,6 +229,87 @@ class Rescaler(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        if self.parameters.pipelined:
+            self._pipeline(m)
+        else:
+            self._sequential(m)
+        return m
+
+    def _multiplier_table(self, m: Module, index, value):
+        """The multiplier for ``value`` at ``index`` (the stream's offer): from logic, the cycle it
+        is asked; from the ROM (``table_in_memory``), the cycle after, with ``value`` then the
+        value asked with (it picks the negative multiplier)."""
+        width = self.multiplier_bits
+        if self.table_in_memory:
+            words = [m_pos | (m_neg << width) for m_pos, m_neg in
+                     zip(self.multipliers, self.negative_multipliers or [0] * len(self.multipliers))]
+            table = Memory(shape=self.memories()[0].width, depth=len(words), init=words)
+            m.submodules.table = table
+            table_read = table.read_port()
+            m.d.comb += table_read.addr.eq(index)
+            chosen = table_read.data[:width]
+            if self.negative_multipliers is not None:
+                chosen = Mux(value < 0, table_read.data[width:], chosen)
+            return chosen
+        constant = self.parameters.entries == 1
+        chosen = lookup(self.multipliers[:1] if constant else self.multipliers, index, unsigned(width))
+        if self.negative_multipliers is not None:
+            negatives = self.negative_multipliers[:1] if constant else self.negative_multipliers
+            chosen = Mux(self.i.payload.value < 0, lookup(negatives, index, unsigned(width)), chosen)
+        return chosen
+
+    def _pipeline(self, m: Module):
+        """One value per cycle (the module docstring): registers that move every cycle, each with
+        the valid bit of the value it holds, into a queue that ``i.ready`` keeps from overflowing."""
+        parameters = self.parameters
+        taken = self.i.valid & self.i.ready
+        # Input register: the value, its index and (a table in logic) its multiplier.
+        value = Signal(signed(self.value_shape.width + 1))
+        index = Signal.like(self.i.payload.index)
+        valid = Signal()
+        m.d.sync += [value.eq(self.i.payload.value), index.eq(self.i.payload.index), valid.eq(taken)]
+        multiplier = Signal(unsigned(self.multiplier_bits))
+        chosen = self._multiplier_table(m, self.i.payload.index, value)
+        if self.table_in_memory:
+            # The ROM's word arrives with the input register; one more register before the multiply.
+            later_value, later_index, later_valid = Signal.like(value), Signal.like(index), Signal()
+            m.d.sync += [later_value.eq(value), later_index.eq(index), later_valid.eq(valid), multiplier.eq(chosen)]
+            value, index, valid = later_value, later_index, later_valid
+        else:
+            m.d.sync += multiplier.eq(chosen)
+        # The multiply is between registers (one full product: what a DSP is for).
+        product = Signal(signed(self.value_shape.width + self.multiplier_bits + 2))
+        product_index = Signal.like(index)
+        product_valid = Signal()
+        m.d.sync += [product.eq(value * multiplier), product_index.eq(index), product_valid.eq(valid)]
+        stages = AligningStages(m)
+        result = self.rule.finish(product, Mux, table_reader(product_index), stages.keep)
+        assert stages.depth_of(result) == stages.depth == parameters.finish_stages, "finish_stages runs the same code"
+        arrived = product_valid
+        for stage in range(parameters.finish_stages):
+            later = Signal(name=f"valid_stage{stage}")
+            m.d.sync += later.eq(arrived)
+            arrived = later
+        self._queue(m, result, arrived, taken)
+
+    def _queue(self, m: Module, result, arrived, taken):
+        """The output queue: ``result`` goes in at the end of each cycle ``arrived``; ``i.ready``
+        while fewer than ``queue_entries`` values are taken and not handed over."""
+        entries = self.parameters.queue_entries
+        slots = Array(Signal(self.out_shape, name=f"queued{k}") for k in range(entries))
+        write, read = Signal(range(entries)), Signal(range(entries))
+        waiting = Signal(range(entries + 1))  # in the queue
+        owed = Signal(range(entries + 1))  # taken and not handed over (in the pipeline or the queue)
+        handed = self.o.valid & self.o.ready
+        m.d.comb += [self.i.ready.eq(owed < entries), self.o.valid.eq(waiting != 0), self.o.payload.eq(slots[read])]
+        with m.If(arrived):
+            m.d.sync += [slots[write].eq(result), write.eq(Mux(write == entries - 1, 0, write + 1))]
+        with m.If(handed):
+            m.d.sync += read.eq(Mux(read == entries - 1, 0, read + 1))
+        m.d.sync += [waiting.eq(waiting + arrived - handed), owed.eq(owed + taken - handed)]
+
+    def _sequential(self, m: Module):
+        """A few multiplier bits per cycle (the module docstring): a unit that takes a value when idle."""
         width = self.multiplier_bits
         digit = self.digit_bits
         padded = self.steps * digit  # the multiplier, padded at the top to whole digits
@@ -207,23 +319,7 @@ class Rescaler(wiring.Component):
         product = Signal(signed(product_bits))
         steps_left = Signal(range(self.steps + 1))
 
-        if self.table_in_memory:
-            # Read in IDLE, at the index being offered; used in LOAD, the next cycle.
-            words = [m_pos | (m_neg << width) for m_pos, m_neg in
-                     zip(self.multipliers, self.negative_multipliers or [0] * len(self.multipliers))]
-            table = Memory(shape=self.memories()[0].width, depth=len(words), init=words)
-            m.submodules.table = table
-            table_read = table.read_port()
-            m.d.comb += table_read.addr.eq(self.i.payload.index)
-            chosen = table_read.data[:width]
-            if self.negative_multipliers is not None:
-                chosen = Mux(value < 0, table_read.data[width:], chosen)
-        else:
-            constant = self.parameters.entries == 1
-            chosen = lookup(self.multipliers[:1] if constant else self.multipliers, self.i.payload.index, unsigned(width))
-            if self.negative_multipliers is not None:
-                negatives = self.negative_multipliers[:1] if constant else self.negative_multipliers
-                chosen = Mux(self.i.payload.value < 0, lookup(negatives, self.i.payload.index, unsigned(width)), chosen)
+        chosen = self._multiplier_table(m, self.i.payload.index, value)
         # The index of the value being multiplied, for a rule whose finish reads per-index tables.
         index = Signal.like(self.i.payload.index)
         # The finish reads only the product and the index, which stay put from the last multiply
@@ -234,13 +330,10 @@ class Rescaler(wiring.Component):
         assert stages.depth == settle_cycles, "finish_stages runs the same code"
         settling = Signal(range(max(settle_cycles, 2)))
 
+        # A few bits per cycle: shifted adds, written out so that yosys keeps them in logic
+        # instead of spending a DSP on a narrow product.
         top_digit = multiplier[padded - digit:]
-        if self.steps == 1:
-            partial = value * top_digit  # one full multiply: what a DSP is for
-        else:
-            # A few bits per cycle: shifted adds, written out so that yosys keeps them in logic
-            # instead of spending a DSP on a narrow product.
-            partial = sum(Mux(top_digit[bit], value << bit, 0) for bit in range(digit))
+        partial = sum(Mux(top_digit[bit], value << bit, 0) for bit in range(digit))
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
@@ -272,4 +365,3 @@ class Rescaler(wiring.Component):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(result)]
                 with m.If(self.o.ready):
                     m.next = "IDLE"
-        return m

@@ -4,6 +4,9 @@ signals: the ``keep`` a rule's ``finish`` or ``sum_of`` calls (``cnnhw.quant``).
 from __future__ import annotations
 
 from amaranth import Module, Signal, Value, unsigned
+# Amaranth has no public way to rebuild an expression with some signals replaced; its own
+# passes use ValueTransformer (amaranth < 0.6 is pinned).
+from amaranth.hdl._xfrm import ValueTransformer
 
 
 def wire_for(m: Module):
@@ -91,8 +94,57 @@ class PipelineStages(SettlingStages):
         return max(depths, default=0)
 
     def _register(self, register: Signal, value: Value) -> None:
-        with self.m.If(self.advance):
+        if self.advance is None:
             self.m.d.sync += register.eq(value)
+        else:
+            with self.m.If(self.advance):
+                self.m.d.sync += register.eq(value)
+
+
+class AligningStages(PipelineStages):
+    """``keep`` for a pipeline that runs code written for :class:`SettlingStages` (a rescaler's
+    ``finish``, which may read an operand or a shallow wire again after a register): a kept value
+    that reads registers of different depths reads each shallower signal through delay registers
+    added here, up to the deepest (one chain per signal and depth, shared by every reader). The
+    depths, and so :attr:`depth`, are those SettlingStages counts for the same code. ``advance``
+    None: every register moves in every cycle (a pipeline that never stalls)."""
+
+    def __init__(self, m: Module | None = None, advance=None):
+        super().__init__(m, advance)
+        self._delays: dict[tuple[int, int], Signal] = {}
+
+    def keep(self, value, bits: int | None = None, stage: bool = False):
+        value = Value.cast(value)
+        depths = self._depths_read(value)
+        if len(depths) > 1:
+            value = _Substitute(lambda signal: self._delayed(signal, max(depths)))(value)
+        return super().keep(value, bits, stage)
+
+    def _delayed(self, signal: Signal, depth: int) -> Signal:
+        """``signal`` as it was ``depth - its depth`` cycles ago (itself when it is that deep)."""
+        own = self._depths.get(id(signal), 0)
+        if own >= depth:
+            return signal
+        key = (id(signal), depth)
+        if key not in self._delays:
+            earlier = self._delayed(signal, depth - 1)
+            later = Signal.like(earlier, name=f"{signal.name}_d{depth}")
+            self._wires.append(later)
+            self._depths[id(later)] = depth
+            if self.m is not None:
+                self._register(later, earlier)
+            self._delays[key] = later
+        return self._delays[key]
+
+
+class _Substitute(ValueTransformer):
+    """An expression with each signal replaced by ``replace(signal)``."""
+
+    def __init__(self, replace):
+        self.replace = replace
+
+    def on_Signal(self, value):
+        return self.replace(value)
 
 
 def _shape(value, bits: int | None):

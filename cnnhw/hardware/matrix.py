@@ -10,7 +10,7 @@ from ..gateware.rescale import RescalerParameters
 from ..gateware.requant import RequantUnit, requant_terms
 from ..gateware.spram import drive_load
 from .op import HardwareOp, Stage, element_shape
-from .timing import MatrixTiming
+from .timing import MatrixTiming, rescaler_timing
 
 
 class MatrixOp(HardwareOp):
@@ -23,7 +23,8 @@ class MatrixOp(HardwareOp):
 
     def __init__(self, layer, plan, dsp: DspRule = ICE40.dsp):
         super().__init__(layer, plan, dsp)
-        self.rescaler = RescalerParameters.for_rule(layer.requant, layer.acc_format.bits, plan.digit_bits, dsp)
+        self.rescaler = RescalerParameters.for_rule(layer.requant, layer.acc_format.bits, plan.digit_bits, dsp,
+                                                    layer.out_format.bits)
 
     @property
     def packable(self) -> bool:
@@ -37,7 +38,7 @@ class MatrixOp(HardwareOp):
 
     def matrix_timing(self, source) -> MatrixTiming:
         """The latency model of its MatrixVectorUnit and RequantUnit, fed by ``source``."""
-        return MatrixTiming(self.matrix, self.plan.pe, self.rescaler.cycles_per_value, source)
+        return MatrixTiming(self.matrix, self.plan.pe, rescaler_timing(self.rescaler), source)
 
     def memories(self):
         return [*self.matrix.memories(), *self.rescaler.memories()]

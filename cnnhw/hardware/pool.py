@@ -85,8 +85,7 @@ class WindowPoolOp(HardwareOp):
 
     def timing(self, upstream):
         window = self.geometry.kernel[0] * self.geometry.kernel[1]  # words: one channel's window
-        cycles = self.reducer.rescaler.cycles_per_value if self.reducer.rescaler is not None else None
-        return ReducerTiming(cycles, WindowSource(self.geometry, upstream, window))
+        return ReducerTiming(self.reducer.rescaler, WindowSource(self.geometry, upstream, window))
 
     def memories(self):
         return [self.geometry.line_buffer(self.layer.in_format.bits), *self.reducer.memories()]

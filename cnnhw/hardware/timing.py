@@ -22,10 +22,12 @@ never before it is offered, and not while stalled.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import deque
 
 import numpy as np
 
 from ..gateware.mvu import MatrixParameters
+from ..gateware.rescale import RescalerParameters
 from ..gateware.tiled_pool import TileGeometry
 from ..gateware.window import WindowGeometry
 
@@ -121,18 +123,51 @@ class RegisterTiming(Producer):
 
 
 class RescalerTiming:
-    """A Rescaler (``gateware/rescale.py``): takes a value when idle, offers its result
-    ``cycles_per_value - 1`` cycles later, and is idle again the cycle after it is taken."""
+    """A Rescaler that multiplies a few bits per cycle (``gateware/rescale.py``): takes a value when
+    idle, offers its result ``cycles_per_value - 1`` cycles later, and is idle again the cycle
+    after it is taken. :func:`rescaler_timing` gives the model of a Rescaler's parameters."""
 
     def __init__(self, cycles_per_value: int):
         self.cycles_per_value = cycles_per_value
         self.idle_from = NEVER
+
+    def earliest_take(self, cycle: int) -> int:
+        """The first cycle at or after ``cycle`` at which it can take the next value."""
+        return max(cycle, self.idle_from)
 
     def result(self, taken: int, ready_from: int, stalls: Stalls) -> int:
         """The transfer cycle of the result of the value taken at ``taken``."""
         done = first_ready(max(taken + self.cycles_per_value - 1, ready_from), stalls)
         self.idle_from = done + 1
         return done
+
+
+class PipelinedRescalerTiming:
+    """A pipelined Rescaler (one whole multiply per value): takes a value in any cycle after the
+    one before while fewer than ``entries`` values are taken and not handed over (the value
+    ``entries`` back went before this cycle), and offers each result ``latency`` cycles after its
+    take, in order, one per cycle."""
+
+    def __init__(self, latency: int, entries: int):
+        self.latency = latency
+        self.last_take = NEVER
+        self.handed = deque([NEVER] * entries, maxlen=entries)  # the last ``entries`` transfers
+
+    def earliest_take(self, cycle: int) -> int:
+        return max(cycle, self.last_take + 1, self.handed[0] + 1)
+
+    def result(self, taken: int, ready_from: int, stalls: Stalls) -> int:
+        self.last_take = taken
+        done = first_ready(max(taken + self.latency, self.handed[-1] + 1, ready_from), stalls)
+        self.handed.append(done)
+        return done
+
+
+def rescaler_timing(rescaler: RescalerParameters) -> RescalerTiming | PipelinedRescalerTiming:
+    """The timing model of a Rescaler with these parameters."""
+    if rescaler.pipelined:
+        return PipelinedRescalerTiming(rescaler.latency, rescaler.queue_entries)
+    return RescalerTiming(rescaler.cycles_per_value)
 
 
 class MatrixTiming(Producer):
@@ -143,14 +178,15 @@ class MatrixTiming(Producer):
     With one fold each word is multiplied as it is taken; with several, words go into the
     ping-pong buffer (a half is free once the segment two before is computed) and fold 0 reads a
     word the cycle after it is written. A fold's accumulators are offered
-    ``MatrixParameters.LATENCY`` cycles after its last word; while they wait for the requantizer,
+    ``MatrixParameters.latency`` cycles after its last word; while they wait for the requantizer,
     the whole unit stalls. The requantizer takes a word in the cycle it hands the last lane of the
     one before to its Rescaler (or any cycle once it is empty), and hands each lane as the
     Rescaler becomes idle."""
 
-    def __init__(self, matrix: MatrixParameters, pe: int, cycles_per_value: int, source):
+    def __init__(self, matrix: MatrixParameters, pe: int, rescaler: RescalerTiming | PipelinedRescalerTiming,
+                 source):
         self.matrix, self.pe, self.source = matrix, pe, source
-        self.rescaler = RescalerTiming(cycles_per_value)
+        self.rescaler = rescaler
         self.last_fire = self.last_write = NEVER
         self.stalls: Stalls = []
         self.finished: list[int] = []  # cycle of each segment's last fire
@@ -163,7 +199,7 @@ class MatrixTiming(Producer):
     def take(self, ready_from: int, stalls: Stalls = ()) -> int:
         if not self.lanes_left:
             self._fold()
-        handed = max(self.rescaler.idle_from, self.word_taken + 1)
+        handed = self.rescaler.earliest_take(self.word_taken + 1)
         self.last = self.rescaler.result(handed, ready_from, stalls)
         self.lanes_left -= 1
         if not self.lanes_left:
@@ -198,7 +234,7 @@ class MatrixTiming(Producer):
         if self.folds_done == mx.folds:
             self.finished.append(self.last_fire)
         # The word moves into the accumulate stage at the next cycle the unit is not stalled.
-        offered = first_ready(self.last_fire + 1, self.stalls) + MatrixParameters.LATENCY - 1
+        offered = first_ready(self.last_fire + 1, self.stalls) + self.matrix.latency - 1
         taken = max(offered, self.lane_free)
         if taken > offered:
             self.stalls.append((offered, taken))
@@ -290,8 +326,8 @@ class ReducerTiming(Producer):
     window's result is offered the cycle after its last word, as the output (max) or to its
     Rescaler (average), and the reducer takes no word while a result waits."""
 
-    def __init__(self, cycles_per_value: int | None, source: WindowSource):
-        self.rescaler = RescalerTiming(cycles_per_value) if cycles_per_value is not None else None
+    def __init__(self, rescaler: RescalerParameters | None, source: WindowSource):
+        self.rescaler = rescaler_timing(rescaler) if rescaler is not None else None
         self.source = source
         self.last_word = NEVER
         self.stalls: Stalls = []
@@ -305,7 +341,7 @@ class ReducerTiming(Producer):
         if self.rescaler is None:
             held_until = self.last = first_ready(max(result, ready_from), stalls)
         else:
-            held_until = max(result, self.rescaler.idle_from)
+            held_until = self.rescaler.earliest_take(result)
             self.last = self.rescaler.result(held_until, ready_from, stalls)
         if held_until > result:
             self.stalls.append((result, held_until))

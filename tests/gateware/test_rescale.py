@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnhw.gateware.rescale import TABLE_IN_LOGIC_MAX, Rescaler
+from cnnhw.hardware.timing import NEVER, PipelinedRescalerTiming
 from cnnhw.quant.arith import AverageDivider, Requantizer
 from cnnhw.quant.onnx_arith import OnnxRequantizer
 from cnnhw.quant.tflite_arith import TFLiteAverage, TFLiteRequantizer
@@ -108,3 +109,53 @@ def test_rescaler_computes_onnxruntimes_float32_requantization(channels, per_cha
     every_channel = requant(np.repeat(values[:, None], channels, axis=1), channel_axis=1)
     expected = [int(every_channel[n, c]) for n, c in enumerate(indices)]
     assert _rescale(dut, values, indices, seed) == expected
+
+
+@pytest.mark.parametrize("channels, single_rounding", [(4, True), (TABLE_IN_LOGIC_MAX + 3, False)])
+def test_a_pipelined_rescaler_takes_a_value_per_cycle_as_its_timing_model_says(channels, single_rounding):
+    """A whole multiply per value (a pipeline, multipliers in logic and in a ROM): the input offered
+    in every cycle, the consumer ready at random. Every take and every hand-over happens in the
+    cycle ``PipelinedRescalerTiming`` gives, the results are TFLite's, and while the consumer is
+    always ready a value goes in every cycle."""
+    rng = np.random.default_rng(channels)
+    multipliers = tuple(int(m) for m in rng.integers(1 << 30, 1 << 31, size=channels))
+    shifts = tuple(int(s) for s in rng.integers(-12, 2, size=channels))
+    requant = TFLiteRequantizer(multipliers, shifts, 3, -128, 127, single_rounding)
+    dut = Rescaler(signed(24), signed(8), requant.multipliers, requant, None, 32)
+    assert dut.parameters.pipelined and dut.parameters.cycles_per_value == 1
+    values = rng.integers(-(2**23), 2**23, size=60)
+    indices = rng.integers(0, channels, size=60)
+    ready = [True] * 30 + [bool(r) for r in rng.random(400) < 0.4]  # keeping up, then a slow consumer
+    takes, transfers, got = [], [], []
+
+    async def bench(ctx):
+        sent = 0
+        for cycle, consumer_ready in enumerate(ready):
+            if sent < len(values):
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, {"value": int(values[sent]), "index": int(indices[sent])})
+            else:
+                ctx.set(dut.i.valid, 0)
+            ctx.set(dut.o.ready, consumer_ready)
+            _, _, i_ready, o_valid, payload = await ctx.tick().sample(dut.i.ready, dut.o.valid, dut.o.payload)
+            if sent < len(values) and i_ready:
+                takes.append(cycle)
+                sent += 1
+            if o_valid and consumer_ready:
+                transfers.append(cycle)
+                got.append(int(payload))
+
+    run(dut, bench)
+    every_channel = requant(np.repeat(values[:, None], channels, axis=1), channel_axis=1)
+    expected = [int(every_channel[n, c]) for n, c in enumerate(indices)]
+    assert got == expected[:len(got)] and len(got) > 40
+    model = PipelinedRescalerTiming(dut.parameters.latency, dut.parameters.queue_entries)
+    stalls = [(cycle, cycle + 1) for cycle, r in enumerate(ready) if not r]
+    predicted_takes, predicted_transfers = [], []
+    for _ in got:
+        taken = model.earliest_take(predicted_takes[-1] + 1 if predicted_takes else 0)
+        predicted_takes.append(taken)
+        predicted_transfers.append(model.result(taken, NEVER, stalls))
+    assert takes[:len(got)] == predicted_takes
+    assert transfers == predicted_transfers
+    assert takes[:20] == list(range(20))
