@@ -134,6 +134,9 @@ def test_a_small_cnn_builds_for_the_ulx3s_12f_end_to_end(cli, tmp_path):
     error = json.loads(logic.model_file("ecp5").read_text())["error"]["max_abs_percent"] / 100
     assert abs(estimate - cells) <= (error + 0.05) * cells, (estimate, cells)
     assert facts["verified"]["bit_exact"] is True
+    # The cycle model knows the ECP5 unit's registered products: simulated cycles as predicted.
+    assert facts["verified"]["cycles_per_inference"] == facts["cycles_per_inference"]
+    assert facts["verified"]["latency_cycles"] == facts["latency_cycles"]
     assert json.loads((tmp_path / "out" / "plan.json").read_text())["family"] == "ecp5"
     bitstream = (tmp_path / "out" / Path(facts["bitstream"]).name).read_bytes()
     assert bitstream[:2] == b"\xff\x00" and b"LFE5U-12F" in bitstream[:64]  # ecppack's header names the device

@@ -23,13 +23,18 @@ class DspRule:
     narrower than ``min_product_bits`` (logic builds those), else one DSP per ``piece_bits`` x
     ``piece_bits`` piece, where a remainder narrower than ``min_operand_bits`` is logic too
     (measured: 17 x 16 bits take one SB_MAC16 on iCE40, 19 x 18 one MULT18X18D on ECP5).
-    ``packs_two_8x8``: the DSP can make two independent 8x8-bit products (``LayerPlan.packed``)."""
+    ``packs_two_8x8``: the DSP can make two independent 8x8-bit products (``LayerPlan.packed``).
+    ``registered_products``: a matrix-vector unit registers its weights and operands before the
+    products and the products before the sum (``gateware/mvu.py``): on a large die the route from a
+    block RAM's output through a DSP to the adder tree takes more than a cycle (ResNet-8 on the
+    ECP5-85F: 28 ns, Fmax 35.5 MHz without these registers)."""
 
     primitive: str
     min_operand_bits: int
     min_product_bits: int
     piece_bits: int
     packs_two_8x8: bool
+    registered_products: bool = False
 
     def dsps_of_product(self, a_bits: int, b_bits: int) -> int:
         if min(a_bits, b_bits) < self.min_operand_bits or a_bits + b_bits < self.min_product_bits:

