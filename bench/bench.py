@@ -45,6 +45,7 @@ from cnnhw.sim.runner import simulate_export  # noqa: E402
 from cnnhw.verify import expected_streams  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/bench.py"
+MLPERF_TINY = ROOT / "tests" / "data" / "mlperf_tiny"
 SIM_IMAGES = 5
 
 
@@ -69,6 +70,36 @@ def models(work: Path):
     yield ("tiny", "tiny CNN (tests/models.py small_cnn, random weights)", tiny,
            quantize_graph(tiny, QuantOptions(), rng.normal(size=(64, 2, 12, 10))), None,
            rng.normal(size=(SIM_IMAGES, 2, 12, 10)))
+    for key, file, name in (("kws", "kws_ref_model.tflite", "KWS DS-CNN (MLPerf Tiny)"),
+                            ("resnet8", "pretrainedResnet_quant.tflite", "ResNet-8 (MLPerf Tiny)")):
+        graph = load_model(MLPERF_TINY / file)
+        qgraph = quantize_graph(graph, QuantOptions())
+        # Random int8 inputs over the whole range, as real values (the input quantizer gives them back).
+        q = rng.integers(-128, 128, size=(SIM_IMAGES, *graph.input_shape))
+        yield key, name, graph, qgraph, None, (q - qgraph.input.zero_point) * qgraph.input.scale
+
+
+def tflite_reference_matches(key: str, qgraph, images) -> bool:
+    """Whether TFLite's reference kernels (ai-edge-litert, BUILTIN_REF) give the integer model's
+    output on ``images``: the RTL simulation compares every layer with that model."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from cnnhw.golden.int_ref import run_int
+
+    file = {"kws": "kws_ref_model.tflite", "resnet8": "pretrainedResnet_quant.tflite"}[key]
+    interpreter = Interpreter(model_path=str(MLPERF_TINY / file),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]
+    # The integer model's output is the last layer's, before the Softmax cnnhw leaves to the host.
+    last = [d for d in interpreter.get_tensor_details() if d["shape"].tolist() == [1, qgraph.layers[-1].out_shape[0]]]
+    ours = run_int(qgraph, images)
+    for image, want in zip(images, ours):
+        q = np.rint(image / qgraph.input.scale + qgraph.input.zero_point).astype(np.int8)
+        interpreter.set_tensor(source["index"], np.transpose(q, (1, 2, 0))[None] if q.ndim == 3 else q[None])
+        interpreter.invoke()
+        if not any(np.array_equal(interpreter.get_tensor(d["index"])[0], want.ravel()) for d in last):
+            return False
+    return True
 
 
 def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
@@ -138,7 +169,8 @@ def table(rows, command: str, board) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--board", default="icebreaker")
-    parser.add_argument("--models", nargs="+", choices=("lenet", "mnist8", "tiny"), help="only these")
+    parser.add_argument("--models", nargs="+", choices=("lenet", "mnist8", "tiny", "kws", "resnet8"),
+                        help="only these (default: lenet, mnist8 and tiny; the MLPerf Tiny models when asked)")
     args = parser.parse_args()
     board = load_board(args.board)
     command = COMMAND + (f" --board {board.name}" if args.board != "icebreaker" else "") + \
@@ -146,14 +178,17 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="cnnhw-bench-") as scratch:
         for key, name, graph, qgraph, labelled, images in models(Path(scratch)):
-            if args.models and key not in args.models:
+            if key not in (args.models or ("lenet", "mnist8", "tiny")):
                 continue
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            rows.append(measure(name, graph, qgraph, labelled, images, board, Path(scratch)))
+            row = measure(name, graph, qgraph, labelled, images, board, Path(scratch))
+            if key in ("kws", "resnet8"):
+                row["tflite_reference_equal"] = tflite_reference_matches(key, qgraph, graph.check_batch(images, name))
+            rows.append(row)
     results = "results.json" if args.board == "icebreaker" else f"results_{board.name}.json"
     (ROOT / "bench" / results).write_text(json.dumps(rows, indent=2) + "\n")
     print(table(rows, command, board))
-    return 0 if all(r["bit_exact"] for r in rows) else 1
+    return 0 if all(r["bit_exact"] and r.get("tflite_reference_equal", True) for r in rows) else 1
 
 
 if __name__ == "__main__":

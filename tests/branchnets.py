@@ -25,15 +25,17 @@ class _Writer:
         self.nodes.append(helper.make_node(op, inputs, [output], f"{scope}/{op}", **attrs))
         return output
 
-    def conv(self, x: str, scope: str, c_in: int, c_out: int, kernel: int, stride: int = 1, bias: bool = False) -> str:
+    def conv(self, x: str, scope: str, c_in: int, c_out: int, kernel: int, stride: int = 1, bias: bool = False,
+             groups: int = 1) -> str:
+        fan_in = c_in // groups * kernel * kernel
         weight = self.tensor(f"{scope[1:].replace('/', '.')}.weight",
-                             self.rng.normal(size=(c_out, c_in, kernel, kernel)) * (2 / (c_in * kernel * kernel)) ** 0.5)
+                             self.rng.normal(size=(c_out, c_in // groups, kernel, kernel)) * (2 / fan_in) ** 0.5)
         inputs = [x, weight]
         if bias:
             inputs.append(self.tensor(f"{scope[1:].replace('/', '.')}.bias", self.rng.normal(size=c_out) * 0.1))
         pad = kernel // 2
         return self.node("Conv", inputs, scope, kernel_shape=[kernel, kernel], strides=[stride, stride],
-                         pads=[pad] * 4, dilations=[1, 1], group=1)
+                         pads=[pad] * 4, dilations=[1, 1], group=groups)
 
     def batchnorm(self, x: str, scope: str, channels: int) -> str:
         name = scope[1:].replace("/", ".")
