@@ -52,6 +52,7 @@ SIM_IMAGES = 5
 def models(work: Path):
     """(key, name, graph, qgraph, labelled images (x, y) or None, images to simulate)."""
     from models import small_cnn
+    from tinyml_nets import dense_autoencoder, mobilenet
     import onnx
 
     lenet = load_model(ROOT / "examples" / "lenet.onnx")
@@ -70,6 +71,14 @@ def models(work: Path):
     yield ("tiny", "tiny CNN (tests/models.py small_cnn, random weights)", tiny,
            quantize_graph(tiny, QuantOptions(), rng.normal(size=(64, 2, 12, 10))), None,
            rng.normal(size=(SIM_IMAGES, 2, 12, 10)))
+    for key, make, name in (("mobilenet", mobilenet, "MobileNet-style, 96x96x3 (tests/tinyml_nets.py, random weights)"),
+                            ("autoencoder", dense_autoencoder, "dense autoencoder 640-128x4-8-128x4-640 "
+                                                               "(tests/tinyml_nets.py, random weights)")):
+        onnx.save(make(), work / f"{key}.onnx")
+        graph = load_model(work / f"{key}.onnx")
+        calibration = rng.normal(size=(16, *graph.input_shape))
+        yield (key, name, graph, quantize_graph(graph, QuantOptions(), calibration), None,
+               rng.normal(size=(SIM_IMAGES, *graph.input_shape)))
     for key, file, name in (("kws", "kws_ref_model.tflite", "KWS DS-CNN (MLPerf Tiny)"),
                             ("resnet8", "pretrainedResnet_quant.tflite", "ResNet-8 (MLPerf Tiny)")):
         graph = load_model(MLPERF_TINY / file)
@@ -169,8 +178,8 @@ def table(rows, command: str, board) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--board", default="icebreaker")
-    parser.add_argument("--models", nargs="+", choices=("lenet", "mnist8", "tiny", "kws", "resnet8"),
-                        help="only these (default: lenet, mnist8 and tiny; the MLPerf Tiny models when asked)")
+    parser.add_argument("--models", nargs="+", choices=("lenet", "mnist8", "tiny", "mobilenet", "autoencoder", "kws", "resnet8"),
+                        help="only these (default: lenet, mnist8 and tiny; the MLPerf Tiny shapes when asked)")
     args = parser.parse_args()
     board = load_board(args.board)
     command = COMMAND + (f" --board {board.name}" if args.board != "icebreaker" else "") + \

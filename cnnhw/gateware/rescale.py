@@ -177,10 +177,17 @@ def finish_stages(rule) -> int:
     return stages.depth
 
 
-def table_reader(index: Signal):
-    """``at(table)`` for a rule's finish: ``table[index]``, a multiplexer of constants."""
+def table_reader(index: Signal, m: Module | None = None):
+    """``at(table)`` for a rule's finish: ``table[index]``, a multiplexer of constants; with ``m``,
+    its register (read a cycle ahead, at the index then, so that the multiplexer is off the
+    finish's paths: a pipeline's tables are read beside its multiply)."""
     def at(table):
-        return lookup(table, index, unsigned(max(1, max(int(v).bit_length() for v in table))))
+        shape = unsigned(max(1, max(int(v).bit_length() for v in table)))
+        if m is None:
+            return lookup(table, index, shape)
+        entry = Signal(shape, name="table_entry")
+        m.d.sync += entry.eq(lookup(table, index, shape))
+        return entry
     return at
 
 
@@ -279,11 +286,11 @@ class Rescaler(wiring.Component):
             m.d.sync += multiplier.eq(chosen)
         # The multiply is between registers (one full product: what a DSP is for).
         product = Signal(signed(self.value_shape.width + self.multiplier_bits + 2))
-        product_index = Signal.like(index)
         product_valid = Signal()
-        m.d.sync += [product.eq(value * multiplier), product_index.eq(index), product_valid.eq(valid)]
+        m.d.sync += [product.eq(value * multiplier), product_valid.eq(valid)]
         stages = AligningStages(m)
-        result = self.rule.finish(product, Mux, table_reader(product_index), stages.keep)
+        # The finish's per-index tables are registers beside the product's, read at its index.
+        result = self.rule.finish(product, Mux, table_reader(index, m), stages.keep)
         assert stages.depth_of(result) == stages.depth == parameters.finish_stages, "finish_stages runs the same code"
         arrived = product_valid
         for stage in range(parameters.finish_stages):
