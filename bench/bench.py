@@ -46,6 +46,7 @@ from cnnhw.verify import expected_streams  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/bench.py"
 MLPERF_TINY = ROOT / "tests" / "data" / "mlperf_tiny"
+TFLITE_FILES = {"kws": "kws_ref_model.tflite", "resnet8": "pretrainedResnet_quant.tflite"}
 SIM_IMAGES = 5
 
 
@@ -79,23 +80,21 @@ def models(work: Path):
         calibration = rng.normal(size=(16, *graph.input_shape))
         yield (key, name, graph, quantize_graph(graph, QuantOptions(), calibration), None,
                rng.normal(size=(SIM_IMAGES, *graph.input_shape)))
-    for key, file, name in (("kws", "kws_ref_model.tflite", "KWS DS-CNN (MLPerf Tiny)"),
-                            ("resnet8", "pretrainedResnet_quant.tflite", "ResNet-8 (MLPerf Tiny)")):
-        graph = load_model(MLPERF_TINY / file)
+    for key, name in (("kws", "KWS DS-CNN (MLPerf Tiny)"), ("resnet8", "ResNet-8 (MLPerf Tiny)")):
+        graph = load_model(MLPERF_TINY / TFLITE_FILES[key])
         qgraph = quantize_graph(graph, QuantOptions())
         # Random int8 inputs over the whole range, as real values (the input quantizer gives them back).
         q = rng.integers(-128, 128, size=(SIM_IMAGES, *graph.input_shape))
         yield key, name, graph, qgraph, None, (q - qgraph.input.zero_point) * qgraph.input.scale
 
 
-def tflite_reference_matches(key: str, qgraph, images) -> bool:
+def tflite_reference_matches(model_path: Path, qgraph, images) -> bool:
     """Whether TFLite's reference kernels (ai-edge-litert, BUILTIN_REF) give the integer model's
     output on ``images``: the RTL simulation compares every layer with that model."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from cnnhw.golden.int_ref import run_int
 
-    file = {"kws": "kws_ref_model.tflite", "resnet8": "pretrainedResnet_quant.tflite"}[key]
-    interpreter = Interpreter(model_path=str(MLPERF_TINY / file),
+    interpreter = Interpreter(model_path=str(model_path),
                               experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]
@@ -192,7 +191,8 @@ def main() -> int:
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
             row = measure(name, graph, qgraph, labelled, images, board, Path(scratch))
             if key in ("kws", "resnet8"):
-                row["tflite_reference_equal"] = tflite_reference_matches(key, qgraph, graph.check_batch(images, name))
+                row["tflite_reference_equal"] = tflite_reference_matches(MLPERF_TINY / TFLITE_FILES[key], qgraph,
+                                                                         graph.check_batch(images, name))
             rows.append(row)
     results = "results.json" if args.board == "icebreaker" else f"results_{board.name}.json"
     (ROOT / "bench" / results).write_text(json.dumps(rows, indent=2) + "\n")
