@@ -2,13 +2,15 @@
 
 Run:  .venv/bin/python bench/bench.py            (the iCEBreaker; about 10 minutes on 2 cores)
       .venv/bin/python bench/bench.py --board ulx3s-12f --models lenet   (another board, some models)
-Writes bench/results.json (results_<board>.json for another board) and prints a Markdown table
-(quoted in README) with the command.
+Writes bench/results.json (results_<board>.json for another board; the rows of the models measured
+replace their earlier rows, the other models' rows are kept) and prints a Markdown table of the
+models measured (quoted in README) with the command.
 
 Per model: MACs; the bound (MACs / the board's DSPs: cycles if every DSP multiplied every cycle);
 the planner's plan and its predicted cycles per inference; simulated cycles per inference
 (Verilator, images back to back) and the prediction's error; the latency (first input to class)
-simulated and predicted; bit-exactness of every layer; the
+simulated and predicted; bit-exactness of every layer; for a built model, the board top at the
+clock the build met, over its UART pins (``cnnhw sim --board``: every result against the golden model); the
 build (clock, Fmax, logic cells, DSP, EBR, SPRAM, build time); microseconds per inference
 (simulated cycles / clock); simulation speed; float and integer accuracy on the model's labelled
 images. The plan simulated is the one the build ended with (``cnnhw build`` plans again
@@ -41,6 +43,7 @@ from cnnhw.plan import HardwarePlan, predict_cycles_per_inference, predict_laten
 from cnnhw.plan.budget import plan_for_board  # noqa: E402
 from cnnhw.quant import QuantOptions, quantize_graph  # noqa: E402
 from cnnhw.golden.evaluate import accuracy  # noqa: E402
+from cnnhw.sim.board import simulate_board  # noqa: E402
 from cnnhw.sim.runner import simulate_export  # noqa: E402
 from cnnhw.verify import expected_streams  # noqa: E402
 
@@ -48,6 +51,7 @@ COMMAND = ".venv/bin/python bench/bench.py"
 MLPERF_TINY = ROOT / "tests" / "data" / "mlperf_tiny"
 TFLITE_FILES = {"kws": "kws_ref_model.tflite", "resnet8": "pretrainedResnet_quant.tflite"}
 SIM_IMAGES = 5
+BOARD_SIM_IMAGES = 3  # the board scenario sends one twice and cuts two off: 5 image frames
 
 
 def models(work: Path):
@@ -141,10 +145,21 @@ def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
     row["bound_ratio"] = sim.cycles_per_inference / row["bound_cycles"]
     if "clock_mhz" in row:
         row["microseconds_per_inference"] = sim.cycles_per_inference / row["clock_mhz"]
+        # The board top at the clock the build met, over its UART pins (`cnnhw sim --board`).
+        board_sim = simulate_board(qgraph, plan, board, images[:BOARD_SIM_IMAGES], work / f"board_{len(name)}",
+                                   row["clock_mhz"])
+        row.update(board_bit_exact=board_sim.passed, board_sim_results=board_sim.classified,
+                   board_sim_seconds=board_sim.build_seconds + board_sim.run_seconds)
     if labelled is not None:
         result = accuracy(qgraph, graph.check_batch(labelled[0], name), labelled[1])
         row.update(accuracy_float=result.float_accuracy, accuracy_int=result.int_accuracy, images=result.images)
     return row
+
+
+def _board_sim_text(row) -> str:
+    if "board_bit_exact" not in row:
+        return ""
+    return f"; board top {'yes' if row['board_bit_exact'] else 'NO'} ({row['board_sim_results']} results)"
 
 
 def table(rows, command: str, board) -> str:
@@ -165,13 +180,21 @@ def table(rows, command: str, board) -> str:
             f"| {r['model']} | {r['macs']:,} | {r['bound_cycles']:,} | {r['sim_cycles']:,.0f} | {r['bound_ratio']:.2f} "
             f"| {r['predicted_cycles']:,} ({r['prediction_error']:.1%}) "
             f"| {r['sim_latency']:,} / {r['predicted_latency']:,} ({r['latency_error']:.1%}) "
-            f"| {'yes' if r['bit_exact'] else 'NO'} | "
+            f"| {'yes' if r['bit_exact'] else 'NO'}{_board_sim_text(r)} | "
             + (f"{r['clock_mhz']:g} / {r['fmax_mhz']:.1f} | {cells_text} | {res['dsp']} | {res['ebr']} | "
                f"{res.get('spram', 0)} | {r['microseconds_per_inference']:,.0f} | {r['build_seconds']:.0f} | "
                f"{len(r['refits'])} | "
                if built else "not built: does not fit the board | | | | | | | | ")
             + f"{r['sim_cycles_per_second']:,.0f} | {accuracy_text} |")
     return "\n".join(lines)
+
+
+def write_results(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` into the results file, replacing the rows of the same models and keeping the
+    others (a big board's models are measured one or two per run: their builds take an hour)."""
+    measured = {row["model"] for row in rows}
+    kept = [row for row in json.loads(path.read_text()) if row["model"] not in measured] if path.is_file() else []
+    path.write_text(json.dumps(kept + rows, indent=2) + "\n")
 
 
 def main() -> int:
@@ -194,10 +217,11 @@ def main() -> int:
                 row["tflite_reference_equal"] = tflite_reference_matches(MLPERF_TINY / TFLITE_FILES[key], qgraph,
                                                                          graph.check_batch(images, name))
             rows.append(row)
-    results = "results.json" if args.board == "icebreaker" else f"results_{board.name}.json"
-    (ROOT / "bench" / results).write_text(json.dumps(rows, indent=2) + "\n")
+    results = ROOT / "bench" / ("results.json" if args.board == "icebreaker" else f"results_{board.name}.json")
+    write_results(results, rows)
     print(table(rows, command, board))
-    return 0 if all(r["bit_exact"] and r.get("tflite_reference_equal", True) for r in rows) else 1
+    return 0 if all(r["bit_exact"] and r.get("board_bit_exact", True) and r.get("tflite_reference_equal", True)
+                    for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """Board-level simulation (``cnnhw sim --board``): the whole board top, driven through its pins.
 
 The exported Verilog is the board top without the platform wrapper (PLL and IO buffers):
-UART receiver and transmitter, the framed protocol, the accelerator, with the DSP primitives the
-bitstream uses (packed products), simulated with yosys' models (:mod:`cnnhw.sim.primitives`). The scenario is what a host does to a board, including the mistakes:
+UART receiver and transmitter, the framed protocol, the accelerator. On iCE40 it instantiates the
+primitives the bitstream uses (SB_MAC16 for packed products, SB_SPRAM256KA), simulated with yosys'
+models (:mod:`cnnhw.sim.primitives`). An ECP5 top instantiates none: yosys infers its MULT18X18Ds
+and DP16KDs from this same Verilog (its ECP5 library has no simulation model of MULT18X18D to
+check a netlist with), so the simulation runs exactly the source the bitstream is synthesized from.
+The scenario is what a host does to a board, including the mistakes:
 
 1. STATUS request -> STATUS READY;
 2. each image as a CLASSIFY frame -> RESULT with every logit and the class == the golden model;
