@@ -173,10 +173,8 @@ def random_plan(qgraph, seed: int, minimal_rings: bool = False) -> HardwarePlan:
     layers = []
     for layer in qgraph.layers:
         overlap = not (minimal_rings and rng.random() < 0.5)
-        if isinstance(layer, QConv):
-            outputs, inputs = layer.weight.shape[0] // layer.groups, layer.weight.shape[1]
-        elif isinstance(layer, QDense):
-            outputs, inputs = layer.weight.shape
+        if isinstance(layer, (QConv, QDense)):
+            outputs, inputs = hardware_op(layer, LayerPlan(layer.name)).folding_limits()
         elif isinstance(layer, (QPool, QGlobalPool)):
             layers.append(LayerPlan(layer.name, overlap=overlap))
             continue

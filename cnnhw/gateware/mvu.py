@@ -9,7 +9,12 @@ the stream fills one half while the folds read the other, so the next window arr
 this one is still being computed. Each fold ends with one output word: the ``pe``
 accumulators, for channels ``fold * pe + lane`` in order.
 
-Weights live in a memory of ``groups * folds * words_per_group`` words of ``pe * simd`` lanes:
+A *diagonal* unit (``MatrixParameters.diagonal``, depthwise convolution) has ``pe`` channels per
+group and words of ``pe`` elements, and output lane ``p`` multiplies input lane ``p`` only: ``pe``
+products per cycle, one per accumulator.
+
+Weights live in a memory of ``groups * folds * words_per_group`` words of one lane per product
+(``pe * simd``; ``pe`` when diagonal):
 a ROM initialized from the quantized model (block RAM or LUTs, as yosys decides; with
 ``home=WeightHome.LOGIC`` always LUTs, yosys' ``rom_style = "logic"``), or, with
 ``home=WeightHome.SPRAM``, SPRAM blocks filled at boot through the ``load`` port
@@ -60,7 +65,11 @@ class MatrixParameters:
     per cycle; ``element_bits`` (signed or not) activations, ``weight_bits`` weights, ``acc_bits``
     accumulators. ``packed``: two products per DSP; ``logic_products``: products from logic cells;
     ``home``: where the weights live; ``dsp``: how yosys puts products on the family's DSPs;
-    ``biases_in_logic``: the bias table is a multiplexer of constants however long it is."""
+    ``biases_in_logic``: the bias table is a multiplexer of constants however long it is.
+
+    ``diagonal``: each group's matrix is zero but where output lane ``p`` meets input lane ``p``
+    (a depthwise convolution with ``pe`` channels per group, ``simd == pe``): only those ``pe``
+    products are made, one per accumulator, and only their weights are stored."""
 
     groups: int
     outputs: int
@@ -76,6 +85,7 @@ class MatrixParameters:
     home: WeightHome = WeightHome.ROM
     dsp: DspRule = ICE40.dsp
     biases_in_logic: bool = False
+    diagonal: bool = False
 
     @property
     def latency(self) -> int:
@@ -93,6 +103,9 @@ class MatrixParameters:
             raise ValueError("packed products need weights and activations of at most 8 bits")
         if self.packed and not self.dsp.packs_two_8x8:
             raise ValueError(f"{self.dsp.primitive} makes one product at a time: products cannot be packed")
+        if self.diagonal and not self.outputs == self.pe == self.simd:
+            raise ValueError(f"a diagonal matrix has pe == simd == outputs per group, not {self.pe}, {self.simd}, "
+                             f"{self.outputs}")
         WeightHome(self.home)
 
     @property
@@ -122,9 +135,16 @@ class MatrixParameters:
         return 2 * self.cycles_per_window - self.words * self.groups if self.folds > 1 else 0
 
     @property
+    def product_lanes(self) -> list[tuple[int, int]]:
+        """(output lane, input lane) of each product, in the order of the weight word's lanes."""
+        if self.diagonal:
+            return [(p, p) for p in range(self.pe)]
+        return [(p, s) for p in range(self.pe) for s in range(self.simd)]
+
+    @property
     def products(self) -> int:
         """Weight-by-activation products per cycle."""
-        return self.pe * self.simd
+        return self.pe if self.diagonal else self.pe * self.simd
 
     @property
     def weight_bits_per_cycle(self) -> int:
@@ -223,8 +243,7 @@ class MatrixVectorUnit(wiring.Component):
         for g in range(mx.groups):
             for f in range(mx.folds):
                 for k in range(mx.words):
-                    lanes = [self.weights[g, f * mx.pe + p, k * mx.simd + s]
-                             for p in range(mx.pe) for s in range(mx.simd)]
+                    lanes = [self.weights[g, f * mx.pe + p, k * mx.simd + s] for p, s in mx.product_lanes]
                     words.append(pack_lanes(lanes, mx.weight_bits))
         return words
 
@@ -325,9 +344,9 @@ class MatrixVectorUnit(wiring.Component):
             operand = self._staged(m, advance, operand, "operand_held", shape=word_shape)
             bank_read = control[3]
             control = [self._staged(m, advance, signal, f"{signal.name}b", data=False) for signal in control]
-        weights = [weight_word[(p * simd + s) * lane_bits:(p * simd + s + 1) * lane_bits].as_signed()
-                   for p in range(pe) for s in range(simd)]
-        products = self._products(m, [(weights[p * simd + s], operand[s]) for p in range(pe) for s in range(simd)])
+        lanes = mx.product_lanes
+        weights = [weight_word[index * lane_bits:(index + 1) * lane_bits].as_signed() for index in range(len(lanes))]
+        products = self._products(m, [(weights[index], operand[s]) for index, (_, s) in enumerate(lanes)])
         if mx.dsp.registered_products:
             # Stage 1c: the products in registers (a DSP's output register), then the adder tree.
             products = [self._staged(m, advance, product, f"product{index}_held")
@@ -356,7 +375,8 @@ class MatrixVectorUnit(wiring.Component):
             with m.Else():
                 m.d.sync += self.o.valid.eq(0)
             for p in range(pe):
-                total = Mux(first, biases[p], accumulators[p]) + sum(products[p * simd:(p + 1) * simd])
+                terms = [product for product, (lane, _) in zip(products, lanes) if lane == p]
+                total = Mux(first, biases[p], accumulators[p]) + sum(terms)
                 with m.If(valid):
                     m.d.sync += accumulators[p].eq(total)
         # The output is the accumulators themselves: while it waits (valid, not ready) the global

@@ -74,7 +74,7 @@ class PoolReducer(wiring.Component):
         self.rescaler = None
         if self.kind == PoolKind.AVG:
             self.rescaler = Rescaler(self.sum_shape, self.element, self.divider.multipliers, self.divider, None,
-                                     parameters.digit_bits)
+                                     parameters.digit_bits, parameters.dsp)
         super().__init__({
             "i": In(stream.Signature(window_payload(self.element, 1))),
             "o": Out(stream.Signature(self.element)),

@@ -13,6 +13,7 @@ from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..families import ICE40, DspRule
 from ..quant.arith import Requantizer
 from .rescale import Rescaler
 
@@ -24,13 +25,14 @@ def requant_terms(acc_bits: int, pe: int) -> dict[str, float]:
 
 
 class RequantUnit(wiring.Component):
-    def __init__(self, requant: Requantizer, acc_bits: int, pe: int, out: Shape, digit_bits: int = 4):
+    def __init__(self, requant: Requantizer, acc_bits: int, pe: int, out: Shape, digit_bits: int = 4,
+                 dsp: DspRule = ICE40.dsp):
         self.requant = requant
         self.pe = pe
         self.channels = len(requant.multipliers)
         self.acc_shape = signed(acc_bits)
         self.rescaler = Rescaler(self.acc_shape, out, requant.multipliers, requant, requant.negative_multipliers,
-                                 digit_bits)
+                                 digit_bits, dsp)
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(self.acc_shape, pe))),
             "o": Out(stream.Signature(Shape.cast(out))),

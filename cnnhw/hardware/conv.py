@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from amaranth import Module
 from amaranth.lib import wiring
 
@@ -21,6 +22,11 @@ class ConvOp(MatrixOp):
     product word; the window unit emits each output pixel's window (group by group), the MVU
     folds it over the group's channels, the requantizer serialises the ``pe`` accumulators.
 
+    A depthwise convolution (one output channel per input channel) takes ``pe`` channels in
+    parallel instead, one product each per cycle (``simd`` is 1): the window unit emits words of
+    ``pe`` channels, ``channels / pe`` groups of them per window, and a diagonal MVU
+    (``MatrixParameters.diagonal``) multiplies lane ``p`` of each word by channel ``p``'s weight.
+
     Cycles per image: the slowest of its parts: the input (one element per cycle), the window
     unit and the MVU (one word per cycle; both also wait at image boundaries without overlap,
     ``HardwareOp.boundary_wait``) and the rescaler (``cycles_per_value`` per output)."""
@@ -31,11 +37,21 @@ class ConvOp(MatrixOp):
         super().__init__(layer, plan, dsp)
         in_c, in_h, in_w = layer.in_shape
         out_c, out_h, out_w = layer.out_shape
+        groups, simd = (in_c // plan.pe, plan.pe) if self.depthwise else (layer.groups, plan.simd)
         self.geometry = WindowGeometry(in_h, in_w, in_c, layer.kernel, layer.stride, layer.dilation, layer.pads,
-                                       (out_h, out_w), layer.groups, plan.simd, plan.overlap, layer.pad_value)
-        self.matrix = self.matrix_parameters(layer.groups, out_c // layer.groups, math.prod(layer.weight.shape[1:]))
+                                       (out_h, out_w), groups, simd, plan.overlap, layer.pad_value)
+        inputs = math.prod(layer.weight.shape[1:]) * (plan.pe if self.depthwise else 1)
+        self.matrix = self.matrix_parameters(groups, out_c // groups, inputs, simd, self.depthwise)
+
+    @property
+    def depthwise(self) -> bool:
+        """One output channel per input channel, each its own group (PE over channels, ``simd`` 1)."""
+        layer = self.layer
+        return 1 < layer.groups == layer.in_shape[0] == layer.out_shape[0]
 
     def folding_limits(self):
+        if self.depthwise:
+            return self.layer.groups, 1
         return self.layer.weight.shape[0] // self.layer.groups, self.layer.weight.shape[1]
 
     @property
@@ -68,8 +84,18 @@ class ConvOp(MatrixOp):
 class ConvStage(MatrixStage):
     def __init__(self, op: ConvOp, first_block: int = 0):
         layer = op.layer
-        # (out, in/groups, kh, kw) -> (groups, out/groups, kh * kw * in/groups) in window order (ky, kx, ci).
-        weights = layer.weight.transpose(0, 2, 3, 1).reshape(layer.groups, op.matrix.outputs, -1)
+        if not op.depthwise:
+            # (out, in/groups, kh, kw) -> (groups, out/groups, kh * kw * in/groups) in window order (ky, kx, ci).
+            weights = layer.weight.transpose(0, 2, 3, 1).reshape(layer.groups, op.matrix.outputs, -1)
+        else:
+            # (channels, 1, kh, kw) -> (channels / pe, pe, kh * kw * pe): channel p of a group is
+            # lane p of each of its window's words; the MVU reads only these diagonal weights.
+            mx = op.matrix
+            taps = math.prod(layer.kernel)
+            kernels = layer.weight.reshape(mx.groups, mx.pe, taps)
+            weights = np.zeros((mx.groups, mx.pe, taps * mx.pe), dtype=kernels.dtype)
+            for lane in range(mx.pe):
+                weights[:, lane, lane::mx.pe] = kernels[:, lane, :]
         super().__init__(op, weights, first_block)
         self.window = SlidingWindow(op.geometry, element_shape(layer.in_format))
 

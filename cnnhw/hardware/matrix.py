@@ -30,11 +30,14 @@ class MatrixOp(HardwareOp):
     def packable(self) -> bool:
         return self.layer.in_format.bits <= 8 and self.layer.weight_format.bits <= 8
 
-    def matrix_parameters(self, groups: int, outputs: int, inputs: int) -> MatrixParameters:
+    def matrix_parameters(self, groups: int, outputs: int, inputs: int, simd: int | None = None,
+                          diagonal: bool = False) -> MatrixParameters:
+        """The MVU of the plan's folding (``simd``: the word width, when it is not the plan's)."""
         layer, plan = self.layer, self.plan
-        return MatrixParameters(groups, outputs, inputs, plan.pe, plan.simd, layer.in_format.bits,
-                                layer.in_format.signed, layer.weight_format.bits, layer.acc_format.bits,
-                                plan.packed, plan.logic_products, plan.weights, self.dsp, plan.biases_in_logic)
+        return MatrixParameters(groups, outputs, inputs, plan.pe, plan.simd if simd is None else simd,
+                                layer.in_format.bits, layer.in_format.signed, layer.weight_format.bits,
+                                layer.acc_format.bits, plan.packed, plan.logic_products, plan.weights, self.dsp,
+                                plan.biases_in_logic, diagonal)
 
     def matrix_timing(self, source) -> MatrixTiming:
         """The latency model of its MatrixVectorUnit and RequantUnit, fed by ``source``."""
@@ -78,7 +81,7 @@ class MatrixStage(Stage):
         self.mvu = MatrixVectorUnit(op.matrix, weights, layer.bias, first_block)
         self.spram = self.mvu.spram
         self.requant = RequantUnit(layer.requant, layer.acc_format.bits, op.plan.pe, element_shape(layer.out_format),
-                                   op.plan.digit_bits)
+                                   op.plan.digit_bits, op.dsp)
 
     def connect_load(self, m) -> None:
         if self.spram is not None:

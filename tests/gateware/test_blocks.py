@@ -49,6 +49,10 @@ def _stream_through(dut, payloads, count: int, seed, max_cycles: int = 20_000) -
     (1, 5, 8, 5, 2, True, {"dsp": ECP5.dsp}),
     (1, 40, 4, 1, 4, True, {"dsp": ECP5.dsp}),
     (2, 4, 9, 1, 3, True, {"dsp": ECP5.dsp, "logic_products": True}),
+    # diagonal (depthwise, 4 channels per group): lane p of each word times channel p's weight only
+    (3, 4, 36, 4, 4, True, {"diagonal": True}),
+    (2, 4, 12, 4, 4, False, {"diagonal": True, "packed": True}),
+    (3, 4, 36, 4, 4, True, {"diagonal": True, "dsp": ECP5.dsp}),
 ])
 def test_matrix_vector_unit_computes_every_fold(groups, outputs, inputs, pe, simd, signed_input, constants):
     rng = np.random.default_rng(groups * 100 + outputs * 10 + inputs)
@@ -59,6 +63,9 @@ def test_matrix_vector_unit_computes_every_fold(groups, outputs, inputs, pe, sim
     parameters = MatrixParameters(groups, outputs, inputs, pe, simd, 8, signed_input, 8, 28, **constants)
     assert parameters.biases_in_memory == (groups * outputs // pe > 32 and not constants.get("biases_in_logic"))
     dut = MatrixVectorUnit(parameters, weights, bias)
+    if parameters.diagonal:
+        # The unit is given the whole matrix and must read the diagonal lanes only.
+        weights = weights * (np.arange(outputs)[:, None] == np.arange(inputs)[None, :] % simd)
     words = [[int(v) for v in window[g, k * simd:(k + 1) * simd]]
              for window in windows for g in range(groups) for k in range(inputs // simd)]
     expected = []

@@ -9,6 +9,7 @@ from amaranth import signed, unsigned
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnnhw.families import ECP5, ICE40
 from cnnhw.gateware.rescale import TABLE_IN_LOGIC_MAX, Rescaler
 from cnnhw.hardware.timing import NEVER, PipelinedRescalerTiming
 from cnnhw.quant.arith import AverageDivider, Requantizer
@@ -60,17 +61,19 @@ def test_rescaler_divides_averages_as_the_golden_model():
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 4) | st.integers(TABLE_IN_LOGIC_MAX + 1, 40), st.booleans(), st.booleans(),
-       st.sampled_from([4, 8, 32]), st.integers(0, 2**32 - 1))
-def test_rescaler_computes_tflites_requantization(channels, per_channel_shifts, single_rounding, digit_bits, seed):
+       st.sampled_from([4, 8, 32]), st.sampled_from([ICE40.dsp, ECP5.dsp]), st.integers(0, 2**32 - 1))
+def test_rescaler_computes_tflites_requantization(channels, per_channel_shifts, single_rounding, digit_bits, dsp,
+                                                  seed):
     """Per-channel (or shared) multipliers and shifts, a left shift among them, two roundings or
-    one, an output zero point and a fused activation's clamp: exactly ``TFLiteRequantizer``."""
+    one, an output zero point and a fused activation's clamp: exactly ``TFLiteRequantizer`` (on
+    ECP5 a whole multiply is partial products, added a cycle later)."""
     rng = np.random.default_rng(seed)
     multipliers = tuple(int(m) for m in rng.integers(1 << 30, 1 << 31, size=channels))
     shifts = tuple(int(s) for s in (rng.integers(-12, 2, size=channels) if per_channel_shifts
                                     else np.full(channels, rng.integers(-12, 2))))
     requant = TFLiteRequantizer(multipliers, shifts, int(rng.integers(-128, 128)), -128, int(rng.integers(0, 128)),
                                 single_rounding)
-    dut = Rescaler(signed(24), signed(8), requant.multipliers, requant, None, digit_bits)
+    dut = Rescaler(signed(24), signed(8), requant.multipliers, requant, None, digit_bits, dsp)
     values = rng.integers(-(2**23), 2**23, size=30)
     values[:4] = [-(2**23), 2**23 - 1, 0, -1]
     indices = rng.integers(0, channels, size=30)
@@ -111,8 +114,11 @@ def test_rescaler_computes_onnxruntimes_float32_requantization(channels, per_cha
     assert _rescale(dut, values, indices, seed) == expected
 
 
-@pytest.mark.parametrize("channels, single_rounding", [(4, True), (TABLE_IN_LOGIC_MAX + 3, False)])
-def test_a_pipelined_rescaler_takes_a_value_per_cycle_as_its_timing_model_says(channels, single_rounding):
+@pytest.mark.parametrize("channels, single_rounding, dsp", [
+    (4, True, ICE40.dsp), (TABLE_IN_LOGIC_MAX + 3, False, ICE40.dsp),
+    (4, True, ECP5.dsp), (TABLE_IN_LOGIC_MAX + 3, False, ECP5.dsp),  # partial products registered, then added
+])
+def test_a_pipelined_rescaler_takes_a_value_per_cycle_as_its_timing_model_says(channels, single_rounding, dsp):
     """A whole multiply per value (a pipeline, multipliers in logic and in a ROM): the input offered
     in every cycle, the consumer ready at random. Every take and every hand-over happens in the
     cycle ``PipelinedRescalerTiming`` gives, the results are TFLite's, and while the consumer is
@@ -121,8 +127,9 @@ def test_a_pipelined_rescaler_takes_a_value_per_cycle_as_its_timing_model_says(c
     multipliers = tuple(int(m) for m in rng.integers(1 << 30, 1 << 31, size=channels))
     shifts = tuple(int(s) for s in rng.integers(-12, 2, size=channels))
     requant = TFLiteRequantizer(multipliers, shifts, 3, -128, 127, single_rounding)
-    dut = Rescaler(signed(24), signed(8), requant.multipliers, requant, None, 32)
+    dut = Rescaler(signed(24), signed(8), requant.multipliers, requant, None, 32, dsp)
     assert dut.parameters.pipelined and dut.parameters.cycles_per_value == 1
+    assert len(dut.parameters.product_pieces) == (4 if dsp.registered_products else 0)  # 25 x 31 bits
     values = rng.integers(-(2**23), 2**23, size=60)
     indices = rng.integers(0, channels, size=60)
     ready = [True] * 30 + [bool(r) for r in rng.random(400) < 0.4]  # keeping up, then a slow consumer
