@@ -16,6 +16,7 @@ from cnnhw.plan.budget import plan_for_board
 from cnnhw.plan.costs import needs, plan_costs
 from cnnhw.plan.logic import typical_error
 from cnnhw.quant import QuantOptions, quantize_graph
+from cnnhw.quant.qgraph import QConv
 from conftest import MNIST8
 from netgen import random_network
 
@@ -156,6 +157,27 @@ def test_a_rescaler_that_sets_the_pace_gets_more_bits_per_cycle():
     first = plan.for_layer(plan.layers[0].name)
     assert first.digit_bits >= 31 and narrow.for_layer(first.name).digit_bits == 4
     assert _cycles(qgraph, plan) == 27 * 16 // 6 * 32 * 32 < _cycles(qgraph, narrow) == 13 * 16 * 32 * 32
+    assert needs(plan_costs(qgraph, plan, board))["dsp"] <= board.budget["dsp"]
+
+
+def test_depthwise_convolutions_take_channels_in_parallel():
+    """MLPerf Tiny's KWS DS-CNN on the ULX3S-85F: each of its four depthwise 3x3 convolutions over
+    25x5x64 (72,000 MACs) takes several channels per cycle, one product each, so the whole plan is
+    within 10 % of the DSP bound (MACs / 156 DSPs), where one product per cycle would take 72,000
+    cycles per inference."""
+    kws = Path(__file__).parent / "data" / "mlperf_tiny" / "kws_ref_model.tflite"
+    graph = load_model(kws)
+    qgraph = quantize_graph(graph, QuantOptions())
+    board = load_board("ulx3s-85f")
+    plan = plan_for_board(qgraph, board)
+    cycles = predict_cycles(qgraph, plan)
+    depthwise = [layer for layer in qgraph.layers if isinstance(layer, QConv) and layer.groups > 1]
+    assert len(depthwise) == 4
+    for layer in depthwise:
+        folding = plan.for_layer(layer.name)
+        assert folding.pe > 1 and folding.simd == 1
+        assert cycles[layer.name] == 25 * 5 * 64 * 9 // folding.pe
+    assert max(cycles.values()) <= 1.1 * graph.macs / board.budget["dsp"]
     assert needs(plan_costs(qgraph, plan, board))["dsp"] <= board.budget["dsp"]
 
 
