@@ -1,7 +1,7 @@
 """The whole board top in cocotb + Verilator (`cnnhw sim --board`): bytes into the UART pin,
 replies out of the TX pin decoded by the protocol code `cnnhw run` uses, compared with the golden
-model; bad frames, a cut-off frame and a reset mid-image recover. Plus: the reply checker finds a
-wrong logit (so the simulation test can fail)."""
+model; bad frames, a cut-off frame and a reset mid-image recover; on the iCEBreaker (iCE40) and the
+ULX3S-12F (ECP5). Plus: the reply checker finds a wrong logit (so the simulation test can fail)."""
 
 import json
 
@@ -27,8 +27,12 @@ def test_mnist8_board_top_classifies_over_the_uart(cli, tmp_path):
     result = cli("sim", "--model", MNIST8 / "mnist-8.onnx", "--input-range", "0", "255", "--board", "icebreaker",
                  "--inputs", "five.npz", "--json", "board.json")
     assert result.returncode == 0, result.stderr
-    facts = json.loads((tmp_path / "board.json").read_text())
-    assert facts["bit_exact"] and facts["classified"] == facts["results"] == 5 and facts["mismatches"] == []
+    _assert_the_scenario_passed(json.loads((tmp_path / "board.json").read_text()), 5)
+
+
+def _assert_the_scenario_passed(facts: dict, images: int) -> None:
+    """Every image classified as the golden model says, and every step of the scenario passed."""
+    assert facts["bit_exact"] and facts["classified"] == facts["results"] == images and facts["mismatches"] == []
     steps = {check["step"]: check["passed"] for check in facts["checks"]}
     for step in ("status request", "bad checksum", "half a frame, then silence", "wrong length",
                  "half a frame, then reset", "image 2 after a reset"):
@@ -56,6 +60,28 @@ def test_lenet_board_top_loads_its_weights_from_flash_then_classifies(cli, tmp_p
                  "corrupted weight image: status once loaded", "corrupted weight image: an image with bad weights"):
         assert steps[step], step
     assert all(steps.values())
+
+
+@pytest.mark.long
+def test_the_ulx3s_12f_board_top_classifies_over_the_uart(cli, tmp_path):
+    """`cnnhw sim --board` on an ECP5 profile: the board top the bitstream is built from (without
+    the EHXPLLL and IO buffers), driven through its UART pins, every reply equal to the golden
+    model, and the bad frames recovered from. The top instantiates no vendor primitive: yosys
+    infers the MULT18X18Ds and DP16KDs from this same Verilog, so nothing in it goes unsimulated."""
+    from models import small_cnn
+
+    model, _ = small_cnn(np.random.default_rng(5))
+    onnx.save(model, tmp_path / "small.onnx")
+    np.savez(tmp_path / "small.calib.npz", x=np.random.default_rng(1).normal(size=(64, 2, 12, 10)).astype(np.float32))
+    np.savez(tmp_path / "three.npz", x=np.random.default_rng(2).normal(size=(3, 2, 12, 10)).astype(np.float32))
+    result = cli("sim", "--model", "small.onnx", "--board", "ulx3s-12f", "--inputs", "three.npz", "--json", "board.json",
+                 "-o", "sim")
+    assert result.returncode == 0, result.stderr
+    facts = json.loads((tmp_path / "board.json").read_text())
+    _assert_the_scenario_passed(facts, 3)
+    assert facts["clock_mhz"] == load_board("ulx3s-12f").first_try_mhz
+    top = next((tmp_path / "sim").rglob("cnnhw_board.v")).read_text()
+    assert not [name for name in ("MULT18X18D", "DP16KD", "PDPW16KD", "EHXPLLL", "TRELLIS_IO") if name in top]
 
 
 def _golden_replies(steps, logits, classes, logit_bytes):

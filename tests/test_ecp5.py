@@ -141,30 +141,3 @@ def test_a_small_cnn_builds_for_the_ulx3s_12f_end_to_end(cli, tmp_path):
     bitstream = (tmp_path / "out" / Path(facts["bitstream"]).name).read_bytes()
     assert bitstream[:2] == b"\xff\x00" and b"LFE5U-12F" in bitstream[:64]  # ecppack's header names the device
     assert b"\xff\xff\xbd\xb3" in bitstream[:64]  # the ECP5 preamble
-
-
-@pytest.mark.long
-def test_the_ulx3s_12f_board_top_classifies_over_the_uart(cli, tmp_path):
-    """`cnnhw sim --board` on an ECP5 profile: the board top the bitstream is built from (without
-    the EHXPLLL and IO buffers), driven through its UART pins, every reply equal to the golden
-    model, and the bad frames recovered from. The top instantiates no vendor primitive: yosys
-    infers the MULT18X18Ds and DP16KDs from this same Verilog, so nothing in it goes unsimulated."""
-    from models import small_cnn
-
-    model, _ = small_cnn(np.random.default_rng(5))
-    onnx.save(model, tmp_path / "small.onnx")
-    np.savez(tmp_path / "small.calib.npz", x=np.random.default_rng(1).normal(size=(64, 2, 12, 10)).astype(np.float32))
-    np.savez(tmp_path / "three.npz", x=np.random.default_rng(2).normal(size=(3, 2, 12, 10)).astype(np.float32))
-    result = cli("sim", "--model", "small.onnx", "--board", "ulx3s-12f", "--inputs", "three.npz", "--json", "board.json",
-                 "-o", "sim")
-    assert result.returncode == 0, result.stderr
-    facts = json.loads((tmp_path / "board.json").read_text())
-    assert facts["bit_exact"] and facts["classified"] == facts["results"] == 3 and facts["mismatches"] == []
-    steps = {check["step"]: check["passed"] for check in facts["checks"]}
-    for step in ("status request", "bad checksum", "half a frame, then silence", "wrong length",
-                 "half a frame, then reset", "image 2 after a reset"):
-        assert steps[step], step
-    assert all(steps.values())
-    assert facts["clock_mhz"] == load_board("ulx3s-12f").first_try_mhz
-    top = next((tmp_path / "sim").rglob("cnnhw_board.v")).read_text()
-    assert not [name for name in ("MULT18X18D", "DP16KD", "PDPW16KD", "EHXPLLL", "TRELLIS_IO") if name in top]
