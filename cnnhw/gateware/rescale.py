@@ -376,9 +376,12 @@ class Rescaler(wiring.Component):
         # The index of the value being multiplied, for a rule whose finish reads per-index tables.
         index = Signal.like(self.i.payload.index)
         # The finish reads only the product and the index, which stay put from the last multiply
-        # step until the result is taken: its pipeline registers settle meanwhile.
+        # step until the result is taken: its pipeline registers settle meanwhile. Its per-index
+        # tables are registers, read the cycle after the index is (long before the last step):
+        # otherwise the lookup would sit at the start of the finish's first path (ResNet-8's
+        # critical path on the ECP5-85F: 4.6 of its 17.8 ns).
         stages = SettlingStages(m)
-        result = self.rule.finish(product, Mux, table_reader(index), stages.keep)
+        result = self.rule.finish(product, Mux, table_reader(index, m), stages.keep)
         settle_cycles = self.parameters.finish_stages
         assert stages.depth == settle_cycles, "finish_stages runs the same code"
         settling = Signal(range(max(settle_cycles, 2)))
