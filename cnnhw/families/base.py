@@ -95,6 +95,9 @@ class Family(ABC):
     bitstream_suffix: str
     #: The budget key of the logic resource nextpnr counts and the logic model estimates.
     LOGIC_KEY = "logic_cells"
+    #: The share of the logic cells a default plan may fill: the planner leaves the rest so that
+    #: nextpnr's router converges (``plan_for_board``; a refit after packing still allows them all).
+    plannable_logic_fraction: float = 1.0
 
     @abstractmethod
     def synthesis_script(self, top: str) -> str:

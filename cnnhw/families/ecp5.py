@@ -94,6 +94,9 @@ class Ecp5(Family):
     resource_names = {"logic_cells": "LUT4s", "dsp": "DSP (MULT18X18D)", "ebr": "block RAM (DP16KD, 18 Kbit)",
                       "spram": "SPRAM (none on ECP5)", "io": "IO pins", "pll": "PLL"}
     constraints_suffix = ".lpf"
+    # Measured on the 85F: MLPerf Tiny's KWS planned to 98.6 % of the LUT4s had 202,942 wires
+    # still overused after 25 minutes of routing; the MobileNet-style network at 70.6 % routed.
+    plannable_logic_fraction = 0.8
     bitstream_suffix = ".bit"
 
     def synthesis_script(self, top: str) -> str:

@@ -241,10 +241,10 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
     spends fewer DSPs than the board has. ``max_logic_cells`` is a bound on the estimated logic
     cells (the build's answer to a design that turned out over the board's: plan again within a
     smaller estimate); without it, a plan may be estimated up to the model's typical error over the
-    board's logic cells (``logic.typical_error``): the estimate errs either way, and the build packs
-    the netlist and decides."""
-    cells = max_logic_cells if max_logic_cells is not None else \
-        round(board.budget["logic_cells"] * (1 + logic.typical_error(board.family.name)))
+    share of the board's logic cells its family lets a plan fill (``Family.plannable_logic_fraction``,
+    ``logic.typical_error``): the estimate errs either way, and the build packs the netlist and decides."""
+    cells = max_logic_cells if max_logic_cells is not None else round(
+        board.budget["logic_cells"] * board.family.plannable_logic_fraction * (1 + logic.typical_error(board.family.name)))
     dsp = min(board.budget["dsp"], max_dsp or board.budget["dsp"])
     # What a refusal shows: the budget without the estimate's margin.
     strict = dataclasses.replace(board, budget={**board.budget, "dsp": dsp,
