@@ -126,3 +126,29 @@ def test_the_reply_checker_finds_the_first_wrong_logit(tmp_path):
     silent = [r if "silence" not in step.label else b"" for step, r in zip(steps, replies)]
     _, failures, _ = check_replies(steps, silent, logits, expected.classes, logit_bytes)
     assert any(f.startswith("half a frame, then silence: expected 1 reply frame(s), got 0") for f in failures)
+
+
+@pytest.mark.long
+def test_a_result_of_hundreds_of_values_arrives_whole(cli, tmp_path):
+    """A dense layer of 300 outputs: each RESULT frame is 607 bytes on the wire, far longer than a
+    classifier's, and every byte of it is waited for and compared (the wait is simulated time)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight, bias = rng.normal(size=(300, 16)).astype(np.float32), rng.normal(size=300).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 300])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "wide.onnx")
+    x = rng.normal(size=(64, 16)).astype(np.float32)
+    assert ((x[:3] @ weight.T + bias).argmax(axis=1) < 256).all()  # the class fits the RESULT's class byte
+    np.savez(tmp_path / "wide.calib.npz", x=x)
+    np.savez(tmp_path / "three.npz", x=x[:3])
+    result = cli("sim", "--model", "wide.onnx", "--board", "ulx3s-12f", "--inputs", "three.npz", "--json", "board.json",
+                 "-o", "sim")
+    assert result.returncode == 0, result.stderr
+    _assert_the_scenario_passed(json.loads((tmp_path / "board.json").read_text()), 3)

@@ -21,6 +21,7 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 PERIOD_NS = 10
 
@@ -71,11 +72,11 @@ async def board_over_uart(dut):
         start = len(receiver.received)
         await send_bytes(dut, bytes.fromhex(step["send"]), bit_ns)
         if step.get("reply_bytes"):
-            budget = step["max_cycles"]
-            while len(receiver.received) - start < step["reply_bytes"] and budget > 0:
-                # A reply byte takes 10 bit times: wake up at most once per byte.
+            # The budget is simulated time: a falling edge of tx comes at every start bit and at
+            # every 1 -> 0 inside a byte, so counting wake-ups would spend it several times over.
+            deadline = get_sim_time(unit="ns") + step["max_cycles"] * PERIOD_NS
+            while len(receiver.received) - start < step["reply_bytes"] and get_sim_time(unit="ns") < deadline:
                 await First(Timer(10 * bit_ns, unit="ns"), FallingEdge(dut.tx))
-                budget -= 10 * divisor
             await Timer(bit_ns, unit="ns")  # let the last stop bit end
         if step.get("quiet_cycles"):
             await Timer(step["quiet_cycles"] * PERIOD_NS, unit="ns")
