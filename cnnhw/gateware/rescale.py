@@ -12,8 +12,9 @@ The product is built ``digit_bits`` multiplier bits per cycle (most significant 
   queue). The partial products (``RescalerParameters.product_pieces``) are one DSP each, from
   slices of the value and of the multiplier; they are added in the next cycle: a 32 x 31-bit
   TFLite multiply is four MULT18X18Ds whose outputs, joined by carry chains in the same cycle,
-  made ResNet-8's critical path on the ECP5-85F (18.7 ns). The pipeline never stalls: results wait in a queue of ``latency + 1`` entries, and a
-  value is taken while fewer than that many are taken and not yet handed over, so that
+  made ResNet-8's critical path on the ECP5-85F (18.7 ns). The pipeline never stalls: results
+  wait in a queue of ``latency + 1`` entries, and a value is taken while fewer than that many
+  are taken and not yet handed over, so that
   ``i.ready`` comes from a register (no ready path through the rescaler) and the rate is one value
   per cycle while the consumer keeps up.
 * Fewer bits trade cycles for logic: shifted adds, one digit per cycle, in a unit that takes a
