@@ -289,6 +289,7 @@ def _board_plan(args, qgraph, board, max_logic_cells: int | None = None):
     plan = plan_for_board(qgraph, board, fixed=_plan_file(args), max_logic_cells=max_logic_cells)
     seconds = time.perf_counter() - started
     network = network_of(qgraph, plan)
+    network.check_serial_link()
     log.info("plan: %d products per cycle, %s cycles per inference predicted (planned in %.2f s)",
              network.multipliers, f"{network.cycles_per_inference:,}", seconds)
     console().print(plan_table(f"the plan for the {board.name} (cost model)", plan, plan_costs(qgraph, network, board),

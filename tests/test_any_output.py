@@ -127,8 +127,8 @@ def test_a_final_sigmoid_classifies_at_one_half_in_float_and_by_the_logit_in_int
 def test_unsigned_outputs_decode_unsigned_on_the_link():
     """A last layer with a fused ReLU writes u16: 40,000 is two bytes 0x40 0x9C, not -25,536."""
     payload = (40000).to_bytes(2, "little") + (7).to_bytes(2, "little") + bytes([1])
-    assert decode_result(Frame(FrameType.RESULT, payload), 2, signed=False).logits == [40000, 7]
-    assert decode_result(Frame(FrameType.RESULT, payload), 2).logits == [40000 - 65536, 7]
+    assert decode_result(Frame(FrameType.RESULT, payload), 2, 2, signed=False).logits == [40000, 7]
+    assert decode_result(Frame(FrameType.RESULT, payload), 2, 2).logits == [40000 - 65536, 7]
 
 
 @pytest.mark.parametrize("model", ["ae", "map"])

@@ -130,25 +130,47 @@ def test_the_reply_checker_finds_the_first_wrong_logit(tmp_path):
 
 @pytest.mark.long
 def test_a_result_of_hundreds_of_values_arrives_whole(cli, tmp_path):
-    """A dense layer of 300 outputs: each RESULT frame is 607 bytes on the wire, far longer than a
-    classifier's, and every byte of it is waited for and compared (the wait is simulated time)."""
-    from onnx import TensorProto, helper, numpy_helper
-
+    """A dense layer of 300 outputs: each RESULT frame is 608 bytes on the wire, far longer than a
+    classifier's, and every byte of it is waited for and compared (the wait is simulated time); the
+    first image's class is above 255, so it needs the class field's second byte."""
     rng = np.random.default_rng(0)
-    weight, bias = rng.normal(size=(300, 16)).astype(np.float32), rng.normal(size=300).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "wide",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 300])],
-        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "wide.onnx")
+    weight, bias = _save_dense(tmp_path / "wide.onnx", 16, 300, rng)
     x = rng.normal(size=(64, 16)).astype(np.float32)
-    assert ((x[:3] @ weight.T + bias).argmax(axis=1) < 256).all()  # the class fits the RESULT's class byte
+    classes = (x @ weight.T + bias).argmax(axis=1)
+    first_high = int(np.flatnonzero(classes >= 256)[0])
     np.savez(tmp_path / "wide.calib.npz", x=x)
-    np.savez(tmp_path / "three.npz", x=x[:3])
+    np.savez(tmp_path / "three.npz", x=x[[first_high, 0, 1]])
     result = cli("sim", "--model", "wide.onnx", "--board", "ulx3s-12f", "--inputs", "three.npz", "--json", "board.json",
                  "-o", "sim")
     assert result.returncode == 0, result.stderr
     _assert_the_scenario_passed(json.loads((tmp_path / "board.json").read_text()), 3)
+
+
+def test_a_result_longer_than_a_frame_is_refused_before_any_work(cli, tmp_path):
+    """33,000 outputs of 2 bytes do not fit the 65,535 bytes a frame's length field can say."""
+    rng = np.random.default_rng(1)
+    _save_dense(tmp_path / "huge.onnx", 1, 33_000, rng)
+    np.savez(tmp_path / "x.npz", x=rng.normal(size=(2, 1)).astype(np.float32))
+    result = cli("sim", "--model", "huge.onnx", "--board", "ulx3s-85f", "--inputs", "x.npz", "--calib", "x.npz",
+                 "-o", "sim")
+    assert result.returncode != 0
+    assert "a result of 66,002 bytes does not fit one frame of the serial protocol (at most 65,535)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "sim").exists()
+
+
+def _save_dense(path, inputs: int, outputs: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """One Gemm layer of random weights, as ONNX; returns (weight, bias)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = rng.normal(size=(outputs, inputs)).astype(np.float32)
+    bias = rng.normal(size=outputs).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], path.stem,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, inputs])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, outputs])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return weight, bias

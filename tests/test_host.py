@@ -18,7 +18,7 @@ from cnnhw.outputs import mark_folder, write_json
 from cnnhw.quant import QuantOptions, quantize_graph
 from cnnhw.runtime.flash import file_digest
 from cnnhw.runtime.host import BoardLink, LinkFacts
-from cnnhw.protocol.frames import Error, FrameDecoder, FrameType, Status, encode
+from cnnhw.protocol.frames import Error, FrameDecoder, FrameType, Status, class_bytes, encode
 from cnnhw.verify import expected_streams, stream_order
 from netgen import random_network
 
@@ -46,7 +46,8 @@ class SoftwareBoard:
                 image = values.astype(np.int64)[order].reshape(self.facts.input_shape) * self.facts.quantizer.scale
                 logits = run_int(self.qgraph, image[None]).reshape(-1)
                 payload = b"".join(int(v).to_bytes(self.facts.logit_bytes, "little", signed=True) for v in logits)
-                self.outbox += encode(FrameType.RESULT, payload + bytes([int(np.argmax(logits))]))
+                cls = int(np.argmax(logits)).to_bytes(class_bytes(len(logits)), "little")
+                self.outbox += encode(FrameType.RESULT, payload + cls)
 
     def read(self, size: int) -> bytes:
         data, self.outbox = bytes(self.outbox[:size]), self.outbox[size:]

@@ -3,8 +3,10 @@
 import random
 import zlib
 
-from cnnhw.protocol.frames import (SYNC, Frame, FrameDecoder, FrameType, crc8, decode_result, encode,
-                                    image_payload)
+import pytest
+
+from cnnhw.protocol.frames import (SYNC, Frame, FrameDecoder, FrameType, class_bytes, crc8, decode_result, encode,
+                                    image_payload, result_payload_bytes)
 from cnnhw.protocol.weight_image import IMAGE_CRC, WeightImage
 
 
@@ -38,10 +40,23 @@ def test_round_trip_and_resync_after_garbage_and_corruption():
 
 def test_result_decoding_and_image_bytes():
     payload = (-2).to_bytes(2, "little", signed=True) + (300).to_bytes(2, "little", signed=True) + bytes([7])
-    result = decode_result(Frame(FrameType.RESULT, payload), 2)
+    result = decode_result(Frame(FrameType.RESULT, payload), 2, 2)
     assert result.cls == 7 and result.logits == [-2, 300]
+    with pytest.raises(ValueError, match="a RESULT of 5 bytes, expected 7"):
+        decode_result(Frame(FrameType.RESULT, payload), 3, 2)
     assert image_payload([-128, -1, 0, 127], signed=True, bits=8) == bytes([0x80, 0xFF, 0x00, 0x7F])
     assert image_payload([0, 15], signed=False, bits=4) == bytes([0, 15])
+
+
+@pytest.mark.parametrize("outputs, width", [(1, 1), (2, 1), (256, 1), (257, 2), (640, 2), (65536, 2), (65537, 3)])
+def test_the_class_field_holds_the_largest_index(outputs, width):
+    assert class_bytes(outputs) == width
+    assert result_payload_bytes(outputs, 2) == 2 * outputs + width
+
+
+def test_a_two_byte_class_decodes_little_endian():
+    payload = bytes(640 * 2) + (532).to_bytes(2, "little")
+    assert decode_result(Frame(FrameType.RESULT, payload), 640, 2).cls == 532
 
 
 def test_a_corrupted_length_does_not_stall_the_decoder():

@@ -59,7 +59,7 @@ from ..quant.qgraph import QGraph
 from ..sim.runner import simulate_export
 from ..verify import expected_streams
 from ..runtime.flash import file_digest
-from ..protocol.frames import FrameType, encode
+from ..protocol.frames import FrameType, encode, logit_bytes
 from ..families import Toolchain
 from .tools import PlaceRouteReport, find_toolchain, run_tool, synthesis_cells
 from .verilog import Export, export_verilog, identifier
@@ -355,7 +355,7 @@ def host_facts(qgraph: QGraph, board: Board) -> dict:
     return {"input_shape": list(qgraph.graph.input_shape), "input_scale": qgraph.input.scale,
             "input_bits": qgraph.input.format.bits, "input_signed": qgraph.input.format.signed,
             "rounding": qgraph.input.rounding, "classes": math.prod(last.out_shape),
-            "logit_bytes": (last.out_format.bits + 7) // 8, "output_scale": last.out_scale, "baud": board.uart_baud,
+            "logit_bytes": logit_bytes(last.out_format.bits), "output_scale": last.out_scale, "baud": board.uart_baud,
             "has_classes": qgraph.has_classes, "output_signed": last.out_format.signed}
 
 

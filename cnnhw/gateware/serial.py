@@ -24,7 +24,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..protocol.frames import FRAME_CRC, SYNC, Error, FrameType, Status
+from ..protocol.frames import (FRAME_CRC, SYNC, Error, FrameType, Status, class_bytes, logit_bytes,
+                               result_payload_bytes)
 from .memories import MemoryShape
 
 
@@ -60,8 +61,9 @@ class SerialFrontEnd(wiring.Component):
         self.image_elements = image_elements
         self.element = Shape.cast(element)
         self.logit = Shape.cast(logit)
-        self.logit_bytes = (self.logit.width + 7) // 8
+        self.logit_bytes = logit_bytes(self.logit.width)
         self.classes = classes
+        self.class_bytes = class_bytes(classes)
         self.timeout_cycles = timeout_cycles
         super().__init__({
             "rx_byte": In(stream.Signature(unsigned(8))),
@@ -205,11 +207,11 @@ class SerialFrontEnd(wiring.Component):
         with m.If(out.valid & out.ready & tx_checksum):
             m.d.sync += tx_crc.eq(frame_crc_step(m, Mux(tx_first, FRAME_CRC.initial_crc, tx_crc), out.payload))
         logit = Signal(self.logit.width)
-        part = Signal(range(max(self.logit_bytes, 2)))
+        part = Signal(range(max(self.logit_bytes, self.class_bytes, 2)))  # the byte of a logit or class being sent
         sent_logits = Signal(range(self.classes + 1))
         in_result = Signal()
         m.d.comb += self.busy.eq(feeding | in_result)
-        result_length = self.classes * self.logit_bytes + 1
+        result_length = result_payload_bytes(self.classes, self.logit_bytes)
 
         def emit(value, next_state, checksum=True, first=False):
             m.d.comb += [out.valid.eq(1), out.payload.eq(value), tx_checksum.eq(checksum), tx_first.eq(first)]
@@ -240,7 +242,7 @@ class SerialFrontEnd(wiring.Component):
                 emit(tx_crc, "IDLE", checksum=False)
                 with m.If(out.ready & ~answering):  # a reply set meanwhile is the next one to send
                     m.d.sync += reply.eq(0)
-            # RESULT: sync, type, length, every logit (little endian), class, crc.
+            # RESULT: sync, type, length, every logit, the class (each little endian), crc.
             with m.State("RESULT_SYNC0"):
                 emit(SYNC[0], "RESULT_SYNC1", checksum=False)
             with m.State("RESULT_SYNC1"):
@@ -253,6 +255,7 @@ class SerialFrontEnd(wiring.Component):
                 emit(result_length >> 8, "RESULT_TAKE")
             with m.State("RESULT_TAKE"):
                 with m.If(sent_logits == self.classes):
+                    m.d.sync += part.eq(0)
                     m.next = "RESULT_CLASS"
                 with m.Else():
                     m.d.comb += self.logits.ready.eq(1)
@@ -271,11 +274,16 @@ class SerialFrontEnd(wiring.Component):
                     with m.Else():
                         m.d.sync += part.eq(part + 1)
             with m.State("RESULT_CLASS"):
-                m.d.comb += [self.cls.ready.eq(out.ready), out.valid.eq(self.cls.valid), out.payload.eq(self.cls.payload),
-                             tx_checksum.eq(1)]
+                # The class stays on the stream (valid, unchanged) until its last byte is taken.
+                last_part = part == self.class_bytes - 1
+                m.d.comb += [self.cls.ready.eq(out.ready & last_part), out.valid.eq(self.cls.valid),
+                             out.payload.eq((self.cls.payload >> (part * 8))[:8]), tx_checksum.eq(1)]
                 with m.If(self.cls.valid & out.ready):
-                    m.d.sync += self.last_class.eq(self.cls.payload)
-                    m.next = "RESULT_CRC"
+                    with m.If(last_part):
+                        m.d.sync += self.last_class.eq(self.cls.payload)
+                        m.next = "RESULT_CRC"
+                    with m.Else():
+                        m.d.sync += part.eq(part + 1)
             with m.State("RESULT_CRC"):
                 emit(tx_crc, "IDLE", checksum=False)
                 with m.If(out.ready):

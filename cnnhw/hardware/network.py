@@ -25,6 +25,7 @@ from ..gateware.spram import spram_blocks
 from ..gateware.streams import stream_order
 from ..gateware.branches import Fork, StreamFIFO
 from ..ir.graph import INPUT
+from ..protocol.frames import MAX_PAYLOAD, logit_bytes, result_payload_bytes
 from ..quant.qgraph import QAdd, QClamp, QConcat, QConv, QDense, QGlobalPool, QGraph, QLookup, QPool, QReshape
 from .conv import ConvOp
 from .dense import DenseOp
@@ -314,9 +315,20 @@ class Network:
                   weights_offset: int | None = None) -> BoardTop:
         """The accelerator with the UART, the serial front end and, for weights in SPRAM, the loader
         (``weights_offset``: where the weight image is in the flash)."""
+        self.check_serial_link()
+        return BoardTop(self.accelerator(), clock_hz, baud, timeout_s, weights_offset)
+
+    def check_serial_link(self) -> None:
+        """CnnhwError unless an image and a result each fit one frame of the serial protocol."""
         if self.qgraph.layers[0].in_format.bits > 8:
             raise CnnhwError("the serial protocol sends one byte per input element: use at most 8 input bits")
-        return BoardTop(self.accelerator(), clock_hz, baud, timeout_s, weights_offset)
+        last = self.qgraph.layers[-1]
+        payloads = {"an image": self.image_elements(),
+                    "a result": result_payload_bytes(math.prod(last.out_shape), logit_bytes(last.out_format.bits))}
+        for what, payload in payloads.items():
+            if payload > MAX_PAYLOAD:
+                raise CnnhwError(f"{what} of {payload:,} bytes does not fit one frame of the serial protocol "
+                                 f"(at most {MAX_PAYLOAD:,}); use a model with smaller inputs and outputs")
 
 
 @lru_cache(maxsize=1024)

@@ -16,7 +16,8 @@ Host to board:
 Board to host:
     RESULT (0x81): payload = every logit as a little-endian integer of ``logit_bytes`` bytes
                    (two's complement for a signed output format), in output stream order, then the
-                   class (1 byte). (The class
+                   class, the index of the largest logit, as a little-endian integer of
+                   ``class_bytes(outputs)`` bytes (1 up to 256 outputs, 2 up to 65,536). (The class
                    comes last because the board knows it only after the last logit.)
     STATUS (0x82): payload = one status byte (see ``Status``).
     ERROR  (0xE0): payload = one error byte (see ``Error``).
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from amaranth.lib import crc, enum
 
 SYNC = bytes([0xA5, 0x5A])
+MAX_PAYLOAD = 0xFFFF  # the length field's two bytes
 
 # The frame types, statuses and errors are Amaranth enums with the width they have on the wire (or
 # on the loader's status lines): the gateware declares its signals with them, the host compares
@@ -69,8 +71,8 @@ def crc8(data: bytes) -> int:
 
 
 def encode(frame_type: int, payload: bytes = b"") -> bytes:
-    if len(payload) > 0xFFFF:
-        raise ValueError(f"payload of {len(payload)} bytes does not fit a frame (at most 65535)")
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes does not fit a frame (at most {MAX_PAYLOAD})")
     body = bytes([int(frame_type)]) + len(payload).to_bytes(2, "little") + bytes(payload)
     return SYNC + body + bytes([crc8(body)])
 
@@ -132,16 +134,37 @@ class FrameDecoder:
                 del self.buffer[:2]  # not a frame after all: look for the next sync
 
 
+def logit_bytes(bits: int) -> int:
+    """Bytes of each output value of a RESULT, for an output format of ``bits`` bits."""
+    return (bits + 7) // 8
+
+
+def class_bytes(outputs: int) -> int:
+    """Bytes of the class field of a RESULT for a model with ``outputs`` values: enough for the
+    largest index, ``outputs - 1``, and at least one."""
+    return max(1, ((max(outputs, 2) - 1).bit_length() + 7) // 8)
+
+
+def result_payload_bytes(outputs: int, logit_bytes: int) -> int:
+    """The length of a RESULT payload: every output value, then the class."""
+    return outputs * logit_bytes + class_bytes(outputs)
+
+
 @dataclass(frozen=True)
 class Result:
     cls: int
     logits: list[int]
 
 
-def decode_result(frame: Frame, logit_bytes: int, signed: bool = True) -> Result:
+def decode_result(frame: Frame, outputs: int, logit_bytes: int, signed: bool = True) -> Result:
+    """The values and class of a RESULT frame from a model with ``outputs`` values; a payload of
+    another length (another bitstream) raises ``ValueError``."""
     if frame.type != FrameType.RESULT:
         raise ValueError(f"expected a RESULT frame, got type 0x{frame.type:02X}")
-    count = (len(frame.payload) - 1) // logit_bytes
+    expected = result_payload_bytes(outputs, logit_bytes)
+    if len(frame.payload) != expected:
+        raise ValueError(f"a RESULT of {len(frame.payload)} bytes, expected {expected} "
+                         f"({outputs} values of {logit_bytes} bytes and a {class_bytes(outputs)}-byte class)")
     logits = [int.from_bytes(frame.payload[i * logit_bytes:(i + 1) * logit_bytes], "little", signed=signed)
-              for i in range(count)]
-    return Result(frame.payload[-1], logits)
+              for i in range(outputs)]
+    return Result(int.from_bytes(frame.payload[outputs * logit_bytes:], "little"), logits)

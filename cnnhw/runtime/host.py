@@ -107,8 +107,7 @@ class BoardLink:
             raise CnnhwError(f"the board refused the image ({name}); is it flashed with this build?")
         if frame.type == FrameType.STATUS:
             raise CnnhwError(f"the board is not ready ({Status(frame.payload[0]).name}); wait, or reflash")
-        result = decode_result(frame, self.facts.logit_bytes, self.facts.output_signed)
-        if len(result.logits) != self.facts.classes:
-            raise CnnhwError(f"the board sent {len(result.logits)} logits, this build has {self.facts.classes}: "
-                             f"it runs another bitstream; flash this build")
-        return result
+        try:
+            return decode_result(frame, self.facts.classes, self.facts.logit_bytes, self.facts.output_signed)
+        except ValueError as error:
+            raise CnnhwError(f"the board sent {error}: it runs another bitstream; flash this build") from None

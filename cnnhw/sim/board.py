@@ -44,7 +44,8 @@ from ..gateware.board import BoardTop, uart_divisor
 from ..gateware.loader import load_cycles
 from ..hardware import HardwarePlan, Network, predict_cycles_per_inference
 from ..quant.qgraph import QGraph
-from ..protocol.frames import Error, FrameDecoder, FrameType, Status, decode_result, encode, image_payload
+from ..protocol.frames import (Error, FrameDecoder, FrameType, Status, decode_result, encode, image_payload,
+                               result_payload_bytes)
 from ..protocol.weight_image import HEADER, WeightImage
 from ..verify import expected_streams, first_mismatch
 from .primitives import PrimitivesPlatform, primitive_models
@@ -114,7 +115,7 @@ def scenario(qgraph: QGraph, plan: HardwarePlan, inputs: list[int], images: int,
                 for k in range(images)]
     classes = math.prod(qgraph.layers[-1].out_shape)
     byte_cycles = 10 * divisor
-    result_bytes = len(encode(FrameType.RESULT, bytes(classes * logit_bytes + 1)))
+    result_bytes = len(encode(FrameType.RESULT, bytes(result_payload_bytes(classes, logit_bytes))))
     short = len(encode(FrameType.ERROR, bytes(1)))
     compute = 4 * predict_cycles_per_inference(qgraph, plan) + 100_000
 
@@ -164,7 +165,11 @@ def check_replies(steps: list[Step], replies: list[bytes], expected_logits: list
             if frame.type != kind:
                 problem = f"expected a frame of type 0x{kind:02X}, got 0x{frame.type:02X} ({frame.payload.hex()})"
             elif kind == FrameType.RESULT:
-                result = decode_result(frame, logit_bytes, signed)
+                try:
+                    result = decode_result(frame, len(expected_logits[want]), logit_bytes, signed)
+                except ValueError as error:
+                    problem = str(error)
+                    break
                 mismatch = first_mismatch(f"logits of image {want}", expected_logits[want], result.logits)
                 if mismatch is not None:
                     problem = str(mismatch)

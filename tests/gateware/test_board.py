@@ -14,7 +14,7 @@ from cnnhw.gateware.board import BoardTop
 from cnnhw.hardware import Network
 from cnnhw.plan import default_plan
 from cnnhw.quant import QuantOptions, quantize_graph
-from cnnhw.protocol.frames import Error, FrameDecoder, FrameType, decode_result, encode, image_payload
+from cnnhw.protocol.frames import Error, FrameDecoder, FrameType, decode_result, encode, image_payload, logit_bytes
 from cnnhw.verify import expected_streams
 from netgen import random_network
 
@@ -92,9 +92,9 @@ def test_classifies_over_the_uart_and_recovers_from_bad_frames(board):
     assert kinds == [(FrameType.RESULT, None), (FrameType.ERROR, Error.BAD_CHECKSUM), (FrameType.ERROR, Error.TIMEOUT),
                      (FrameType.ERROR, Error.BAD_LENGTH), (FrameType.ERROR, Error.UNKNOWN_TYPE), (FrameType.STATUS, 0),
                      (FrameType.RESULT, None)]
-    logit_bytes = (qgraph.layers[-1].out_format.bits + 7) // 8
-    results = [decode_result(f, logit_bytes) for f in replies if f.type == FrameType.RESULT]
+    value_bytes = logit_bytes(qgraph.layers[-1].out_format.bits)
     outputs = np.array(expected.outputs).reshape(2, -1)
+    results = [decode_result(f, outputs.shape[1], value_bytes) for f in replies if f.type == FrameType.RESULT]
     for image, result in enumerate(results):
         assert result.logits == outputs[image].tolist()
         assert result.cls == expected.classes[image]

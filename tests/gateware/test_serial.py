@@ -19,11 +19,12 @@ LOGIT = signed(12)  # two bytes per logit on the wire
 BYTE_GAP = 3  # idle cycles between received bytes: a UART delivers one byte every few cycles
 
 
-def _run(script: list[tuple[bytes, int]], status: Status = Status.READY, seed: int = 0, first_take: int = 0):
+def _run(script: list[tuple[bytes, int]], status: Status = Status.READY, seed: int = 0, first_take: int = 0,
+         classes: int = CLASSES, logit=LOGIT):
     """Send each (bytes, idle cycles after them) of ``script``; the accelerator takes no element
-    before cycle ``first_take`` and answers each image with logits 100 * k - sum(image) and class
-    ``sum(image) % CLASSES``. Returns (reply frames, images the accelerator got)."""
-    front = SerialFrontEnd(ELEMENTS, unsigned(8), LOGIT, CLASSES, TIMEOUT)
+    before cycle ``first_take`` and answers each image with ``classes`` logits 100 * k - sum(image)
+    and class ``sum(image) % classes``. Returns (reply frames, images the accelerator got)."""
+    front = SerialFrontEnd(ELEMENTS, unsigned(8), logit, classes, TIMEOUT)
     rng = random.Random(seed)
     replies, images = bytearray(), []
 
@@ -38,7 +39,7 @@ def _run(script: list[tuple[bytes, int]], status: Status = Status.READY, seed: i
                 await ctx.tick().repeat(BYTE_GAP)
             if idle:
                 await ctx.tick().repeat(idle)
-        await ctx.tick().repeat(400)  # the last reply goes out
+        await ctx.tick().repeat(400 + 4 * classes)  # the last reply goes out
 
     async def accelerator(ctx):
         image = []
@@ -51,9 +52,9 @@ def _run(script: list[tuple[bytes, int]], status: Status = Status.READY, seed: i
                 images.append(image)
                 total = sum(image)
                 ctx.set(front.image.ready, 0)
-                for value in [100 * k - total for k in range(CLASSES)]:
+                for value in [100 * k - total for k in range(classes)]:
                     await _give(ctx, front.logits, value)
-                await _give(ctx, front.cls, total % CLASSES)
+                await _give(ctx, front.cls, total % classes)
                 image = []
 
     async def receiver(ctx):
@@ -114,7 +115,7 @@ def test_every_reply_and_only_good_images_reach_the_accelerator():
                           _error(Error.BAD_LENGTH), _error(Error.UNKNOWN_TYPE)]
     assert frames[5] == _error(Error.TIMEOUT)
     for frame, image in zip([frames[4], frames[6]], [good, other]):
-        result = decode_result(frame, logit_bytes=2)
+        result = decode_result(frame, CLASSES, logit_bytes=2)
         assert result.logits == [100 * k - sum(image) for k in range(CLASSES)]
         assert result.cls == sum(image) % CLASSES
     assert len(frames) == 7
@@ -128,7 +129,16 @@ def test_a_second_image_while_the_first_is_fed_is_busy():
     # nothing for 100 cycles): it is refused, and the first is answered.
     assert images == [list(first)]
     assert frames[0] == _error(Error.BUSY)
-    assert decode_result(frames[1], logit_bytes=2).cls == sum(first) % CLASSES
+    assert decode_result(frames[1], CLASSES, logit_bytes=2).cls == sum(first) % CLASSES
+
+
+def test_a_class_above_255_goes_out_in_two_bytes():
+    image = bytes([200, 60, 7, 0, 0, 0])  # class 267 of 300
+    frames, _ = _run([(encode(FrameType.CLASSIFY, image), 0)], classes=300, logit=signed(16))
+    assert len(frames) == 1 and len(frames[0].payload) == 300 * 2 + 2
+    result = decode_result(frames[0], 300, logit_bytes=2)
+    assert result.cls == 267
+    assert result.logits == [100 * k - 267 for k in range(300)]
 
 
 @pytest.mark.parametrize("status", [Status.LOADING_WEIGHTS, Status.BAD_WEIGHTS])
