@@ -73,8 +73,7 @@ class PoolReducer(wiring.Component):
         self.sum_shape = signed(parameters.sum_bits)
         self.rescaler = None
         if self.kind == PoolKind.AVG:
-            self.rescaler = Rescaler(self.sum_shape, self.element, self.divider.multipliers, self.divider, None,
-                                     parameters.digit_bits, parameters.dsp)
+            self.rescaler = Rescaler(parameters.rescaler, self.divider, self.sum_shape, self.element)
         super().__init__({
             "i": In(stream.Signature(window_payload(self.element, 1))),
             "o": Out(stream.Signature(self.element)),

@@ -13,9 +13,8 @@ from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..families import ICE40, DspRule
 from ..quant.arith import Requantizer
-from .rescale import Rescaler
+from .rescale import Rescaler, RescalerParameters
 
 
 def requant_terms(acc_bits: int, pe: int) -> dict[str, float]:
@@ -25,14 +24,14 @@ def requant_terms(acc_bits: int, pe: int) -> dict[str, float]:
 
 
 class RequantUnit(wiring.Component):
-    def __init__(self, requant: Requantizer, acc_bits: int, pe: int, out: Shape, digit_bits: int = 4,
-                 dsp: DspRule = ICE40.dsp):
+    def __init__(self, requant: Requantizer, rescaler: RescalerParameters, pe: int, out: Shape):
+        """``rescaler``: the requantizer's (``RescalerParameters.for_rule``), for accumulators of
+        ``rescaler.value_bits`` bits."""
         self.requant = requant
         self.pe = pe
         self.channels = len(requant.multipliers)
-        self.acc_shape = signed(acc_bits)
-        self.rescaler = Rescaler(self.acc_shape, out, requant.multipliers, requant, requant.negative_multipliers,
-                                 digit_bits, dsp)
+        self.acc_shape = signed(rescaler.value_bits)
+        self.rescaler = Rescaler(rescaler, requant, self.acc_shape, out)
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(self.acc_shape, pe))),
             "o": Out(stream.Signature(Shape.cast(out))),

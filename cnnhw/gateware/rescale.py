@@ -234,21 +234,22 @@ class Rescaler(wiring.Component):
     table it has at the value's index (``finish(product, Mux, at, keep)``).
     """
 
-    def __init__(self, value: Shape, out: Shape, multipliers, rule, negative_multipliers=None, digit_bits: int = 4,
-                 dsp: DspRule = ICE40.dsp):
+    def __init__(self, parameters: RescalerParameters, rule, value: Shape, out: Shape):
+        """``parameters``: the rule's (``RescalerParameters.for_rule``), so that what the cost model
+        priced is what is built; ``value`` and ``out``: shapes of their widths."""
         self.value_shape = Shape.cast(value)
         self.out_shape = Shape.cast(out)
-        self.multipliers = tuple(int(m) for m in multipliers)
-        self.negative_multipliers = None if negative_multipliers is None else tuple(int(m) for m in negative_multipliers)
+        if (self.value_shape.width, self.out_shape.width) != (parameters.value_bits, parameters.out_bits):
+            raise ValueError(f"a rescaler of {parameters.value_bits}-bit values and {parameters.out_bits}-bit results "
+                             f"built for {self.value_shape} values and {self.out_shape} results")
+        self.parameters = parameters
         self.rule = rule
-        all_multipliers = self.multipliers + (self.negative_multipliers or ())
-        self.parameters = RescalerParameters(self.value_shape.width, max(1, max(m.bit_length() for m in all_multipliers)),
-                                             table_entries(self.multipliers, self.negative_multipliers), digit_bits,
-                                             1 if self.negative_multipliers is None else 2,
-                                             finish_stages=finish_stages(rule), dsp=dsp, out_bits=self.out_shape.width)
-        self.multiplier_bits = self.parameters.multiplier_bits
-        self.digit_bits = self.parameters.digit
-        self.steps = self.parameters.steps
+        self.multipliers = tuple(int(m) for m in rule.multipliers)
+        negatives = rule.negative_multipliers
+        self.negative_multipliers = None if negatives is None else tuple(int(m) for m in negatives)
+        self.multiplier_bits = parameters.multiplier_bits
+        self.digit_bits = parameters.digit
+        self.steps = parameters.steps
         super().__init__({
             "i": In(stream.Signature(rescale_input(self.value_shape, len(self.multipliers)))),
             "o": Out(stream.Signature(self.out_shape)),

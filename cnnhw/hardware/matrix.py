@@ -80,8 +80,7 @@ class MatrixStage(Stage):
         super().__init__(layer, spram=op.matrix.home == "spram")
         self.mvu = MatrixVectorUnit(op.matrix, weights, layer.bias, first_block)
         self.spram = self.mvu.spram
-        self.requant = RequantUnit(layer.requant, layer.acc_format.bits, op.plan.pe, element_shape(layer.out_format),
-                                   op.plan.digit_bits, op.dsp)
+        self.requant = RequantUnit(layer.requant, op.rescaler, op.plan.pe, element_shape(layer.out_format))
 
     def connect_load(self, m) -> None:
         if self.spram is not None:

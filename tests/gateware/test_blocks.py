@@ -16,6 +16,7 @@ from cnnhw.gateware.fifo import RegisterFIFO
 from cnnhw.gateware.mvu import MatrixParameters, MatrixVectorUnit, WeightHome
 from cnnhw.gateware.pool import PoolReducer, ReducerParameters
 from cnnhw.gateware.requant import RequantUnit
+from cnnhw.gateware.rescale import RescalerParameters
 from cnnhw.gateware.small import Argmax, Lookup, Packer
 from cnnhw.quant.arith import AverageDivider, IntFormat, LookupTable, Requantizer
 from tests.gateware.streams import get_n, put_all, run, run_monitored
@@ -83,7 +84,7 @@ def test_requant_unit_serialises_lanes_in_channel_order(pe, digit_bits):
     rng = np.random.default_rng(pe)
     channels = pe * 2
     requant = Requantizer(tuple(int(m) for m in rng.integers(1000, 60000, size=channels)), 20, -128, 127)
-    dut = RequantUnit(requant, 24, pe, signed(8), digit_bits)
+    dut = RequantUnit(requant, RescalerParameters.for_rule(requant, 24, digit_bits, out_bits=8), pe, signed(8))
     accumulators = rng.integers(-(2**23), 2**23, size=(4, channels))
     words = [[int(v) for v in row[fold * pe:(fold + 1) * pe]] for row in accumulators for fold in range(2)]
     expected = [int(requant.scalar(np.int64(v), c)) for row in accumulators for c, v in enumerate(row)]

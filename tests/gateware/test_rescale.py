@@ -10,12 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnhw.families import ECP5, ICE40
-from cnnhw.gateware.rescale import TABLE_IN_LOGIC_MAX, Rescaler
+from cnnhw.gateware.rescale import TABLE_IN_LOGIC_MAX, Rescaler, RescalerParameters
 from cnnhw.hardware.timing import NEVER, PipelinedRescalerTiming
 from cnnhw.quant.arith import AverageDivider, Requantizer
 from cnnhw.quant.onnx_arith import OnnxRequantizer
 from cnnhw.quant.tflite_arith import TFLiteAverage, TFLiteRequantizer
 from tests.gateware.streams import get_n, put_all, run
+
+
+def _rescaler(rule, value, out, digit_bits, dsp=ICE40.dsp) -> Rescaler:
+    """The Rescaler of ``rule`` as a stage builds it: from the rule's own parameters."""
+    return Rescaler(RescalerParameters.for_rule(rule, value.width, digit_bits, dsp, out.width), rule, value, out)
 
 
 def _rescale(dut, values, indices, seed):
@@ -43,7 +48,7 @@ def test_rescaler_matches_the_requantizer(multipliers, shift, rounding, digit_bi
     rng = np.random.default_rng(seed)
     negatives = tuple(int(m) // 8 for m in multipliers) if leaky else None
     requant = Requantizer(tuple(multipliers), shift, -100, 27000, rounding, negatives)
-    dut = Rescaler(signed(20), signed(16), requant.multipliers, requant, negatives, digit_bits)
+    dut = _rescaler(requant, signed(20), signed(16), digit_bits)
     values = rng.integers(-(2**19), 2**19, size=24)
     indices = rng.integers(0, len(multipliers), size=24)
     values[:2] = [-(2**19), 2**19 - 1]  # the extremes of the input format
@@ -53,7 +58,7 @@ def test_rescaler_matches_the_requantizer(multipliers, shift, rounding, digit_bi
 
 def test_rescaler_divides_averages_as_the_golden_model():
     divider = AverageDivider.for_counts(9, "half_up")
-    dut = Rescaler(signed(14), unsigned(8), divider.multipliers, divider, None, 4)
+    dut = _rescaler(divider, signed(14), unsigned(8), 4)
     cases = [(s, c) for c in range(1, 10) for s in (0, 1, c // 2, c * 255 - 1, c * 128 + c // 2)]
     expected = [int(divider(np.array([s]), np.array([c]))[0]) for s, c in cases]
     assert _rescale(dut, [s for s, _ in cases], [c for _, c in cases], 3) == expected
@@ -73,7 +78,7 @@ def test_rescaler_computes_tflites_requantization(channels, per_channel_shifts, 
                                     else np.full(channels, rng.integers(-12, 2))))
     requant = TFLiteRequantizer(multipliers, shifts, int(rng.integers(-128, 128)), -128, int(rng.integers(0, 128)),
                                 single_rounding)
-    dut = Rescaler(signed(24), signed(8), requant.multipliers, requant, None, digit_bits, dsp)
+    dut = _rescaler(requant, signed(24), signed(8), digit_bits, dsp)
     values = rng.integers(-(2**23), 2**23, size=30)
     values[:4] = [-(2**23), 2**23 - 1, 0, -1]
     indices = rng.integers(0, channels, size=30)
@@ -87,7 +92,7 @@ def test_rescaler_divides_as_tflites_average(counts):
     """Window sums over the whole int8 range, rounded half away from zero, for one window count
     (constant tables) and for several (the borders of a padded pool)."""
     divider = TFLiteAverage.for_windows(-128, 127, counts, -128, 127)
-    dut = Rescaler(signed(16), signed(8), divider.multipliers, divider, None, 8)
+    dut = _rescaler(divider, signed(16), signed(8), 8)
     cases = [(s, c) for c in counts for s in (0, 1, -1, c // 2, -(c // 2), c // 2 + 1, -(c // 2) - 1, c * 127,
                                                c * -128, c * 5 + c // 2, -(c * 5 + c // 2))]
     expected = [int(divider(np.array([s]), np.array([c]))[0]) for s, c in cases]
@@ -102,7 +107,7 @@ def test_rescaler_computes_onnxruntimes_float32_requantization(channels, per_cha
     rng = np.random.default_rng(seed)
     scales = rng.uniform(1e-5, 0.05, size=channels if per_channel else 1)
     requant = OnnxRequantizer.for_scales(1.0, np.resize(scales, channels), 1.0, int(rng.integers(-128, 128)), -128, 127)
-    dut = Rescaler(signed(25), signed(8), requant.multipliers, requant, None, digit_bits)
+    dut = _rescaler(requant, signed(25), signed(8), digit_bits)
     indices = rng.integers(0, channels, size=40)
     # Most near a half step of the output (where the two roundings matter), the rest anywhere.
     halves = (rng.integers(-140, 140, size=40) + 0.5) / np.resize(scales, channels)[indices]
@@ -127,7 +132,7 @@ def test_a_pipelined_rescaler_takes_a_value_per_cycle_as_its_timing_model_says(c
     multipliers = tuple(int(m) for m in rng.integers(1 << 30, 1 << 31, size=channels))
     shifts = tuple(int(s) for s in rng.integers(-12, 2, size=channels))
     requant = TFLiteRequantizer(multipliers, shifts, 3, -128, 127, single_rounding)
-    dut = Rescaler(signed(24), signed(8), requant.multipliers, requant, None, 32, dsp)
+    dut = _rescaler(requant, signed(24), signed(8), 32, dsp)
     assert dut.parameters.pipelined and dut.parameters.cycles_per_value == 1
     assert len(dut.parameters.product_pieces) == (4 if dsp.registered_products else 0)  # 25 x 31 bits
     values = rng.integers(-(2**23), 2**23, size=60)
