@@ -1,12 +1,13 @@
 # Everything cnnhw needs installs into .venv from this project's own files.
 #   make example   install cnnhw, then run the main job on the example LeNet
-#   make test      install cnnhw[test], then run the whole test suite (and name its slowest tests)
+#   make test      install cnnhw[test] (and, as root on Debian, Chromium for the model card's
+#                  browser test), then run the whole test suite (and name its slowest tests)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: example test install clean
+.PHONY: example test install browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,10 @@ example: install
 	$(BIN)/cnnhw sim --model examples/lenet.onnx --inputs examples/lenet.sample.npz
 	$(BIN)/cnnhw build --model examples/lenet.onnx --board icebreaker
 
-test: install
+browser:
+	./scripts/install-browser.sh
+
+test: install browser
 	$(BIN)/python -m pytest -n auto --durations=15
 
 clean:

@@ -464,7 +464,7 @@ def cmd_build(args) -> None:
     from .flow.build import build_fitting
     from .flow.verilog import identifier
     from .outputs import write_json
-    from .report import build_table, console
+    from .report import build_table, console, model_facts
 
     _check_outputs(args)
     board = load_board(args.board)
@@ -478,11 +478,22 @@ def cmd_build(args) -> None:
     qgraph, calib = _quantize(args, graph, return_calibration=True)
     verify = None if args.no_verify else _verify_inputs(args, graph, qgraph, calib)
     result = build_fitting(qgraph, board, folder, lambda cap: _board_plan(args, qgraph, board, cap),
-                           clock_mhz=args.clock, toolchain=args.tools, seed=args.seed, verify=verify)
+                           clock_mhz=args.clock, toolchain=args.tools, seed=args.seed, verify=verify,
+                           model_facts=model_facts(qgraph, None if calib is None else calib.x))
     console().print(build_table(result.facts))
     console().print(f"bitstream: {result.facts['bitstream']}  (flash it with: cnnhw flash {folder})")
+    console().print(f"model card: {result.facts['report']}")
     if args.json:
         write_json(args.json, {"model_file": str(_model_path(args)), **result.facts})
+
+
+def cmd_report(args) -> None:
+    from .card import write_card
+    from .runtime.flash import open_build
+
+    build = open_build(args.folder)
+    path = write_card(build.folder, build.facts)
+    print(f"wrote the model card {path}")
 
 
 def cmd_flash(args) -> None:
@@ -735,6 +746,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "dfu-util; default: the first installed)")
     flash.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     flash.set_defaults(run=cmd_flash)
+
+    report = commands.add_parser("report", parents=[common], help="make a build's model card (DIR/report.html) again")
+    report.add_argument("folder", metavar="DIR", help="a folder written by cnnhw build")
+    report.set_defaults(run=cmd_report)
 
     run = commands.add_parser("run", parents=[common], help="classify DATA on the board over the serial link")
     run.add_argument("data", metavar="DATA", help="images (.npz with x and optional labels y)")

@@ -118,6 +118,18 @@ def quant_facts(qgraph, errors=None) -> dict:
     }
 
 
+def model_facts(qgraph, x=None) -> dict:
+    """build.json's ``graph`` and ``quantization``: the model's layers, and each layer's formats and
+    its error against the float model on the calibration images ``x`` (no errors without them)."""
+    from .golden.evaluate import layer_errors
+
+    errors = layer_errors(qgraph, x) if x is not None else None
+    quantization = quant_facts(qgraph, errors)
+    if errors is not None:
+        quantization["errors_measured_on"] = f"{len(x)} calibration images"
+    return {"graph": graph_facts(qgraph.graph), "quantization": quantization}
+
+
 def quant_table(qgraph, errors=None, measured_on: str | None = None) -> Table:
     errors = {e.name: e for e in errors or ()}
     title = (f"{qgraph.graph.name} quantized: input {qgraph.input.format} (scale {qgraph.input.scale:.4g}), "

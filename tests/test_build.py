@@ -23,6 +23,7 @@ from cnnhw.protocol.weight_image import check_image_file
 from cnnhw.plan.budget import check_fits
 from cnnhw.families import ICE40
 from cnnhw.flow.tools import PlaceRouteReport, find_toolchain
+from card_checks import assert_every_number_is_a_fact, assert_not_blank, chromium, render_in_chromium
 from conftest import EXAMPLES
 from memories import memory_rtlil
 from models import small_cnn
@@ -165,6 +166,17 @@ def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path
                                      str(facts["weight_image"]["offset"]), "out/weights.bin"]
     # The folder carries cnnhw's marker: a later build may replace it, nothing else.
     assert json.loads((tmp_path / "out" / ".cnnhw").read_text())["kind"] == "build"
+    # The model card: every number on it is build.json's, and headless Chromium renders it.
+    assert facts["report"] == "out/report.html"
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert assert_every_number_is_a_fact(page, facts) > 100
+    assert [layer["name"] for layer in facts["quantization"]["layers"]][0] == "/conv1/Conv"
+    calibration_images = len(np.load(EXAMPLES / "lenet.calib.npz")["x"])
+    assert facts["quantization"]["errors_measured_on"] == f"{calibration_images} calibration images"
+    if chromium() is not None:  # tests/test_card.py says why when it is not
+        console = render_in_chromium(tmp_path / "out" / "report.html", tmp_path / "card.png", tmp_path / "chromium")
+        assert console == "", console
+        assert_not_blank(tmp_path / "card.png")
 
 
 @pytest.mark.long
@@ -286,7 +298,7 @@ def test_a_plan_over_the_logic_cells_is_planned_again_within_a_smaller_estimate(
         caps.append(cap)
         return plan_for_board(qgraph, board, max_logic_cells=cap)
 
-    def fake_build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify):
+    def fake_build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify, model_facts):
         built.append(plan)
         if len(built) <= 2:
             raise DoesNotFitError("over", over=["logic_cells"], needs={"logic_cells": 5480 - len(built)})

@@ -24,6 +24,7 @@ a failed build is left as ``<DIR>.failed/`` with its logs, never as ``DIR``)::
                          ``cnnhw flash`` writes it at the profile's ``flash.weights_offset``)
     build.json           the facts (DESIGN.md: build JSON keys; ``files``: the SHA-256 of each file
                          flash and run may read, checked before they use it)
+    report.html          the model card (``cnnhw/card.py``), made from build.json alone
     .cnnhw               the marker of a cnnhw output folder (``cnnhw/outputs.py``)
     plan.json            the hardware plan
     rtl/                 the accelerator's Verilog and manifest (as ``cnnhw sim`` writes them), the
@@ -49,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from ..boards import Board
+from ..card import CARD_FILE, write_card
 from ..errors import BuildError, DoesNotFitError
 from ..outputs import mark_folder, replace_folder, staging_folder, write_json
 from ..hardware import HardwarePlan, Network, predict_cycles_per_inference
@@ -252,10 +254,12 @@ def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
 
 def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_mhz: float | None = None,
           toolchain: str = "yowasp", seed: int = 1, refits: list[dict] | None = None,
-          verify: VerifyInputs | None = None) -> BuildResult:
+          verify: VerifyInputs | None = None, model_facts: dict | None = None) -> BuildResult:
     """Build ``folder`` (see the module docstring), verifying the Verilog on ``verify`` first (None:
-    not verified, and build.json says so). Raises BuildError (verification, timing, tools) or
-    DoesNotFitError; the partial build is then kept as ``<folder>.failed`` for its logs."""
+    not verified, and build.json says so); ``model_facts`` (the model's layers and quantization,
+    build.json ``graph`` and ``quantization``) go into build.json and the model card. Raises
+    BuildError (verification, timing, tools) or DoesNotFitError; the partial build is then kept as
+    ``<folder>.failed`` for its logs."""
     started = time.perf_counter()
     tools = find_toolchain(toolchain, board.family)
     if clock_mhz is not None:
@@ -305,6 +309,9 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         # What flash and run may read from the folder, with the digest they check it against.
         facts["files"] = {name: file_digest(staging / name) for name in
                           (chosen.bitstream.name, "plan.json", *([WEIGHT_IMAGE_FILE] if image is not None else []))}
+        facts.update(model_facts or {})
+        facts["report"] = str(folder / CARD_FILE)
+        write_card(staging, facts)
         write_json(staging / "build.json", facts)
         replace_folder(staging, folder)
         # The logs of an earlier failed build (or of a plan that did not fit) are superseded.
@@ -325,7 +332,7 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
 
 def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callable[[int | None], HardwarePlan],
                   clock_mhz: float | None = None, toolchain: str = "yowasp", seed: int = 1,
-                  verify: VerifyInputs | None = None) -> BuildResult:
+                  verify: VerifyInputs | None = None, model_facts: dict | None = None) -> BuildResult:
     """:func:`build` the plan ``plan_with(None)``. The planner keeps within the board's logic cells
     by an estimate (:mod:`cnnhw.plan.logic`, a few percent off); when the packed design turns out
     over them anyway, plan again with ``plan_with(cap)``: ``cap`` is the estimate of the plan that did
@@ -335,7 +342,7 @@ def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callabl
     while True:
         plan = plan_with(cap)
         try:
-            return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify)
+            return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify, model_facts)
         except DoesNotFitError as error:
             if error.over != ["logic_cells"] or len(refits) == MAX_REFITS:
                 raise
@@ -380,6 +387,7 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
         "fmax_mhz": round(chosen.fmax_mhz, 2),
         "timing_met": chosen.timing_met,
         "microseconds_per_inference": round(planned["cycles_per_inference"] / chosen.clock_mhz, 1),
+        "inferences_per_second": round(chosen.clock_mhz * 1e6 / planned["cycles_per_inference"], 1),
         **planned,
         "link_baud": board.uart_baud,
         "link_bytes_per_image": link_bytes,
