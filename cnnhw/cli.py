@@ -413,6 +413,7 @@ def _sim_board(args, graph, data, qgraph, board, folder: Path, built_plan=None) 
             "model": str(_model_path(args)), "board": board.name, "images": result.images,
             "simulator": result.simulator, "bit_exact": result.passed, "classified": result.classified, "results": result.results,
             "clock_mhz": result.clock_mhz, "uart_divisor": result.divisor,
+            "uart_baud": round(result.clock_mhz * 1e6 / result.divisor),
             "checks": [{"step": label, "passed": ok} for label, ok in result.checks], "mismatches": result.failures,
             "weight_image_bytes": result.weight_image_bytes,
             "build_seconds": result.build_seconds, "run_seconds": result.run_seconds, "plan": plan.to_json()})
@@ -533,11 +534,10 @@ def cmd_run(args) -> None:
     link.wait_until_ready()
     out = console()
     classes, latencies = [], []
+    started = time.perf_counter()
     try:
-        for index, image in enumerate(data.x):
-            started = time.perf_counter()
-            result = link.classify(image)
-            latencies.append((time.perf_counter() - started) * 1e3)
+        for index, (result, seconds) in enumerate(link.classify_all(data.x)):
+            latencies.append(seconds * 1e3)
             classes.append(result.cls)
             label = f"  label {data.y[index]}" if data.y is not None else ""
             if not args.quiet and facts.has_classes:
@@ -548,7 +548,9 @@ def cmd_run(args) -> None:
                           f"({latencies[-1]:.1f} ms)")
     finally:
         port.close()
-    summary = f"{len(classes)} images, median latency {statistics.median(latencies):.1f} ms per image"
+    elapsed = time.perf_counter() - started
+    summary = (f"{len(classes)} images in {elapsed:.2f} s ({len(classes) / elapsed:,.0f} images/s, two in flight), "
+               f"median {statistics.median(latencies):.1f} ms from sending an image to its result")
     if data.y is not None:
         correct = int(np.sum(np.array(classes) == data.y))
         summary += f"; accuracy {correct / len(classes):.2%} ({correct} correct)"
@@ -566,7 +568,7 @@ def cmd_boards(args) -> None:
     if args.json:
         write_json(args.json, {"boards": [
             {"name": b.name, "description": b.description, "device": b.device, "package": b.package,
-             "budget": b.budget, "input_mhz": b.input_mhz, "clocks_mhz": b.clocks_mhz, "uart_baud": b.uart_baud}
+             "budget": b.budget, "input_mhz": b.input_mhz, "clocks_mhz": b.clocks_mhz, "uart_bauds": list(b.uart_bauds)}
             for b in boards]})
 
 

@@ -1,5 +1,6 @@
 """Progress lines for long work: ``with stage("synthesis"):`` logs the start and, when the block
-ends, the duration (a spinner meanwhile when stderr is a terminal). ``-q`` silences them."""
+ends, the duration; meanwhile, when stderr is a terminal, a spinner with the time elapsed (rich).
+``-q`` silences them, and a script (stderr not a terminal) gets the lines only."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ def stage(label: str):
     started = time.perf_counter()
     if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
         from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        from rich.text import Text
-
-        with Console(stderr=True).status(Text(label), spinner="dots"):
+        with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True) as progress:
+            progress.add_task(label, total=None)
             yield
     else:
         yield

@@ -217,14 +217,14 @@ def boards_table(boards) -> Table:
     table = Table(title="boards")
     for column, justify in (("board", "left"), ("family", "left"), ("device", "left"), ("logic", "right"),
                             ("DSP", "right"), ("block RAM", "right"), ("SPRAM", "right"), ("clock in", "right"),
-                            ("PLL clocks", "left"), ("UART", "right")):
+                            ("PLL clocks", "left"), ("UART max", "right")):
         table.add_column(column, justify=justify, no_wrap=True)
     for b in boards:
         block = b.family.memory_primitives(b)[0]
         kbit = max(depth * width for depth, width in block.aspects) // 1024
         table.add_row(b.name, b.family.name, b.device, f"{b.budget['logic_cells']:,}",
                       str(b.budget["dsp"]), f"{b.budget['ebr']} x {kbit}K", str(b.budget["spram"] or ""),
-                      f"{b.input_mhz:g} MHz", _clock_list(b.clocks_mhz), f"{b.uart_baud / 1e6:g} Mbaud")
+                      f"{b.input_mhz:g} MHz", _clock_list(b.clocks_mhz), f"{b.uart_bauds[0] / 1e6:g} Mbaud")
     first = {}
     for b in boards:
         first.setdefault(b.family.name, b)

@@ -32,10 +32,11 @@ def test_mnist8_board_top_classifies_over_the_uart(cli, tmp_path):
 
 def _assert_the_scenario_passed(facts: dict, images: int) -> None:
     """Every image classified as the golden model says, and every step of the scenario passed."""
-    assert facts["bit_exact"] and facts["classified"] == facts["results"] == images and facts["mismatches"] == []
+    assert facts["bit_exact"] and facts["classified"] == facts["results"] == images + 2  # two back to back
+    assert facts["mismatches"] == []
     steps = {check["step"]: check["passed"] for check in facts["checks"]}
     for step in ("status request", "bad checksum", "half a frame, then silence", "wrong length",
-                 "half a frame, then reset", "image 2 after a reset"):
+                 "two images back to back", "half a frame, then reset", "image 2 after a reset"):
         assert steps[step], step
     assert all(steps.values())
 
@@ -52,7 +53,7 @@ def test_lenet_board_top_loads_its_weights_from_flash_then_classifies(cli, tmp_p
                  "--json", "board.json")
     assert result.returncode == 0, result.stderr
     facts = json.loads((tmp_path / "board.json").read_text())
-    assert facts["bit_exact"] and facts["classified"] == facts["results"] == 3 and facts["mismatches"] == []
+    assert facts["bit_exact"] and facts["classified"] == facts["results"] == 3 + 2 and facts["mismatches"] == []
     assert any(layer["weights"] == "spram" for layer in facts["plan"]["layers"]) and facts["weight_image_bytes"] > 0
     steps = {check["step"]: check["passed"] for check in facts["checks"]}
     for step in ("status while the weights load", "an image while the weights load", "status once loaded",
@@ -113,7 +114,8 @@ def test_the_reply_checker_finds_the_first_wrong_logit(tmp_path):
     assert steps[0].expect == [(FrameType.STATUS, bytes([Status.READY]))]
     replies = _golden_replies(steps, logits, expected.classes, logit_bytes)
     classified, failures, _ = check_replies(steps, replies, logits, expected.classes, logit_bytes)
-    assert (classified, failures) == (3, [])  # image 0, image 1 after the bad checksum, image 2 after the reset
+    # Image 0, image 1 after the bad checksum, images 0 and 1 back to back, image 2 after the reset.
+    assert (classified, failures) == (5, [])
 
     wrong = [list(row) for row in logits]
     wrong[2][1] += 1  # the board computed one logit of image 2 off by one
@@ -121,7 +123,7 @@ def test_the_reply_checker_finds_the_first_wrong_logit(tmp_path):
     classified, failures, checks = check_replies(steps, replies, logits, expected.classes, logit_bytes)
     assert failures == [f"image 2 after a reset: layer 'logits of image 2', element 1: expected {logits[2][1]}, "
                         f"got {logits[2][1] + 1}"]
-    assert classified == 2 and [label for label, ok in checks if not ok] == ["image 2 after a reset"]
+    assert classified == 4 and [label for label, ok in checks if not ok] == ["image 2 after a reset"]
 
     silent = [r if "silence" not in step.label else b"" for step, r in zip(steps, replies)]
     _, failures, _ = check_replies(steps, silent, logits, expected.classes, logit_bytes)

@@ -59,3 +59,23 @@ def test_pll_setting_outside_the_vco_range(tmp_path):
     (tmp_path / "mine.json").write_text(json.dumps(facts))
     with pytest.raises(CnnhwError, match="6.0 MHz is outside the iCE40 PLL's range .phase detector 12 MHz, VCO 384 MHz"):
         load_board(str(tmp_path / "mine.json"))
+
+
+@pytest.mark.parametrize("name, mhz, baud", [
+    ("icebreaker", 12, 3_000_000), ("icebreaker", 24, 6_000_000), ("icebreaker", 36, 6_000_000),
+    ("icebreaker", 48, 12_000_000), ("icebreaker", 33, 3_000_000), ("ulx3s-85f", 60, 3_000_000),
+    ("ulx3s-12f", 45, 3_000_000), ("orangecrab-25f", 48, 1_000_000)])
+def test_the_link_runs_at_the_fastest_rate_the_bridge_and_the_clock_both_make(name, mhz, baud):
+    """The FT2232H makes 12, 8, 6, 4 and 3 Mbaud; the UART needs a whole number of at least four
+    clock cycles per bit: at 24 MHz, 12 and 8 Mbaud are 2 and 3 cycles, so 6 Mbaud (4 cycles)."""
+    board = load_board(name)
+    assert board.link_baud(mhz * 1e6) == baud
+    assert (mhz * 1e6 / baud).is_integer() and mhz * 1e6 / baud >= 4
+
+
+def test_a_profile_whose_clocks_make_none_of_its_rates_is_refused(tmp_path):
+    facts = json.loads(load_board("icebreaker").source.read_text())
+    facts["uart"]["bauds"] = [7_000_000]
+    (tmp_path / "mine.json").write_text(json.dumps(facts))
+    with pytest.raises(CnnhwError, match="a 12 MHz clock makes none of the icebreaker's baud rates .7,000,000."):
+        load_board(str(tmp_path / "mine.json"))

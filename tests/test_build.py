@@ -166,6 +166,12 @@ def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path
                                      str(facts["weight_image"]["offset"]), "out/weights.bin"]
     # The folder carries cnnhw's marker: a later build may replace it, nothing else.
     assert json.loads((tmp_path / "out" / ".cnnhw").read_text())["kind"] == "build"
+    # The link runs at the fastest rate the iCEBreaker's FT2232H and the clock both make (6 Mbaud at
+    # 24 MHz: four cycles a bit), so images per second end to end, the slower of sending an image and
+    # computing it, are at least 1.5x the 291 of the 3 Mbaud link.
+    assert facts["link_baud"] == facts["host"]["baud"] == load_board("icebreaker").link_baud(facts["clock_mhz"] * 1e6)
+    per_image_us = max(facts["microseconds_per_inference"], facts["link_microseconds_per_image"])
+    assert 1e6 / per_image_us >= 1.5 * 291, (facts["link_baud"], per_image_us)
     # The model card: every number on it is build.json's, and headless Chromium renders it.
     assert facts["report"] == "out/report.html"
     page = (tmp_path / "out" / "report.html").read_text()

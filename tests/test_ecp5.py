@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
+from card_checks import assert_every_number_is_a_fact
 from cnnhw.boards import board_names, load_board
 from cnnhw.families import ECP5
 from cnnhw.flow.tools import find_toolchain
@@ -141,3 +142,6 @@ def test_a_small_cnn_builds_for_the_ulx3s_12f_end_to_end(cli, tmp_path):
     bitstream = (tmp_path / "out" / Path(facts["bitstream"]).name).read_bytes()
     assert bitstream[:2] == b"\xff\x00" and b"LFE5U-12F" in bitstream[:64]  # ecppack's header names the device
     assert b"\xff\xff\xbd\xb3" in bitstream[:64]  # the ECP5 preamble
+    # The model card names the ECP5 resources by their numbers in build.json, as on iCE40.
+    assert assert_every_number_is_a_fact((tmp_path / "out" / "report.html").read_text(), facts) > 50
+    assert facts["link_baud"] == 3_000_000  # the ULX3S's FT231X tops out at 3 Mbaud

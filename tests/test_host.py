@@ -3,7 +3,10 @@ the integer golden model, and `cnnhw flash` (the command it would run, and its f
 board is needed only to run the programmer and the serial port for real; nothing here claims to."""
 
 import os
+import socket
 import stat
+import threading
+import time
 
 import numpy as np
 import onnx
@@ -18,7 +21,7 @@ from cnnhw.outputs import mark_folder, write_json
 from cnnhw.quant import QuantOptions, quantize_graph
 from cnnhw.runtime.flash import file_digest
 from cnnhw.runtime.host import BoardLink, LinkFacts
-from cnnhw.protocol.frames import Error, FrameDecoder, FrameType, Status, class_bytes, encode
+from cnnhw.protocol.frames import IMAGE_BUFFERS, Error, FrameDecoder, FrameType, Status, class_bytes, encode
 from cnnhw.verify import expected_streams, stream_order
 from netgen import random_network
 
@@ -34,20 +37,22 @@ class SoftwareBoard:
 
     def write(self, data: bytes) -> None:
         for frame in self.decoder.feed(data):
-            if frame.type == FrameType.STATUS_REQUEST:
-                self.outbox += encode(FrameType.STATUS, bytes([Status.READY]))
-            elif self.corrupt:
-                self.outbox += encode(FrameType.ERROR, bytes([Error.BAD_CHECKSUM]))
-            else:
-                self.images.append(frame.payload)
-                values = np.frombuffer(frame.payload, dtype=np.int8 if self.facts.quantizer.format.signed else np.uint8)
-                # Undo the stream order: the board's logits come from the image it received.
-                order = np.argsort(stream_order(self.facts.input_shape))
-                image = values.astype(np.int64)[order].reshape(self.facts.input_shape) * self.facts.quantizer.scale
-                logits = run_int(self.qgraph, image[None]).reshape(-1)
-                payload = b"".join(int(v).to_bytes(self.facts.logit_bytes, "little", signed=True) for v in logits)
-                cls = int(np.argmax(logits)).to_bytes(class_bytes(len(logits)), "little")
-                self.outbox += encode(FrameType.RESULT, payload + cls)
+            self.outbox += self.answer(frame)
+
+    def answer(self, frame) -> bytes:
+        if frame.type == FrameType.STATUS_REQUEST:
+            return encode(FrameType.STATUS, bytes([Status.READY]))
+        if self.corrupt:
+            return encode(FrameType.ERROR, bytes([Error.BAD_CHECKSUM]))
+        self.images.append(frame.payload)
+        values = np.frombuffer(frame.payload, dtype=np.int8 if self.facts.quantizer.format.signed else np.uint8)
+        # Undo the stream order: the board's logits come from the image it received.
+        order = np.argsort(stream_order(self.facts.input_shape))
+        image = values.astype(np.int64)[order].reshape(self.facts.input_shape) * self.facts.quantizer.scale
+        logits = run_int(self.qgraph, image[None]).reshape(-1)
+        payload = b"".join(int(v).to_bytes(self.facts.logit_bytes, "little", signed=True) for v in logits)
+        cls = int(np.argmax(logits)).to_bytes(class_bytes(len(logits)), "little")
+        return encode(FrameType.RESULT, payload + cls)
 
     def read(self, size: int) -> bytes:
         data, self.outbox = bytes(self.outbox[:size]), self.outbox[size:]
@@ -59,7 +64,7 @@ def network(tmp_path):
     spec = random_network(5)
     onnx.save(spec.model, tmp_path / "net.onnx")
     qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
-    return spec, qgraph, LinkFacts.from_build({"host": host_facts(qgraph, load_board("icebreaker"))})
+    return spec, qgraph, LinkFacts.from_build({"host": host_facts(qgraph, load_board("icebreaker").link_baud(24e6))})
 
 
 def test_the_host_sends_what_the_golden_model_quantizes_and_reads_results(network):
@@ -75,6 +80,89 @@ def test_the_host_sends_what_the_golden_model_quantizes_and_reads_results(networ
         sent = np.frombuffer(port.images[k], dtype=np.int8 if facts.quantizer.format.signed else np.uint8)
         assert sent.tolist() == expected.inputs[k * per_image:(k + 1) * per_image]  # exactly the golden input stream
         assert result.cls == expected.classes[k]
+
+
+class ComputingBoard(SoftwareBoard):
+    """A board that holds ``IMAGE_BUFFERS`` images, as the gateware does: a RESULT comes
+    ``compute_s`` after its image (the computing), in order, and an image beyond the buffers is
+    answered BUSY."""
+
+    def __init__(self, qgraph, facts: LinkFacts, compute_s: float = 0.03):
+        super().__init__(qgraph, facts)
+        self.compute_s, self.held, self.most_held = compute_s, [], 0
+
+    def write(self, data: bytes) -> None:
+        for frame in self.decoder.feed(data):
+            if frame.type != FrameType.CLASSIFY:
+                self.outbox += self.answer(frame)
+            elif len(self.held) == IMAGE_BUFFERS:
+                self.outbox += encode(FrameType.ERROR, bytes([Error.BUSY]))
+            else:
+                self.held.append((time.monotonic() + self.compute_s, self.answer(frame)))
+                self.most_held = max(self.most_held, len(self.held))
+
+    def read(self, size: int) -> bytes:
+        while self.held and self.held[0][0] <= time.monotonic():
+            self.outbox += self.held.pop(0)[1]
+        return super().read(size)
+
+
+def test_the_host_keeps_two_images_in_flight_and_takes_their_results_in_order(network):
+    """Sending the next image while the board computes one: never more than the board's buffers
+    (no BUSY), every result that of its own image, and results that arrive in one read all kept."""
+    spec, qgraph, facts = network
+    x = spec.calibration(7)
+    port = ComputingBoard(qgraph, facts)
+    results = list(BoardLink(port, facts, reply_timeout_s=1).classify_all(x))
+    assert [result.cls for result, _ in results] == expected_streams(qgraph, x).classes
+    assert port.most_held == IMAGE_BUFFERS and all(seconds >= 0 for _, seconds in results)
+    one_at_a_time = ComputingBoard(qgraph, facts)
+    assert len(list(BoardLink(one_at_a_time, facts, reply_timeout_s=1).classify_all(x, in_flight=1))) == 7
+    assert one_at_a_time.most_held == 1
+
+
+def test_cnnhw_run_classifies_over_a_serial_port_with_two_images_in_flight(cli, tmp_path, network):
+    """`cnnhw run` end to end, the board a ComputingBoard behind a TCP socket (pyserial's
+    ``socket://`` port): every image's class is the golden model's, in order, and two were in flight."""
+    spec, qgraph, facts = network
+    x = spec.calibration(6)
+    np.savez(tmp_path / "x.npz", x=x)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "top.bin").write_bytes(b"\xff\x00\x00\xff")
+    _finish(folder, {"board": "icebreaker", "bitstream": "somewhere/out/top.bin", "model": "net",
+                     "host": host_facts(qgraph, facts.baud)})
+    # A quarter second of computing: longer than TCP holds back a second small write (Nagle, until
+    # the first is acknowledged), which a serial port does not do.
+    board = ComputingBoard(qgraph, facts, compute_s=0.25)
+    server = socket.create_server(("127.0.0.1", 0))
+    bridge = threading.Thread(target=_serve, args=(server, board), daemon=True)
+    bridge.start()
+    result = cli("run", "--port", f"socket://127.0.0.1:{server.getsockname()[1]}", "--build", "out", "x.npz")
+    assert result.returncode == 0, result.stderr
+    printed = [int(line.split("class ")[1].split()[0]) for line in result.stdout.splitlines() if "class " in line]
+    assert printed == expected_streams(qgraph, x).classes
+    assert "6 images in " in result.stdout and "two in flight" in result.stdout
+    assert board.most_held == IMAGE_BUFFERS
+    bridge.join(timeout=10)
+
+
+def _serve(server, board):
+    """Bytes from the one client into ``board``, its replies back, until the client hangs up."""
+    connection, _ = server.accept()
+    connection.settimeout(0.005)
+    with connection, server:
+        while True:
+            try:
+                data = connection.recv(4096)
+                if not data:
+                    return
+                board.write(data)
+            except TimeoutError:
+                pass
+            reply = board.read(4096)
+            if reply:
+                connection.sendall(reply)
 
 
 def test_the_host_reports_a_refused_image_and_a_silent_board(network):

@@ -24,7 +24,7 @@ def test_icebreaker_top_uses_the_pll_and_the_uart_pins(tmp_path):
     qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
     board = load_board("icebreaker")
     pll = board.pll[0]
-    top = Network(qgraph, default_plan(qgraph)).board_top(pll.mhz * 1e6, board.uart_baud)
+    top = Network(qgraph, default_plan(qgraph)).board_top(pll.mhz * 1e6, board.link_baud(pll.mhz * 1e6))
     plan = ICEBreakerPlatform().prepare(PlatformTop(top, board, pll), name="cnnhw_top")
     rtlil = plan.files["cnnhw_top.il"]
     rtlil = rtlil if isinstance(rtlil, str) else rtlil.decode()

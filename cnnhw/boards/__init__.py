@@ -31,7 +31,7 @@ class Board:
     budget: dict[str, int]
     input_mhz: float
     pll: tuple  # the family's PLL settings (each with ``mhz``), one per frequency the build may try
-    uart_baud: int
+    uart_bauds: tuple[int, ...]  # the rates the board's USB-serial bridge makes exactly, fastest first
     flash: dict[str, int]  # the weight image's flash layout (boards with SPRAM; see _flash)
     source: Path
     ebr_aspects: tuple[tuple[int, int], ...]  # (depth, width) configurations of one block RAM
@@ -49,6 +49,18 @@ class Board:
     @property
     def clocks_mhz(self) -> list[float]:
         return sorted(p.mhz for p in self.pll)
+
+    def link_baud(self, clock_hz: float) -> int:
+        """The serial link's rate for a design clocked at ``clock_hz``: the fastest the bridge makes
+        that is a whole number of clock cycles per bit for the UART (``gateware.uart.cycles_per_bit``)."""
+        from ..gateware.uart import cycles_per_bit
+
+        for baud in self.uart_bauds:
+            if cycles_per_bit(clock_hz, baud) is not None:
+                return baud
+        raise CnnhwError(f"a {clock_hz / 1e6:g} MHz clock makes none of the {self.name}'s baud rates "
+                         f"({', '.join(f'{b:,}' for b in self.uart_bauds)}) in whole cycles per bit; choose "
+                         f"another clock (or list a rate in {self.source.name})")
 
     def pll_for(self, mhz: float):
         for setting in self.pll:
@@ -80,7 +92,8 @@ def load_board(name_or_path: str) -> Board:
         pll = fpga.read_pll(clock, input_mhz, path)
         uart = facts["uart"]
         board = Board(facts["name"], facts["description"], facts["platform"], fpga, facts["device"],
-                      facts["package"], budget, input_mhz, pll, int(uart["baud"]),
+                      facts["package"], budget, input_mhz, pll,
+                      tuple(sorted((int(baud) for baud in uart["bauds"]), reverse=True)),
                       _flash(facts), path,
                       tuple((int(d), int(w)) for d, w in facts["memories"]["ebr"]["aspects"]),
                       {tool: [str(part) for part in command] for tool, command in facts["programmers"].items()},
@@ -94,6 +107,11 @@ def load_board(name_or_path: str) -> Board:
         raise CnnhwError(f"board profile {path} is malformed ({type(error).__name__}: {error}); "
                          f"compare it with {HERE / 'icebreaker.json'}") from None
     board.pll_for(board.first_try_mhz)
+    if not board.uart_bauds or min(board.uart_bauds) <= 0:
+        raise CnnhwError(f"board profile {path} lists no baud rates (uart.bauds); compare it with "
+                         f"{HERE / 'icebreaker.json'}")
+    for setting in board.pll:  # every clock the build may try makes a rate
+        board.link_baud(setting.mhz * 1e6)
     return board
 
 

@@ -148,7 +148,7 @@ def _board_files(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, t
     from .platform_top import PlatformTop
 
     pll = board.pll_for(mhz)
-    design = PlatformTop(Network(qgraph, plan).board_top(pll.mhz * 1e6, board.uart_baud,
+    design = PlatformTop(Network(qgraph, plan).board_top(pll.mhz * 1e6, board.link_baud(pll.mhz * 1e6),
                                                          weights_offset=board.flash.get("weights_offset")), board, pll)
     return board_platform(board).prepare(design, name=top).files
 
@@ -355,14 +355,14 @@ def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callabl
                      f"{cells:,}", f"{planned['logic_cells']:,}", f"{available:,}", f"{cap:,}")
 
 
-def host_facts(qgraph: QGraph, board: Board) -> dict:
+def host_facts(qgraph: QGraph, baud: int) -> dict:
     """What ``cnnhw run`` needs to talk to the board without the model: the input quantizer, the
     RESULT layout and the link speed."""
     last = qgraph.layers[-1]
     return {"input_shape": list(qgraph.graph.input_shape), "input_scale": qgraph.input.scale,
             "input_bits": qgraph.input.format.bits, "input_signed": qgraph.input.format.signed,
             "rounding": qgraph.input.rounding, "classes": math.prod(last.out_shape),
-            "logit_bytes": logit_bytes(last.out_format.bits), "output_scale": last.out_scale, "baud": board.uart_baud,
+            "logit_bytes": logit_bytes(last.out_format.bits), "output_scale": last.out_scale, "baud": baud,
             "has_classes": qgraph.has_classes, "output_signed": last.out_format.signed}
 
 
@@ -371,7 +371,8 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
     """What ``cnnhw build --json`` writes (DESIGN.md names the keys others rely on)."""
     planned = plan_facts(qgraph, plan, board)
     link_bytes = frame_bytes(qgraph)
-    link_us = link_bytes * 10 / board.uart_baud * 1e6  # 8N1: ten bit times per byte
+    baud = board.link_baud(chosen.clock_mhz * 1e6)  # the rate the board top was built for
+    link_us = link_bytes * 10 / baud * 1e6  # 8N1: ten bit times per byte
     # The board's own budget where it is below the die's (nextpnr places a 12F on the 25F's die).
     resources = {key: {"used": used, "total": min(total, board.budget.get(key, total))}
                  for key, (used, total) in chosen.resources.items()}
@@ -389,10 +390,10 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
         "microseconds_per_inference": round(planned["cycles_per_inference"] / chosen.clock_mhz, 1),
         "inferences_per_second": round(chosen.clock_mhz * 1e6 / planned["cycles_per_inference"], 1),
         **planned,
-        "link_baud": board.uart_baud,
+        "link_baud": baud,
         "link_bytes_per_image": link_bytes,
         "link_microseconds_per_image": round(link_us, 1),
-        "host": host_facts(qgraph, board),
+        "host": host_facts(qgraph, baud),
         "attempts": [a.facts() for a in attempts],
         "build_seconds": round(seconds, 1),
     }

@@ -18,15 +18,16 @@ from ..errors import CnnhwError
 from .accelerator import Accelerator
 from .loader import SPIFlashSignature, WeightLoader
 from .serial import SerialFrontEnd
-from .uart import UARTReceiver, UARTTransmitter
+from .uart import MIN_CYCLES_PER_BIT, UARTReceiver, UARTTransmitter, cycles_per_bit
 
 
 def uart_divisor(clock_hz: float, baud: int) -> int:
-    """Clock cycles per UART bit; the baud rate must come out within 1 %."""
-    divisor = round(clock_hz / baud)
-    if divisor < 4 or abs(clock_hz / divisor - baud) > 0.01 * baud:
+    """Clock cycles per UART bit (:func:`cycles_per_bit`); CnnhwError when the clock cannot make ``baud``."""
+    divisor = cycles_per_bit(clock_hz, baud)
+    if divisor is None:
         raise CnnhwError(f"a {clock_hz / 1e6:g} MHz clock cannot make {baud} baud (cycles per bit "
-                         f"{clock_hz / baud:.2f}; need a whole number >= 4): choose another baud rate or clock")
+                         f"{clock_hz / baud:.2f}; need a whole number >= {MIN_CYCLES_PER_BIT}): choose another "
+                         f"baud rate or clock")
     return divisor
 
 

@@ -9,8 +9,11 @@
   STATUS, or ERROR (bad checksum, bad length, unknown type, timeout in mid-frame, busy);
   after an error it looks for the next sync bytes, so the link keeps working.
 
-One request at a time: a CLASSIFY frame that arrives while the previous image is still being
-fed is answered BUSY. ``busy`` is high from the first fed element to the end of the RESULT.
+Two image buffers: an image is received into one while the other is fed to the accelerator, so a
+host that keeps two images in flight (``runtime.host.BoardLink.classify_all``) overlaps sending
+an image with computing the one before, and the slower of the two sets the rate. A CLASSIFY frame
+that arrives while both buffers are taken (one being fed, one waiting) is answered BUSY. RESULTs
+go out in the order the images came. ``busy`` is high while an image is fed or a RESULT is sent.
 
 ``status`` (a :class:`Status`, from the weight loader; READY when there is none) is what STATUS
 requests get; while it is not READY a CLASSIFY frame is answered with a STATUS frame carrying it
@@ -24,7 +27,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..protocol.frames import (FRAME_CRC, SYNC, Error, FrameType, Status, class_bytes, logit_bytes,
+from ..protocol.frames import (FRAME_CRC, IMAGE_BUFFERS, SYNC, Error, FrameType, Status, class_bytes, logit_bytes,
                                result_payload_bytes)
 from .memories import MemoryShape
 
@@ -51,9 +54,10 @@ def frame_crc_step(m: Module, crc, byte):
     return crc
 
 
-def image_buffer(image_elements: int) -> MemoryShape:
-    """The front end's one memory: a byte per input element of the image being received."""
-    return MemoryShape("image buffer", 8, max(image_elements, 2))
+def image_buffers(image_elements: int) -> list[MemoryShape]:
+    """The front end's memories: a byte per input element, in each of the protocol's ``IMAGE_BUFFERS``
+    (one receiving while the other feeds the accelerator)."""
+    return [MemoryShape("image buffer", 8, max(image_elements, 2))] * IMAGE_BUFFERS
 
 
 class SerialFrontEnd(wiring.Component):
@@ -77,14 +81,22 @@ class SerialFrontEnd(wiring.Component):
         })
 
     def memories(self) -> list[MemoryShape]:
-        return [image_buffer(self.image_elements)]
+        return image_buffers(self.image_elements)
 
     def elaborate(self, platform):
         m = Module()
         n = self.image_elements
-        buffer = Memory(shape=8, depth=self.memories()[0].depth, init=[])
-        m.submodules.buffer = buffer
-        write, read = buffer.write_port(), buffer.read_port()
+        writes, reads = [], []
+        for k, shape in enumerate(self.memories()):
+            buffer = Memory(shape=8, depth=shape.depth, init=[])
+            m.submodules[f"buffer{k}"] = buffer
+            writes.append(buffer.write_port())
+            reads.append(buffer.read_port())
+        # ``taken[k]``: buffer k holds a checked image not yet wholly fed. Frames are received into
+        # buffer ``receiving`` and fed from buffer ``feeding_from``, each moving to the other buffer
+        # when done with one, so images are fed in the order they came.
+        taken = Signal(IMAGE_BUFFERS)
+        receiving, feeding_from = Signal(), Signal()
 
         # ------------------------------------------------------------ receiving frames
         byte = self.rx_byte.payload
@@ -96,7 +108,8 @@ class SerialFrontEnd(wiring.Component):
         left = Signal(16)  # payload bytes still to come: the end test is no carry chain (timing)
         crc = Signal(8)
         idle_cycles = Signal(range(self.timeout_cycles + 1))
-        feeding = Signal()
+        feeding = Signal()  # the buffer ``feeding_from`` is being fed
+        m.d.comb += feeding.eq(taken.bit_select(feeding_from, 1))
         dropping = Signal()  # this frame's payload is not stored (busy, or not a CLASSIFY)
 
         # One pending reply for the transmitter: 0 none, else (frame type, code).
@@ -105,6 +118,7 @@ class SerialFrontEnd(wiring.Component):
         reply_code = Signal(8)
 
         answering = Signal()  # a new reply is being set this cycle (it wins over clearing the old one)
+        accepted = Signal()  # a checked CLASSIFY frame's image is complete in buffer ``receiving``
 
         def answer(kind, code):
             m.d.sync += [reply.eq(1), reply_type.eq(kind), reply_code.eq(code)]
@@ -121,7 +135,7 @@ class SerialFrontEnd(wiring.Component):
                 m.d.sync += idle_cycles.eq(idle_cycles + 1)
 
         crc_next = frame_crc_step(m, crc, byte)
-        m.d.comb += [write.addr.eq(count), write.data.eq(byte)]
+        m.d.comb += [port.addr.eq(count) for port in writes] + [port.data.eq(byte) for port in writes]
         with m.FSM(name="receive"):
             with m.State("SYNC0"):
                 m.d.sync += idle_cycles.eq(0)
@@ -149,7 +163,7 @@ class SerialFrontEnd(wiring.Component):
                 with m.If(got):
                     full_length = (byte << 8) | length[:8]
                     m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0), left.eq(full_length),
-                                 dropping.eq((frame_type != FrameType.CLASSIFY) | feeding)]
+                                 dropping.eq((frame_type != FrameType.CLASSIFY) | taken.bit_select(receiving, 1))]
                     with m.If(full_length > n):
                         answer(FrameType.ERROR, Error.BAD_LENGTH)  # cannot be ours: resynchronise now
                         m.next = "SYNC0"
@@ -160,7 +174,8 @@ class SerialFrontEnd(wiring.Component):
             with m.State("PAYLOAD"):
                 watch_timeout()
                 with m.If(got):
-                    m.d.comb += write.en.eq(~dropping)
+                    for k, port in enumerate(writes):
+                        m.d.comb += port.en.eq(~dropping & (receiving == k))
                     m.d.sync += [crc.eq(crc_next), count.eq(count + 1), left.eq(left - 1)]
                     with m.If(left == 1):
                         m.next = "CHECK"
@@ -180,23 +195,37 @@ class SerialFrontEnd(wiring.Component):
                     with m.Elif(self.status != Status.READY):
                         answer(FrameType.STATUS, self.status)  # no weights yet: never a class
                     with m.Else():
-                        m.d.sync += feeding.eq(1)
+                        m.d.comb += accepted.eq(1)
+                        m.d.sync += receiving.eq(~receiving)
                     m.next = "SYNC0"
 
         # ------------------------------------------------------------ feeding the accelerator
         fed = Signal(range(n + 1))
-        loaded = Signal()  # read.data holds element `fed`
-        m.d.comb += [read.addr.eq(fed), read.en.eq(~loaded | (self.image.valid & self.image.ready)),
-                     self.image.payload.eq(read.data), self.image.valid.eq(feeding & loaded)]
+        loaded = Signal()  # the read port of buffer ``feeding_from`` holds element `fed`
+        read_addr = Signal(range(n + 1))
+        read_en = Signal()
+        finished = Signal()  # the last element of buffer ``feeding_from`` is taken this cycle
+        m.d.comb += [read_addr.eq(fed), read_en.eq(~loaded | (self.image.valid & self.image.ready)),
+                     self.image.payload.eq(Mux(feeding_from, reads[1].data, reads[0].data)),
+                     self.image.valid.eq(feeding & loaded)]
+        m.d.comb += [port.addr.eq(read_addr) for port in reads]
+        m.d.comb += [port.en.eq(read_en & (feeding_from == k)) for k, port in enumerate(reads)]
         with m.If(feeding):
             with m.If(~loaded):
                 m.d.sync += loaded.eq(1)
             with m.If(self.image.valid & self.image.ready):
                 with m.If(fed == n - 1):
-                    m.d.sync += [feeding.eq(0), fed.eq(0), loaded.eq(0)]
+                    m.d.comb += finished.eq(1)
+                    m.d.sync += [feeding_from.eq(~feeding_from), fed.eq(0), loaded.eq(0)]
                 with m.Else():
                     m.d.sync += fed.eq(fed + 1)
-                    m.d.comb += read.addr.eq(fed + 1)
+                    m.d.comb += read_addr.eq(fed + 1)
+        # An image accepted and another finished in the same cycle are in different buffers.
+        for k in range(IMAGE_BUFFERS):
+            with m.If(accepted & (receiving == k)):
+                m.d.sync += taken[k].eq(1)
+            with m.Elif(finished & (feeding_from == k)):
+                m.d.sync += taken[k].eq(0)
 
         # ------------------------------------------------------------ answering
         out = self.tx_byte

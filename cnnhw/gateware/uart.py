@@ -1,7 +1,7 @@
 """UART receiver and transmitter: 8 data bits, no parity, one stop bit (8N1), LSB first.
 
-``divisor`` is clock cycles per bit (``clock_hz / baud``, an integer: choose the baud so it
-divides, e.g. 3 Mbaud at 24/36/48 MHz). The receiver samples the middle of each bit after a
+``divisor`` is clock cycles per bit (``clock_hz / baud``, a whole number of at least
+``MIN_CYCLES_PER_BIT``: :func:`cycles_per_bit`). The receiver samples the middle of each bit after a
 two-flop synchroniser; a byte arriving while the previous one is still unread is dropped and
 counted in ``overrun`` (the protocol's checksum then rejects the frame). The transmitter takes a
 byte whenever it is idle.
@@ -15,12 +15,28 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 
+#: The receiver's fewest clock cycles per bit: its start edge passes a two-flop synchroniser, and
+#: with four cycles a bit the sample still lands within a quarter bit of the middle.
+MIN_CYCLES_PER_BIT = 4
+#: How far a clock's bit time may be from the baud rate's (the far end samples mid-bit too).
+BAUD_TOLERANCE = 0.01
+
+
+def cycles_per_bit(clock_hz: float, baud: int) -> int | None:
+    """Clock cycles per bit at ``baud``, or None when this clock cannot make the rate (not a whole
+    number of cycles within ``BAUD_TOLERANCE``, or fewer than ``MIN_CYCLES_PER_BIT``)."""
+    divisor = round(clock_hz / baud)
+    if divisor < MIN_CYCLES_PER_BIT or abs(clock_hz / divisor - baud) > BAUD_TOLERANCE * baud:
+        return None
+    return divisor
+
+
 class UARTReceiver(wiring.Component):
     """``rx`` (the pin, idle high) in; ``o``: received bytes; ``framing_error`` pulses on a bad stop bit."""
 
     def __init__(self, divisor: int):
-        if divisor < 4:
-            raise ValueError(f"a UART bit needs at least 4 clock cycles, not {divisor}")
+        if divisor < MIN_CYCLES_PER_BIT:
+            raise ValueError(f"a UART bit needs at least {MIN_CYCLES_PER_BIT} clock cycles, not {divisor}")
         self.divisor = divisor
         super().__init__({"rx": In(1, init=1), "o": Out(stream.Signature(unsigned(8))), "framing_error": Out(1),
                           "overrun": Out(1)})

@@ -19,7 +19,7 @@ from ..families import ICE40, DspRule, family
 from ..gateware.accelerator import Accelerator
 from ..gateware.board import BoardTop
 from ..gateware.memories import MemoryShape, add_terms
-from ..gateware.serial import image_buffer
+from ..gateware.serial import image_buffers
 from ..gateware.small import Argmax
 from ..gateware.spram import spram_blocks
 from ..gateware.streams import stream_order
@@ -272,9 +272,9 @@ class Network:
 
     def memories(self) -> list[tuple[str, MemoryShape]]:
         """Every memory of the board top, with its owner (layer name, or "serial" for the serial
-        front end's image buffer)."""
+        front end's image buffers)."""
         self._ensure_branches_sized()
-        return [("serial", image_buffer(self.image_elements()))] + \
+        return [("serial", shape) for shape in image_buffers(self.image_elements())] + \
             [(op.name, shape) for op in self.ops for shape in op.memories()]
 
     def spram_blocks(self) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """The host side of the serial link (``cnnhw run``): quantize images exactly as the golden model
-does, send them as CLASSIFY frames, read RESULT frames (:mod:`cnnhw.protocol.frames`).
+does, send them as CLASSIFY frames, two in flight so that sending one overlaps computing the one before,
+read RESULT frames (:mod:`cnnhw.protocol.frames`).
 
 The link is any object with pyserial's ``write(bytes)`` and ``read(n)`` (``read`` returns what
 arrived within the port's timeout, possibly nothing), so tests can put a software board behind it.
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +21,8 @@ from ..ir.ops import is_int
 from ..quant.arith import IntFormat
 from ..quant.qgraph import InputQuantizer
 from ..gateware.streams import stream_order
-from ..protocol.frames import Error, FrameDecoder, FrameType, Result, Status, decode_result, encode, image_payload
+from ..protocol.frames import (IMAGE_BUFFERS, Error, FrameDecoder, FrameType, Result, Status, decode_result, encode,
+                               image_payload)
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,14 @@ class BoardLink:
     def __init__(self, port, facts: LinkFacts, reply_timeout_s: float = 2.0):
         self.port, self.facts, self.reply_timeout_s = port, facts, reply_timeout_s
         self.decoder = FrameDecoder(max_length=1 << 16)
+        self.arrived: deque = deque()  # frames decoded and not yet taken (a read may bring several)
 
     def _reply(self):
         deadline = time.monotonic() + self.reply_timeout_s
-        while time.monotonic() < deadline:
-            frames = self.decoder.feed(self.port.read(256))
-            if frames:
-                return frames[0]
+        while not self.arrived and time.monotonic() < deadline:
+            self.arrived.extend(self.decoder.feed(self.port.read(256)))
+        if self.arrived:
+            return self.arrived.popleft()
         raise CnnhwError(f"the board did not answer within {self.reply_timeout_s:g} s; is it flashed with this "
                          f"build, and is the port right?")
 
@@ -100,6 +105,25 @@ class BoardLink:
 
     def classify(self, image: np.ndarray) -> Result:
         self.port.write(encode(FrameType.CLASSIFY, self.facts.payload(image)))
+        return self._result()
+
+    def classify_all(self, images, in_flight: int = IMAGE_BUFFERS) -> Iterator[tuple[Result, float]]:
+        """(result, seconds from sending the image to its result) for each of ``images``, in order,
+        keeping ``in_flight`` images sent and not yet answered, so that sending one overlaps computing
+        the one before (the board holds ``IMAGE_BUFFERS``): the slower of link and compute sets the rate."""
+        if not 1 <= in_flight <= IMAGE_BUFFERS:
+            raise ValueError(f"a board holds 1 to {IMAGE_BUFFERS} images, not {in_flight}")
+        sent: deque = deque()  # when each image in flight was sent
+        for image in images:
+            if len(sent) == in_flight:
+                yield self._result(), time.perf_counter() - sent.popleft()
+            self.port.write(encode(FrameType.CLASSIFY, self.facts.payload(image)))
+            sent.append(time.perf_counter())
+        while sent:
+            yield self._result(), time.perf_counter() - sent.popleft()
+
+    def _result(self) -> Result:
+        """The next reply, as the RESULT of the oldest image in flight."""
         frame = self._reply()
         if frame.type == FrameType.ERROR:
             code = frame.payload[0] if frame.payload else 0

@@ -12,7 +12,9 @@ The scenario is what a host does to a board, including the mistakes:
 2. each image as a CLASSIFY frame -> RESULT with every logit and the class == the golden model;
 3. a frame with a bad checksum -> ERROR BAD_CHECKSUM, then that image again -> its RESULT;
 4. half an image, then silence -> ERROR TIMEOUT; a CLASSIFY of the wrong length -> ERROR BAD_LENGTH;
-5. half an image, then the reset button -> no reply, and the next image is classified correctly.
+5. two images back to back, the second sent while the first is computed (as ``cnnhw run`` keeps two
+   in flight) -> both RESULTs, in order (the front end's second image buffer takes the second);
+6. half an image, then the reset button -> no reply, and the next image is classified correctly.
 
 When the plan keeps weights in SPRAM, the simulation starts at power-up with a model of the SPI
 flash (``spi_flash.v``) holding a stand-in bitstream and the weight image at the profile's offset,
@@ -138,6 +140,10 @@ def scenario(qgraph: QGraph, plan: HardwarePlan, inputs: list[int], images: int,
                       2 * timeout_cycles + 200 * byte_cycles))
     steps.append(Step("wrong length", encode(FrameType.CLASSIFY, payloads[0][:3]),
                       [(FrameType.ERROR, bytes([Error.BAD_LENGTH]))], short, 200 * byte_cycles))
+    second = min(1, images - 1)
+    steps.append(Step("two images back to back", encode(FrameType.CLASSIFY, payloads[0]) +
+                      encode(FrameType.CLASSIFY, payloads[second]), [(FrameType.RESULT, 0), (FrameType.RESULT, second)],
+                      2 * result_bytes, 2 * (compute + result_bytes * byte_cycles)))
     steps.append(Step("half a frame, then reset" + (" (the weights reload)" if weights is not None else ""), half, [],
                       quiet_cycles=20 * byte_cycles, reset=True, after_reset_cycles=reload))
     for k in range(2, images):
@@ -232,10 +238,11 @@ def simulate_board(qgraph: QGraph, plan: HardwarePlan, board: Board, x: np.ndarr
         raise CnnhwError("the board simulation needs at least two images (it repeats one after a bad frame)")
     clock_mhz = clock_mhz or board.first_try_mhz
     board.pll_for(clock_mhz)
-    divisor = uart_divisor(clock_mhz * 1e6, board.uart_baud)
+    baud = board.link_baud(clock_mhz * 1e6)  # as the build makes the board top at this clock
+    divisor = uart_divisor(clock_mhz * 1e6, baud)
     timeout_cycles = SIM_TIMEOUT_BYTES * 10 * divisor
     offset = board.flash.get("weights_offset")  # a board without SPRAM (ECP5) has no weight image
-    top = Network(qgraph, plan).board_top(clock_mhz * 1e6, board.uart_baud,
+    top = Network(qgraph, plan).board_top(clock_mhz * 1e6, baud,
                                           timeout_s=timeout_cycles / (clock_mhz * 1e6), weights_offset=offset)
     weights = top.accelerator.weight_image()
     expected = expected_streams(qgraph, x)

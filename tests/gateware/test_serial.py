@@ -121,15 +121,28 @@ def test_every_reply_and_only_good_images_reach_the_accelerator():
     assert len(frames) == 7
 
 
-def test_a_second_image_while_the_first_is_fed_is_busy():
-    first, second = bytes([1] * ELEMENTS), bytes([2] * ELEMENTS)
-    frames, images = _run([(encode(FrameType.CLASSIFY, first), 0), (encode(FrameType.CLASSIFY, second), 400)],
-                          first_take=100)
-    # The second frame arrives while the first image is still being fed (the accelerator takes
-    # nothing for 100 cycles): it is refused, and the first is answered.
-    assert images == [list(first)]
+def test_an_image_is_received_while_the_one_before_is_fed_and_a_third_is_busy():
+    first, second, third = bytes([1] * ELEMENTS), bytes([2] * ELEMENTS), bytes([3] * ELEMENTS)
+    frames, images = _run([(encode(FrameType.CLASSIFY, first), 0), (encode(FrameType.CLASSIFY, second), 0),
+                           (encode(FrameType.CLASSIFY, third), 600)], first_take=150)
+    # The accelerator takes nothing for 150 cycles: the second frame arrives while the first image
+    # waits to be fed and goes into the other buffer; the third finds both taken and is refused.
+    # Both images are fed, in order, and answered in order.
+    assert images == [list(first), list(second)]
     assert frames[0] == _error(Error.BUSY)
-    assert decode_result(frames[1], CLASSES, logit_bytes=2).cls == sum(first) % CLASSES
+    assert [decode_result(f, CLASSES, logit_bytes=2).cls for f in frames[1:]] == [sum(first) % CLASSES,
+                                                                                 sum(second) % CLASSES]
+
+
+def test_once_an_image_is_fed_its_buffer_takes_the_next():
+    """Images back to back, each sent as soon as the one before was answered but one: every one is
+    taken (never BUSY), fed in order and answered in order."""
+    images = [bytes([k] * ELEMENTS) for k in range(1, 6)]
+    script = [(encode(FrameType.CLASSIFY, images[0]), 0)] + [(encode(FrameType.CLASSIFY, image), 150)
+                                                             for image in images[1:]]
+    frames, fed = _run(script, first_take=20)
+    assert fed == [list(image) for image in images]
+    assert [decode_result(f, CLASSES, logit_bytes=2).cls for f in frames] == [sum(i) % CLASSES for i in images]
 
 
 def test_a_class_above_255_goes_out_in_two_bytes():
