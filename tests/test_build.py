@@ -6,6 +6,7 @@ import json
 import subprocess
 import os
 import zlib
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -171,7 +172,8 @@ def test_lenet_builds_for_the_icebreaker_with_its_weights_in_spram(cli, tmp_path
     # computing it, are at least 1.5x the 291 of the 3 Mbaud link.
     assert facts["link_baud"] == facts["host"]["baud"] == load_board("icebreaker").link_baud(facts["clock_mhz"] * 1e6)
     per_image_us = max(facts["microseconds_per_inference"], facts["link_microseconds_per_image"])
-    assert 1e6 / per_image_us >= 1.5 * 291, (facts["link_baud"], per_image_us)
+    assert facts["images_per_second"] == pytest.approx(1e6 / per_image_us, abs=0.5)
+    assert facts["images_per_second"] >= 1.5 * 291, (facts["link_baud"], per_image_us)
     # The model card: every number on it is build.json's, and headless Chromium renders it.
     assert facts["report"] == "out/report.html"
     page = (tmp_path / "out" / "report.html").read_text()
@@ -374,13 +376,37 @@ def test_a_build_whose_verilog_is_wrong_fails_naming_the_first_difference(monkey
     assert not (tmp_path / "out.failed" / "attempts").exists()  # nothing was synthesised
 
 
+def test_the_build_keeps_the_clock_with_the_most_images_per_second_end_to_end():
+    """LeNet-5 at 27 MHz would compute faster than at 24, but its link would drop to 3 Mbaud (27 MHz
+    is 4.5 cycles a bit at 6 Mbaud): 291 images/s against 583. On the ULX3S every clock makes 3 Mbaud,
+    and the link bounds LeNet-5 there at any clock: the fastest clock wins."""
+    from cnnhw.flow.build import best_attempt, images_per_second
+    from cnnhw.plan.budget import plan_for_board
+
+    board = load_board("icebreaker")
+    qgraph = quantize_graph(load_model(EXAMPLES / "lenet.onnx"), QuantOptions(),
+                            np.load(EXAMPLES / "lenet.calib.npz")["x"])
+    plan = plan_for_board(qgraph, board)
+    passed = [Attempt(mhz, Path(f"{mhz}"), mhz + 1, True) for mhz in (21.0, 24.0, 27.0)]
+    assert best_attempt(qgraph, plan, board, passed).clock_mhz == 24.0
+    assert round(images_per_second(qgraph, plan, board, 24.0)) == 583
+    assert round(images_per_second(qgraph, plan, board, 27.0)) == 291
+    # On the ULX3S-85F, LeNet-5 computes in far less than the 3,433 us an image takes at 3 Mbaud, at
+    # either clock: the same images per second, so the faster clock (the compute figure) is kept.
+    ulx3s = load_board("ulx3s-85f")
+    plan = plan_for_board(qgraph, ulx3s)
+    passed = [Attempt(mhz, Path(f"{mhz}"), mhz + 1, True) for mhz in (60.0, 45.0)]
+    assert images_per_second(qgraph, plan, ulx3s, 45.0) == images_per_second(qgraph, plan, ulx3s, 60.0)
+    assert best_attempt(qgraph, plan, ulx3s, passed).clock_mhz == 60.0
+
+
 def test_the_report_says_when_a_build_was_not_verified():
     from cnnhw.report import build_table, console
 
     facts = {"model": "m", "board": "icebreaker", "device": "up5k-sg48", "resources": {}, "clock_mhz": 12,
              "fmax_mhz": 20.0, "timing_met": True, "cycles_per_inference": 100, "bound_cycles": 50, "multipliers": 2,
              "microseconds_per_inference": 8.3, "link_baud": 1_000_000, "link_microseconds_per_image": 10.0,
-             "build_seconds": 1, "verified": None}
+             "images_per_second": 100_000.0, "build_seconds": 1, "verified": None}
     out = console()
     with out.capture() as captured:
         out.print(build_table(facts))

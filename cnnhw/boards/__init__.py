@@ -36,7 +36,7 @@ class Board:
     source: Path
     ebr_aspects: tuple[tuple[int, int], ...]  # (depth, width) configurations of one block RAM
     programmers: dict[str, list[str]]  # tool -> command line writing {bitstream} to the board's flash
-    first_try_mhz: float  # where the timing search starts (DESIGN: build picks the fastest that meets timing)
+    first_try_mhz: float  # where the timing search starts (flow/build.py: the search, and the choice)
     programmers_at_offset: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # tool -> command line writing {file} at byte {offset} of the flash (the weight image)
     ebr_lane_width: int = 0  # the block RAM width whose writes have per-bit enables (0: none)
