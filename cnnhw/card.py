@@ -116,8 +116,9 @@ def _summary(card: _Card) -> None:
                     f"{card.num('inferences_per_second', 1)} inferences/s"),
         ("latency", f"{card.num('latency_cycles')} cycles from the first input element to the class"),
         ("link", f"{card.num('link_bytes_per_image')} bytes per image at {card.num('link_baud')} baud: "
-                 f"{card.num('link_microseconds_per_image', 1)} us per image; with two images in flight, "
-                 f"{card.num('images_per_second', 1)} images/s end to end"),
+                 f"{card.num('link_microseconds_per_image', 1)} us per image; the board holds "
+                 f"{card.num('host.image_buffers')} image(s) at once: {card.num('images_per_second', 1)} images/s "
+                 f"end to end"),
         ("work", f"{card.num('macs')} MACs per inference on {card.num('multipliers')} products per cycle "
                  f"(the DSP bound: {card.num('bound_cycles')} cycles)"),
         ("build", f"{card.num('build_seconds', 1)} s"),

@@ -549,7 +549,8 @@ def cmd_run(args) -> None:
     finally:
         port.close()
     elapsed = time.perf_counter() - started
-    summary = (f"{len(classes)} images in {elapsed:.2f} s ({len(classes) / elapsed:,.0f} images/s, two in flight), "
+    summary = (f"{len(classes)} images in {elapsed:.2f} s ({len(classes) / elapsed:,.0f} images/s, "
+               f"{facts.image_buffers} in flight), "
                f"median {statistics.median(latencies):.1f} ms from sending an image to its result")
     if data.y is not None:
         correct = int(np.sum(np.array(classes) == data.y))

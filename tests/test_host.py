@@ -21,7 +21,7 @@ from cnnhw.outputs import mark_folder, write_json
 from cnnhw.quant import QuantOptions, quantize_graph
 from cnnhw.runtime.flash import file_digest
 from cnnhw.runtime.host import BoardLink, LinkFacts
-from cnnhw.protocol.frames import IMAGE_BUFFERS, Error, FrameDecoder, FrameType, Status, class_bytes, encode
+from cnnhw.protocol.frames import MAX_IMAGE_BUFFERS, Error, FrameDecoder, FrameType, Status, class_bytes, encode
 from cnnhw.verify import expected_streams, stream_order
 from netgen import random_network
 
@@ -64,7 +64,7 @@ def network(tmp_path):
     spec = random_network(5)
     onnx.save(spec.model, tmp_path / "net.onnx")
     qgraph = quantize_graph(load_model(tmp_path / "net.onnx"), QuantOptions(), spec.calibration())
-    return spec, qgraph, LinkFacts.from_build({"host": host_facts(qgraph, load_board("icebreaker").link_baud(24e6))})
+    return spec, qgraph, LinkFacts.from_build({"host": host_facts(qgraph, load_board("icebreaker").link_baud(24e6), 2)})
 
 
 def test_the_host_sends_what_the_golden_model_quantizes_and_reads_results(network):
@@ -83,7 +83,7 @@ def test_the_host_sends_what_the_golden_model_quantizes_and_reads_results(networ
 
 
 class ComputingBoard(SoftwareBoard):
-    """A board that holds ``IMAGE_BUFFERS`` images, as the gateware does: a RESULT comes
+    """A board that holds ``MAX_IMAGE_BUFFERS`` images, as the gateware does: a RESULT comes
     ``compute_s`` after its image (the computing), in order, and an image beyond the buffers is
     answered BUSY."""
 
@@ -95,7 +95,7 @@ class ComputingBoard(SoftwareBoard):
         for frame in self.decoder.feed(data):
             if frame.type != FrameType.CLASSIFY:
                 self.outbox += self.answer(frame)
-            elif len(self.held) == IMAGE_BUFFERS:
+            elif len(self.held) == MAX_IMAGE_BUFFERS:
                 self.outbox += encode(FrameType.ERROR, bytes([Error.BUSY]))
             else:
                 self.held.append((time.monotonic() + self.compute_s, self.answer(frame)))
@@ -115,7 +115,7 @@ def test_the_host_keeps_two_images_in_flight_and_takes_their_results_in_order(ne
     port = ComputingBoard(qgraph, facts)
     results = list(BoardLink(port, facts, reply_timeout_s=1).classify_all(x))
     assert [result.cls for result, _ in results] == expected_streams(qgraph, x).classes
-    assert port.most_held == IMAGE_BUFFERS and all(seconds >= 0 for _, seconds in results)
+    assert port.most_held == MAX_IMAGE_BUFFERS and all(seconds >= 0 for _, seconds in results)
     one_at_a_time = ComputingBoard(qgraph, facts)
     assert len(list(BoardLink(one_at_a_time, facts, reply_timeout_s=1).classify_all(x, in_flight=1))) == 7
     assert one_at_a_time.most_held == 1
@@ -131,7 +131,7 @@ def test_cnnhw_run_classifies_over_a_serial_port_with_two_images_in_flight(cli, 
     folder.mkdir()
     (folder / "top.bin").write_bytes(b"\xff\x00\x00\xff")
     _finish(folder, {"board": "icebreaker", "bitstream": "somewhere/out/top.bin", "model": "net",
-                     "host": host_facts(qgraph, facts.baud)})
+                     "host": host_facts(qgraph, facts.baud, 2)})
     # A quarter second of computing: longer than TCP holds back a second small write (Nagle, until
     # the first is acknowledged), which a serial port does not do.
     board = ComputingBoard(qgraph, facts, compute_s=0.25)
@@ -142,8 +142,8 @@ def test_cnnhw_run_classifies_over_a_serial_port_with_two_images_in_flight(cli, 
     assert result.returncode == 0, result.stderr
     printed = [int(line.split("class ")[1].split()[0]) for line in result.stdout.splitlines() if "class " in line]
     assert printed == expected_streams(qgraph, x).classes
-    assert "6 images in " in result.stdout and "two in flight" in result.stdout
-    assert board.most_held == IMAGE_BUFFERS
+    assert "6 images in " in result.stdout and "2 in flight" in result.stdout
+    assert board.most_held == MAX_IMAGE_BUFFERS
     bridge.join(timeout=10)
 
 

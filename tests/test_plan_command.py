@@ -17,9 +17,11 @@ def test_plan_for_lenet_on_the_icebreaker(cli, tmp_path):
                 "bound_cycles", "planning_seconds"):
         assert key in facts, key
     # The plan of the 8-DSP iCEBreaker: 13 products per cycle (packed pairs), the dense layers'
-    # weights in SPRAM, conv2 the bottleneck at 40,000 cycles per image.
+    # weights in SPRAM, conv2 the bottleneck at 40,000 cycles per image; two image buffers (four
+    # block RAMs) in the serial front end, as one would not make the plan faster.
     assert facts["cycles_per_inference"] == 40_000 and facts["multipliers"] == 13
-    assert facts["predicted"] == {"logic_cells": 5283, "dsp": 8, "ebr": 25, "spram": 3}
+    assert facts["predicted"] == {"logic_cells": 5283, "dsp": 8, "ebr": 27, "spram": 3}
+    assert facts["plan"]["image_buffers"] == 2
     layers = {layer["name"]: layer for layer in facts["plan"]["layers"]}
     assert (layers["/conv2/Conv"]["pe"], layers["/conv2/Conv"]["simd"], layers["/conv2/Conv"]["packed"]) == (2, 3, True)
     assert layers["/fc1/Gemm"]["weights"] == "spram"

@@ -5,19 +5,20 @@ result is deterministic."""
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
 from cnnhw.boards import load_board
 from cnnhw.errors import CnnhwError, DoesNotFitError
 from cnnhw.frontend import load_model
-from cnnhw.plan import HardwarePlan, LayerPlan, predict_cycles
-from cnnhw.plan.budget import plan_for_board
+from cnnhw.plan import HardwarePlan, LayerPlan, predict_cycles, predict_cycles_per_inference
+from cnnhw.plan.budget import _plan_for_board, plan_for_board
 from cnnhw.plan.costs import needs, plan_costs
 from cnnhw.plan.logic import typical_error
 from cnnhw.quant import QuantOptions, quantize_graph
 from cnnhw.quant.qgraph import QConv
-from conftest import MNIST8
+from conftest import EXAMPLES, MNIST8
 from netgen import random_network
 
 
@@ -94,7 +95,7 @@ def test_products_are_made_of_logic_only_when_the_dsps_run_out(mnist8):
     # One DSP: the smallest plan without logic products needs three (one product per layer).
     scarce = plan_for_board(mnist8, _board(1, 30))
     used = needs(plan_costs(mnist8, scarce, _board(1, 30)))
-    assert used["dsp"] <= 1 and used["logic_cells"] <= 5280
+    assert used["dsp"] <= 1 and used["logic_cells"] <= 5280 * (1 + typical_error())  # plan_for_board's margin
     assert sum(layer.logic_products for layer in scarce.layers) >= 2
     with pytest.raises(DoesNotFitError, match="logic cells"):  # and no room in logic either
         plan_for_board(mnist8, _board(1, 30, logic_cells=3000))
@@ -195,3 +196,22 @@ def test_lenet_fits_the_ulx3s_12f_with_rom_tables_in_luts():
     assert used["ebr"] <= 32 and used["logic_cells"] <= 12_096 * (1 + typical_error("ecp5"))
     in_luts = [layer for layer in plan.layers if layer.weights == "logic" or layer.biases_in_logic]
     assert in_luts and any(layer.biases_in_logic for layer in plan.layers)
+
+
+def test_the_front_end_keeps_one_image_buffer_when_the_second_would_slow_the_plan(mnist8):
+    """mnist-8 on the iCEBreaker: the second image buffer's two block RAMs would push conv2's weights
+    out of block RAM (a slower plan, 78,400 cycles); with one buffer conv2 keeps 16 products (39,200).
+    LeNet-5, whose dense weights are in SPRAM either way, keeps two."""
+    board = load_board("icebreaker")
+    plan = plan_for_board(mnist8, board)
+    assert plan.image_buffers == 1 and predict_cycles_per_inference(mnist8, plan) == 39_200
+    double = _plan_for_board(mnist8, board, HardwarePlan((), image_buffers=2))  # what two would give
+    assert predict_cycles_per_inference(mnist8, double) == 78_400
+    assert plan_for_board(load_quantized_lenet(), board).image_buffers == 2
+    fixed_single = plan_for_board(mnist8, board, fixed=HardwarePlan((), image_buffers=1))
+    assert fixed_single.image_buffers == 1
+
+
+def load_quantized_lenet():
+    return quantize_graph(load_model(EXAMPLES / "lenet.onnx"), QuantOptions(),
+                          np.load(EXAMPLES / "lenet.calib.npz")["x"])

@@ -56,6 +56,7 @@ from ..card import CARD_FILE, write_card
 from ..errors import BuildError, DoesNotFitError
 from ..outputs import mark_folder, replace_folder, staging_folder, write_json
 from ..hardware import HardwarePlan, Network, predict_cycles_per_inference
+from ..hardware.network import network_of
 from ..plan.budget import budget_table, check_fits
 from ..plan.costs import needs, plan_costs, plan_facts
 from ..progress import stage
@@ -63,7 +64,7 @@ from ..quant.qgraph import QGraph
 from ..sim.runner import simulate_export
 from ..verify import expected_streams
 from ..runtime.flash import file_digest
-from ..protocol.frames import FrameType, encode, logit_bytes
+from ..protocol.frames import FrameType, encode, logit_bytes, result_payload_bytes
 from ..families import Toolchain
 from .tools import PlaceRouteReport, find_toolchain, run_tool, synthesis_cells
 from .verilog import Export, export_verilog, identifier
@@ -138,11 +139,18 @@ def frame_bytes(qgraph: QGraph) -> int:
 
 
 def images_per_second(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float) -> float:
-    """End to end at ``mhz``: the slower of sending an image (at ``Board.link_baud``, 8N1: ten bit
-    times a byte) and computing it, which overlap (the board holds ``IMAGE_BUFFERS`` images)."""
-    link_s = frame_bytes(qgraph) * 10 / board.link_baud(mhz * 1e6)
-    compute_s = predict_cycles_per_inference(qgraph, plan) / (mhz * 1e6)
-    return 1 / max(link_s, compute_s)
+    """End to end at ``mhz``, sending an image at ``Board.link_baud`` (8N1: ten bit times a byte).
+    With two image buffers the board receives an image while it computes the one before: the slower
+    of the two sets the rate. With one, each image waits for the one before: sending it, its latency
+    and its RESULT in turn."""
+    baud, hz = board.link_baud(mhz * 1e6), mhz * 1e6
+    send_s = frame_bytes(qgraph) * 10 / baud
+    if plan.image_buffers == 2:
+        return 1 / max(send_s, predict_cycles_per_inference(qgraph, plan) / hz)
+    last = qgraph.layers[-1]
+    result_bytes = len(encode(FrameType.RESULT, bytes(result_payload_bytes(math.prod(last.out_shape),
+                                                                           logit_bytes(last.out_format.bits)))))
+    return 1 / (send_s + network_of(qgraph, plan).latency() / hz + result_bytes * 10 / baud)
 
 
 def best_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, passed: list[Attempt]) -> Attempt:
@@ -371,15 +379,16 @@ def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callabl
                      f"{cells:,}", f"{planned['logic_cells']:,}", f"{available:,}", f"{cap:,}")
 
 
-def host_facts(qgraph: QGraph, baud: int) -> dict:
+def host_facts(qgraph: QGraph, baud: int, image_buffers: int) -> dict:
     """What ``cnnhw run`` needs to talk to the board without the model: the input quantizer, the
-    RESULT layout and the link speed."""
+    RESULT layout, the link speed and how many images the board holds (``image_buffers``)."""
     last = qgraph.layers[-1]
     return {"input_shape": list(qgraph.graph.input_shape), "input_scale": qgraph.input.scale,
             "input_bits": qgraph.input.format.bits, "input_signed": qgraph.input.format.signed,
             "rounding": qgraph.input.rounding, "classes": math.prod(last.out_shape),
             "logit_bytes": logit_bytes(last.out_format.bits), "output_scale": last.out_scale, "baud": baud,
-            "has_classes": qgraph.has_classes, "output_signed": last.out_format.signed}
+            "has_classes": qgraph.has_classes, "output_signed": last.out_format.signed,
+            "image_buffers": image_buffers}
 
 
 def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attempt, attempts: list[Attempt],
@@ -410,7 +419,7 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
         "link_baud": baud,
         "link_bytes_per_image": link_bytes,
         "link_microseconds_per_image": round(link_us, 1),
-        "host": host_facts(qgraph, baud),
+        "host": host_facts(qgraph, baud, plan.image_buffers),
         "attempts": [a.facts() for a in attempts],
         "build_seconds": round(seconds, 1),
     }

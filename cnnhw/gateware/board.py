@@ -33,9 +33,9 @@ def uart_divisor(clock_hz: float, baud: int) -> int:
 
 class BoardTop(wiring.Component):
     def __init__(self, accelerator: Accelerator, clock_hz: float, baud: int, timeout_s: float = 0.05,
-                 weights_offset: int | None = None):
+                 weights_offset: int | None = None, image_buffers: int = 2):
         """``weights_offset``: where the weight image is in the flash (the board profile's); needed
-        only when the accelerator keeps weights in SPRAM."""
+        only when the accelerator keeps weights in SPRAM. ``image_buffers``: the serial front end's."""
         self.accelerator = accelerator
         divisor = uart_divisor(clock_hz, baud)
         self.image_elements = accelerator.image_elements
@@ -43,7 +43,8 @@ class BoardTop(wiring.Component):
             raise CnnhwError("the serial protocol sends one byte per input element: use at most 8 input bits")
         self.front = SerialFrontEnd(self.image_elements, self.accelerator.i.payload.shape(),
                                     self.accelerator.o.payload.shape(), self.accelerator.classes,
-                                    timeout_cycles=max(16 * divisor, int(timeout_s * clock_hz)))
+                                    timeout_cycles=max(16 * divisor, int(timeout_s * clock_hz)),
+                                    image_buffers=image_buffers)
         self.receiver = UARTReceiver(divisor)
         self.transmitter = UARTTransmitter(divisor)
         members = {"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1),

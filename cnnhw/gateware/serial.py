@@ -9,11 +9,12 @@
   STATUS, or ERROR (bad checksum, bad length, unknown type, timeout in mid-frame, busy);
   after an error it looks for the next sync bytes, so the link keeps working.
 
-Two image buffers: an image is received into one while the other is fed to the accelerator, so a
-host that keeps two images in flight (``runtime.host.BoardLink.classify_all``) overlaps sending
-an image with computing the one before, and the slower of the two sets the rate. A CLASSIFY frame
-that arrives while both buffers are taken (one being fed, one waiting) is answered BUSY. RESULTs
-go out in the order the images came. ``busy`` is high while an image is fed or a RESULT is sent.
+Two image buffers (``image_buffers``; one where the plan needs the block RAM): an image is received
+into one while the other is fed to the accelerator, so a host that keeps two images in flight
+(``runtime.host.BoardLink.classify_all``) overlaps sending an image with computing the one before,
+and the slower of the two sets the rate. A CLASSIFY frame that arrives while every buffer is taken
+(one being fed, one waiting) is answered BUSY. RESULTs go out in the order the images came.
+``busy`` is high while an image is fed or a RESULT is sent.
 
 ``status`` (a :class:`Status`, from the weight loader; READY when there is none) is what STATUS
 requests get; while it is not READY a CLASSIFY frame is answered with a STATUS frame carrying it
@@ -27,7 +28,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..protocol.frames import (FRAME_CRC, IMAGE_BUFFERS, SYNC, Error, FrameType, Status, class_bytes, logit_bytes,
+from ..protocol.frames import (FRAME_CRC, MAX_IMAGE_BUFFERS, SYNC, Error, FrameType, Status, class_bytes, logit_bytes,
                                result_payload_bytes)
 from .memories import MemoryShape
 
@@ -54,15 +55,19 @@ def frame_crc_step(m: Module, crc, byte):
     return crc
 
 
-def image_buffers(image_elements: int) -> list[MemoryShape]:
-    """The front end's memories: a byte per input element, in each of the protocol's ``IMAGE_BUFFERS``
-    (one receiving while the other feeds the accelerator)."""
-    return [MemoryShape("image buffer", 8, max(image_elements, 2))] * IMAGE_BUFFERS
+def image_buffers(image_elements: int, count: int = MAX_IMAGE_BUFFERS) -> list[MemoryShape]:
+    """The front end's memories: a byte per input element in each of its ``count`` image buffers
+    (with two, one receives while the other feeds the accelerator)."""
+    if not 1 <= count <= MAX_IMAGE_BUFFERS:
+        raise ValueError(f"a front end has 1 to {MAX_IMAGE_BUFFERS} image buffers, not {count}")
+    return [MemoryShape("image buffer", 8, max(image_elements, 2))] * count
 
 
 class SerialFrontEnd(wiring.Component):
-    def __init__(self, image_elements: int, element: Shape, logit: Shape, classes: int, timeout_cycles: int):
+    def __init__(self, image_elements: int, element: Shape, logit: Shape, classes: int, timeout_cycles: int,
+                 image_buffers: int = MAX_IMAGE_BUFFERS):
         self.image_elements = image_elements
+        self.image_buffers = image_buffers
         self.element = Shape.cast(element)
         self.logit = Shape.cast(logit)
         self.logit_bytes = logit_bytes(self.logit.width)
@@ -81,7 +86,7 @@ class SerialFrontEnd(wiring.Component):
         })
 
     def memories(self) -> list[MemoryShape]:
-        return image_buffers(self.image_elements)
+        return image_buffers(self.image_elements, self.image_buffers)
 
     def elaborate(self, platform):
         m = Module()
@@ -95,7 +100,8 @@ class SerialFrontEnd(wiring.Component):
         # ``taken[k]``: buffer k holds a checked image not yet wholly fed. Frames are received into
         # buffer ``receiving`` and fed from buffer ``feeding_from``, each moving to the other buffer
         # when done with one, so images are fed in the order they came.
-        taken = Signal(IMAGE_BUFFERS)
+        buffers = self.image_buffers
+        taken = Signal(buffers)
         receiving, feeding_from = Signal(), Signal()
 
         # ------------------------------------------------------------ receiving frames
@@ -196,7 +202,8 @@ class SerialFrontEnd(wiring.Component):
                         answer(FrameType.STATUS, self.status)  # no weights yet: never a class
                     with m.Else():
                         m.d.comb += accepted.eq(1)
-                        m.d.sync += receiving.eq(~receiving)
+                        if buffers == 2:
+                            m.d.sync += receiving.eq(~receiving)
                     m.next = "SYNC0"
 
         # ------------------------------------------------------------ feeding the accelerator
@@ -206,7 +213,7 @@ class SerialFrontEnd(wiring.Component):
         read_en = Signal()
         finished = Signal()  # the last element of buffer ``feeding_from`` is taken this cycle
         m.d.comb += [read_addr.eq(fed), read_en.eq(~loaded | (self.image.valid & self.image.ready)),
-                     self.image.payload.eq(Mux(feeding_from, reads[1].data, reads[0].data)),
+                     self.image.payload.eq(Mux(feeding_from, reads[-1].data, reads[0].data)),
                      self.image.valid.eq(feeding & loaded)]
         m.d.comb += [port.addr.eq(read_addr) for port in reads]
         m.d.comb += [port.en.eq(read_en & (feeding_from == k)) for k, port in enumerate(reads)]
@@ -216,12 +223,14 @@ class SerialFrontEnd(wiring.Component):
             with m.If(self.image.valid & self.image.ready):
                 with m.If(fed == n - 1):
                     m.d.comb += finished.eq(1)
-                    m.d.sync += [feeding_from.eq(~feeding_from), fed.eq(0), loaded.eq(0)]
+                    m.d.sync += [fed.eq(0), loaded.eq(0)]
+                    if buffers == 2:
+                        m.d.sync += feeding_from.eq(~feeding_from)
                 with m.Else():
                     m.d.sync += fed.eq(fed + 1)
                     m.d.comb += read_addr.eq(fed + 1)
         # An image accepted and another finished in the same cycle are in different buffers.
-        for k in range(IMAGE_BUFFERS):
+        for k in range(buffers):
             with m.If(accepted & (receiving == k)):
                 m.d.sync += taken[k].eq(1)
             with m.Elif(finished & (feeding_from == k)):

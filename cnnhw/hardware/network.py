@@ -274,7 +274,7 @@ class Network:
         """Every memory of the board top, with its owner (layer name, or "serial" for the serial
         front end's image buffers)."""
         self._ensure_branches_sized()
-        return [("serial", shape) for shape in image_buffers(self.image_elements())] + \
+        return [("serial", shape) for shape in image_buffers(self.image_elements(), self.plan.image_buffers)] + \
             [(op.name, shape) for op in self.ops for shape in op.memories()]
 
     def spram_blocks(self) -> dict[str, int]:
@@ -316,7 +316,7 @@ class Network:
         """The accelerator with the UART, the serial front end and, for weights in SPRAM, the loader
         (``weights_offset``: where the weight image is in the flash)."""
         self.check_serial_link()
-        return BoardTop(self.accelerator(), clock_hz, baud, timeout_s, weights_offset)
+        return BoardTop(self.accelerator(), clock_hz, baud, timeout_s, weights_offset, self.plan.image_buffers)
 
     def check_serial_link(self) -> None:
         """CnnhwError unless an image and a result each fit one frame of the serial protocol."""

@@ -53,10 +53,13 @@ class LayerPlan:
 @dataclass(frozen=True)
 class HardwarePlan:
     """Every layer's folding, for one FPGA family (``family``, :mod:`cnnhw.families`: how many
-    DSPs a product takes and whether two can share one depend on it)."""
+    DSPs a product takes and whether two can share one depend on it), and the serial front end's
+    ``image_buffers`` (two: an image received while the one before is computed; one saves their
+    block RAM)."""
 
     layers: tuple[LayerPlan, ...]
     family: str = "ice40"
+    image_buffers: int = 2
 
     def for_layer(self, name: str) -> LayerPlan:
         for layer in self.layers:
@@ -65,7 +68,7 @@ class HardwarePlan:
         return LayerPlan(name)
 
     def to_json(self) -> dict:
-        return {"family": self.family,
+        return {"family": self.family, "image_buffers": self.image_buffers,
                 "layers": [{**asdict(layer), "weights": WeightHome(layer.weights).value} for layer in self.layers]}
 
     @staticmethod
@@ -75,19 +78,22 @@ class HardwarePlan:
         expected = "expected {\"layers\": [{\"name\": ..., \"pe\": ..., \"simd\": ...}, ...]}"
         if not isinstance(facts, dict) or not isinstance(facts.get("layers"), list):
             raise CnnhwError(f"plan: not a cnnhw plan; {expected}")
-        unknown = set(facts) - {"layers", "family", "written_by"}
+        unknown = set(facts) - {"layers", "family", "image_buffers", "written_by"}
         if unknown:
             raise CnnhwError(f"plan: unknown key {sorted(unknown)[0]!r} at the top level; {expected}")
         plan_family = facts.get("family", "ice40")
         if plan_family not in FAMILIES:
             raise CnnhwError(f"plan: 'family' must be one of {', '.join(FAMILIES)}, not {plan_family!r:.40}")
+        buffers = facts.get("image_buffers", 2)
+        if not is_int(buffers) or buffers not in (1, 2):
+            raise CnnhwError(f"plan: 'image_buffers' must be 1 or 2, not {buffers!r:.40}")
         layers, seen = [], set()
         for index, layer in enumerate(facts["layers"]):
             layers.append(_layer_plan(layer, index))
             if layers[-1].name in seen:
                 raise CnnhwError(f"plan: layer '{layers[-1].name}' is listed twice; give each layer once")
             seen.add(layers[-1].name)
-        return HardwarePlan(tuple(layers), plan_family)
+        return HardwarePlan(tuple(layers), plan_family, buffers)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)

@@ -37,7 +37,7 @@ from ..boards import Board
 from ..errors import DoesNotFitError
 from ..hardware import HardwarePlan, LayerPlan, Network, check_plan, predict_cycles, with_folding
 from ..hardware.network import network_of
-from ..hardware.plan import divisors
+from ..hardware.plan import WeightHome, divisors
 from ..quant.qgraph import QGraph
 from . import logic
 from .costs import block_rams, logic_cells, needs, plan_costs
@@ -236,6 +236,34 @@ def _in_logic(plan: HardwarePlan) -> int:
 def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = None,
                    digit_bits: int = 4, max_dsp: int | None = None,
                    max_logic_cells: int | None = None) -> HardwarePlan:
+    """The fastest plan the planner finds for ``board`` (:func:`_plan_for_board`), with two image
+    buffers in the serial front end (the board receives an image while it computes the one before),
+    unless the block RAM the second one takes makes the plan slower: then with one, planned again
+    when that RAM could have mattered (the plan is short of block RAM, or keeps weights in SPRAM).
+    A ``fixed`` plan with one image buffer keeps it."""
+    fixed = fixed or HardwarePlan(())
+    single = dataclasses.replace(fixed, image_buffers=1)
+    options = dict(digit_bits=digit_bits, max_dsp=max_dsp, max_logic_cells=max_logic_cells)
+    if fixed.image_buffers == 1:
+        return _plan_for_board(qgraph, board, single, **options)
+    try:
+        double = _plan_for_board(qgraph, board, dataclasses.replace(fixed, image_buffers=2), **options)
+    except DoesNotFitError:
+        return _plan_for_board(qgraph, board, single, **options)
+    buffer_blocks = block_rams(qgraph, double, board).get("serial", 0) // 2
+    short = needs(plan_costs(qgraph, double, board))["ebr"] + buffer_blocks > board.budget["ebr"]
+    if not short and all(layer.weights != WeightHome.SPRAM for layer in double.layers):
+        return double
+    try:
+        one = _plan_for_board(qgraph, board, single, **options)
+    except DoesNotFitError:
+        return double
+    faster = network_of(qgraph, one).cycles_per_inference < network_of(qgraph, double).cycles_per_inference
+    return one if faster else double
+
+
+def _plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan, digit_bits: int = 4,
+                    max_dsp: int | None = None, max_logic_cells: int | None = None) -> HardwarePlan:
     """The fastest plan the planner finds for ``board`` (see the module docstring). Layers in
     ``fixed`` keep the folding the user gave; an impossible one is a clear error. ``max_dsp``
     spends fewer DSPs than the board has. ``max_logic_cells`` is a bound on the estimated logic
@@ -251,7 +279,7 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
                                                 "logic_cells": min(cells, board.budget["logic_cells"])})
     board = dataclasses.replace(board, budget={**board.budget, "logic_cells": cells, "dsp": dsp})
     # The plan is for the board's family (how many DSPs a product takes, whether two share one).
-    fixed = dataclasses.replace(fixed or HardwarePlan(()), family=board.family.name)
+    fixed = dataclasses.replace(fixed, family=board.family.name)
     fixed = check_plan(fixed, qgraph)
     fixed_names = {layer.name for layer in fixed.layers}
     ops = Network(qgraph, fixed).ops
@@ -259,9 +287,9 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
     packable = {op.name: op.packable and board.family.dsp.packs_two_8x8 for op in ops if op.foldable}
     start = [fixed.for_layer(name) if name in fixed_names else LayerPlan(name, 1, 1, digit_bits) for name in foldable]
     start += [layer for layer in fixed.layers if layer.name not in foldable]
-    fitted = _with_room(qgraph, HardwarePlan(tuple(start), fixed.family), board, fixed_names)
+    fitted = _with_room(qgraph, HardwarePlan(tuple(start), fixed.family, fixed.image_buffers), board, fixed_names)
     if fitted is None:
-        lean = HardwarePlan(tuple(start), fixed.family)
+        lean = HardwarePlan(tuple(start), fixed.family, fixed.image_buffers)
         network = Network(qgraph, lean)
         for op in network.ops:
             if op.windowed and op.name not in fixed_names:

@@ -12,8 +12,9 @@ frame) it answers ERROR and the link keeps working.
 Host to board:
     CLASSIFY (0x01): payload = the quantized image, one byte per element in stream order (HWC),
                      two's complement for signed input formats; length = elements per image.
-                     Up to ``IMAGE_BUFFERS`` may be unanswered at once (the board receives one
-                     while it computes another); RESULTs come in the order the images came.
+                     As many as the board's image buffers (``MAX_IMAGE_BUFFERS`` at most) may
+                     be unanswered at once (with two, the board receives one while it computes
+                     another); RESULTs come in the order the images came.
     STATUS   (0x02): empty payload.
 Board to host:
     RESULT (0x81): payload = every logit as a little-endian integer of ``logit_bytes`` bytes
@@ -33,9 +34,11 @@ from amaranth.lib import crc, enum
 
 SYNC = bytes([0xA5, 0x5A])
 MAX_PAYLOAD = 0xFFFF  # the length field's two bytes
-#: Images a board holds at once: one being fed to the accelerator, one received meanwhile. A host
-#: may send that many CLASSIFY frames before the first RESULT; one more is answered BUSY.
-IMAGE_BUFFERS = 2
+#: Images a board holds at most: one being fed to the accelerator, one received meanwhile. A build
+#: records its board's count (build.json ``host.image_buffers``: 2, or 1 where the plan needed the
+#: block RAM); a host may send that many CLASSIFY frames before the first RESULT, and one more is
+#: answered BUSY.
+MAX_IMAGE_BUFFERS = 2
 
 # The frame types, statuses and errors are Amaranth enums with the width they have on the wire (or
 # on the loader's status lines): the gateware declares its signals with them, the host compares

@@ -1,5 +1,5 @@
 """The host side of the serial link (``cnnhw run``): quantize images exactly as the golden model
-does, send them as CLASSIFY frames, two in flight so that sending one overlaps computing the one before,
+does, send them as CLASSIFY frames, two in flight (when the board holds two) so that sending one overlaps computing the one before,
 read RESULT frames (:mod:`cnnhw.protocol.frames`).
 
 The link is any object with pyserial's ``write(bytes)`` and ``read(n)`` (``read`` returns what
@@ -21,7 +21,7 @@ from ..ir.ops import is_int
 from ..quant.arith import IntFormat
 from ..quant.qgraph import InputQuantizer
 from ..gateware.streams import stream_order
-from ..protocol.frames import (IMAGE_BUFFERS, Error, FrameDecoder, FrameType, Result, Status, decode_result, encode,
+from ..protocol.frames import (MAX_IMAGE_BUFFERS, Error, FrameDecoder, FrameType, Result, Status, decode_result, encode,
                                image_payload)
 
 
@@ -37,6 +37,7 @@ class LinkFacts:
     baud: int
     has_classes: bool = True  # whether a class means something (``Graph.has_classes``)
     output_signed: bool = True  # the output format's signedness (how RESULT's logits decode)
+    image_buffers: int = 1  # images the board holds: how many may be in flight
 
     @staticmethod
     def from_build(facts: dict) -> "LinkFacts":
@@ -47,10 +48,10 @@ class LinkFacts:
                                        bool(host["input_signed"])), str(host["rounding"]))
             link = LinkFacts(shape, quantizer, int(host["classes"]), int(host["logit_bytes"]),
                              float(host["output_scale"]), int(host["baud"]), bool(host.get("has_classes", True)),
-                             bool(host.get("output_signed", True)))
+                             bool(host.get("output_signed", True)), int(host.get("image_buffers", 1)))
             sane = (shape and all(is_int(d) and 0 < d <= 1 << 16 for d in shape)
                     and math.prod(shape) <= 1 << 20 and 0 < link.classes <= 1 << 16 and 1 <= link.logit_bytes <= 4
-                    and link.baud > 0 and 0 < quantizer.scale < math.inf and 2 <= quantizer.format.bits <= 16
+                    and link.baud > 0 and 1 <= link.image_buffers <= MAX_IMAGE_BUFFERS and 0 < quantizer.scale < math.inf and 2 <= quantizer.format.bits <= 16
                     and quantizer.rounding in ("half_up", "half_even"))
         except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise CnnhwError(f"build.json has no usable 'host' facts ({type(error).__name__}: {error}); it was "
@@ -107,12 +108,14 @@ class BoardLink:
         self.port.write(encode(FrameType.CLASSIFY, self.facts.payload(image)))
         return self._result()
 
-    def classify_all(self, images, in_flight: int = IMAGE_BUFFERS) -> Iterator[tuple[Result, float]]:
+    def classify_all(self, images, in_flight: int | None = None) -> Iterator[tuple[Result, float]]:
         """(result, seconds from sending the image to its result) for each of ``images``, in order,
-        keeping ``in_flight`` images sent and not yet answered, so that sending one overlaps computing
-        the one before (the board holds ``IMAGE_BUFFERS``): the slower of link and compute sets the rate."""
-        if not 1 <= in_flight <= IMAGE_BUFFERS:
-            raise ValueError(f"a board holds 1 to {IMAGE_BUFFERS} images, not {in_flight}")
+        keeping ``in_flight`` images (default: as many as the board holds, ``LinkFacts.image_buffers``)
+        sent and not yet answered: with two, sending one overlaps computing the one before, and the
+        slower of link and compute sets the rate."""
+        in_flight = in_flight or self.facts.image_buffers
+        if not 1 <= in_flight <= self.facts.image_buffers:
+            raise ValueError(f"this board holds {self.facts.image_buffers} image(s), not {in_flight}")
         sent: deque = deque()  # when each image in flight was sent
         for image in images:
             if len(sent) == in_flight:

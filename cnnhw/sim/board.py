@@ -12,8 +12,8 @@ The scenario is what a host does to a board, including the mistakes:
 2. each image as a CLASSIFY frame -> RESULT with every logit and the class == the golden model;
 3. a frame with a bad checksum -> ERROR BAD_CHECKSUM, then that image again -> its RESULT;
 4. half an image, then silence -> ERROR TIMEOUT; a CLASSIFY of the wrong length -> ERROR BAD_LENGTH;
-5. two images back to back, the second sent while the first is computed (as ``cnnhw run`` keeps two
-   in flight) -> both RESULTs, in order (the front end's second image buffer takes the second);
+5. with two image buffers (the plan's ``image_buffers``), two images back to back, the second sent
+   while the first is computed (as ``cnnhw run`` keeps two in flight) -> both RESULTs, in order;
 6. half an image, then the reset button -> no reply, and the next image is classified correctly.
 
 When the plan keeps weights in SPRAM, the simulation starts at power-up with a model of the SPI
@@ -141,9 +141,11 @@ def scenario(qgraph: QGraph, plan: HardwarePlan, inputs: list[int], images: int,
     steps.append(Step("wrong length", encode(FrameType.CLASSIFY, payloads[0][:3]),
                       [(FrameType.ERROR, bytes([Error.BAD_LENGTH]))], short, 200 * byte_cycles))
     second = min(1, images - 1)
-    steps.append(Step("two images back to back", encode(FrameType.CLASSIFY, payloads[0]) +
-                      encode(FrameType.CLASSIFY, payloads[second]), [(FrameType.RESULT, 0), (FrameType.RESULT, second)],
-                      2 * result_bytes, 2 * (compute + result_bytes * byte_cycles)))
+    if plan.image_buffers == 2:
+        steps.append(Step("two images back to back", encode(FrameType.CLASSIFY, payloads[0]) +
+                          encode(FrameType.CLASSIFY, payloads[second]),
+                          [(FrameType.RESULT, 0), (FrameType.RESULT, second)],
+                          2 * result_bytes, 2 * (compute + result_bytes * byte_cycles)))
     steps.append(Step("half a frame, then reset" + (" (the weights reload)" if weights is not None else ""), half, [],
                       quiet_cycles=20 * byte_cycles, reset=True, after_reset_cycles=reload))
     for k in range(2, images):

@@ -20,11 +20,11 @@ BYTE_GAP = 3  # idle cycles between received bytes: a UART delivers one byte eve
 
 
 def _run(script: list[tuple[bytes, int]], status: Status = Status.READY, seed: int = 0, first_take: int = 0,
-         classes: int = CLASSES, logit=LOGIT):
+         classes: int = CLASSES, logit=LOGIT, image_buffers: int = 2):
     """Send each (bytes, idle cycles after them) of ``script``; the accelerator takes no element
     before cycle ``first_take`` and answers each image with ``classes`` logits 100 * k - sum(image)
     and class ``sum(image) % classes``. Returns (reply frames, images the accelerator got)."""
-    front = SerialFrontEnd(ELEMENTS, unsigned(8), logit, classes, TIMEOUT)
+    front = SerialFrontEnd(ELEMENTS, unsigned(8), logit, classes, TIMEOUT, image_buffers)
     rng = random.Random(seed)
     replies, images = bytearray(), []
 
@@ -132,6 +132,15 @@ def test_an_image_is_received_while_the_one_before_is_fed_and_a_third_is_busy():
     assert frames[0] == _error(Error.BUSY)
     assert [decode_result(f, CLASSES, logit_bytes=2).cls for f in frames[1:]] == [sum(first) % CLASSES,
                                                                                  sum(second) % CLASSES]
+
+
+def test_with_one_image_buffer_a_second_image_while_the_first_is_fed_is_busy():
+    first, second = bytes([1] * ELEMENTS), bytes([2] * ELEMENTS)
+    frames, images = _run([(encode(FrameType.CLASSIFY, first), 0), (encode(FrameType.CLASSIFY, second), 400)],
+                          first_take=100, image_buffers=1)
+    assert images == [list(first)]
+    assert frames[0] == _error(Error.BUSY)
+    assert decode_result(frames[1], CLASSES, logit_bytes=2).cls == sum(first) % CLASSES
 
 
 def test_once_an_image_is_fed_its_buffer_takes_the_next():
