@@ -114,14 +114,15 @@ def tflite_reference_matches(model_path: Path, qgraph, images) -> bool:
     return True
 
 
-def measure(name, graph, qgraph, labelled, images, board, work: Path) -> dict:
-    """Build first (the plan that fits, after any refits), then simulate exactly that plan."""
+def measure(name, graph, qgraph, labelled, images, board, work: Path, clock_mhz: float | None = None) -> dict:
+    """Build first (the plan that fits, after any refits; at ``clock_mhz``, or the timing search's
+    clock), then simulate exactly that plan."""
     row = {"model": name, "macs": graph.macs, "bound_cycles": math.ceil(graph.macs / board.budget["dsp"])}
     images = graph.check_batch(images, name)
     started = time.perf_counter()
     try:
         facts = build_fitting(qgraph, board, work / f"build_{len(name)}",
-                              lambda cap: plan_for_board(qgraph, board, max_logic_cells=cap)).facts
+                              lambda cap: plan_for_board(qgraph, board, max_logic_cells=cap), clock_mhz=clock_mhz).facts
         plan = HardwarePlan.from_json(facts["plan"])
         row.update(clock_mhz=facts["clock_mhz"], fmax_mhz=facts["fmax_mhz"], timing_met=facts["timing_met"],
                    resources={k: v["used"] for k, v in facts["resources"].items()},
@@ -202,17 +203,19 @@ def main() -> int:
     parser.add_argument("--board", default="icebreaker")
     parser.add_argument("--models", nargs="+", choices=("lenet", "mnist8", "tiny", "mobilenet", "autoencoder", "kws", "resnet8"),
                         help="only these (default: lenet, mnist8 and tiny; the MLPerf Tiny shapes when asked)")
+    parser.add_argument("--clock", type=float, metavar="MHZ",
+                        help="build at this clock (default: the timing search, as cnnhw build)")
     args = parser.parse_args()
     board = load_board(args.board)
     command = COMMAND + (f" --board {board.name}" if args.board != "icebreaker" else "") + \
-        (f" --models {' '.join(args.models)}" if args.models else "")
+        (f" --models {' '.join(args.models)}" if args.models else "") + (f" --clock {args.clock:g}" if args.clock else "")
     rows = []
     with tempfile.TemporaryDirectory(prefix="cnnhw-bench-") as scratch:
         for key, name, graph, qgraph, labelled, images in models(Path(scratch)):
             if key not in (args.models or ("lenet", "mnist8", "tiny")):
                 continue
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            row = measure(name, graph, qgraph, labelled, images, board, Path(scratch))
+            row = measure(name, graph, qgraph, labelled, images, board, Path(scratch), args.clock)
             if key in ("kws", "resnet8"):
                 row["tflite_reference_equal"] = tflite_reference_matches(MLPERF_TINY / TFLITE_FILES[key], qgraph,
                                                                          graph.check_batch(images, name))

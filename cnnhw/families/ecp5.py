@@ -97,6 +97,9 @@ class Ecp5(Family):
     # Measured on the 85F: MLPerf Tiny's KWS planned to 98.6 % of the LUT4s had 202,942 wires
     # still overused after 25 minutes of routing; the MobileNet-style network at 70.6 % routed.
     plannable_logic_fraction = 0.8
+    # router2: MLPerf Tiny's KWS at 63.6 % of the LUT4s and 133 MULT18X18Ds still had 154,825 wires
+    # overused after 31 minutes of nextpnr-ecp5's default router1.
+    place_and_route_options = ("--router", "router2")
     bitstream_suffix = ".bit"
 
     def synthesis_script(self, top: str) -> str:

@@ -233,7 +233,8 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
     with timed("place_and_route", f"{mhz:g} MHz: place and route (nextpnr)"):
         try:
             run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "nextpnr.log", *_nextpnr_design(board, top),
-                                 *routed_option, "--report", "nextpnr_report.json", "--freq", f"{mhz:g}",
+                                 *routed_option, *board.family.place_and_route_options,
+                                 "--report", "nextpnr_report.json", "--freq", f"{mhz:g}",
                                  "--seed", str(seed), "--timing-allow-fail"], folder, folder / "nextpnr.console.log")
         except BuildError as error:
             if any(sign in str(error) for sign in PLACEMENT_FULL):
