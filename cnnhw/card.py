@@ -86,7 +86,7 @@ def render_card(facts: dict) -> str:
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as error:
         raise CnnhwError(f"build.json is damaged or from another version of cnnhw ({type(error).__name__}: "
                          f"{error}); build it again") from None
-    title = f"{facts['model']} on the {facts['board']}"
+    title = f"{value_at(facts, 'model')} on the {value_at(facts, 'board')}"
     return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>cnnhw model card: "
             f"{html.escape(title)}</title><style>{STYLE}</style></head><body>\n"
             f"<h1>{card.text('model')} on the {card.text('board')}</h1>\n" + "\n".join(card.parts) +

@@ -106,3 +106,12 @@ def test_cnnhw_report_makes_the_card_again_from_the_folder(cli, lenet_facts, tmp
     result = cli("report", "nowhere")
     assert result.returncode != 0 and "is not a finished cnnhw build" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_build_json_without_a_key_the_card_shows_is_one_clear_error(lenet_facts):
+    from cnnhw.errors import CnnhwError
+
+    for key in ("model", "layer_costs", "resources"):
+        damaged = {k: v for k, v in lenet_facts.items() if k != key}
+        with pytest.raises(CnnhwError, match="build it again"):
+            render_card(damaged)
