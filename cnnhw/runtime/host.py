@@ -1,6 +1,6 @@
 """The host side of the serial link (``cnnhw run``): quantize images exactly as the golden model
-does, send them as CLASSIFY frames, two in flight (when the board holds two) so that sending one overlaps computing the one before,
-read RESULT frames (:mod:`cnnhw.protocol.frames`).
+does, send them as CLASSIFY frames (two in flight when the board holds two, so that sending one
+overlaps computing the one before), read RESULT frames (:mod:`cnnhw.protocol.frames`).
 
 The link is any object with pyserial's ``write(bytes)`` and ``read(n)`` (``read`` returns what
 arrived within the port's timeout, possibly nothing), so tests can put a software board behind it.
