@@ -138,19 +138,28 @@ def frame_bytes(qgraph: QGraph) -> int:
     return len(encode(FrameType.CLASSIFY, bytes(math.prod(qgraph.graph.input_shape))))
 
 
+def result_frame_bytes(qgraph: QGraph) -> int:
+    """Bytes on the wire for one RESULT frame (every output value, the class, framing)."""
+    last = qgraph.layers[-1]
+    payload = result_payload_bytes(math.prod(last.out_shape), logit_bytes(last.out_format.bits))
+    return len(encode(FrameType.RESULT, bytes(payload)))
+
+
+def wire_seconds(frame: int, baud: int) -> float:
+    """How long ``frame`` bytes take on the UART at ``baud`` (8N1: ten bit times a byte)."""
+    return frame * 10 / baud
+
+
 def images_per_second(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float) -> float:
     """End to end at ``mhz``, sending an image at ``Board.link_baud`` (8N1: ten bit times a byte).
     With two image buffers the board receives an image while it computes the one before: the slower
     of the two sets the rate. With one, each image waits for the one before: sending it, its latency
     and its RESULT in turn."""
     baud, hz = board.link_baud(mhz * 1e6), mhz * 1e6
-    send_s = frame_bytes(qgraph) * 10 / baud
+    send_s = wire_seconds(frame_bytes(qgraph), baud)
     if plan.image_buffers == 2:
         return 1 / max(send_s, predict_cycles_per_inference(qgraph, plan) / hz)
-    last = qgraph.layers[-1]
-    result_bytes = len(encode(FrameType.RESULT, bytes(result_payload_bytes(math.prod(last.out_shape),
-                                                                           logit_bytes(last.out_format.bits)))))
-    return 1 / (send_s + network_of(qgraph, plan).latency() / hz + result_bytes * 10 / baud)
+    return 1 / (send_s + network_of(qgraph, plan).latency() / hz + wire_seconds(result_frame_bytes(qgraph), baud))
 
 
 def best_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, passed: list[Attempt]) -> Attempt:
@@ -398,7 +407,7 @@ def build_facts(qgraph: QGraph, plan: HardwarePlan, board: Board, chosen: Attemp
     planned = plan_facts(qgraph, plan, board)
     link_bytes = frame_bytes(qgraph)
     baud = board.link_baud(chosen.clock_mhz * 1e6)  # the rate the board top was built for
-    link_us = link_bytes * 10 / baud * 1e6  # 8N1: ten bit times per byte
+    link_us = wire_seconds(link_bytes, baud) * 1e6
     # The board's own budget where it is below the die's (nextpnr places a 12F on the 25F's die).
     resources = {key: {"used": used, "total": min(total, board.budget.get(key, total))}
                  for key, (used, total) in chosen.resources.items()}

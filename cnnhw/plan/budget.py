@@ -250,8 +250,9 @@ def plan_for_board(qgraph: QGraph, board: Board, fixed: HardwarePlan | None = No
         double = _plan_for_board(qgraph, board, dataclasses.replace(fixed, image_buffers=2), **options)
     except DoesNotFitError:
         return _plan_for_board(qgraph, board, single, **options)
-    buffer_blocks = block_rams(qgraph, double, board).get("serial", 0) // 2
-    short = needs(plan_costs(qgraph, double, board))["ebr"] + buffer_blocks > board.budget["ebr"]
+    costs = plan_costs(qgraph, double, board)
+    buffer_blocks = next(cost.ebr for cost in costs if cost.name == "board") // 2  # the board row: the buffers
+    short = needs(costs)["ebr"] + buffer_blocks > board.budget["ebr"]
     if not short and all(layer.weights != WeightHome.SPRAM for layer in double.layers):
         return double
     try:
