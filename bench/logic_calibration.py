@@ -4,6 +4,8 @@ Run:  .venv/bin/pip install -e '.[bench]'                  (SciPy, for the fit)
       .venv/bin/python bench/logic_calibration.py            (iCE40, about 20 minutes on 2 cores)
       .venv/bin/python bench/logic_calibration.py --board ulx3s-85f   (ECP5)
       .venv/bin/python bench/logic_calibration.py --fit-only (refit on the stored samples)
+      ... --workers N, or --scheduler ADDRESS: the syntheses run on a Dask cluster (default: a local
+      one, a worker per core)
 
 For each calibration design (LeNet-5, mnist-8 and the tiny CNN with the planner's plans at several
 DSP budgets and with products moved into logic, the plans the planner picks with the model fitted so
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny CNN and the random networks
 
 from cnnhw.boards import load_board  # noqa: E402
+from cnnhw.cluster import open_cluster, workers_of  # noqa: E402
 from cnnhw.errors import DoesNotFitError  # noqa: E402
 from cnnhw.flow.build import synthesize  # noqa: E402
 from cnnhw.flow.tools import find_toolchain  # noqa: E402
@@ -143,7 +146,9 @@ def measure(name, qgraph, plan, board, tools, work: Path) -> dict:
             "plan": plan.to_json()}
 
 
-def collect(board) -> list[dict]:
+def collect(board, workers: int | None = None, scheduler: str | None = None) -> list[dict]:
+    """Synthesise the designs whose plan is new (on a Dask cluster: ``cnnhw/cluster.py``) and keep
+    every sample in the family's samples file."""
     path = samples_file(board.family.name)
     samples = {s["name"]: s for s in json.loads(path.read_text())} if path.exists() else {}
     tools = find_toolchain(family=board.family)
@@ -159,7 +164,8 @@ def collect(board) -> list[dict]:
                 samples[name]["terms"] = logic_terms(qgraph, plan, board)  # the model's terms may have changed
                 continue
             todo.append((name, qgraph, plan))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        with open_cluster(workers, scheduler) as client:
+            pool = workers_of(client).executor
             futures = {pool.submit(measure, name, qgraph, plan, board, tools, work): name
                        for name, qgraph, plan in todo}
             for future in concurrent.futures.as_completed(futures):
@@ -257,13 +263,15 @@ def main() -> None:
     parser.add_argument("--fit-only", action="store_true", help="refit on the stored samples")
     parser.add_argument("--board", default="icebreaker",
                         help="the board whose family is calibrated (icebreaker: iCE40; ulx3s-85f: ECP5)")
+    parser.add_argument("--workers", type=int, help="workers of the local Dask cluster (default: one per core)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="synthesise on the Dask cluster at ADDRESS")
     args = parser.parse_args()
     board = load_board(args.board)
     if args.fit_only:
         samples = json.loads(samples_file(board.family.name).read_text())
     else:
         with logic_model():
-            samples = collect(board)
+            samples = collect(board, args.workers, args.scheduler)
     model = fit(samples, board)
     logic.model_file(board.family.name).write_text(json.dumps(model, indent=1) + "\n")
     print(f"\n`{model['command']}` ({model['designs']} designs; each predicted by the fit on the others):\n")

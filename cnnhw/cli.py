@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import CnnhwError
+from .errors import CnnhwError, one_line
 from .progress import stage
 
 log = logging.getLogger("cnnhw")
@@ -460,12 +460,14 @@ def _verify_inputs(args, graph, qgraph, calib):
     return VerifyInputs(x, "random images: no --inputs or calibration data")
 
 
-def cmd_build(args) -> None:
+def build_from_args(args, workers=None):
+    """What ``cnnhw build`` does with its parsed options ``args``, without printing the results:
+    (the BuildResult, the quantized graph, the calibration Dataset or None). ``workers``
+    (``cnnhw/cluster.py``): where the timing search tries several clocks at once."""
     from .boards import load_board
     from .flow.build import build_fitting
     from .flow.verilog import identifier
-    from .outputs import write_json
-    from .report import build_table, console, model_facts
+    from .report import model_facts
 
     _check_outputs(args)
     board = load_board(args.board)
@@ -480,12 +482,81 @@ def cmd_build(args) -> None:
     verify = None if args.no_verify else _verify_inputs(args, graph, qgraph, calib)
     result = build_fitting(qgraph, board, folder, lambda cap: _board_plan(args, qgraph, board, cap),
                            clock_mhz=args.clock, toolchain=args.tools, seed=args.seed, verify=verify,
-                           model_facts=model_facts(qgraph, None if calib is None else calib.x))
+                           model_facts=model_facts(qgraph, None if calib is None else calib.x), workers=workers)
+    return result, qgraph, calib
+
+
+def build_command(argv: list[str], workers=None) -> tuple[dict, object]:
+    """The build of the ``cnnhw build`` command line ``argv`` (a zoo's task): (build.json's facts,
+    the quantized graph)."""
+    result, qgraph, _ = build_from_args(build_parser().parse_args(argv), workers)
+    return result.facts, qgraph
+
+
+def cmd_build(args) -> None:
+    from contextlib import nullcontext
+
+    from .cluster import open_cluster, workers_of
+    from .outputs import write_json
+    from .report import build_table, console
+
+    parallel = args.scheduler is not None or args.workers > 1
+    with open_cluster(args.workers, args.scheduler) if parallel else nullcontext() as client:
+        result, _, _ = build_from_args(args, workers_of(client) if parallel else None)
+    folder = result.folder
     console().print(build_table(result.facts))
     console().print(f"bitstream: {result.facts['bitstream']}  (flash it with: cnnhw flash {folder})")
     console().print(f"model card: {result.facts['report']}")
     if args.json:
         write_json(args.json, {"model_file": str(_model_path(args)), **result.facts})
+
+
+def cmd_zoo(args) -> None:
+    from contextlib import nullcontext
+
+    from .cluster import local_worker_count, open_cluster, workers_of
+    from .outputs import check_output, folder_kind, mark_folder
+    from .report import console
+    from .zoo import describe, exit_status, read_zoo, results_table, run_zoo, write_results
+
+    if args.sequential and (args.workers or args.scheduler):
+        raise CnnhwError("--sequential builds in this process; drop --workers/--scheduler, or --sequential")
+    if args.workers and args.scheduler:
+        raise CnnhwError(f"--scheduler {args.scheduler} has its own workers; drop --workers {args.workers}")
+    entries = read_zoo(args.zoo, build_parser().parse_args)
+    out = Path(args.output)
+    inputs = {"the zoo file": args.zoo, **{f"the model {e.name}": e.model for e in entries},
+              **{f"the evaluation data of {e.name}": e.eval for e in entries}}
+    check_output(out, "zoo", "-o", inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    if folder_kind(out) is None:
+        mark_folder(out, "zoo")
+    command = f"cnnhw zoo {args.zoo}" + (f" -o {args.output}" if args.output != "zoo" else "")
+    if args.sequential:
+        command += " --sequential"
+        where, cluster = f"sequential, one process, {local_worker_count()}-core machine", nullcontext()
+    elif args.scheduler:
+        command += f" --scheduler {args.scheduler}"
+        where, cluster = f"the Dask cluster at {args.scheduler}", open_cluster(scheduler=args.scheduler)
+    else:
+        workers = args.workers or local_worker_count()
+        command += f" --workers {args.workers}" if args.workers else ""
+        where = f"a local Dask cluster of {workers} workers, {local_worker_count()}-core machine"
+        cluster = open_cluster(workers)
+    with cluster as client:
+        if client is not None:
+            where = where.replace("the Dask cluster at", f"{workers_of(client).count} Dask workers at")
+        rows = run_zoo(entries, out.resolve(), build_command, client)
+    write_results(out, rows, command, where)
+    console().print(results_table(rows, f"cnnhw zoo: {len(rows)} builds ({where})"))
+    for row in rows:
+        if row["status"] != "verified":
+            console().print(describe(row), markup=False, highlight=False)
+    console().print(f"results: {out / 'results.md'}, {out / 'results.json'}; model cards: {out / 'index.html'}")
+    if exit_status(rows):
+        failed = [f"{row['model']} on {row['board']}" for row in rows if row["status"] == "failed"]
+        raise CnnhwError(f"{len(failed)} of {len(rows)} builds failed ({', '.join(failed)}); their errors are in "
+                         f"{out / 'results.md'} and their logs in {out / 'logs'}")
 
 
 def cmd_report(args) -> None:
@@ -738,6 +809,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--verify-images", type=_count(1), default=4, metavar="N",
                        help="how many images the verification simulates (default 4)")
     build.add_argument("--no-verify", action="store_true", help="skip the verification (the report says so)")
+    build.add_argument("--workers", type=_count(1), default=1, metavar="N",
+                       help="try N clocks at once in the timing search, on a local Dask cluster (default 1)")
+    build.add_argument("--scheduler", metavar="ADDRESS", help="try clocks at once on the Dask cluster at ADDRESS "
+                       "(workers sharing this file system and installation)")
     build.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     _add_quant_options(build)
     build.set_defaults(run=cmd_build)
@@ -753,6 +828,19 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", parents=[common], help="make a build's model card (DIR/report.html) again")
     report.add_argument("folder", metavar="DIR", help="a folder written by cnnhw build")
     report.set_defaults(run=cmd_report)
+
+    zoo = commands.add_parser("zoo", parents=[common], help="build and verify models x boards from a zoo file, on "
+                              "a Dask cluster: a results table and an index of the model cards")
+    zoo.add_argument("zoo", metavar="ZOO.toml", help="the models and boards ([[model]] tables: name, file, boards, "
+                     "and optional eval and options; see docs/commands.md)")
+    zoo.add_argument("-o", "--output", default="zoo", metavar="DIR", help="where the builds and results go "
+                     "(default zoo/)")
+    zoo.add_argument("--workers", type=_count(1), metavar="N", help="workers of the local Dask cluster "
+                     "(default: one per core)")
+    zoo.add_argument("--scheduler", metavar="ADDRESS", help="run the builds on the Dask cluster at ADDRESS "
+                     "(tcp://host:8786; workers that share this file system and installation)")
+    zoo.add_argument("--sequential", action="store_true", help="build one after another in this process, no Dask")
+    zoo.set_defaults(run=cmd_zoo)
 
     run = commands.add_parser("run", parents=[common], help="classify DATA on the board over the serial link")
     run.add_argument("data", metavar="DATA", help="images (.npz with x and optional labels y)")
@@ -770,12 +858,6 @@ class _LogFormat(logging.Formatter):
     def format(self, record):
         text = one_line(record.getMessage())
         return f"cnnhw: warning: {text}" if record.levelno >= logging.WARNING else text
-
-
-def one_line(text: str) -> str:
-    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``), so that a message
-    stays one line and a name from a model cannot drive the terminal."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,3 +44,9 @@ class DoesNotFitError(BuildError):
         super().__init__(message, details)
         self.over = list(over or [])
         self.needs = dict(needs or {})
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``), so that a message
+    stays one line and a name from a model cannot drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -34,9 +34,10 @@ WRITTEN_BY = f"cnnhw {__version__}"
 #: The marker file of an output folder: JSON ``{"written_by": ..., "kind": ...}``.
 MARKER = ".cnnhw"
 #: Output kinds: files ("json", "npz") and folders ("rtl": ``cnnhw sim``'s Verilog, "board-sim":
-#: ``cnnhw sim --board``'s work folder, "build" and "failed-build": ``cnnhw build``'s).
+#: ``cnnhw sim --board``'s work folder, "build" and "failed-build": ``cnnhw build``'s, "zoo":
+#: ``cnnhw zoo``'s, which holds builds).
 FILE_KINDS = ("json", "npz")
-FOLDER_KINDS = ("rtl", "board-sim", "build", "failed-build")
+FOLDER_KINDS = ("rtl", "board-sim", "build", "failed-build", "zoo")
 #: Larger files are not opened to look for a marker (cnnhw's JSON outputs are far smaller).
 _MARKER_READ_LIMIT = 64 << 20
 

@@ -135,3 +135,16 @@ def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
     """max |ours - reference| / max |reference|: float reference vs float reference only."""
     assert ours.shape == reference.shape, (ours.shape, reference.shape)
     return float(np.max(np.abs(ours - reference)) / max(float(np.max(np.abs(reference))), 1e-30))
+
+
+def tiny_cnn(rng, channels: int = 2) -> onnx.ModelProto:
+    """The smallest CNN that is still one: conv 3x3 (1 -> ``channels``) -> ReLU -> flatten -> Gemm
+    (3 classes), on 1x6x6 images. For tests that build many bitstreams (``cnnhw zoo``)."""
+    a = {"w1": rng.normal(size=(channels, 1, 3, 3)).astype(np.float32),
+         "b1": rng.normal(size=channels).astype(np.float32),
+         "w2": rng.normal(size=(3, channels * 16)).astype(np.float32), "b2": rng.normal(size=3).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["a1"], name="relu1"),
+             helper.make_node("Flatten", ["a1"], ["f"], axis=1, name="flatten"),
+             helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], transB=1, name="fc")]
+    return make_model(nodes, a, ["N", 1, 6, 6], ["N", 3])

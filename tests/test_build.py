@@ -14,7 +14,7 @@ import pytest
 
 from cnnhw.boards import load_board
 from cnnhw.errors import BuildError
-from cnnhw.flow.build import Attempt, next_clock
+from cnnhw.flow.build import Attempt, first_clocks, next_clocks
 from cnnhw.frontend import load_model
 from cnnhw.plan import HardwarePlan, predict_cycles
 from cnnhw.plan.costs import multipliers, needs, plan_costs
@@ -233,8 +233,16 @@ def _attempt(mhz, fmax):
     return Attempt(mhz, None, fmax, fmax >= mhz)
 
 
+def next_clock(board, attempts):
+    """The sequential search's next clock: one attempt per round."""
+    clocks = next_clocks(board, [[attempt] for attempt in attempts])
+    assert len(clocks) <= 1
+    return clocks[0] if clocks else None
+
+
 def test_timing_search_moves_to_the_fastest_setting_under_fmax():
     board = load_board("icebreaker")  # 12, 15, ..., 48 MHz; first try 24
+    assert first_clocks(board) == [24]
     assert next_clock(board, [_attempt(24, 20.4)]) == 18  # missed: the fastest below Fmax
     assert next_clock(board, [_attempt(24, 20.4), _attempt(18, 20.1)]) is None  # met, nothing faster fits
     assert next_clock(board, [_attempt(24, 37.0)]) == 36  # met with room: try faster
@@ -246,6 +254,19 @@ def test_timing_search_moves_to_the_fastest_setting_under_fmax():
     # Missed at 24, met at 21 with an Fmax above 24: 24 again (with another seed), once.
     assert next_clock(board, [_attempt(24, 23.3), _attempt(21, 24.2)]) == 24
     assert next_clock(board, [_attempt(24, 23.3), _attempt(21, 24.2), _attempt(24, 23.9)]) is None
+
+
+def test_with_several_workers_the_timing_search_tries_as_many_clocks_at_once():
+    board = load_board("icebreaker")
+    assert first_clocks(board, 3) == [24, 21, 18]  # the first try, and where a miss goes next
+    # Met at 24 and 21 with room: the fastest untried settings under the Fmax reached.
+    assert next_clocks(board, [[_attempt(24, 37.0), _attempt(21, 30.2)]], 3) == [36, 33, 30]
+    # Missed at 24, met at 21 and 18: nothing untried between 21 and 23.3; 24 once more would need an
+    # Fmax above 24 from a met attempt.
+    assert next_clocks(board, [[_attempt(24, 23.3), _attempt(21, 23.1), _attempt(18, 22.0)]], 3) == []
+    assert next_clocks(board, [[_attempt(24, 23.3), _attempt(21, 24.2)]], 2) == [24]  # a retry, another seed
+    rounds = [[_attempt(24, 37.0), _attempt(21, 37.0)]] * 4
+    assert next_clocks(board, rounds, 2) == []  # at most MAX_ATTEMPTS rounds
 
 
 def test_place_and_route_report_parsing(tmp_path):

@@ -13,7 +13,9 @@ One *attempt* builds the board top at one PLL frequency with the tools of the bo
 Timing search (no ``clock_mhz`` given): start at the profile's ``first_try_mhz``; after each
 attempt move to the fastest untried PLL frequency at or below the achieved Fmax (faster after a
 pass, slower after a miss); when none is left, retry once, with the next placement seed, a missed
-frequency that a slower attempt's Fmax reached; stop after ``MAX_ATTEMPTS``. The result is the
+frequency that a slower attempt's Fmax reached; stop after ``MAX_ATTEMPTS`` rounds. With several
+workers (``cnnhw/cluster.py``) a round tries as many clocks at once: the first try and the settings
+below it, then the fastest untried settings under the Fmax reached. The result is the
 attempt that met timing with the most images per second end to end (the slower of sending an image
 at the link rate that clock makes and computing it), the fastest clock among equals. With
 ``clock_mhz`` the build uses that frequency or fails.
@@ -53,6 +55,7 @@ import numpy as np
 
 from ..boards import Board
 from ..card import CARD_FILE, write_card
+from ..cluster import Workers
 from ..errors import BuildError, DoesNotFitError
 from ..outputs import mark_folder, replace_folder, staging_folder, write_json
 from ..hardware import HardwarePlan, Network, predict_cycles_per_inference
@@ -268,30 +271,66 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
     return attempt
 
 
-def next_clock(board: Board, attempts: list[Attempt]) -> float | None:
-    """The timing search's next frequency (see the module docstring), or None to stop. When no
-    untried setting is left, a missed setting at or below the Fmax a slower attempt reached is
-    tried once more, with another placement seed (nextpnr's Fmax varies by a few percent with it)."""
+def first_clocks(board: Board, count: int = 1) -> list[float]:
+    """The timing search's first round: the profile's first try and, with ``count`` attempts at once,
+    the settings just below it (a design that misses the first try needs one of them next)."""
+    below = sorted((f for f in board.clocks_mhz if f < board.first_try_mhz), reverse=True)
+    return [board.first_try_mhz, *below[:count - 1]]
+
+
+def next_clocks(board: Board, rounds: list[list[Attempt]], count: int = 1) -> list[float]:
+    """The timing search's next round (see the module docstring): up to ``count`` frequencies
+    tried at once, fastest first, or [] to stop. The untried settings above the fastest that met
+    timing and at or below the fastest Fmax the last round reached; when none is left, a missed
+    setting at or below the Fmax a met attempt reached, once more with another placement seed
+    (nextpnr's Fmax varies by a few percent with it). At most ``MAX_ATTEMPTS`` rounds."""
+    attempts = [a for round_ in rounds for a in round_]
+    if len(rounds) >= MAX_ATTEMPTS:
+        return []
     tried = {a.clock_mhz for a in attempts}
-    last = attempts[-1]
     best_met = max((a.clock_mhz for a in attempts if a.timing_met), default=0.0)
-    if len(attempts) >= MAX_ATTEMPTS:
-        return None
-    untried = [f for f in board.clocks_mhz if f not in tried and best_met < f <= last.fmax_mhz]
+    reached_last = max(a.fmax_mhz for a in rounds[-1])
+    untried = sorted((f for f in board.clocks_mhz if f not in tried and best_met < f <= reached_last), reverse=True)
     if untried:
-        return max(untried)
+        return untried[:count]
     reached = max((a.fmax_mhz for a in attempts if a.timing_met), default=0.0)
-    retry = [a.clock_mhz for a in attempts if not a.timing_met and best_met < a.clock_mhz <= reached
-             and sum(b.clock_mhz == a.clock_mhz for b in attempts) < 2]
-    return max(retry) if retry else None
+    retry = sorted({a.clock_mhz for a in attempts if not a.timing_met and best_met < a.clock_mhz <= reached
+                    and sum(b.clock_mhz == a.clock_mhz for b in attempts) < 2}, reverse=True)
+    return retry[:count]
+
+
+def attempt_task(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, tools: Toolchain, folder: Path,
+                 seed: int) -> Attempt:
+    """:func:`run_attempt` as a task on a worker (``cnnhw/cluster.py``): a task may run again after
+    its worker was killed, so it starts from an empty ``folder``."""
+    shutil.rmtree(folder, ignore_errors=True)
+    return run_attempt(qgraph, plan, board, mhz, tools, folder, seed)
+
+
+def run_round(qgraph: QGraph, plan: HardwarePlan, board: Board, tools: Toolchain, jobs: list[tuple[float, Path, int]],
+              workers: Workers | None) -> list[Attempt]:
+    """The attempts ``jobs`` (clock, folder, seed): one after another, or all at once on ``workers``."""
+    if workers is None or len(jobs) == 1:
+        return [run_attempt(qgraph, plan, board, mhz, tools, folder, seed) for mhz, folder, seed in jobs]
+    with stage(f"place and route at {', '.join(f'{mhz:g}' for mhz, _, _ in jobs)} MHz at once "
+               f"({min(len(jobs), workers.count)} workers)"):
+        futures = [workers.executor.submit(attempt_task, qgraph, plan, board, mhz, tools, folder, seed)
+                   for mhz, folder, seed in jobs]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_mhz: float | None = None,
           toolchain: str = "yowasp", seed: int = 1, refits: list[dict] | None = None,
-          verify: VerifyInputs | None = None, model_facts: dict | None = None) -> BuildResult:
+          verify: VerifyInputs | None = None, model_facts: dict | None = None,
+          workers: Workers | None = None) -> BuildResult:
     """Build ``folder`` (see the module docstring), verifying the Verilog on ``verify`` first (None:
     not verified, and build.json says so); ``model_facts`` (the model's layers and quantization,
-    build.json ``graph`` and ``quantization``) go into build.json and the model card. Raises
+    build.json ``graph`` and ``quantization``) go into build.json and the model card. The timing
+    search tries ``workers.count`` clocks at once on ``workers`` (None: one at a time). Raises
     BuildError (verification, timing, tools) or DoesNotFitError; the partial build is then kept as
     ``<folder>.failed`` for its logs."""
     started = time.perf_counter()
@@ -313,17 +352,22 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         image = export.accelerator.weight_image()  # the verified accelerator's
         if image is not None:
             (staging / WEIGHT_IMAGE_FILE).write_bytes(image.to_bytes())
-        attempts: list[Attempt] = []
-        clock = clock_mhz if clock_mhz is not None else board.first_try_mhz
-        while clock is not None:
-            again = sum(a.clock_mhz == clock for a in attempts)  # a retry places with the next seed
-            name = f"{clock:g}MHz" + (f"-seed{seed + again}" if again else "")
-            attempts.append(run_attempt(qgraph, plan, board, clock, tools, staging / "attempts" / name, seed + again))
-            attempt = attempts[-1]
-            verdict = "met" if attempt.timing_met else "NOT met"
-            log.info("%g MHz%s: Fmax %.1f MHz, timing %s", clock, f" (seed {seed + again})" if again else "",
-                     attempt.fmax_mhz, verdict)
-            clock = None if clock_mhz is not None else next_clock(board, attempts)
+        rounds: list[list[Attempt]] = []
+        width = workers.count if workers is not None and clock_mhz is None else 1
+        clocks = [clock_mhz] if clock_mhz is not None else first_clocks(board, width)
+        while clocks:
+            jobs = []
+            for clock in clocks:
+                again = sum(a.clock_mhz == clock for round_ in rounds for a in round_)  # a retry: the next seed
+                name = f"{clock:g}MHz" + (f"-seed{seed + again}" if again else "")
+                jobs.append((clock, staging / "attempts" / name, seed + again))
+            rounds.append(run_round(qgraph, plan, board, tools, jobs, workers))
+            for attempt in rounds[-1]:
+                log.info("%g MHz%s: Fmax %.1f MHz, timing %s", attempt.clock_mhz,
+                         f" (seed {attempt.seed})" if attempt.seed != seed else "", attempt.fmax_mhz,
+                         "met" if attempt.timing_met else "NOT met")
+            clocks = [] if clock_mhz is not None else next_clocks(board, rounds, width)
+        attempts = [a for round_ in rounds for a in round_]
         passed = [a for a in attempts if a.timing_met]
         if not passed:
             last = attempts[-1]
@@ -366,7 +410,8 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
 
 def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callable[[int | None], HardwarePlan],
                   clock_mhz: float | None = None, toolchain: str = "yowasp", seed: int = 1,
-                  verify: VerifyInputs | None = None, model_facts: dict | None = None) -> BuildResult:
+                  verify: VerifyInputs | None = None, model_facts: dict | None = None,
+                  workers: Workers | None = None) -> BuildResult:
     """:func:`build` the plan ``plan_with(None)``. The planner keeps within the board's logic cells
     by an estimate (:mod:`cnnhw.plan.logic`, a few percent off); when the packed design turns out
     over them anyway, plan again with ``plan_with(cap)``: ``cap`` is the estimate of the plan that did
@@ -376,7 +421,7 @@ def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callabl
     while True:
         plan = plan_with(cap)
         try:
-            return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify, model_facts)
+            return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify, model_facts, workers)
         except DoesNotFitError as error:
             if error.over != ["logic_cells"] or len(refits) == MAX_REFITS:
                 raise
