@@ -260,16 +260,14 @@ def _plan_file(args):
     """The plan of ``--plan FILE`` (None without the option)."""
     import json
 
-    from .inputs import read_bytes
+    from .inputs import read_text
     from .plan import HardwarePlan
 
     if not args.plan:
         return None
-    data = read_bytes(args.plan, "plan file", limit=MAX_PLAN_BYTES)
+    text = read_text(args.plan, "plan file", "JSON", limit=MAX_PLAN_BYTES)
     try:
-        facts = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise CnnhwError(f"plan file {args.plan} is not UTF-8 text (byte {error.start}); write it as JSON") from None
+        facts = json.loads(text)
     except json.JSONDecodeError as error:
         raise CnnhwError(f"plan file {args.plan} is not valid JSON ({error})") from None
     except RecursionError:

@@ -51,6 +51,16 @@ def read_bytes(path, what: str, error: type[CnnhwError] = CnnhwError, limit: int
         raise error(f"{what} {path} cannot be read ({problem.strerror})") from None
 
 
+def read_text(path, what: str, written_as: str, limit: int | None = None) -> str:
+    """The UTF-8 text of the regular file ``path`` (at most ``limit`` bytes); ``written_as`` names
+    the format in the message of a file that is not UTF-8 ("JSON", "TOML")."""
+    data = read_bytes(path, what, limit=limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CnnhwError(f"{what} {path} is not UTF-8 text (byte {error.start}); write it as {written_as}") from None
+
+
 def read_npz(path, what: str, error: type[CnnhwError] = CnnhwError,
              max_values: int = MAX_NPZ_VALUES) -> dict[str, np.ndarray]:
     """The arrays of the ``.npz`` at ``path``, each member's size checked before it is read."""

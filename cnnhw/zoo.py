@@ -82,7 +82,7 @@ class ZooEntry:
 def read_zoo(path, parse_build: Callable[[list[str]], object]) -> list[ZooEntry]:
     """The entries of the zoo file ``path``, every one checked (CnnhwError naming the model and key):
     ``parse_build(argv)`` parses a ``cnnhw build`` command line (the CLI's parser) into its options."""
-    from .inputs import read_bytes
+    from .inputs import read_text
 
     try:
         import tomllib
@@ -90,12 +90,10 @@ def read_zoo(path, parse_build: Callable[[list[str]], object]) -> list[ZooEntry]
         import tomli as tomllib
 
     path = Path(path)
-    text = read_bytes(path, "zoo file", limit=MAX_ZOO_BYTES)
+    text = read_text(path, "zoo file", "TOML", limit=MAX_ZOO_BYTES)
     base = path.resolve().parent  # absolute: a worker of another machine runs in another folder
     try:
-        zoo = tomllib.loads(text.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise CnnhwError(f"zoo file {path} is not UTF-8 text (byte {error.start}); write it as TOML") from None
+        zoo = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise CnnhwError(f"zoo file {path} is not valid TOML ({error})") from None
     unknown = sorted(set(zoo) - {"model"})
