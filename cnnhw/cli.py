@@ -480,7 +480,8 @@ def build_from_args(args, workers=None):
     verify = None if args.no_verify else _verify_inputs(args, graph, qgraph, calib)
     result = build_fitting(qgraph, board, folder, lambda cap: _board_plan(args, qgraph, board, cap),
                            clock_mhz=args.clock, toolchain=args.tools, seed=args.seed, verify=verify,
-                           model_facts=model_facts(qgraph, None if calib is None else calib.x), workers=workers)
+                           model_facts=model_facts(qgraph, None if calib is None else calib.x), workers=workers,
+                           router=args.router)
     return result, qgraph, calib
 
 
@@ -515,7 +516,7 @@ def cmd_zoo(args) -> None:
     from .cluster import local_worker_count, open_cluster, workers_of
     from .outputs import check_output, folder_kind, mark_folder
     from .report import console
-    from .zoo import describe, exit_status, read_zoo, results_table, run_zoo, write_results
+    from .zoo import describe, failed, read_zoo, results_table, run_zoo, write_results
 
     if args.sequential and (args.workers or args.scheduler):
         raise CnnhwError("--sequential builds in this process; drop --workers/--scheduler, or --sequential")
@@ -551,10 +552,47 @@ def cmd_zoo(args) -> None:
         if row["status"] != "verified":
             console().print(describe(row), markup=False, highlight=False)
     console().print(f"results: {out / 'results.md'}, {out / 'results.json'}; model cards: {out / 'index.html'}")
-    if exit_status(rows):
-        failed = [f"{row['model']} on {row['board']}" for row in rows if row["status"] == "failed"]
-        raise CnnhwError(f"{len(failed)} of {len(rows)} builds failed ({', '.join(failed)}); their errors are in "
+    if failed(rows):
+        names = [f"{row['model']} on {row['board']}" for row in failed(rows)]
+        raise CnnhwError(f"{len(names)} of {len(rows)} builds failed ({', '.join(names)}); their errors are in "
                          f"{out / 'results.md'} and their logs in {out / 'logs'}")
+
+
+def cmd_export(args) -> None:
+    from .boards import load_board
+    from .datafiles import load_data
+    from .hardware.network import default_plan
+    from .kit import export_kit
+    from .outputs import check_output, folder_kind
+
+    out = Path(args.output)
+    check_output(out, "kit", "-o", _inputs(args))
+    if out.exists() and any(out.iterdir()) and not args.force:
+        kind = "a study kit" if folder_kind(out) == "kit" else "not empty"
+        raise CnnhwError(f"-o {out} is {kind}; pass --force to replace it, or choose another folder")
+    if args.board and args.plan:
+        raise CnnhwError("--plan FILE gives the hardware words' plan, and --board plans for a board; drop one")
+    graph = _load(args)
+    _plan_file(args)  # a bad plan file is refused before quantizing
+    qgraph, calib = _quantize(args, graph, return_calibration=True)
+    if args.inputs:
+        data = load_data(args.inputs, graph)
+        x, source = data.x[:args.images], f"the first {min(args.images, len(data.x))} of {Path(args.inputs).name}"
+        _warn_clipped(qgraph.input, x, f"inputs {args.inputs}")
+    elif calib is not None:
+        x, source = calib.x[:args.images], f"the first {min(args.images, len(calib.x))} calibration images"
+    else:
+        low, high = qgraph.input.real_range()
+        x = np.random.default_rng(0).uniform(low, high, size=(args.images, *graph.input_shape))
+        source = f"{args.images} random images over the input range (no --inputs or calibration data)"
+    if args.board:
+        plan = _board_plan(args, qgraph, load_board(args.board))
+    else:
+        plan = _plan_file(args) or default_plan(qgraph)
+    manifest = export_kit(qgraph, x, source, out, plan, str(_model_path(args)))
+    files = sum(1 for _ in out.rglob("*") if _.is_file())
+    print(f"wrote the study kit of {graph.name} to {out}: {len(manifest['layers'])} layers, {len(x)} images, "
+          f"{files} files; check it with: cd {out} && python3 reference.py")
 
 
 def cmd_report(args) -> None:
@@ -669,6 +707,28 @@ def cmd_inspect(args) -> None:
                                **({"own_integers": own} if own else {})})
 
 
+def layer_arrays(qgraph, x) -> dict[str, np.ndarray]:
+    """``predict --layers``: every integer layer's output (``layer_NN_int``; ``layer_00_int`` the
+    quantized input) and the float model's output it stands for (``layer_NN_float``), with each
+    layer's name, scale and zero point (``layer_names``, ``layer_scales``, ``layer_zero_points``:
+    real value = scale * (int - zero point))."""
+    from .golden import run_float
+    from .golden.int_ref import run_int
+
+    ints = run_int(qgraph, x, every_layer=True)
+    floats = dict(zip([layer.op.name for layer in qgraph.graph.layers], run_float(qgraph.graph, x, every_layer=True)))
+    arrays = {"layer_names": np.array(["input", *(layer.name for layer in qgraph.layers)]),
+              "layer_scales": np.array([qgraph.input.scale, *(layer.out_scale for layer in qgraph.layers)]),
+              "layer_zero_points": np.array([qgraph.input.zero_point,
+                                             *(layer.out_zero_point for layer in qgraph.layers)]),
+              "layer_00_int": ints[0].astype(np.int64),
+              "layer_00_float": np.asarray(x, dtype=np.float32)}
+    for index, (layer, values) in enumerate(zip(qgraph.layers, ints[1:]), start=1):
+        arrays[f"layer_{index:02d}_int"] = values.astype(np.int64)
+        arrays[f"layer_{index:02d}_float"] = floats[layer.source].astype(np.float32)
+    return arrays
+
+
 def cmd_predict(args) -> None:
     from .datafiles import load_data
     from .golden import classes_of, run_float
@@ -677,27 +737,29 @@ def cmd_predict(args) -> None:
     from .report import console
 
     _check_outputs(args, ("-o", Path(args.output), "npz") if args.output else None)
+    if args.layers and not args.output:
+        raise CnnhwError("--layers adds every layer's tensors to the -o OUT.npz; give -o")
     graph = _load(args)
     data = load_data(args.inputs, graph)
-    qgraph = _quantize(args, graph) if args.golden == "int" else None
+    qgraph = _quantize(args, graph) if args.golden == "int" or args.layers else None
     if qgraph is not None:
         _warn_unbuildable(graph)
         _warn_clipped(qgraph.input, data.x, f"inputs {args.inputs}")
     started = time.perf_counter()
-    if qgraph is None:
+    if args.golden == "float":
         outputs = run_float(graph, data.x).astype(np.float32)
     else:
         outputs = run_int(qgraph, data.x).astype(np.int64)
     log.info("ran the %s model on %d images in %.2f s", args.golden, len(data.x), time.perf_counter() - started)
     facts = {"model": str(_model_path(args)), "golden": args.golden, "images": int(len(outputs)),
              "output_shape": list(outputs.shape[1:]), "outputs": outputs.tolist()}
-    if qgraph is not None:
+    if args.golden == "int":
         facts["output_scale"] = qgraph.output_scale
     out = console()
-    arrays = {"outputs": outputs}
+    arrays = {"outputs": outputs, **(layer_arrays(qgraph, data.x) if args.layers else {})}
     if graph.has_classes:
         # The integer model's output is logits even where the float model ends in a Sigmoid.
-        classes = classes_of(outputs, graph.class_threshold if qgraph is None else 0.0)
+        classes = classes_of(outputs, graph.class_threshold if args.golden == "float" else 0.0)
         facts["classes"] = classes.tolist()
         arrays.update(logits=outputs.reshape(len(outputs), -1), classes=classes)
         if data.y is not None:
@@ -710,8 +772,9 @@ def cmd_predict(args) -> None:
             out.print(f"{args.golden} model: classes of {len(classes)} images: {shown}")
     else:
         first = outputs[0].ravel()
-        shown = " ".join(f"{v:.4g}" if qgraph is None else str(v) for v in first[:8]) + (" ..." if first.size > 8 else "")
-        unit = "" if qgraph is None else f" (integers; times {qgraph.output_scale:.4g} in the model's units)"
+        integers = args.golden == "int"
+        shown = " ".join(str(v) if integers else f"{v:.4g}" for v in first[:8]) + (" ..." if first.size > 8 else "")
+        unit = f" (integers; times {qgraph.output_scale:.4g} in the model's units)" if integers else ""
         out.print(f"{args.golden} model: outputs of {len(outputs)} images, "
                   f"{'x'.join(map(str, outputs.shape[1:]))} values each{unit}; image 0: {shown}")
     if args.output:
@@ -742,6 +805,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-o", "--output", metavar="OUT.npz",
                          help="write outputs (N, *output shape), and for a classifier logits (N, classes) and "
                               "classes (N,)")
+    predict.add_argument("--layers", action="store_true", help="with -o: also every layer's integer output and the "
+                         "float output it stands for (layer_NN_int, layer_NN_float, layer_names, layer_scales)")
     predict.add_argument("--json", metavar="FILE", help="also write the facts as JSON")
     _add_quant_options(predict)
     predict.set_defaults(run=cmd_predict)
@@ -802,6 +867,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tools", choices=("yowasp", "system"), default="yowasp",
                        help="yowasp: the yosys/nextpnr/icepack cnnhw installs (default); system: the ones on PATH")
     build.add_argument("--seed", type=_count(1), default=1, help="nextpnr placement seed (default 1)")
+    build.add_argument("--router", choices=("router1", "router2"), help="nextpnr's router (default: router1 on "
+                       "iCE40, router2 on ECP5, which routes large designs router1 does not)")
     build.add_argument("--inputs", "-i", metavar="DATA", help="images to verify the Verilog on before synthesis "
                        "(default: the calibration images)")
     build.add_argument("--verify-images", type=_count(1), default=4, metavar="N",
@@ -822,6 +889,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "dfu-util; default: the first installed)")
     flash.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     flash.set_defaults(run=cmd_flash)
+
+    export = commands.add_parser("export", parents=[common], help="the study kit: every weight, bias, constant and "
+                                 "layer output as .npy and .hex, with NumPy and C references")
+    _add_model(export)
+    export.add_argument("-o", "--output", required=True, metavar="DIR", help="the kit's folder")
+    export.add_argument("--inputs", "-i", metavar="DATA", help="images whose every layer the kit holds (default: "
+                        "the calibration images, else random images over the input range)")
+    export.add_argument("--images", type=_count(1), default=4, metavar="N", help="how many of them (default 4)")
+    export.add_argument("--board", "-b", metavar="NAME", help="the hardware words in the order the plan for this "
+                        "board reads them (default: cnnhw's default folding)")
+    export.add_argument("--plan", metavar="FILE", help="the hardware words of this plan")
+    export.add_argument("--force", action="store_true", help="replace the study kit already in DIR")
+    _add_quant_options(export)
+    export.set_defaults(run=cmd_export)
 
     report = commands.add_parser("report", parents=[common], help="make a build's model card (DIR/report.html) again")
     report.add_argument("folder", metavar="DIR", help="a folder written by cnnhw build")

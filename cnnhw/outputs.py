@@ -35,9 +35,9 @@ WRITTEN_BY = f"cnnhw {__version__}"
 MARKER = ".cnnhw"
 #: Output kinds: files ("json", "npz") and folders ("rtl": ``cnnhw sim``'s Verilog, "board-sim":
 #: ``cnnhw sim --board``'s work folder, "build" and "failed-build": ``cnnhw build``'s, "zoo":
-#: ``cnnhw zoo``'s, which holds builds).
+#: ``cnnhw zoo``'s, which holds builds, "kit": ``cnnhw export``'s study kit).
 FILE_KINDS = ("json", "npz")
-FOLDER_KINDS = ("rtl", "board-sim", "build", "failed-build", "zoo")
+FOLDER_KINDS = ("rtl", "board-sim", "build", "failed-build", "zoo", "kit")
 #: Larger files are not opened to look for a marker (cnnhw's JSON outputs are far smaller).
 _MARKER_READ_LIMIT = 64 << 20
 

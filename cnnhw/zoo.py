@@ -453,6 +453,6 @@ def comparable(row: dict) -> dict:
     return {key: value for key, value in row.items() if key != "seconds"}
 
 
-def exit_status(rows: list[dict]) -> int:
-    """0 when every build was verified or was refused for not fitting; 1 when one failed."""
-    return 1 if any(row["status"] == FAILED for row in rows) else 0
+def failed(rows: list[dict]) -> list[dict]:
+    """The rows of builds that failed (a build that does not fit is a result, not a failure)."""
+    return [row for row in rows if row["status"] == FAILED]

@@ -74,6 +74,7 @@ class Toolchain:
     yosys: str
     nextpnr: str
     pack: str
+    router: str = "router1"  # nextpnr's --router
 
 
 class Family(ABC):
@@ -98,8 +99,8 @@ class Family(ABC):
     #: The share of the logic cells a default plan may fill: the planner leaves the rest so that
     #: nextpnr's router converges (``plan_for_board``; a refit after packing still allows them all).
     plannable_logic_fraction: float = 1.0
-    #: nextpnr options of this family's place and route beyond the device and the files.
-    place_and_route_options: tuple[str, ...] = ()
+    #: nextpnr's router for this family's place and route, unless the build names one (``--router``).
+    default_router: str = "router1"
 
     @abstractmethod
     def synthesis_script(self, top: str) -> str:

@@ -98,8 +98,9 @@ class Ecp5(Family):
     # still overused after 25 minutes of routing; the MobileNet-style network at 70.6 % routed.
     plannable_logic_fraction = 0.8
     # router2: MLPerf Tiny's KWS at 63.6 % of the LUT4s and 133 MULT18X18Ds still had 154,825 wires
-    # overused after 31 minutes of nextpnr-ecp5's default router1.
-    place_and_route_options = ("--router", "router2")
+    # overused after 31 minutes of nextpnr-ecp5's default router1. router1 reaches faster clocks on
+    # some designs that it routes (ResNet-8: Fmax 62.2 MHz, 53.5 with router2): build --router.
+    default_router = "router2"
     bitstream_suffix = ".bit"
 
     def synthesis_script(self, top: str) -> str:

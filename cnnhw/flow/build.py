@@ -245,7 +245,7 @@ def run_attempt(qgraph: QGraph, plan: HardwarePlan, board: Board, mhz: float, to
     with timed("place_and_route", f"{mhz:g} MHz: place and route (nextpnr)"):
         try:
             run_tool("nextpnr", [tools.nextpnr, "--quiet", "--log", "nextpnr.log", *_nextpnr_design(board, top),
-                                 *routed_option, *board.family.place_and_route_options,
+                                 *routed_option, "--router", tools.router,
                                  "--report", "nextpnr_report.json", "--freq", f"{mhz:g}",
                                  "--seed", str(seed), "--timing-allow-fail"], folder, folder / "nextpnr.console.log")
         except BuildError as error:
@@ -326,15 +326,16 @@ def run_round(qgraph: QGraph, plan: HardwarePlan, board: Board, tools: Toolchain
 def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_mhz: float | None = None,
           toolchain: str = "yowasp", seed: int = 1, refits: list[dict] | None = None,
           verify: VerifyInputs | None = None, model_facts: dict | None = None,
-          workers: Workers | None = None) -> BuildResult:
+          workers: Workers | None = None, router: str | None = None) -> BuildResult:
     """Build ``folder`` (see the module docstring), verifying the Verilog on ``verify`` first (None:
     not verified, and build.json says so); ``model_facts`` (the model's layers and quantization,
     build.json ``graph`` and ``quantization``) go into build.json and the model card. The timing
-    search tries ``workers.count`` clocks at once on ``workers`` (None: one at a time). Raises
+    search tries ``workers.count`` clocks at once on ``workers`` (None: one at a time); nextpnr routes
+    with ``router`` (None: the family's default). Raises
     BuildError (verification, timing, tools) or DoesNotFitError; the partial build is then kept as
     ``<folder>.failed`` for its logs."""
     started = time.perf_counter()
-    tools = find_toolchain(toolchain, board.family)
+    tools = find_toolchain(toolchain, board.family, router)
     if clock_mhz is not None:
         board.pll_for(clock_mhz)
     folder = Path(folder)
@@ -380,6 +381,7 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
         shutil.copy2(chosen.bitstream, staging / chosen.bitstream.name)
         facts["bitstream"] = str(folder / chosen.bitstream.name)
         facts["refits"] = refits or []  # plans that were over the logic cells (build_fitting)
+        facts["router"] = tools.router
         facts["verified"] = verified
         if image is not None:
             facts["weight_image"] = {"file": str(folder / WEIGHT_IMAGE_FILE), "offset": board.flash["weights_offset"],
@@ -411,7 +413,7 @@ def build(qgraph: QGraph, plan: HardwarePlan, board: Board, folder: Path, clock_
 def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callable[[int | None], HardwarePlan],
                   clock_mhz: float | None = None, toolchain: str = "yowasp", seed: int = 1,
                   verify: VerifyInputs | None = None, model_facts: dict | None = None,
-                  workers: Workers | None = None) -> BuildResult:
+                  workers: Workers | None = None, router: str | None = None) -> BuildResult:
     """:func:`build` the plan ``plan_with(None)``. The planner keeps within the board's logic cells
     by an estimate (:mod:`cnnhw.plan.logic`, a few percent off); when the packed design turns out
     over them anyway, plan again with ``plan_with(cap)``: ``cap`` is the estimate of the plan that did
@@ -421,7 +423,8 @@ def build_fitting(qgraph: QGraph, board: Board, folder: Path, plan_with: Callabl
     while True:
         plan = plan_with(cap)
         try:
-            return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify, model_facts, workers)
+            return build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify, model_facts, workers,
+                         router)
         except DoesNotFitError as error:
             if error.over != ["logic_cells"] or len(refits) == MAX_REFITS:
                 raise

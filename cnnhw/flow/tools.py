@@ -23,10 +23,17 @@ from ..families import ICE40, Family, Toolchain
 TOOLCHAINS = ("yowasp", "system")
 
 
-def find_toolchain(kind: str = "yowasp", family: Family = ICE40) -> Toolchain:
-    """The executables of ``family``'s flow (BuildError naming a missing one and what to do)."""
+#: nextpnr's routers.
+ROUTERS = ("router1", "router2")
+
+
+def find_toolchain(kind: str = "yowasp", family: Family = ICE40, router: str | None = None) -> Toolchain:
+    """The executables of ``family``'s flow (BuildError naming a missing one and what to do), with
+    nextpnr's ``router`` (default: the family's)."""
     if kind not in TOOLCHAINS:
         raise BuildError(f"unknown toolchain '{kind}'; choose from {', '.join(TOOLCHAINS)}")
+    if router is not None and router not in ROUTERS:
+        raise BuildError(f"unknown router '{router}'; choose from {', '.join(ROUTERS)}")
     scripts = Path(sysconfig.get_path("scripts"))
     found = {}
     for role, name in family.tool_names[kind].items():
@@ -37,7 +44,7 @@ def find_toolchain(kind: str = "yowasp", family: Family = ICE40) -> Toolchain:
                       "install it (e.g. OSS CAD Suite) and put it on PATH, or use --tools yowasp")
             raise BuildError(f"{role} ('{name}') is not installed; {advice}")
         found[role] = path
-    return Toolchain(kind, **found)
+    return Toolchain(kind, **found, router=router or family.default_router)
 
 
 def run_tool(role: str, command: list[str], cwd: Path, log: Path) -> None:

