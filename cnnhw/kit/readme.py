@@ -25,16 +25,16 @@ def rule_text(rule: dict) -> str:
                 f"M[c] = {_span(rule['multipliers'])}, rounding {rule['rounding']}{negative}")
     if kind == "tflite":
         roundings = "one rounding" if rule["single_rounding"] else "two roundings (MultiplyByQuantizedMultiplier)"
-        return (f"y = clamp(acc * m0[c] * 2^(shift[c] - 31) + {rule['offset']}, {rule['lo']}, {rule['hi']}) with "
+        return (f"y = clamp(acc * m0[c] * 2^(shift[c] - 31){_plus(rule['offset'])}, {rule['lo']}, {rule['hi']}) with "
                 f"m0[c] = {_span(rule['multipliers'])}, shift[c] = {_span(rule['shifts'])}, {roundings}")
     if kind == "onnxruntime":
-        return (f"y = clamp(nearbyint(float32(acc) * scale[c]) + {rule['offset']}, {rule['lo']}, {rule['hi']}) with "
+        return (f"y = clamp(nearbyint(float32(acc) * scale[c]){_plus(rule['offset'])}, {rule['lo']}, {rule['hi']}) with "
                 f"scale[c] = mantissa[c] * 2^-exponent[c] in float32, mantissa[c] = {_span(rule['mantissas'])}, "
                 f"exponent[c] = {_span(rule['exponents'])}")
     if kind == "tflite_add":
         return (f"each input k: ((x_k + {rule['input_offsets']}[k]) << {rule['left_shift']}) * m_k * 2^(s_k - 31) "
                 f"with m = {rule['input_multipliers']}, s = {rule['input_shifts']}; their sum * "
-                f"{rule['output_multiplier']} * 2^({rule['output_shift']} - 31) + {rule['offset']}, clamped to "
+                f"{rule['output_multiplier']} * 2^({rule['output_shift']} - 31){_plus(rule['offset'])}, clamped to "
                 f"[{rule['lo']}, {rule['hi']}]")
     if kind == "cnnhw_average":
         return (f"y = round_shift(sum * M[n], {rule['shift']}) with M[n] = round(2^{rule['shift']} / n) for a "
@@ -42,6 +42,11 @@ def rule_text(rule: dict) -> str:
     if kind == "tflite_average":
         return f"y = clamp(sum / n rounded half away from zero, {rule['lo']}, {rule['hi']})"
     return kind
+
+
+def _plus(value: int) -> str:
+    """`` + 4`` or `` - 128``: an offset written into a formula."""
+    return f" + {value}" if value >= 0 else f" - {-value}"
 
 
 def _shape(shape) -> str:
@@ -113,15 +118,15 @@ def readme(manifest: dict) -> str:
         "- `round_shift(v, s)` is v / 2^s rounded to an integer (half up: (v + 2^(s-1)) >> s with a flooring shift); "
         "`clamp(v, lo, hi)` saturates.", "",
         "## The network", "",
-        f"Input: {_shape(source['shape'])} real values, quantized as q = clamp(round(x / {source['scale']:.9g}) + "
-        f"{source['zero_point']}) in {source['format']['name']} (rounding {source['rounding']}"
+        f"Input: {_shape(source['shape'])} real values, quantized as q = clamp(round(x / {source['scale']:.9g})"
+        f"{_plus(source['zero_point'])}) in {source['format']['name']} (rounding {source['rounding']}"
         f"{', the division in float32' if source['float32'] else ''}): `{source['quantized']['npy']}`.", "",
     ]
     for layer in manifest["layers"]:
         lines += _layer_section(layer)
     output = manifest["output"]
     dropped = f" (the model's final {manifest['dropped']} is left to the host)" if manifest["dropped"] else ""
-    lines.append(f"Output: `{output['layer']}`, real value = {output['scale']:.6g} * (q - {output['zero_point']})"
+    lines.append(f"Output: `{output['layer']}`, real value = {output['scale']:.6g} * (q{_plus(-output['zero_point'])})"
                  f"{dropped}; " + ("the class is the index of the largest value." if manifest["has_classes"]
                                    else "the values are the result (no classes)."))
     return "\n".join(lines) + "\n"
