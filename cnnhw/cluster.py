@@ -64,10 +64,11 @@ def open_cluster(workers: int | None = None, scheduler: str | None = None) -> It
         with client:
             yield client
         return
-    # No dashboard (it would need a free port and bokeh); no memory limit: nextpnr on a large ECP5
-    # uses gigabytes in the worker's child process, which the nanny must not take for a leak.
+    # Its HTTP server on a free port (two clusters at once do not collide); no memory limit:
+    # nextpnr on a large ECP5 uses gigabytes in the worker's child process, which the nanny must not
+    # take for a leak.
     cluster = LocalCluster(n_workers=workers or local_worker_count(), threads_per_worker=1, processes=True,
-                           dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR)
+                           dashboard_address=":0", memory_limit=0, silence_logs=logging.ERROR)
     with cluster, Client(cluster) as client:
         yield client
 

@@ -127,7 +127,7 @@ def _rows(out: Path) -> list[dict]:
 def test_a_zoo_on_two_dask_workers_survives_a_killed_worker_and_equals_the_sequential_zoo(cli, tmp_path, zoo_file):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       memory_limit=0) as cluster, Client(cluster) as client:
         zoo = subprocess.Popen([sys.executable, "-m", "cnnhw", "zoo", str(zoo_file), "-o", "parallel",
                                 "--scheduler", cluster.scheduler_address], cwd=tmp_path, stdout=subprocess.PIPE,
