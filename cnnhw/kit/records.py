@@ -113,47 +113,48 @@ def _with_rule(entry: dict, tensors: dict, rule, key: str = "rescale") -> None:
     tensors.update({f"{key}.{name}": table for name, table in tables.items()})
 
 
-@layer_record.register
-def _(layer: QConv):
-    entry = {**_common(layer), "kernel": list(layer.kernel), "stride": list(layer.stride), "pads": list(layer.pads),
-             "dilation": list(layer.dilation), "groups": layer.groups, "pad_value": layer.pad_value,
-             "activation": layer.activation, "weight_format": format_facts(layer.weight_format),
-             "acc_format": format_facts(layer.acc_format), "macs": macs(layer)}
-    tensors = {"weight": (layer.weight, layer.weight_format, "(out channel, in channel of its group, row, column)"),
-               "bias": (layer.bias, layer.acc_format, "(out channel,)")}
+def _matrix(layer, parameters: dict, weight_order: str, bias_order: str):
+    """A conv or dense layer: ``acc = bias + sum(weight * x)`` in ``acc_format``, then its rule."""
+    entry = {**_common(layer), **parameters, "activation": layer.activation,
+             "weight_format": format_facts(layer.weight_format), "acc_format": format_facts(layer.acc_format),
+             "macs": macs(layer)}
+    tensors = {"weight": (layer.weight, layer.weight_format, weight_order),
+               "bias": (layer.bias, layer.acc_format, bias_order)}
     _with_rule(entry, tensors, layer.requant)
     return entry, tensors
 
 
 @layer_record.register
+def _(layer: QConv):
+    parameters = {"kernel": list(layer.kernel), "stride": list(layer.stride), "pads": list(layer.pads),
+                  "dilation": list(layer.dilation), "groups": layer.groups, "pad_value": layer.pad_value}
+    return _matrix(layer, parameters, "(out channel, in channel of its group, row, column)", "(out channel,)")
+
+
+@layer_record.register
 def _(layer: QDense):
-    entry = {**_common(layer), "activation": layer.activation, "weight_format": format_facts(layer.weight_format),
-             "acc_format": format_facts(layer.acc_format), "macs": macs(layer)}
-    tensors = {"weight": (layer.weight, layer.weight_format, "(output, input)"),
-               "bias": (layer.bias, layer.acc_format, "(output,)")}
-    _with_rule(entry, tensors, layer.requant)
+    return _matrix(layer, {}, "(output, input)", "(output,)")
+
+
+def _pool(layer, parameters: dict):
+    """A pooling layer: max, or average with its divider."""
+    entry = {**_common(layer), "kind": "max" if layer.kind == PoolKind.MAX else "average", **parameters}
+    tensors: dict[str, Tensor] = {}
+    if layer.divider is not None:
+        _with_rule(entry, tensors, layer.divider, "divide")
     return entry, tensors
 
 
 @layer_record.register
 def _(layer: QPool):
-    entry = {**_common(layer), "kind": "max" if layer.kind == PoolKind.MAX else "average",
-             "kernel": list(layer.kernel), "stride": list(layer.stride), "pads": list(layer.pads),
-             "dilation": list(layer.dilation), "ceil_mode": layer.ceil_mode,
-             "count_include_pad": layer.count_include_pad}
-    tensors: dict[str, Tensor] = {}
-    if layer.divider is not None:
-        _with_rule(entry, tensors, layer.divider, "divide")
-    return entry, tensors
+    return _pool(layer, {"kernel": list(layer.kernel), "stride": list(layer.stride), "pads": list(layer.pads),
+                         "dilation": list(layer.dilation), "ceil_mode": layer.ceil_mode,
+                         "count_include_pad": layer.count_include_pad})
 
 
 @layer_record.register
 def _(layer: QGlobalPool):
-    entry = {**_common(layer), "kind": "max" if layer.kind == PoolKind.MAX else "average"}
-    tensors: dict[str, Tensor] = {}
-    if layer.divider is not None:
-        _with_rule(entry, tensors, layer.divider, "divide")
-    return entry, tensors
+    return _pool(layer, {})
 
 
 @layer_record.register
