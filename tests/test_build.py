@@ -327,7 +327,7 @@ def test_a_plan_over_the_logic_cells_is_planned_again_within_a_smaller_estimate(
         caps.append(cap)
         return plan_for_board(qgraph, board, max_logic_cells=cap)
 
-    def fake_build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, verify, model_facts):
+    def fake_build(qgraph, plan, board, folder, clock_mhz, toolchain, seed, refits, *rest):
         built.append(plan)
         if len(built) <= 2:
             raise DoesNotFitError("over", over=["logic_cells"], needs={"logic_cells": 5480 - len(built)})

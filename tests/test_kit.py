@@ -72,16 +72,14 @@ def test_the_kit_holds_the_golden_model_s_every_layer_on_the_whole_test_split(le
     assert np.array_equal(np.load(lenet_kit / manifest["input"]["quantized"]["npy"]), golden[0])
     for layer, values in zip(manifest["layers"], golden[1:]):
         assert np.array_equal(np.load(lenet_kit / layer["output"]["npy"]), values), layer["name"]
-        for name, entry in layer["tensors"].items():
-            if "shape" not in entry:
-                continue
+        # Every tensor's and every vector's .hex holds its .npy, value for value.
+        for name, entry in [*((n, e) for n, e in layer["tensors"].items() if "shape" in e), ("output", layer["output"])]:
             array = np.load(lenet_kit / entry["npy"])
-            lines = (lenet_kit / entry["hex"]).read_text().split()
-            assert list(array.shape) == entry["shape"] and len(lines) == array.size, (layer["name"], name)
+            words = np.array([int(word, 16) for word in (lenet_kit / entry["hex"]).read_text().split()], dtype=np.int64)
+            assert list(array.shape) == entry["shape"] and words.size == array.size, (layer["name"], name)
             bits = entry["format"]["bits"]
-            decoded = [int(word, 16) - ((1 << bits) if entry["format"]["signed"] and int(word, 16) >> (bits - 1)
-                                        else 0) for word in lines]
-            assert decoded == array.ravel().tolist(), (layer["name"], name)
+            decoded = words - ((words >> (bits - 1)) & 1) * (1 << bits) if entry["format"]["signed"] else words
+            assert np.array_equal(decoded, array.ravel()), (layer["name"], name)
     # The weights as the QGraph has them, and the classes as the golden model gives them.
     conv1 = manifest["layers"][0]
     assert np.array_equal(np.load(lenet_kit / conv1["tensors"]["weight"]["npy"]), qgraph.layers[0].weight)

@@ -201,6 +201,18 @@ class MatrixParameters:
             terms["table_bits"] = self.pe * table_bits(self.banks, self.acc_bits)
         return terms
 
+    def word_lanes(self, weights: np.ndarray) -> np.ndarray:
+        """The weight memory's words as lanes: ``(words, lanes)``, word ``(g, f, k)`` (group, fold,
+        word of the window, in that nesting) holding ``weights[g, f * pe + p, k * simd + s]`` in lane
+        ``i`` for ``(p, s) = product_lanes[i]``. ``weights``: ``(groups, outputs, inputs)`` in
+        window order (the values, or any array of that shape: their indices)."""
+        return np.array([[weights[g, f * self.pe + p, k * self.simd + s] for p, s in self.product_lanes]
+                         for g in range(self.groups) for f in range(self.folds) for k in range(self.words)])
+
+    def rom_words(self, weights: np.ndarray) -> list[int]:
+        """The weight memory's contents: :meth:`word_lanes` packed, lane 0 in the low bits."""
+        return [pack_lanes(lanes, self.weight_bits) for lanes in self.word_lanes(weights)]
+
     def create(self, weights: np.ndarray, bias: np.ndarray, first_block: int = 0) -> "MatrixVectorUnit":
         return MatrixVectorUnit(self, weights, bias, first_block)
 
@@ -238,14 +250,7 @@ class MatrixVectorUnit(wiring.Component):
         super().__init__(members)
 
     def rom_words(self) -> list[int]:
-        mx = self.parameters
-        words = []
-        for g in range(mx.groups):
-            for f in range(mx.folds):
-                for k in range(mx.words):
-                    lanes = [self.weights[g, f * mx.pe + p, k * mx.simd + s] for p, s in mx.product_lanes]
-                    words.append(pack_lanes(lanes, mx.weight_bits))
-        return words
+        return self.parameters.rom_words(self.weights)
 
     def memories(self) -> list[MemoryShape]:
         return self.parameters.memories()

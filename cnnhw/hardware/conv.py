@@ -81,22 +81,26 @@ class ConvOp(MatrixOp):
         return ConvStage(self, first_block)
 
 
+    def window_weights(self, weight: np.ndarray, input_order=None) -> np.ndarray:
+        layer = self.layer
+        if not self.depthwise:
+            # (out, in/groups, kh, kw) -> (groups, out/groups, kh * kw * in/groups) in window order (ky, kx, ci).
+            return weight.transpose(0, 2, 3, 1).reshape(layer.groups, self.matrix.outputs, -1)
+        # (channels, 1, kh, kw) -> (channels / pe, pe, kh * kw * pe): channel p of a group is
+        # lane p of each of its window's words; the MVU reads only these diagonal weights.
+        mx = self.matrix
+        taps = math.prod(layer.kernel)
+        kernels = weight.reshape(mx.groups, mx.pe, taps)
+        weights = np.zeros((mx.groups, mx.pe, taps * mx.pe), dtype=kernels.dtype)
+        for lane in range(mx.pe):
+            weights[:, lane, lane::mx.pe] = kernels[:, lane, :]
+        return weights
+
+
 class ConvStage(MatrixStage):
     def __init__(self, op: ConvOp, first_block: int = 0):
         layer = op.layer
-        if not op.depthwise:
-            # (out, in/groups, kh, kw) -> (groups, out/groups, kh * kw * in/groups) in window order (ky, kx, ci).
-            weights = layer.weight.transpose(0, 2, 3, 1).reshape(layer.groups, op.matrix.outputs, -1)
-        else:
-            # (channels, 1, kh, kw) -> (channels / pe, pe, kh * kw * pe): channel p of a group is
-            # lane p of each of its window's words; the MVU reads only these diagonal weights.
-            mx = op.matrix
-            taps = math.prod(layer.kernel)
-            kernels = layer.weight.reshape(mx.groups, mx.pe, taps)
-            weights = np.zeros((mx.groups, mx.pe, taps * mx.pe), dtype=kernels.dtype)
-            for lane in range(mx.pe):
-                weights[:, lane, lane::mx.pe] = kernels[:, lane, :]
-        super().__init__(op, weights, first_block)
+        super().__init__(op, op.window_weights(layer.weight), first_block)
         self.window = SlidingWindow(op.geometry, element_shape(layer.in_format))
 
     def elaborate(self, platform):

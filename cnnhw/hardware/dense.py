@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth import Module
 
 from ..families import ICE40, DspRule
@@ -40,6 +41,9 @@ class DenseOp(MatrixOp):
     def logic_terms(self):
         return add_terms(Packer.logic_terms(self.layer.in_format.bits, self.plan.simd), super().logic_terms())
 
+    def window_weights(self, weight: np.ndarray, input_order=None) -> np.ndarray:
+        return weight[:, input_order][None]  # columns in stream order
+
     def create(self, input_order, first_block: int = 0):
         return DenseStage(self, input_order, first_block)
 
@@ -49,7 +53,7 @@ class DenseStage(MatrixStage):
 
     def __init__(self, op: DenseOp, order, first_block: int = 0):
         layer = op.layer
-        super().__init__(op, layer.weight[:, order][None], first_block)  # columns in stream order
+        super().__init__(op, op.window_weights(layer.weight, order), first_block)
         self.packer = Packer(element_shape(layer.in_format), op.plan.simd)
 
     def elaborate(self, platform):

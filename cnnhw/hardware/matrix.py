@@ -3,6 +3,8 @@ that come from them."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..families import ICE40, DspRule
 from ..gateware.memories import add_terms
 from ..gateware.mvu import MatrixParameters, MatrixVectorUnit
@@ -38,6 +40,12 @@ class MatrixOp(HardwareOp):
                                 layer.in_format.bits, layer.in_format.signed, layer.weight_format.bits,
                                 layer.acc_format.bits, plan.packed, plan.logic_products, plan.weights, self.dsp,
                                 plan.biases_in_logic, diagonal)
+
+    def window_weights(self, weight: np.ndarray, input_order=None) -> np.ndarray:
+        """``weight`` (any array of the layer's weight shape: the weights, or their indices) as its
+        MatrixVectorUnit takes them: ``(groups, outputs, inputs)``, the inputs in the order of a
+        window (``input_order``: the stream order of the layer's input, for a dense layer)."""
+        raise NotImplementedError
 
     def matrix_timing(self, source) -> MatrixTiming:
         """The latency model of its MatrixVectorUnit and RequantUnit, fed by ``source``."""

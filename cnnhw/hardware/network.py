@@ -286,20 +286,28 @@ class Network:
         return counts
 
     # ------------------------------------------------------------------ hardware
-    def accelerator(self) -> Accelerator:
-        if self.bounded_branches:
-            raise RuntimeError("a Network with bounded branch FIFOs is for costs only; build from a timed one")
-        self._ensure_branches_sized()
+    def stream_orders(self) -> dict[str, np.ndarray]:
+        """For the input (``INPUT``) and each op, the order its output stream sends its elements in:
+        entry ``j`` is the golden (C-order) index of the ``j``-th element."""
         orders = {INPUT: stream_order(self.qgraph.graph.input_shape)}
-        # Each op's output stream comes from a stage (its own, or, for a flatten, the one before).
-        streams: dict[str, int] = {INPUT: -1}
-        stages, sources, blocks = [], [], 0
         for op in self.ops:
             reads = self.reads[op.name]
             if isinstance(op, JoinOp):
                 orders[op.name] = op.output_order_of([orders[name] for name in reads])
             else:
                 orders[op.name] = op.output_order(orders[reads[0]])
+        return orders
+
+    def accelerator(self) -> Accelerator:
+        if self.bounded_branches:
+            raise RuntimeError("a Network with bounded branch FIFOs is for costs only; build from a timed one")
+        self._ensure_branches_sized()
+        orders = self.stream_orders()
+        # Each op's output stream comes from a stage (its own, or, for a flatten, the one before).
+        streams: dict[str, int] = {INPUT: -1}
+        stages, sources, blocks = [], [], 0
+        for op in self.ops:
+            reads = self.reads[op.name]
             if not op.has_stage:
                 streams[op.name] = streams[reads[0]]
                 continue

@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..ir.graph import INPUT
 from ..outputs import replace_folder, staging_folder, write_json
-from ..quant.qgraph import QConv, QDense, QGraph
+from ..quant.qgraph import QGraph
 from .records import layer_record, macs
 from .tensors import format_facts, write_tensor, write_words
 
@@ -135,29 +134,23 @@ def _layer(qgraph: QGraph, name: str):
 def hardware_words(qgraph: QGraph, plan) -> dict[str, tuple[list[int], int, np.ndarray, str]]:
     """For each conv and dense layer: (the words its MatrixVectorUnit reads under ``plan``, their
     width, for each word and lane the flat index of the weight in the model's order, what that
-    order is). The stages reorder the weights themselves: a second accelerator, whose weights are
-    their own indices, says where each one went."""
+    order is). The op's own reordering (``MatrixOp.window_weights``) applied to the weights' flat
+    indices says where each weight went."""
+    from ..hardware.matrix import MatrixOp
     from ..hardware.network import Network
 
-    def indexed(layer):
-        if not isinstance(layer, (QConv, QDense)):
-            return layer
-        return replace(layer, weight=np.arange(layer.weight.size, dtype=np.int64).reshape(layer.weight.shape))
-
-    real = dict(Network(qgraph, plan).accelerator().stages)
-    indices = dict(Network(replace(qgraph, layers=tuple(indexed(l) for l in qgraph.layers)), plan).accelerator().stages)
+    network = Network(qgraph, plan)
+    orders = network.stream_orders()
     words = {}
-    for name, stage in real.items():
-        mvu = getattr(stage, "mvu", None)
-        if mvu is None:
+    for op in network.ops:
+        if not isinstance(op, MatrixOp):
             continue
-        mx = mvu.parameters
-        where = indices[name].mvu.weights
-        index_map = np.array([[where[g, f * mx.pe + p, k * mx.simd + s] for p, s in mx.product_lanes]
-                              for g in range(mx.groups) for f in range(mx.folds) for k in range(mx.words)],
-                             dtype=np.int64)
-        order = (f"{mx.groups} group(s) x {mx.folds} fold(s) x {mx.words} word(s) per window, in that nesting; "
-                 f"lane i (bits {mx.weight_bits}*i and up, {mx.weight_bits} bits, two's complement) of word w is "
-                 f"the weight at flat index weight_hw_index[w, i] of the model-order weight array")
-        words[name] = (mvu.rom_words(), mx.weight_bits * len(mx.product_lanes), index_map, order)
+        mx, weight, order = op.matrix, op.layer.weight, orders[network.reads[op.name][0]]
+        index = np.arange(weight.size, dtype=np.int64).reshape(weight.shape)
+        index_map = mx.word_lanes(op.window_weights(index, order)).astype(np.int64)
+        described = (f"{mx.groups} group(s) x {mx.folds} fold(s) x {mx.words} word(s) per window, in that nesting; "
+                     f"lane i (bits {mx.weight_bits}*i and up, {mx.weight_bits} bits, two's complement) of word w is "
+                     f"the weight at flat index weight_hw_index[w, i] of the model-order weight array")
+        words[op.name] = (mx.rom_words(op.window_weights(weight, order)), mx.weight_bits * len(mx.product_lanes),
+                          index_map, described)
     return words
