@@ -35,6 +35,7 @@ import html
 import re
 import logging
 import shutil
+import uuid
 from contextlib import contextmanager, nullcontext, redirect_stdout
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -316,7 +317,9 @@ def run_zoo(entries: list[ZooEntry], out: Path, build: Builder, client=None) -> 
             from .cluster import workers_of
 
             parallel_attempts = len(entries) < workers_of(client).count
-            futures = {client.submit(build_entry, entry, out, build, parallel_attempts, key=f"zoo-{entry.key}",
+            # Keys of this run only: a shared cluster would hand another zoo's build of the same key back.
+            run = uuid.uuid4().hex[:8]
+            futures = {client.submit(build_entry, entry, out, build, parallel_attempts, key=f"zoo-{entry.key}-{run}",
                                      pure=False):
                        entry for entry in entries}
             for future in as_completed(futures):
