@@ -307,3 +307,10 @@ def test_the_references_follow_every_op_and_rule_of_cnnhw_s_own_arithmetic(tmp_p
     assert {"Conv", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Reshape", "Add", "Concat", "lookup"} <= covered
     assert {"cnnhw/half_up", "cnnhw/half_even", "cnnhw+negative/half_up", "cnnhw_average/half_up",
             "cnnhw_average/half_even"} <= covered, covered
+
+
+def test_the_python_reference_reads_the_manifest_format_the_kit_writes():
+    from cnnhw.kit import KIT_FORMAT
+    from cnnhw.kit import reference
+
+    assert reference.FORMAT == KIT_FORMAT

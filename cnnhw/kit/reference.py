@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 KIT = Path(__file__).resolve().parent
+#: The manifest this file reads (cnnhw's kit/__init__.py: KIT_FORMAT).
+FORMAT = "cnnhw study kit 1"
 
 
 def load(entry):
@@ -250,6 +252,8 @@ def first_difference(expected, got):
 
 def main():
     manifest = json.loads((KIT / "manifest.json").read_text())
+    if manifest.get("format") != FORMAT:
+        raise SystemExit(f"reference.py reads a manifest of format {FORMAT!r}, not {manifest.get('format')!r}")
     x = np.load(KIT / manifest["input"]["images"])
     outputs = {"input": quantize_input(x, manifest["input"])}
     checks = [("input", outputs["input"], load(manifest["input"]["quantized"]))]
