@@ -440,22 +440,21 @@ def cmd_plan(args) -> None:
                                **plan_facts(qgraph, plan, board), "planning_seconds": round(seconds, 3)})
 
 
-def _verify_inputs(args, graph, qgraph, calib):
-    """The images ``build`` verifies its Verilog on: the first ``--verify-images`` of ``--inputs``,
-    else of the calibration data, else random images over the input quantizer's range."""
+def _images(args, graph, qgraph, calib, count: int) -> tuple[np.ndarray, str]:
+    """(the first ``count`` images of ``--inputs``, else of the calibration data, else random
+    images over the input quantizer's range; where they came from): what ``build`` verifies its
+    Verilog on and what ``export`` writes every layer of."""
     from .datafiles import load_data
-    from .flow.build import VerifyInputs
 
-    count = args.verify_images
     if args.inputs:
         data = load_data(args.inputs, graph)
         _warn_clipped(qgraph.input, data.x[:count], f"inputs {args.inputs}")
-        return VerifyInputs(data.x[:count], f"{Path(args.inputs).name}")
+        return data.x[:count], f"{Path(args.inputs).name}"
     if calib is not None:
-        return VerifyInputs(calib.x[:count], f"calibration data {_calib_path(args).name}")
+        return calib.x[:count], f"calibration data {_calib_path(args).name}"
     low, high = qgraph.input.real_range()
     x = np.random.default_rng(0).uniform(low, high, size=(count, *graph.input_shape))
-    return VerifyInputs(x, "random images: no --inputs or calibration data")
+    return x, "random images: no --inputs or calibration data"
 
 
 def build_from_args(args, workers=None):
@@ -477,7 +476,9 @@ def build_from_args(args, workers=None):
         raise CnnhwError(f"--inputs {args.inputs} gives the images to verify on, and --no-verify skips the "
                          f"verification; drop one of them")
     qgraph, calib = _quantize(args, graph, return_calibration=True)
-    verify = None if args.no_verify else _verify_inputs(args, graph, qgraph, calib)
+    from .flow.build import VerifyInputs
+
+    verify = None if args.no_verify else VerifyInputs(*_images(args, graph, qgraph, calib, args.verify_images))
     result = build_fitting(qgraph, board, folder, lambda cap: _board_plan(args, qgraph, board, cap),
                            clock_mhz=args.clock, toolchain=args.tools, seed=args.seed, verify=verify,
                            model_facts=model_facts(qgraph, None if calib is None else calib.x), workers=workers,
@@ -533,18 +534,21 @@ def cmd_zoo(args) -> None:
     command = f"cnnhw zoo {args.zoo}" + (f" -o {args.output}" if args.output != "zoo" else "")
     if args.sequential:
         command += " --sequential"
-        where, cluster = f"sequential, one process, {local_worker_count()}-core machine", nullcontext()
+        cluster = nullcontext()
     elif args.scheduler:
         command += f" --scheduler {args.scheduler}"
-        where, cluster = f"the Dask cluster at {args.scheduler}", open_cluster(scheduler=args.scheduler)
+        cluster = open_cluster(scheduler=args.scheduler)
     else:
-        workers = args.workers or local_worker_count()
         command += f" --workers {args.workers}" if args.workers else ""
-        where = f"a local Dask cluster of {workers} workers, {local_worker_count()}-core machine"
-        cluster = open_cluster(workers)
+        cluster = open_cluster(args.workers)
+    machine = f"{local_worker_count()}-core machine"
     with cluster as client:
-        if client is not None:
-            where = where.replace("the Dask cluster at", f"{workers_of(client).count} Dask workers at")
+        if client is None:
+            where = f"sequential, one process, {machine}"
+        elif args.scheduler:
+            where = f"{workers_of(client).count} Dask workers at {args.scheduler}"
+        else:
+            where = f"a local Dask cluster of {workers_of(client).count} workers, {machine}"
         rows = run_zoo(entries, out.resolve(), build_command, client)
     write_results(out, rows, command, where)
     console().print(results_table(rows, f"cnnhw zoo: {len(rows)} builds ({where})"))
@@ -552,15 +556,14 @@ def cmd_zoo(args) -> None:
         if row["status"] != "verified":
             console().print(describe(row), markup=False, highlight=False)
     console().print(f"results: {out / 'results.md'}, {out / 'results.json'}; model cards: {out / 'index.html'}")
-    if failed(rows):
-        names = [f"{row['model']} on {row['board']}" for row in failed(rows)]
+    names = [f"{row['model']} on {row['board']}" for row in failed(rows)]
+    if names:
         raise CnnhwError(f"{len(names)} of {len(rows)} builds failed ({', '.join(names)}); their errors are in "
                          f"{out / 'results.md'} and their logs in {out / 'logs'}")
 
 
 def cmd_export(args) -> None:
     from .boards import load_board
-    from .datafiles import load_data
     from .hardware.network import default_plan
     from .kit import export_kit
     from .outputs import check_output, folder_kind
@@ -573,22 +576,10 @@ def cmd_export(args) -> None:
     if args.board and args.plan:
         raise CnnhwError("--plan FILE gives the hardware words' plan, and --board plans for a board; drop one")
     graph = _load(args)
-    _plan_file(args)  # a bad plan file is refused before quantizing
+    fixed = _plan_file(args)  # a bad plan file is refused before quantizing
     qgraph, calib = _quantize(args, graph, return_calibration=True)
-    if args.inputs:
-        data = load_data(args.inputs, graph)
-        x, source = data.x[:args.images], f"the first {min(args.images, len(data.x))} of {Path(args.inputs).name}"
-        _warn_clipped(qgraph.input, x, f"inputs {args.inputs}")
-    elif calib is not None:
-        x, source = calib.x[:args.images], f"the first {min(args.images, len(calib.x))} calibration images"
-    else:
-        low, high = qgraph.input.real_range()
-        x = np.random.default_rng(0).uniform(low, high, size=(args.images, *graph.input_shape))
-        source = f"{args.images} random images over the input range (no --inputs or calibration data)"
-    if args.board:
-        plan = _board_plan(args, qgraph, load_board(args.board))
-    else:
-        plan = _plan_file(args) or default_plan(qgraph)
+    x, source = _images(args, graph, qgraph, calib, args.images)
+    plan = _board_plan(args, qgraph, load_board(args.board)) if args.board else fixed or default_plan(qgraph)
     manifest = export_kit(qgraph, x, source, out, plan, str(_model_path(args)))
     files = sum(1 for _ in out.rglob("*") if _.is_file())
     print(f"wrote the study kit of {graph.name} to {out}: {len(manifest['layers'])} layers, {len(x)} images, "
@@ -784,6 +775,8 @@ def cmd_predict(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .flow.tools import ROUTERS
+
     parser = _Parser(prog="cnnhw", description="Turn a trained CNN into verified FPGA hardware.")
     parser.add_argument("--version", action="version", version=f"cnnhw {__version__}")
     common = _Parser(add_help=False)
@@ -867,7 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--tools", choices=("yowasp", "system"), default="yowasp",
                        help="yowasp: the yosys/nextpnr/icepack cnnhw installs (default); system: the ones on PATH")
     build.add_argument("--seed", type=_count(1), default=1, help="nextpnr placement seed (default 1)")
-    build.add_argument("--router", choices=("router1", "router2"), help="nextpnr's router (default: router1 on "
+    build.add_argument("--router", choices=ROUTERS, help="nextpnr's router (default: router1 on "
                        "iCE40, router2 on ECP5, which routes large designs router1 does not)")
     build.add_argument("--inputs", "-i", metavar="DATA", help="images to verify the Verilog on before synthesis "
                        "(default: the calibration images)")

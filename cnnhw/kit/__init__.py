@@ -90,6 +90,9 @@ def _manifest(qgraph: QGraph, x, values, source: str, kit: Path, plan, model_fil
     quantizer = qgraph.input
     inputs = {INPUT: write_tensor(vectors, "00_input", values[0], quantizer.format, _batch_order(qgraph.graph.input_shape))}
     hardware = hardware_words(qgraph, plan)
+    # What each layer reads: the quantized input, or a layer's output.
+    shapes = {INPUT: qgraph.graph.input_shape, **{layer.name: layer.out_shape for layer in qgraph.layers}}
+    formats = {INPUT: quantizer.format, **{layer.name: layer.out_format for layer in qgraph.layers}}
     layers = []
     for index, (layer, reads, output) in enumerate(zip(qgraph.layers, qgraph.layer_inputs, values[1:]), start=1):
         stem = file_stem(index, layer.name)
@@ -103,10 +106,8 @@ def _manifest(qgraph: QGraph, x, values, source: str, kit: Path, plan, model_fil
         inputs[layer.name] = write_tensor(vectors, stem, output, layer.out_format, _batch_order(layer.out_shape))
         layers.append({"index": index, "name": layer.name, **entry,
                        "reads": ["input" if name == INPUT else name for name in reads],
-                       "in_shapes": [list(qgraph.graph.input_shape) if name == INPUT else
-                                     list(_layer(qgraph, name).out_shape) for name in reads],
-                       "in_formats": [format_facts(quantizer.format if name == INPUT else _layer(qgraph, name).out_format)
-                                      for name in reads],
+                       "in_shapes": [list(shapes[name]) for name in reads],
+                       "in_formats": [format_facts(formats[name]) for name in reads],
                        "tensors": files, "output": inputs[layer.name]})
     last = qgraph.layers[-1]
     return {
@@ -125,10 +126,6 @@ def _manifest(qgraph: QGraph, x, values, source: str, kit: Path, plan, model_fil
         "macs": sum(macs(layer) for layer in qgraph.layers),
         "plan": plan.to_json(),
     }
-
-
-def _layer(qgraph: QGraph, name: str):
-    return next(layer for layer in qgraph.layers if layer.name == name)
 
 
 def hardware_words(qgraph: QGraph, plan) -> dict[str, tuple[list[int], int, np.ndarray, str]]:
